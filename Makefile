@@ -1,0 +1,105 @@
+# Makefile for rosim: the rosimd daemon, the rosim command-line tool, tests.
+#
+#   make                  build build/rosimd and build/rosim
+#   make check            build and run every libcheck suite
+#   make check SANITIZE=1 the same under AddressSanitizer + UBSan (build/san)
+#   make run              start rosimd with conf/rosimd.conf
+#   make bench            benchmarks (see bench/README)
+#   make install PREFIX=/usr/local [DESTDIR=...]
+#
+# The first build runs scripts/setup.sh, which installs the Debian packages
+# rosim needs and builds the FAISS C API into build/faiss.  V=1 shows the
+# compiler command lines.
+
+VERSION   = 0.1.0
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+CC       ?= cc
+CXX      ?= c++
+
+ifeq ($(SANITIZE),1)
+BUILD    ?= build/san
+SAN       = -fsanitize=address,undefined -fno-sanitize-recover=all
+OPT      ?= -O1 -g -fno-omit-frame-pointer
+else
+BUILD    ?= build
+SAN       =
+OPT      ?= -O2 -g -fno-omit-frame-pointer
+endif
+
+STD       = -std=c11 -D_GNU_SOURCE
+WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wpointer-arith -Wformat=2 -Werror=implicit-function-declaration
+PKGS      = libmicrohttpd jansson sqlite3 inih libsystemd libutf8proc openblas
+DEFS      = -DROSIM_VERSION='"$(VERSION)"' \
+            -DROSIM_CONF_PATH='"$(PREFIX)/etc/rosim/rosimd.conf"'
+CFLAGS_ALL = $(STD) $(WARN) $(OPT) $(SAN) $(DEFS) -MMD -MP \
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
+FAISS_LIB = build/faiss/libfaiss_c.a
+LIBS      = $(FAISS_LIB) -lfaiss \
+            $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lgomp -lstdc++ -lpthread -lm
+TEST_LIBS = $(shell pkg-config --libs check libcurl 2>/dev/null)
+LDFLAGS_ALL = $(SAN) -fopenmp $(LDFLAGS)
+
+SETUP     = build/.setup-done
+
+MODEL_SRC  = $(wildcard model/*.c)
+INDEX_SRC  = $(wildcard index/*.c)
+SERVER_SRC = $(filter-out server/main.c,$(wildcard server/*.c))
+CLI_SRC    = $(wildcard cli/*.c)
+TEST_SRC   = $(wildcard tests/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+LIB_OBJ    = $(call obj,$(MODEL_SRC) $(INDEX_SRC))
+SERVER_OBJ = $(call obj,$(SERVER_SRC))
+
+ifeq ($(V),1)
+Q =
+else
+Q = @
+endif
+
+.PHONY: all check run bench install clean setup
+all: $(BUILD)/rosimd $(BUILD)/rosim
+
+setup: $(SETUP)
+$(SETUP): scripts/setup.sh
+	sh scripts/setup.sh
+	@mkdir -p $(dir $@) && touch $@
+
+$(BUILD)/obj/%.o: %.c $(SETUP)
+	@mkdir -p $(dir $@)
+	@[ "$(V)" = 1 ] || echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/rosimd: $(call obj,server/main.c) $(SERVER_OBJ) $(LIB_OBJ)
+	@[ "$(V)" = 1 ] || echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+$(BUILD)/rosim: $(call obj,$(CLI_SRC)) $(LIB_OBJ)
+	@[ "$(V)" = 1 ] || echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+$(BUILD)/check_rosim: $(call obj,$(TEST_SRC)) $(SERVER_OBJ) $(LIB_OBJ)
+	@[ "$(V)" = 1 ] || echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(TEST_LIBS)
+
+# The suites find the binaries and fixtures through these variables.
+check: $(BUILD)/check_rosim $(BUILD)/rosimd $(BUILD)/rosim
+	ROSIMD=$(BUILD)/rosimd ROSIM=$(BUILD)/rosim $(BUILD)/check_rosim
+
+run: all
+	$(BUILD)/rosimd -c conf/rosimd.conf
+
+bench: all
+	sh bench/run.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/rosim
+	install -m 0755 $(BUILD)/rosimd $(BUILD)/rosim $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 conf/rosimd.conf $(DESTDIR)$(PREFIX)/etc/rosim/rosimd.conf
+
+clean:
+	rm -rf build/obj build/san build/rosimd build/rosim build/check_rosim
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

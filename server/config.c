@@ -1,0 +1,352 @@
+/*
+ * config.c: a table of typed, bounded options and the INI reader over it.
+ *
+ * Design: each option is a row {section, key, type, offset, bounds,
+ * default}; parsing a value and applying a default go through the same
+ * setter, so a default that fails its own validation is caught by the tests.
+ * libinih does the INI syntax; we feed it lines through our own reader so
+ * that we know the line number of every key and can reject overlong lines
+ * (inih would silently split them).
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+enum opt_type { OPT_ADDR, OPT_INT, OPT_SIZE, OPT_PATH, OPT_ENUM };
+
+struct option {
+    const char *section;
+    const char *key;
+    enum opt_type type;
+    size_t offset;
+    long long min, max;            /* OPT_INT, OPT_SIZE */
+    const char *def;
+    const char *const *choices;    /* OPT_ENUM, NULL-terminated */
+};
+
+static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
+static const char *const fsync_policies[] = { "always", "batch", "off", NULL };
+
+#define OFF(field) offsetof(struct conf, field)
+#define GIB (1024LL * 1024 * 1024)
+
+static const struct option options[] = {
+    { "server", "listen", OPT_ADDR, OFF(listen), 0, 0, "127.0.0.1:8080", NULL },
+    { "server", "threads", OPT_INT, OFF(http_threads), 1, 256, "4", NULL },
+    { "server", "max_connections", OPT_INT, OFF(max_connections), 1, 100000, "1024", NULL },
+    { "server", "per_ip_connections", OPT_INT, OFF(per_ip_connections), 0, 100000, "256", NULL },
+    { "server", "connection_timeout", OPT_INT, OFF(connection_timeout), 1, 86400, "30", NULL },
+    { "server", "max_body_bytes", OPT_SIZE, OFF(max_body_bytes), 1024, GIB, "1m", NULL },
+    { "server", "log_level", OPT_ENUM, OFF(log_level), 0, 0, "info", log_levels },
+    { "model", "dir", OPT_PATH, OFF(model_dir), 0, 0, "models/roformer-sim", NULL },
+    { "model", "threads", OPT_INT, OFF(compute_threads), 1, 256, "2", NULL },
+    { "storage", "data", OPT_PATH, OFF(data_dir), 0, 0, "data", NULL },
+    { "storage", "fsync", OPT_ENUM, OFF(fsync), 0, 0, "always", fsync_policies },
+};
+
+#define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+
+static const struct option *
+find_option(const char *section, const char *key)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (strcmp(options[i].section, section) == 0 &&
+            strcmp(options[i].key, key) == 0)
+            return &options[i];
+    return NULL;
+}
+
+static int
+section_known(const char *section)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (strcmp(options[i].section, section) == 0)
+            return 1;
+    return 0;
+}
+
+/* --- value parsers: each returns NULL or a reason for the error ---------- */
+
+static const char *
+parse_integer(const char *v, long long min, long long max, int with_suffix,
+              long long *out, char *why, size_t why_len)
+{
+    char *end;
+    long long n, mult = 1;
+
+    errno = 0;
+    if (*v == '\0')
+        return "empty value";
+    n = strtoll(v, &end, 10);
+    if (end == v || errno == ERANGE || (*v == '-' && min >= 0 && n != 0)) {
+        if (errno == ERANGE || *v == '-') {
+            snprintf(why, why_len, "%s is out of range (%lld..%lld)", v, min, max);
+            return why;
+        }
+        snprintf(why, why_len, "'%s' is not a whole number", v);
+        return why;
+    }
+    if (with_suffix && *end != '\0' && end[1] == '\0') {
+        switch (*end) {
+        case 'k': case 'K': mult = 1024; end++; break;
+        case 'm': case 'M': mult = 1024 * 1024; end++; break;
+        case 'g': case 'G': mult = GIB; end++; break;
+        default: break;
+        }
+    }
+    if (*end != '\0') {
+        snprintf(why, why_len, with_suffix
+                 ? "'%s' is not a size (a number with optional k, m or g)"
+                 : "'%s' is not a whole number", v);
+        return why;
+    }
+    if (n > max / mult || n < min / mult || n * mult < min || n * mult > max) {
+        snprintf(why, why_len, "%s is out of range (%lld..%lld)", v, min, max);
+        return why;
+    }
+    *out = n * mult;
+    return NULL;
+}
+
+static const char *
+parse_addr(const char *v, struct conf_addr *a, char *why, size_t why_len)
+{
+    char host[sizeof(a->host)];
+    unsigned char buf[sizeof(struct in6_addr)];
+    const char *colon, *h = v;
+    size_t hlen;
+    long long port;
+
+    if (v[0] == '[') {
+        const char *close = strchr(v, ']');
+        if (close == NULL || close[1] != ':')
+            goto bad;
+        h = v + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(v, ':');
+        if (colon == NULL)
+            goto bad;
+        hlen = (size_t)(colon - v);
+    }
+    if (hlen == 0 || hlen >= sizeof(host))
+        goto bad;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    if (inet_pton(v[0] == '[' ? AF_INET6 : AF_INET, host, buf) != 1)
+        goto bad;
+    if (parse_integer(colon + 1, 0, 65535, 0, &port, why, why_len) != NULL) {
+        snprintf(why, why_len, "port '%s' must be a number from 0 to 65535", colon + 1);
+        return why;
+    }
+    memcpy(a->host, host, hlen + 1);
+    a->port = (int)port;
+    return NULL;
+bad:
+    snprintf(why, why_len, "'%s' is not an address (expected IPv4:PORT or [IPv6]:PORT, "
+             "e.g. 127.0.0.1:8080)", v);
+    return why;
+}
+
+static const char *
+apply(struct conf *c, const struct option *o, const char *v, char *why, size_t why_len)
+{
+    char *field = (char *)c + o->offset;
+    long long n;
+    const char *err;
+
+    switch (o->type) {
+    case OPT_ADDR:
+        return parse_addr(v, (struct conf_addr *)field, why, why_len);
+    case OPT_INT:
+    case OPT_SIZE:
+        err = parse_integer(v, o->min, o->max, o->type == OPT_SIZE, &n, why, why_len);
+        if (err != NULL)
+            return err;
+        if (o->type == OPT_INT)
+            *(int *)field = (int)n;
+        else
+            *(size_t *)field = (size_t)n;
+        return NULL;
+    case OPT_PATH:
+        if (*v == '\0')
+            return "empty path";
+        if (strlen(v) >= CONF_PATH_MAX) {
+            snprintf(why, why_len, "path longer than %d bytes", CONF_PATH_MAX - 1);
+            return why;
+        }
+        strcpy(field, v);
+        return NULL;
+    case OPT_ENUM:
+        for (int i = 0; o->choices[i] != NULL; i++) {
+            if (strcmp(v, o->choices[i]) == 0) {
+                *(int *)field = i;
+                return NULL;
+            }
+        }
+        {
+            size_t len = (size_t)snprintf(why, why_len, "'%s' is not one of", v);
+            for (int i = 0; o->choices[i] != NULL && len < why_len; i++)
+                len += (size_t)snprintf(why + len, why_len - len, "%s %s",
+                                        i ? "," : "", o->choices[i]);
+        }
+        return why;
+    }
+    return "unknown option type";
+}
+
+void
+conf_defaults(struct conf *c)
+{
+    char why[256];
+
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const char *err = apply(c, &options[i], options[i].def, why, sizeof(why));
+        if (err != NULL)  /* a bug in the table, caught by the tests */
+            abort();
+    }
+}
+
+int
+conf_set(struct conf *c, const char *name, const char *value, struct rs_error *e)
+{
+    char section[64], why[256];
+    const char *dot = strchr(name, '.');
+    const struct option *o;
+    const char *err;
+
+    if (dot == NULL || (size_t)(dot - name) >= sizeof(section))
+        return rs_error_set(e, RS_EINVAL, "'%s' is not an option name "
+                            "(expected section.key, e.g. server.listen)", name);
+    memcpy(section, name, (size_t)(dot - name));
+    section[dot - name] = '\0';
+    o = find_option(section, dot + 1);
+    if (o == NULL)
+        return rs_error_set(e, RS_EINVAL, "unknown option '%s'", name);
+    err = apply(c, o, value, why, sizeof(why));
+    if (err != NULL)
+        return rs_error_set(e, RS_EINVAL, "[%s] %s: %s", section, o->key, err);
+    return RS_OK;
+}
+
+const char *
+conf_fsync_name(int policy)
+{
+    return fsync_policies[policy];
+}
+
+/* --- the INI file --------------------------------------------------------- */
+
+struct load_ctx {
+    struct conf *conf;
+    FILE *fp;
+    int line;                   /* number of the line last read */
+    int section_line;           /* line of the last [section] header */
+    int error_line;             /* 0 while no error */
+    char error[400];
+    unsigned char seen[N_OPTIONS];
+};
+
+static void
+load_fail(struct load_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+load_fail(struct load_ctx *x, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (x->error_line != 0)
+        return;  /* keep the first error */
+    x->error_line = x->line;
+    va_start(ap, fmt);
+    vsnprintf(x->error, sizeof(x->error), fmt, ap);
+    va_end(ap);
+}
+
+/* inih's line reader: fgets that counts lines and refuses long ones. */
+static char *
+read_line(char *buf, int size, void *stream)
+{
+    struct load_ctx *x = stream;
+    char *r = fgets(buf, size, x->fp);
+    size_t len;
+
+    if (r == NULL)
+        return NULL;
+    x->line++;
+    if (buf[strspn(buf, " \t")] == '[')
+        x->section_line = x->line;
+    len = strlen(buf);
+    if (len == (size_t)size - 1 && buf[len - 1] != '\n' && !feof(x->fp)) {
+        int ch;
+        load_fail(x, "line longer than %d characters", size - 2);
+        while ((ch = fgetc(x->fp)) != EOF && ch != '\n')
+            ;
+        buf[0] = '\0';
+    }
+    return r;
+}
+
+static int
+on_value(void *user, const char *section, const char *key, const char *value)
+{
+    struct load_ctx *x = user;
+    const struct option *o;
+    char why[256];
+    const char *err;
+
+    if (!section_known(section)) {
+        int line = x->line;
+        if (x->section_line != 0)
+            x->line = x->section_line;
+        load_fail(x, "unknown section [%s]", section);
+        x->line = line;
+        return 1;
+    }
+    o = find_option(section, key);
+    if (o == NULL) {
+        load_fail(x, "[%s] %s: unknown option", section, key);
+        return 1;
+    }
+    if (x->seen[o - options]++) {
+        load_fail(x, "[%s] %s: duplicate (already set above)", section, key);
+        return 1;
+    }
+    err = apply(x->conf, o, value, why, sizeof(why));
+    if (err != NULL)
+        load_fail(x, "[%s] %s: %s", section, key, err);
+    return 1;
+}
+
+int
+conf_load(struct conf *c, const char *path, struct rs_error *e)
+{
+    struct load_ctx x;
+    int r;
+
+    memset(&x, 0, sizeof(x));
+    x.conf = c;
+    x.fp = fopen(path, "r");
+    if (x.fp == NULL)
+        return rs_error_set(e, RS_EIO, "%s: cannot open: %s", path, strerror(errno));
+    r = ini_parse_stream(read_line, &x, on_value, &x);
+    fclose(x.fp);
+    if (r > 0 && (x.error_line == 0 || r < x.error_line))
+        return rs_error_set(e, RS_EINVAL, "%s:%d: syntax error (expected [section], "
+                            "key = value, or a # comment)", path, r);
+    if (x.error_line != 0)
+        return rs_error_set(e, RS_EINVAL, "%s:%d: %s", path, x.error_line, x.error);
+    if (r != 0)
+        return rs_error_set(e, RS_EIO, "%s: cannot read", path);
+    return RS_OK;
+}

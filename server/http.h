@@ -1,0 +1,28 @@
+/*
+ * http.h: the HTTP listener of rosimd (libmicrohttpd, epoll, thread pool).
+ *
+ * http_server_start() binds the configured address and serves requests on
+ * its own threads until http_server_stop(), which stops accepting, lets
+ * requests in flight finish, and joins the threads.  Request bodies are
+ * read incrementally up to server.max_body_bytes; larger ones get 413 as
+ * soon as the limit (or a larger Content-Length) is seen.  Every error
+ * response has the shape {"error":{"code":"...","message":"..."}}.
+ */
+#ifndef ROSIM_HTTP_H
+#define ROSIM_HTTP_H
+
+#include "config.h"
+
+struct http_server;
+
+/* Start serving.  Returns NULL and fills e when the address cannot be bound
+ * or the library fails to start.  conf must outlive the server. */
+struct http_server *http_server_start(const struct conf *conf, struct rs_error *e);
+
+/* The port actually bound (useful when the configured port is 0). */
+int http_server_port(const struct http_server *s);
+
+/* Stop accepting, finish requests in flight, free s.  NULL is a no-op. */
+void http_server_stop(struct http_server *s);
+
+#endif

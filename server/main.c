@@ -1,0 +1,160 @@
+/*
+ * main.c: rosimd, the rosim daemon.
+ *
+ *     rosimd [-c FILE] [-t] [--listen ADDR:PORT] [--model DIR] [--data DIR]
+ *            [-o section.key=value]...
+ *
+ * Startup order: configuration (file, then command-line overrides), logging,
+ * the HTTP listener.  Then the main thread waits for SIGTERM or SIGINT and
+ * shuts down in reverse order.  This is the only file that may exit().
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "http.h"
+#include "log.h"
+
+#ifndef ROSIM_VERSION
+#define ROSIM_VERSION "0.1.0"
+#endif
+#ifndef ROSIM_CONF_PATH
+#define ROSIM_CONF_PATH "/etc/rosim/rosimd.conf"
+#endif
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+            "usage: rosimd [-c FILE] [-t] [--listen ADDR:PORT] [--model DIR] [--data DIR]\n"
+            "              [-o section.key=value]...\n"
+            "  -c, --config FILE   configuration file (default conf/rosimd.conf if present,\n"
+            "                      else " ROSIM_CONF_PATH ")\n"
+            "  -t, --test          check the configuration and exit\n"
+            "  --listen ADDR:PORT  same as -o server.listen=ADDR:PORT\n"
+            "  --model DIR         same as -o model.dir=DIR\n"
+            "  --data DIR          same as -o storage.data=DIR\n"
+            "  -o NAME=VALUE       set any option of the configuration file\n"
+            "  -h, --help          this text;  -V, --version  the version\n");
+}
+
+static const char *
+default_config_path(void)
+{
+    struct stat st;
+
+    if (stat("conf/rosimd.conf", &st) == 0)
+        return "conf/rosimd.conf";
+    return ROSIM_CONF_PATH;
+}
+
+/* Record an override; applied after the file so the command line wins. */
+struct override {
+    const char *name;
+    const char *value;
+};
+
+int
+main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "test", no_argument, NULL, 't' },
+        { "listen", required_argument, NULL, 'L' },
+        { "model", required_argument, NULL, 'M' },
+        { "data", required_argument, NULL, 'D' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct override *ov;
+    int n_ov = 0, test_only = 0, opt, sig;
+    const char *config_path = NULL;
+    struct rs_error err;
+    struct conf conf;
+    struct http_server *http;
+    sigset_t sigs;
+
+    ov = calloc((size_t)argc, sizeof(*ov));
+    if (ov == NULL) {
+        fprintf(stderr, "rosimd: out of memory\n");
+        return 1;
+    }
+    while ((opt = getopt_long(argc, argv, "c:to:hV", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': config_path = optarg; break;
+        case 't': test_only = 1; break;
+        case 'L': ov[n_ov++] = (struct override){ "server.listen", optarg }; break;
+        case 'M': ov[n_ov++] = (struct override){ "model.dir", optarg }; break;
+        case 'D': ov[n_ov++] = (struct override){ "storage.data", optarg }; break;
+        case 'o': {
+            char *eq = strchr(optarg, '=');
+            if (eq == NULL) {
+                fprintf(stderr, "rosimd: -o %s: expected section.key=value\n", optarg);
+                return 2;
+            }
+            *eq = '\0';
+            ov[n_ov++] = (struct override){ optarg, eq + 1 };
+            break;
+        }
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("rosimd %s\n", ROSIM_VERSION); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "rosimd: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+
+    conf_defaults(&conf);
+    if (config_path == NULL)
+        config_path = default_config_path();
+    if (conf_load(&conf, config_path, &err) != RS_OK) {
+        fprintf(stderr, "rosimd: %s\n", err.msg);
+        return 1;
+    }
+    for (int i = 0; i < n_ov; i++) {
+        if (conf_set(&conf, ov[i].name, ov[i].value, &err) != RS_OK) {
+            fprintf(stderr, "rosimd: command line: %s\n", err.msg);
+            return 1;
+        }
+    }
+    free(ov);
+    if (test_only) {
+        printf("rosimd: configuration %s is valid\n", config_path);
+        return 0;
+    }
+    log_threshold = conf.log_level;
+
+    /* Signals are taken synchronously by the main thread; every other
+     * thread inherits the blocked mask. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    log_msg(LOG_INFO, "rosimd %s starting with %s", ROSIM_VERSION, config_path);
+    http = http_server_start(&conf, &err);
+    if (http == NULL) {
+        log_msg(LOG_ERROR, "%s", err.msg);
+        return 1;
+    }
+    log_msg(LOG_INFO, "listening on %s:%d", conf.listen.host, http_server_port(http));
+
+    do {
+        if (sigwait(&sigs, &sig) != 0)
+            sig = 0;
+    } while (sig != SIGTERM && sig != SIGINT);
+    log_msg(LOG_INFO, "%s received, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    http_server_stop(http);
+    log_msg(LOG_INFO, "stopped");
+    return 0;
+}

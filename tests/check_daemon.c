@@ -1,0 +1,96 @@
+/*
+ * check_daemon.c: rosimd as a process: configuration checking (-t), the
+ * listener, /healthz, JSON errors, the body size cap, clean SIGTERM exit.
+ */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "suites.h"
+#include "testutil.h"
+
+static void
+assert_error_reply(const struct tu_response *r, long status, const char *code)
+{
+    json_error_t je;
+    json_t *j = json_loads(r->body, 0, &je);
+    const char *got = NULL, *msg = NULL;
+
+    ck_assert_int_eq(r->status, status);
+    ck_assert_msg(j != NULL, "reply is not JSON: %s", r->body);
+    ck_assert_int_eq(json_unpack(j, "{s:{s:s,s:s}}", "error", "code", &got, "message", &msg), 0);
+    ck_assert_str_eq(got, code);
+    ck_assert(strlen(msg) > 0);
+    json_decref(j);
+}
+
+START_TEST(test_config_check)
+{
+    char *argv[] = { (char *)tu_program("ROSIMD", "build/rosimd"), "-t", "-c",
+                     "tests/conf/bad/out-of-range.conf", NULL };
+    char *err = NULL;
+
+    ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "tests/conf/bad/out-of-range.conf:3: [server] threads"));
+    free(err);
+    argv[3] = "conf/rosimd.conf";
+    ck_assert_int_eq(tu_run(argv, NULL, NULL, NULL), 0);
+    argv[1] = "-o";
+    argv[2] = "server.threads=0";
+    argv[3] = "-t";
+    ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "command line: [server] threads: 0 is out of range"));
+    free(err);
+}
+END_TEST
+
+START_TEST(test_healthz_and_errors)
+{
+    static const char *const extra[] = { "-o", "server.max_body_bytes=2k", NULL };
+    struct tu_daemon d;
+    struct tu_response r;
+    char big[4096];
+
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+
+    ck_assert_int_eq(tu_http(d.port, "GET", "/healthz", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    ck_assert_ptr_nonnull(strstr(r.headers, "application/json"));
+    tu_response_free(&r);
+
+    ck_assert_int_eq(tu_http(d.port, "GET", "/no/such/route", NULL, NULL, 0, &r), 0);
+    assert_error_reply(&r, 404, "not_found");
+    tu_response_free(&r);
+
+    ck_assert_int_eq(tu_http(d.port, "DELETE", "/healthz", NULL, NULL, 0, &r), 0);
+    assert_error_reply(&r, 405, "method_not_allowed");
+    tu_response_free(&r);
+
+    memset(big, 'x', sizeof(big));
+    ck_assert_int_eq(tu_http(d.port, "POST", "/healthz", "application/json", big,
+                             sizeof(big), &r), 0);
+    assert_error_reply(&r, 413, "body_too_large");
+    tu_response_free(&r);
+
+    /* still serving after all that */
+    ck_assert_int_eq(tu_http(d.port, "GET", "/healthz", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    tu_response_free(&r);
+
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+}
+END_TEST
+
+Suite *
+daemon_suite(void)
+{
+    Suite *s = suite_create("daemon");
+    TCase *tc = tcase_create("process");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_config_check);
+    tcase_add_test(tc, test_healthz_and_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,21 @@
+/*
+ * check_main.c: runs every suite; exit status 0 only if all tests pass.
+ * Run from the repository root (fixtures are found under tests/).
+ */
+#include <stdlib.h>
+
+#include "suites.h"
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    int failed;
+
+    srunner_add_suite(sr, faiss_suite());
+    srunner_add_suite(sr, daemon_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

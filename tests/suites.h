@@ -1,0 +1,13 @@
+/*
+ * suites.h: every libcheck suite of rosim, run together by check_main.c.
+ */
+#ifndef ROSIM_SUITES_H
+#define ROSIM_SUITES_H
+
+#include <check.h>
+
+Suite *config_suite(void);
+Suite *faiss_suite(void);
+Suite *daemon_suite(void);
+
+#endif

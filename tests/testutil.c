@@ -1,0 +1,236 @@
+/*
+ * testutil.c: process and HTTP helpers for the suites (see testutil.h).
+ */
+#include "testutil.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *
+tu_program(const char *env, const char *fallback)
+{
+    const char *p = getenv(env);
+    return p != NULL && *p != '\0' ? p : fallback;
+}
+
+struct buf {
+    char *data;
+    size_t len, cap;
+};
+
+static void
+buf_add(struct buf *b, const void *p, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        b->data = realloc(b->data, cap);
+        if (b->data == NULL)
+            abort();
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+int
+tu_run(char *const argv[], const char *stdin_data, char **out, char **err)
+{
+    int in[2], o[2], e[2], status;
+    struct buf bo = { 0 }, be = { 0 };
+    size_t in_len = stdin_data ? strlen(stdin_data) : 0, in_off = 0;
+    pid_t pid;
+
+    if (pipe(in) || pipe(o) || pipe(e))
+        return -1;
+    pid = fork();
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(o[1], 1);
+        dup2(e[1], 2);
+        close(in[1]);
+        close(o[0]);
+        close(e[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(o[1]);
+    close(e[1]);
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
+    buf_add(&bo, "", 0);
+    buf_add(&be, "", 0);
+    if (in_len == 0) {
+        close(in[1]);
+        in[1] = -1;
+    }
+    for (int open_fds = 2; open_fds > 0;) {
+        struct pollfd p[3] = { { o[0], POLLIN, 0 }, { e[0], POLLIN, 0 },
+                               { in[1], POLLOUT, 0 } };
+        char tmp[65536];
+        if (poll(p, in[1] >= 0 ? 3 : 2, -1) < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd >= 0 && (p[i].revents & (POLLIN | POLLHUP))) {
+                ssize_t n = read(p[i].fd, tmp, sizeof(tmp));
+                if (n > 0) {
+                    buf_add(i == 0 ? &bo : &be, tmp, (size_t)n);
+                } else {
+                    close(p[i].fd);
+                    if (i == 0) o[0] = -1; else e[0] = -1;
+                    open_fds--;
+                }
+            }
+        }
+        if (in[1] >= 0 && (p[2].revents & (POLLOUT | POLLERR))) {
+            ssize_t n = write(in[1], stdin_data + in_off, in_len - in_off);
+            if (n > 0)
+                in_off += (size_t)n;
+            if (n < 0 || in_off == in_len) {
+                close(in[1]);
+                in[1] = -1;
+            }
+        }
+    }
+    if (in[1] >= 0)
+        close(in[1]);
+    if (waitpid(pid, &status, 0) < 0)
+        return -1;
+    if (out) *out = bo.data; else free(bo.data);
+    if (err) *err = be.data; else free(be.data);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int
+tu_daemon_start(struct tu_daemon *d, const char *const extra[])
+{
+    const char *argv[64];
+    int n = 0, e[2];
+    char log[8192];
+    size_t len = 0;
+    time_t deadline = time(NULL) + 60;
+
+    argv[n++] = tu_program("ROSIMD", "build/rosimd");
+    argv[n++] = "--listen";
+    argv[n++] = "127.0.0.1:0";
+    for (int i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    if (pipe(e))
+        return -1;
+    d->pid = fork();
+    if (d->pid == 0) {
+        dup2(e[1], 2);
+        close(e[0]);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(e[1]);
+    d->stderr_fd = e[0];
+    d->port = 0;
+    while (time(NULL) < deadline && len < sizeof(log) - 1) {
+        struct pollfd p = { e[0], POLLIN, 0 };
+        ssize_t r;
+        char *at;
+        if (poll(&p, 1, 1000) <= 0)
+            continue;
+        r = read(e[0], log + len, sizeof(log) - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        log[len] = '\0';
+        at = strstr(log, "listening on 127.0.0.1:");
+        if (at != NULL && strchr(at, '\n') != NULL) {
+            d->port = atoi(at + strlen("listening on 127.0.0.1:"));
+            return 0;
+        }
+    }
+    fprintf(stderr, "rosimd did not start:\n%.*s\n", (int)len, log);
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, NULL, 0);
+    close(e[0]);
+    return -1;
+}
+
+int
+tu_daemon_stop(struct tu_daemon *d)
+{
+    int status;
+
+    kill(d->pid, SIGTERM);
+    if (waitpid(d->pid, &status, 0) < 0)
+        return -1;
+    close(d->stderr_fd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static size_t
+on_data(char *p, size_t size, size_t n, void *user)
+{
+    buf_add(user, p, size * n);
+    return size * n;
+}
+
+int
+tu_http(int port, const char *method, const char *path, const char *content_type,
+        const char *body, size_t body_len, struct tu_response *r)
+{
+    struct buf b = { 0 }, h = { 0 };
+    struct curl_slist *hdrs = NULL;
+    char url[1024], ct[256];
+    CURL *c = curl_easy_init();
+    CURLcode rc;
+
+    if (c == NULL)
+        return -1;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    buf_add(&b, "", 0);
+    buf_add(&h, "", 0);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    if (content_type != NULL) {
+        snprintf(ct, sizeof(ct), "Content-Type: %s", content_type);
+        hdrs = curl_slist_append(hdrs, ct);
+    }
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    if (body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    }
+    rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    r->body = b.data;
+    r->body_len = b.len;
+    r->headers = h.data;
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+void
+tu_response_free(struct tu_response *r)
+{
+    free(r->body);
+    free(r->headers);
+    r->body = r->headers = NULL;
+}

@@ -1,0 +1,47 @@
+/*
+ * testutil.h: helpers shared by the suites: running programs, starting a
+ * rosimd on a free loopback port, and HTTP requests through libcurl.
+ */
+#ifndef ROSIM_TESTUTIL_H
+#define ROSIM_TESTUTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Path of a built program from the environment (ROSIMD, ROSIM), with a
+ * default under build/. */
+const char *tu_program(const char *env, const char *fallback);
+
+/* Run argv with stdin_data on standard input; capture stdout and stderr
+ * (malloc'd, NUL-terminated, caller frees).  Returns the exit status, or
+ * -1 when the program did not exit normally. */
+int tu_run(char *const argv[], const char *stdin_data, char **out, char **err);
+
+struct tu_daemon {
+    pid_t pid;
+    int port;
+    int stderr_fd;   /* the rest of the daemon's log */
+};
+
+/* Start rosimd with the given extra arguments (NULL-terminated) on
+ * 127.0.0.1:0 and wait until it logs its port.  Returns 0 or -1. */
+int tu_daemon_start(struct tu_daemon *d, const char *const extra[]);
+
+/* Send SIGTERM and wait; returns the exit status (or -1). */
+int tu_daemon_stop(struct tu_daemon *d);
+
+struct tu_response {
+    long status;
+    char *body;        /* malloc'd, NUL-terminated */
+    size_t body_len;
+    char *headers;     /* raw header block, malloc'd */
+};
+
+/* One HTTP request to 127.0.0.1:port.  content_type may be NULL.
+ * Returns 0 when an HTTP response arrived. */
+int tu_http(int port, const char *method, const char *path, const char *content_type,
+            const char *body, size_t body_len, struct tu_response *r);
+
+void tu_response_free(struct tu_response *r);
+
+#endif
