@@ -9,5 +9,6 @@
 Suite *config_suite(void);
 Suite *faiss_suite(void);
 Suite *daemon_suite(void);
+Suite *tokenizer_suite(void);
 
 #endif
