@@ -1,1 +1,316 @@
-int main(void) { return 0; }
+/*
+ * rosim.c: the command-line tool: run the model without a server.
+ *
+ *     rosim tokenize --model DIR [--max-length N]
+ *     rosim embed    --model DIR [--max-length N] [--batch N] [--raw] [--pooler P]
+ *
+ * Reads one text per line on stdin (a trailing \r is dropped) and writes one
+ * JSON value per line on stdout, UTF-8 without ASCII escaping.  Exit status
+ * 0 on success; otherwise a one-line message on stderr and status 1 (bad
+ * model or input) or 2 (bad arguments).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../model/roformer.h"
+#include "bench.h"
+
+struct options {
+    const char *model;
+    int max_length;     /* tokenize: 0 = none; embed: default 64 */
+    int batch;
+    int raw;
+    int pooler;
+    int threads;
+};
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+            "usage: rosim tokenize --model DIR [--max-length N]\n"
+            "       rosim embed    --model DIR [--max-length N] [--batch N] [--raw]\n"
+            "                      [--pooler linear|tanh|cls|mean] [--threads N]\n"
+            "       rosim bench    --model DIR [--input FILE] [--count N] [--threads N]\n"
+            "Reads one text per line on stdin, writes one JSON value per line.\n");
+}
+
+static int
+parse_int(const char *opt, const char *v, int lo, int hi, int *out)
+{
+    char *end;
+    long n;
+
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || errno || n < lo || n > hi) {
+        fprintf(stderr, "rosim: %s: '%s' is not a number from %d to %d\n", opt, v, lo, hi);
+        return -1;
+    }
+    *out = (int)n;
+    return 0;
+}
+
+/* Print a JSON value on its own line, without ASCII escaping. */
+static int
+emit(json_t *j)
+{
+    int rc = json_dumpf(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(j);
+    if (rc != 0 || fputc('\n', stdout) == EOF)
+        return -1;
+    return 0;
+}
+
+static ssize_t
+read_line(char **line, size_t *cap)
+{
+    ssize_t n = getline(line, cap, stdin);
+
+    if (n > 0 && (*line)[n - 1] == '\n')
+        (*line)[--n] = '\0';
+    if (n > 0 && (*line)[n - 1] == '\r')
+        (*line)[--n] = '\0';
+    return n;
+}
+
+static int
+cmd_tokenize(const struct rf_model *m, const struct options *o)
+{
+    const struct tok_vocab *v = rf_model_vocab(m);
+    struct tok_output out = { 0 };
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long lineno = 0;
+    int rc = 0;
+
+    while ((n = read_line(&line, &cap)) >= 0) {
+        struct rs_error e;
+        json_t *tokens, *ids;
+        lineno++;
+        if (tok_encode(v, line, (size_t)n, o->max_length, &out, &e) != RS_OK) {
+            fprintf(stderr, "rosim: line %ld: %s\n", lineno, e.msg);
+            rc = 1;
+            break;
+        }
+        tokens = json_array();
+        ids = json_array();
+        for (int i = 0; i < out.n; i++) {
+            json_array_append_new(tokens, json_string(out.pieces[i]));
+            json_array_append_new(ids, json_integer(out.ids[i]));
+        }
+        if (emit(json_pack("{s:o,s:o}", "tokens", tokens, "ids", ids)) != 0) {
+            fprintf(stderr, "rosim: cannot write output\n");
+            rc = 1;
+            break;
+        }
+    }
+    free(line);
+    tok_output_free(&out);
+    return rc;
+}
+
+/* Embedding works on windows of lines: tokenized, sorted by length so
+ * batches carry little padding, encoded, and written in input order. */
+struct item {
+    int32_t *ids;
+    int len;
+    int order;
+};
+
+static int
+by_len(const void *a, const void *b)
+{
+    const struct item *x = a, *y = b;
+    return x->len != y->len ? x->len - y->len : x->order - y->order;
+}
+
+static int
+embed_window(const struct rf_model *m, struct rf_state *s, const struct options *o,
+             struct item *items, int n, float *vecs)
+{
+    const int H = rf_model_config(m)->d_model;
+    const int32_t *ids[1024];
+    int lens[1024];
+    struct item *sorted = malloc((size_t)n * sizeof(*sorted));
+
+    if (sorted == NULL)
+        return -1;
+    memcpy(sorted, items, (size_t)n * sizeof(*sorted));
+    qsort(sorted, (size_t)n, sizeof(*sorted), by_len);
+    for (int i = 0; i < n; i += o->batch) {
+        int k = n - i < o->batch ? n - i : o->batch;
+        float tmp[k * H];
+        struct rs_error e;
+        for (int j = 0; j < k; j++) {
+            ids[j] = sorted[i + j].ids;
+            lens[j] = sorted[i + j].len;
+        }
+        if (rf_encode(m, s, ids, lens, k, (enum rf_pooler)o->pooler, tmp, &e) != RS_OK) {
+            fprintf(stderr, "rosim: %s\n", e.msg);
+            free(sorted);
+            return -1;
+        }
+        for (int j = 0; j < k; j++)
+            memcpy(vecs + (size_t)sorted[i + j].order * (size_t)H, tmp + (size_t)j * (size_t)H,
+                   (size_t)H * sizeof(float));
+    }
+    free(sorted);
+    for (int i = 0; i < n; i++) {
+        float *v = vecs + (size_t)i * (size_t)H, norm = 0;
+        json_t *arr = json_array();
+        for (int j = 0; j < H; j++)
+            norm += v[j] * v[j];
+        norm = sqrtf(norm);
+        for (int j = 0; j < H; j++)
+            json_array_append_new(arr, json_real(o->raw || norm == 0 ? v[j] : v[j] / norm));
+        if (emit(arr) != 0) {
+            fprintf(stderr, "rosim: cannot write output\n");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+cmd_embed(const struct rf_model *m, const struct options *o)
+{
+    const int H = rf_model_config(m)->d_model, window = 16 * o->batch;
+    struct item *items = calloc((size_t)window, sizeof(*items));
+    float *vecs = malloc((size_t)window * (size_t)H * sizeof(float));
+    struct rf_state *s = rf_state_new(m, o->batch, o->max_length);
+    struct tok_output out = { 0 };
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long lineno = 0;
+    int n = 0, rc = 0;
+
+    if (items == NULL || vecs == NULL || s == NULL) {
+        fprintf(stderr, "rosim: out of memory\n");
+        rc = 1;
+        goto done;
+    }
+    while (rc == 0 && (len = read_line(&line, &cap)) >= 0) {
+        struct rs_error e;
+        lineno++;
+        if (tok_encode(rf_model_vocab(m), line, (size_t)len, o->max_length, &out, &e) != RS_OK) {
+            fprintf(stderr, "rosim: line %ld: %s\n", lineno, e.msg);
+            rc = 1;
+            break;
+        }
+        items[n].ids = malloc((size_t)out.n * sizeof(int32_t));
+        if (items[n].ids == NULL) {
+            fprintf(stderr, "rosim: out of memory\n");
+            rc = 1;
+            break;
+        }
+        memcpy(items[n].ids, out.ids, (size_t)out.n * sizeof(int32_t));
+        items[n].len = out.n;
+        items[n].order = n;
+        if (++n == window) {
+            rc = embed_window(m, s, o, items, n, vecs) ? 1 : 0;
+            for (int i = 0; i < n; i++)
+                free(items[i].ids);
+            n = 0;
+        }
+    }
+    if (rc == 0 && n > 0)
+        rc = embed_window(m, s, o, items, n, vecs) ? 1 : 0;
+done:
+    for (int i = 0; i < n; i++)
+        free(items ? items[i].ids : NULL);
+    free(items);
+    free(vecs);
+    free(line);
+    tok_output_free(&out);
+    rf_state_free(s);
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "model", required_argument, NULL, 'm' },
+        { "max-length", required_argument, NULL, 'L' },
+        { "batch", required_argument, NULL, 'b' },
+        { "raw", no_argument, NULL, 'r' },
+        { "pooler", required_argument, NULL, 'p' },
+        { "threads", required_argument, NULL, 't' },
+        { "input", required_argument, NULL, 'i' },
+        { "count", required_argument, NULL, 'c' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct options o = { NULL, -1, 32, 0, RF_POOL_LINEAR, 0 };
+    struct bench_options bo = { NULL, 512 };
+    const char *cmd;
+    struct rf_model *m;
+    struct rs_error e;
+    int opt, rc;
+
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    cmd = argv[1];
+    if (strcmp(cmd, "tokenize") != 0 && strcmp(cmd, "embed") != 0 && strcmp(cmd, "bench") != 0) {
+        fprintf(stderr, "rosim: unknown command '%s' (tokenize, embed, bench)\n", cmd);
+        return 2;
+    }
+    optind = 2;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'm': o.model = optarg; break;
+        case 'L': if (parse_int("--max-length", optarg, 2, 100000, &o.max_length)) return 2; break;
+        case 'b': if (parse_int("--batch", optarg, 1, 1024, &o.batch)) return 2; break;
+        case 'r': o.raw = 1; break;
+        case 'p':
+            if ((o.pooler = rf_pooler_parse(optarg)) < 0) {
+                fprintf(stderr, "rosim: --pooler: '%s' is not linear, tanh, cls or mean\n", optarg);
+                return 2;
+            }
+            break;
+        case 't': if (parse_int("--threads", optarg, 1, 256, &o.threads)) return 2; break;
+        case 'i': bo.input = optarg; break;
+        case 'c': if (parse_int("--count", optarg, 1, 1000000, &bo.count)) return 2; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "rosim: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (o.model == NULL) {
+        fprintf(stderr, "rosim: --model DIR is required\n");
+        return 2;
+    }
+    if (o.max_length < 0)
+        o.max_length = strcmp(cmd, "tokenize") == 0 ? 0 : 64;
+    rf_set_threads(o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
+    if (rf_model_load(&m, o.model, &e) != RS_OK) {
+        fprintf(stderr, "rosim: %s\n", e.msg);
+        return 1;
+    }
+    if (strcmp(cmd, "tokenize") == 0)
+        rc = cmd_tokenize(m, &o);
+    else if (strcmp(cmd, "embed") == 0)
+        rc = cmd_embed(m, &o);
+    else
+        rc = bench_encoder(m, &bo);
+    if (fflush(stdout) != 0 && rc == 0) {
+        fprintf(stderr, "rosim: cannot write output\n");
+        rc = 1;
+    }
+    rf_model_free(m);
+    return rc;
+}

@@ -10,5 +10,6 @@ Suite *config_suite(void);
 Suite *faiss_suite(void);
 Suite *daemon_suite(void);
 Suite *tokenizer_suite(void);
+Suite *model_suite(void);
 
 #endif

@@ -1,0 +1,678 @@
+/*
+ * roformer.c: loading the encoder's weights and running it.
+ *
+ * Weights are converted once to float32 in the layout the forward pass
+ * wants: dense kernels as [in, out] (TF's layout; Hugging Face [out, in]
+ * matrices are transposed), q, k and v fused into one [H, 3H] kernel so a
+ * layer's projections are one sgemm.  Tensors are looked up by their
+ * bert4keras/Google names and, failing that, by the Hugging Face names the
+ * converters produce (roformer.* / bert.* / no prefix).
+ *
+ * The forward pass over a padded batch [B, T]:
+ *     x = LN(E_tok[id] + E_seg[seg] (+ E_pos[t]))
+ *     per layer:  qkv = x Wqkv + b;  rotate q, k;  a = softmax(q k^T / sqrt(d) + mask) v
+ *                 x = LN(x + a Wo + bo);  x = LN(x + gelu(x W1 + b1) W2 + b2)
+ *     pool = f(x[CLS] Wp + bp)
+ */
+#include "roformer.h"
+
+#include <cblas.h>
+#include <jansson.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weights.h"
+
+struct rf_layer {
+    float *wqkv, *bqkv;    /* [H, 3H], [3H] */
+    float *wo, *bo;        /* [H, H], [H] */
+    float *ln1_g, *ln1_b;  /* [H] */
+    float *w1, *b1;        /* [H, I], [I] */
+    float *w2, *b2;        /* [I, H], [H] */
+    float *ln2_g, *ln2_b;  /* [H] */
+};
+
+struct rf_model {
+    struct rf_config cfg;
+    struct tok_vocab *vocab;
+    const char *format;
+    float *tok_emb;        /* [V, H] */
+    float *seg_emb;        /* [n_type, H] */
+    float *pos_emb;        /* [max_pos, H], BERT only */
+    float *emb_ln_g, *emb_ln_b;
+    struct rf_layer *layers;
+    float *pool_w, *pool_b;  /* [H, H], [H] */
+    float **owned;         /* every float buffer above, for freeing */
+    int n_owned, cap_owned;
+};
+
+struct rf_state {
+    int max_batch, max_len, stride;
+    int n_threads;
+    float *x;        /* [B*T, H] hidden states */
+    float *qkv;      /* [B*T, 3H] */
+    float *att;      /* [B*T, H] attention output before Wo */
+    float *tmp;      /* [B*T, H] */
+    float *ff;       /* [B*T, I] */
+    float *scores;   /* [threads, T] */
+    float *rope_sin, *rope_cos;   /* [T, d/2] */
+    int32_t *tokens; /* [B*T] padded ids */
+    int *lens;       /* [B] */
+};
+
+/* --- configuration -------------------------------------------------------- */
+
+static int
+cfg_int(json_t *root, const char *key, int def, int lo, int hi, int *out, const char *path,
+        struct rs_error *e)
+{
+    json_t *v = json_object_get(root, key);
+
+    if (v == NULL || json_is_null(v)) {
+        if (def < 0)
+            return rs_error_set(e, RS_EFORMAT, "%s: missing \"%s\"", path, key);
+        *out = def;
+        return RS_OK;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return rs_error_set(e, RS_EFORMAT, "%s: \"%s\" must be an integer from %d to %d",
+                            path, key, lo, hi);
+    *out = (int)json_integer_value(v);
+    return RS_OK;
+}
+
+static int
+load_config(struct rf_config *c, const char *dir, struct rs_error *e)
+{
+    char path[4200];
+    json_t *root;
+    json_error_t je;
+    const char *act = "gelu";
+    int rc, emb;
+
+    snprintf(path, sizeof(path), "%s/bert_config.json", dir);
+    root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (root == NULL) {
+        snprintf(path, sizeof(path), "%s/config.json", dir);
+        root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    }
+    if (root == NULL)
+        return rs_error_set(e, RS_ENOTFOUND, "%s: no readable bert_config.json or "
+                            "config.json (%s)", dir, je.text);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return rs_error_set(e, RS_EFORMAT, "%s: not a JSON object", path);
+    }
+    if ((rc = cfg_int(root, "vocab_size", -1, 1, 10000000, &c->n_vocab, path, e)) ||
+        (rc = cfg_int(root, "hidden_size", -1, 1, 65536, &c->d_model, path, e)) ||
+        (rc = cfg_int(root, "num_hidden_layers", -1, 1, 1000, &c->n_layer, path, e)) ||
+        (rc = cfg_int(root, "num_attention_heads", -1, 1, 1024, &c->n_head, path, e)) ||
+        (rc = cfg_int(root, "intermediate_size", -1, 1, 1 << 20, &c->d_ff, path, e)) ||
+        (rc = cfg_int(root, "type_vocab_size", 2, 1, 1000, &c->n_type, path, e)) ||
+        (rc = cfg_int(root, "max_position_embeddings", 512, 1, 1 << 20, &c->max_pos, path, e)) ||
+        (rc = cfg_int(root, "embedding_size", c->d_model, 1, 65536, &emb, path, e))) {
+        json_decref(root);
+        return rc;
+    }
+    if (json_is_string(json_object_get(root, "hidden_act")))
+        act = json_string_value(json_object_get(root, "hidden_act"));
+    c->ln_eps = 1e-12f;
+    if (json_is_number(json_object_get(root, "layer_norm_eps")))
+        c->ln_eps = (float)json_number_value(json_object_get(root, "layer_norm_eps"));
+    if (strcmp(act, "gelu") != 0) {
+        rc = rs_error_set(e, RS_EFORMAT, "%s: hidden_act \"%s\" is not supported (gelu is)",
+                          path, act);
+    } else if (emb != c->d_model) {
+        rc = rs_error_set(e, RS_EFORMAT, "%s: embedding_size %d differs from hidden_size "
+                          "%d, which is not supported", path, emb, c->d_model);
+    } else if (c->d_model % c->n_head != 0) {
+        rc = rs_error_set(e, RS_EFORMAT, "%s: hidden_size %d is not a multiple of "
+                          "num_attention_heads (%d)", path, c->d_model, c->n_head);
+    }
+    json_decref(root);
+    return rc;
+}
+
+/* --- weights -------------------------------------------------------------- */
+
+static float *
+owned_alloc(struct rf_model *m, size_t n)
+{
+    float *p;
+
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? 2 * m->cap_owned : 64;
+        float **o = realloc(m->owned, (size_t)cap * sizeof(*o));
+        if (o == NULL)
+            return NULL;
+        m->owned = o;
+        m->cap_owned = cap;
+    }
+    p = malloc((n ? n : 1) * sizeof(float));
+    if (p != NULL)
+        m->owned[m->n_owned++] = p;
+    return p;
+}
+
+/* The Hugging Face name for a bert4keras/Google name, with prefix pfx; sets
+ * *transpose for dense kernels.  alt selects gamma/beta over weight/bias. */
+static void
+hf_name(const char *tf, const char *pfx, int alt, char *out, size_t out_len, int *transpose)
+{
+    char buf[256];
+    size_t n = 0;
+    const char *p = tf;
+
+    *transpose = 0;
+    if (strncmp(p, "bert/", 5) == 0) {
+        n = (size_t)snprintf(buf, sizeof(buf), "%s", pfx);
+        p += 5;
+    }
+    while (*p && n < sizeof(buf) - 32) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        int last = slash == NULL;
+        if (len > 6 && strncmp(p, "layer_", 6) == 0) {
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "layer.%.*s", (int)len - 6, p + 6);
+        } else if (last && len == 6 && strncmp(p, "kernel", 6) == 0) {
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "weight");
+            *transpose = 1;
+        } else if (last && len == 5 && strncmp(p, "gamma", 5) == 0) {
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, alt ? "gamma" : "weight");
+        } else if (last && len == 4 && strncmp(p, "beta", 4) == 0) {
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, alt ? "beta" : "bias");
+        } else if (last && len == 11 && strncmp(p, "output_bias", 11) == 0) {
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "bias");
+        } else if (last && len > 11 && strncmp(p + len - 11, "_embeddings", 11) == 0) {
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%.*s.weight", (int)len, p);
+        } else {
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%.*s", (int)len, p);
+        }
+        if (slash) {
+            buf[n++] = '.';
+            p = slash + 1;
+        } else {
+            break;
+        }
+    }
+    buf[n] = '\0';
+    snprintf(out, out_len, "%s", buf);
+}
+
+static const struct wt_tensor *
+find_tensor(const struct wt_set *w, const char *tf, int *transpose)
+{
+    static const char *const prefixes[] = { "roformer.", "bert.", "" };
+    const struct wt_tensor *t = wt_find(w, tf);
+    char name[300];
+
+    *transpose = 0;
+    if (t != NULL)
+        return t;
+    for (int alt = 0; alt < 2; alt++) {
+        for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+            hf_name(tf, prefixes[i], alt, name, sizeof(name), transpose);
+            if ((t = wt_find(w, name)) != NULL)
+                return t;
+        }
+    }
+    return NULL;
+}
+
+/* Load tensor tf (shape rows x cols in TF layout; cols 0 for a vector) into
+ * dst at column offset col0 of a matrix with ld columns. */
+static int
+load_into(const struct wt_set *w, const char *tf, int rows, int cols, float *dst, int ld,
+          int col0, struct rs_error *e)
+{
+    int transpose;
+    const struct wt_tensor *t = find_tensor(w, tf, &transpose);
+    int64_t want0 = cols ? (transpose ? cols : rows) : rows, want1 = transpose ? rows : cols;
+    float *buf;
+    int rc;
+
+    if (t == NULL)
+        return rs_error_set(e, RS_EFORMAT, "weights (%s): tensor '%s' is missing",
+                            wt_format(w), tf);
+    if (t->ndim != (cols ? 2 : 1) || t->shape[0] != want0 || (cols && t->shape[1] != want1))
+        return rs_error_set(e, RS_EFORMAT, "weights (%s): tensor '%s' has shape [%lld%s%lld], "
+                            "expected [%lld%s%lld]", wt_format(w), t->name,
+                            (long long)t->shape[0], t->ndim > 1 ? "," : "",
+                            t->ndim > 1 ? (long long)t->shape[1] : 0LL, (long long)want0,
+                            cols ? "," : "", cols ? (long long)want1 : 0LL);
+    buf = malloc((size_t)rows * (size_t)(cols ? cols : 1) * sizeof(float));
+    if (buf == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    rc = wt_read_f32(w, t, buf, e);
+    if (rc == RS_OK) {
+        if (!cols) {
+            memcpy(dst + col0, buf, (size_t)rows * sizeof(float));
+        } else {
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < cols; c++)
+                    dst[(size_t)r * (size_t)ld + (size_t)(col0 + c)] =
+                        transpose ? buf[(size_t)c * (size_t)rows + (size_t)r]
+                                  : buf[(size_t)r * (size_t)cols + (size_t)c];
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+/* Allocate and load a [rows, cols] matrix or [rows] vector. */
+static int
+load_new(struct rf_model *m, const struct wt_set *w, const char *tf, int rows, int cols,
+         float **dst, struct rs_error *e)
+{
+    *dst = owned_alloc(m, (size_t)rows * (size_t)(cols ? cols : 1));
+    if (*dst == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    return load_into(w, tf, rows, cols, *dst, cols, 0, e);
+}
+
+static int
+load_weights(struct rf_model *m, const struct wt_set *w, struct rs_error *e)
+{
+    const struct rf_config *c = &m->cfg;
+    const int H = c->d_model, F = c->d_ff;
+    char name[256];
+    int rc, tr;
+
+    m->layers = calloc((size_t)c->n_layer, sizeof(*m->layers));
+    if (m->layers == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    if ((rc = load_new(m, w, "bert/embeddings/word_embeddings", c->n_vocab, H, &m->tok_emb, e)) ||
+        (rc = load_new(m, w, "bert/embeddings/token_type_embeddings", c->n_type, H, &m->seg_emb, e)) ||
+        (rc = load_new(m, w, "bert/embeddings/LayerNorm/gamma", H, 0, &m->emb_ln_g, e)) ||
+        (rc = load_new(m, w, "bert/embeddings/LayerNorm/beta", H, 0, &m->emb_ln_b, e)) ||
+        (rc = load_new(m, w, "bert/pooler/dense/kernel", H, H, &m->pool_w, e)) ||
+        (rc = load_new(m, w, "bert/pooler/dense/bias", H, 0, &m->pool_b, e)))
+        return rc;
+    if (find_tensor(w, "bert/embeddings/position_embeddings", &tr) != NULL) {
+        m->cfg.arch = RF_ARCH_BERT;
+        if ((rc = load_new(m, w, "bert/embeddings/position_embeddings", c->max_pos, H,
+                           &m->pos_emb, e)))
+            return rc;
+    } else {
+        m->cfg.arch = RF_ARCH_ROFORMER;
+        if ((H / c->n_head) % 2 != 0)
+            return rs_error_set(e, RS_EFORMAT, "rotary positions need an even head size, "
+                                "not %d", H / c->n_head);
+    }
+    for (int l = 0; l < c->n_layer; l++) {
+        struct rf_layer *L = &m->layers[l];
+        static const char *const qkv[] = { "query", "key", "value" };
+        L->wqkv = owned_alloc(m, (size_t)H * 3 * (size_t)H);
+        L->bqkv = owned_alloc(m, 3 * (size_t)H);
+        if (L->wqkv == NULL || L->bqkv == NULL)
+            return rs_error_set(e, RS_ENOMEM, "out of memory");
+        for (int k = 0; k < 3; k++) {
+            snprintf(name, sizeof(name), "bert/encoder/layer_%d/attention/self/%s/kernel", l, qkv[k]);
+            if ((rc = load_into(w, name, H, H, L->wqkv, 3 * H, k * H, e)))
+                return rc;
+            snprintf(name, sizeof(name), "bert/encoder/layer_%d/attention/self/%s/bias", l, qkv[k]);
+            if ((rc = load_into(w, name, H, 0, L->bqkv, 0, k * H, e)))
+                return rc;
+        }
+#define LOAD(field, suffix, rows, cols)                                              \
+        snprintf(name, sizeof(name), "bert/encoder/layer_%d/%s", l, suffix);         \
+        if ((rc = load_new(m, w, name, rows, cols, &L->field, e)))                   \
+            return rc;
+        LOAD(wo, "attention/output/dense/kernel", H, H)
+        LOAD(bo, "attention/output/dense/bias", H, 0)
+        LOAD(ln1_g, "attention/output/LayerNorm/gamma", H, 0)
+        LOAD(ln1_b, "attention/output/LayerNorm/beta", H, 0)
+        LOAD(w1, "intermediate/dense/kernel", H, F)
+        LOAD(b1, "intermediate/dense/bias", F, 0)
+        LOAD(w2, "output/dense/kernel", F, H)
+        LOAD(b2, "output/dense/bias", H, 0)
+        LOAD(ln2_g, "output/LayerNorm/gamma", H, 0)
+        LOAD(ln2_b, "output/LayerNorm/beta", H, 0)
+#undef LOAD
+    }
+    return RS_OK;
+}
+
+int
+rf_model_load(struct rf_model **out, const char *dir, struct rs_error *e)
+{
+    struct rf_model *m;
+    struct wt_set *w = NULL;
+    char path[4200];
+    int rc;
+
+    *out = NULL;
+    m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    if ((rc = load_config(&m->cfg, dir, e)) != RS_OK)
+        goto fail;
+    snprintf(path, sizeof(path), "%s/vocab.txt", dir);
+    if ((rc = tok_vocab_load(&m->vocab, path, e)) != RS_OK)
+        goto fail;
+    if (tok_vocab_size(m->vocab) > m->cfg.n_vocab) {
+        rc = rs_error_set(e, RS_EFORMAT, "%s: %d tokens, but the model has vocab_size %d",
+                          path, tok_vocab_size(m->vocab), m->cfg.n_vocab);
+        goto fail;
+    }
+    if ((rc = wt_open_dir(&w, dir, e)) != RS_OK)
+        goto fail;
+    m->format = wt_format(w);
+    if ((rc = load_weights(m, w, e)) != RS_OK)
+        goto fail;
+    wt_close(w);
+    *out = m;
+    return RS_OK;
+fail:
+    wt_close(w);
+    rf_model_free(m);
+    return rc;
+}
+
+void
+rf_model_free(struct rf_model *m)
+{
+    if (m == NULL)
+        return;
+    for (int i = 0; i < m->n_owned; i++)
+        free(m->owned[i]);
+    free(m->owned);
+    free(m->layers);
+    tok_vocab_free(m->vocab);
+    free(m);
+}
+
+const struct rf_config *rf_model_config(const struct rf_model *m) { return &m->cfg; }
+const struct tok_vocab *rf_model_vocab(const struct rf_model *m) { return m->vocab; }
+const char *rf_model_format(const struct rf_model *m) { return m->format; }
+
+int
+rf_pooler_parse(const char *name)
+{
+    static const char *const names[] = { "linear", "tanh", "cls", "mean" };
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void
+rf_set_threads(int n)
+{
+    openblas_set_num_threads(n);
+    omp_set_num_threads(n);
+}
+
+/* --- scratch -------------------------------------------------------------- */
+
+struct rf_state *
+rf_state_new(const struct rf_model *m, int max_batch, int max_len)
+{
+    const struct rf_config *c = &m->cfg;
+    const size_t H = (size_t)c->d_model, d = H / (size_t)c->n_head;
+    size_t rows = (size_t)max_batch * (size_t)max_len;
+    struct rf_state *s = calloc(1, sizeof(*s));
+
+    if (s == NULL || max_batch < 1 || max_len < 1)
+        goto fail;
+    s->max_batch = max_batch;
+    s->max_len = max_len;
+    s->n_threads = omp_get_max_threads();
+    s->x = malloc(rows * H * sizeof(float));
+    s->qkv = malloc(rows * 3 * H * sizeof(float));
+    s->att = malloc(rows * H * sizeof(float));
+    s->tmp = malloc(rows * H * sizeof(float));
+    s->ff = malloc(rows * (size_t)c->d_ff * sizeof(float));
+    s->scores = malloc((size_t)s->n_threads * (size_t)max_len * sizeof(float));
+    s->rope_sin = malloc((size_t)max_len * d / 2 * sizeof(float));
+    s->rope_cos = malloc((size_t)max_len * d / 2 * sizeof(float));
+    s->tokens = malloc(rows * sizeof(int32_t));
+    s->lens = malloc((size_t)max_batch * sizeof(int));
+    if (!s->x || !s->qkv || !s->att || !s->tmp || !s->ff || !s->scores || !s->rope_sin ||
+        !s->rope_cos || !s->tokens || !s->lens)
+        goto fail;
+    /* bert4keras: inv_freq = 10000^(-2i/d) and the angle in float32 */
+    for (int t = 0; t < max_len; t++) {
+        for (size_t i = 0; i < d / 2; i++) {
+            float inv = powf(10000.0f, -2.0f * (float)i / (float)d);
+            float angle = (float)t * inv;
+            s->rope_sin[(size_t)t * d / 2 + i] = sinf(angle);
+            s->rope_cos[(size_t)t * d / 2 + i] = cosf(angle);
+        }
+    }
+    return s;
+fail:
+    rf_state_free(s);
+    return NULL;
+}
+
+void
+rf_state_free(struct rf_state *s)
+{
+    if (s == NULL)
+        return;
+    free(s->x);
+    free(s->qkv);
+    free(s->att);
+    free(s->tmp);
+    free(s->ff);
+    free(s->scores);
+    free(s->rope_sin);
+    free(s->rope_cos);
+    free(s->tokens);
+    free(s->lens);
+    free(s);
+}
+
+const float *rf_state_hidden(const struct rf_state *s) { return s->x; }
+int rf_state_stride(const struct rf_state *s) { return s->stride; }
+
+/* --- kernels -------------------------------------------------------------- */
+
+/* Y[n, out] = X[n, in] W[in, out] + b */
+static void
+dense(const float *x, int n, int in, const float *w, const float *b, int out, float *y)
+{
+    for (int r = 0; r < n; r++)
+        memcpy(y + (size_t)r * (size_t)out, b, (size_t)out * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                n, out, in,
+                1.0f, x, in,
+                w, out,
+                1.0f, y, out);
+}
+
+/* x = LN(x + r), per row of H; r may be NULL */
+static void
+add_layer_norm(float *x, const float *r, int n, int H, const float *g, const float *b, float eps)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        float *row = x + (size_t)i * (size_t)H;
+        const float *res = r ? r + (size_t)i * (size_t)H : NULL;
+        float mean = 0, var = 0, inv;
+        if (res)
+            for (int j = 0; j < H; j++)
+                row[j] += res[j];
+        for (int j = 0; j < H; j++)
+            mean += row[j];
+        mean /= (float)H;
+        for (int j = 0; j < H; j++) {
+            float dv = row[j] - mean;
+            var += dv * dv;
+        }
+        var /= (float)H;
+        inv = 1.0f / sqrtf(var + eps);
+        for (int j = 0; j < H; j++)
+            row[j] = (row[j] - mean) * inv * g[j] + b[j];
+    }
+}
+
+static void
+gelu(float *x, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+/* Rotate interleaved pairs (2i, 2i+1) of q and k of every head of row t. */
+static void
+rope_rows(struct rf_state *s, int B, int T, int H, int d)
+{
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < B * T; r++) {
+        int t = r % T;
+        const float *sn = s->rope_sin + (size_t)t * (size_t)d / 2;
+        const float *cs = s->rope_cos + (size_t)t * (size_t)d / 2;
+        for (int part = 0; part < 2; part++) {
+            float *v = s->qkv + (size_t)r * 3 * (size_t)H + (size_t)part * (size_t)H;
+            for (int h = 0; h < H; h += d) {
+                for (int i = 0; i < d / 2; i++) {
+                    float a = v[h + 2 * i], b = v[h + 2 * i + 1];
+                    v[h + 2 * i] = a * cs[i] - b * sn[i];
+                    v[h + 2 * i + 1] = b * cs[i] + a * sn[i];
+                }
+            }
+        }
+    }
+}
+
+/* att = softmax(q k^T / sqrt(d) + mask) v for every sequence and head. */
+static void
+attention(struct rf_state *s, int B, int T, int H, int n_head)
+{
+    const int d = H / n_head;
+    const float scale = 1.0f / sqrtf((float)d);
+
+#pragma omp parallel for schedule(dynamic)
+    for (int bh = 0; bh < B * n_head; bh++) {
+        int b = bh / n_head, h = bh % n_head;
+        float *sc = s->scores + (size_t)omp_get_thread_num() * (size_t)s->max_len;
+        const int32_t *tok = s->tokens + (size_t)b * (size_t)T;
+        const float *base = s->qkv + (size_t)b * (size_t)T * 3 * (size_t)H;
+        for (int i = 0; i < s->lens[b]; i++) {
+            const float *q = base + (size_t)i * 3 * (size_t)H + (size_t)h * (size_t)d;
+            float *o = s->att + ((size_t)b * (size_t)T + (size_t)i) * (size_t)H + (size_t)h * (size_t)d;
+            float mx = -INFINITY, sum = 0;
+            for (int j = 0; j < T; j++) {
+                const float *k = base + (size_t)j * 3 * (size_t)H + (size_t)H + (size_t)h * (size_t)d;
+                float dot = 0;
+                if (tok[j] == 0 && j != 0) {   /* padding key: weight exactly 0 */
+                    sc[j] = -INFINITY;
+                    continue;
+                }
+                for (int k2 = 0; k2 < d; k2++)
+                    dot += q[k2] * k[k2];
+                sc[j] = dot * scale;
+                if (sc[j] > mx)
+                    mx = sc[j];
+            }
+            for (int j = 0; j < T; j++) {
+                sc[j] = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - mx);
+                sum += sc[j];
+            }
+            memset(o, 0, (size_t)d * sizeof(float));
+            for (int j = 0; j < T; j++) {
+                const float *v = base + (size_t)j * 3 * (size_t)H + 2 * (size_t)H + (size_t)h * (size_t)d;
+                float p = sc[j] / sum;
+                if (p == 0.0f)
+                    continue;
+                for (int k2 = 0; k2 < d; k2++)
+                    o[k2] += p * v[k2];
+            }
+        }
+        /* padded query rows are never read; keep them finite */
+        for (int i = s->lens[b]; i < T; i++)
+            memset(s->att + ((size_t)b * (size_t)T + (size_t)i) * (size_t)H + (size_t)h * (size_t)d,
+                   0, (size_t)d * sizeof(float));
+    }
+}
+
+/* --- the forward pass ------------------------------------------------------ */
+
+int
+rf_encode(const struct rf_model *m, struct rf_state *s, const int32_t *const *ids,
+          const int *lens, int n, enum rf_pooler pooler, float *out, struct rs_error *e)
+{
+    const struct rf_config *c = &m->cfg;
+    const int H = c->d_model, F = c->d_ff, d = H / c->n_head;
+    int T = 0, rows;
+
+    if (n < 1 || n > s->max_batch)
+        return rs_error_set(e, RS_EINVAL, "batch of %d sequences (capacity %d)", n, s->max_batch);
+    for (int b = 0; b < n; b++) {
+        if (lens[b] < 1 || lens[b] > s->max_len)
+            return rs_error_set(e, RS_EINVAL, "sequence of %d tokens (capacity %d)",
+                                lens[b], s->max_len);
+        if (c->arch == RF_ARCH_BERT && lens[b] > c->max_pos)
+            return rs_error_set(e, RS_EINVAL, "sequence of %d tokens is longer than the "
+                                "model's %d positions", lens[b], c->max_pos);
+        for (int t = 0; t < lens[b]; t++)
+            if (ids[b][t] < 0 || ids[b][t] >= c->n_vocab)
+                return rs_error_set(e, RS_EINVAL, "token id %d outside the vocabulary",
+                                    ids[b][t]);
+        if (lens[b] > T)
+            T = lens[b];
+    }
+    rows = n * T;
+    s->stride = T;
+
+    /* embeddings */
+    for (int b = 0; b < n; b++) {
+        s->lens[b] = lens[b];
+        for (int t = 0; t < T; t++) {
+            int32_t id = t < lens[b] ? ids[b][t] : 0;
+            float *x = s->x + ((size_t)b * (size_t)T + (size_t)t) * (size_t)H;
+            const float *te = m->tok_emb + (size_t)id * (size_t)H, *se = m->seg_emb;
+            s->tokens[b * T + t] = id;
+            for (int j = 0; j < H; j++)
+                x[j] = te[j] + se[j];
+            if (m->pos_emb != NULL)
+                for (int j = 0; j < H; j++)
+                    x[j] += m->pos_emb[(size_t)t * (size_t)H + (size_t)j];
+        }
+    }
+    add_layer_norm(s->x, NULL, rows, H, m->emb_ln_g, m->emb_ln_b, c->ln_eps);
+
+    for (int l = 0; l < c->n_layer; l++) {
+        const struct rf_layer *L = &m->layers[l];
+        dense(s->x, rows, H, L->wqkv, L->bqkv, 3 * H, s->qkv);
+        if (c->arch == RF_ARCH_ROFORMER)
+            rope_rows(s, n, T, H, d);
+        attention(s, n, T, H, c->n_head);
+        dense(s->att, rows, H, L->wo, L->bo, H, s->tmp);
+        add_layer_norm(s->x, s->tmp, rows, H, L->ln1_g, L->ln1_b, c->ln_eps);
+        dense(s->x, rows, H, L->w1, L->b1, F, s->ff);
+        gelu(s->ff, (size_t)rows * (size_t)F);
+        dense(s->ff, rows, F, L->w2, L->b2, H, s->tmp);
+        add_layer_norm(s->x, s->tmp, rows, H, L->ln2_g, L->ln2_b, c->ln_eps);
+    }
+
+    /* pooling */
+    for (int b = 0; b < n; b++) {
+        const float *cls = s->x + (size_t)b * (size_t)T * (size_t)H;
+        float *o = out + (size_t)b * (size_t)H;
+        if (pooler == RF_POOL_CLS) {
+            memcpy(o, cls, (size_t)H * sizeof(float));
+        } else if (pooler == RF_POOL_MEAN) {
+            memset(o, 0, (size_t)H * sizeof(float));
+            for (int t = 0; t < lens[b]; t++)
+                for (int j = 0; j < H; j++)
+                    o[j] += cls[(size_t)t * (size_t)H + (size_t)j];
+            for (int j = 0; j < H; j++)
+                o[j] /= (float)lens[b];
+        } else {
+            cblas_sgemv(CblasRowMajor, CblasTrans, H, H, 1.0f, m->pool_w, H, cls, 1, 0.0f, o, 1);
+            for (int j = 0; j < H; j++) {
+                o[j] += m->pool_b[j];
+                if (pooler == RF_POOL_TANH)
+                    o[j] = tanhf(o[j]);
+            }
+        }
+    }
+    return RS_OK;
+}
