@@ -119,7 +119,8 @@ each_entry(const struct wt_file *f, struct cursor blk, entry_fn fn, void *ctx,
             }
             key = k;
         }
-        memcpy(key + shared, c.p, (size_t)non_shared);
+        if (non_shared > 0)
+            memcpy(key + shared, c.p, (size_t)non_shared);
         key_len = (size_t)(shared + non_shared);
         c.p += non_shared;
         value.p = c.p;

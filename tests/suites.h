@@ -11,5 +11,6 @@ Suite *faiss_suite(void);
 Suite *daemon_suite(void);
 Suite *tokenizer_suite(void);
 Suite *model_suite(void);
+Suite *cli_suite(void);
 
 #endif

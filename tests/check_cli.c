@@ -1,0 +1,148 @@
+/*
+ * check_cli.c: the rosim command line as users run it: tokenize and embed
+ * over stdin against the golden fixture, output order, --raw, and the
+ * one-line errors for bad models, arguments and input.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "suites.h"
+#include "testutil.h"
+
+#define TINY "tests/fixtures/roformer-sim-tiny"
+
+/* The fixture's texts (those without NUL or newlines), one per line. */
+static char *
+case_lines(json_t *cases, size_t *which, size_t *n)
+{
+    json_t *c;
+    size_t i, len = 0;
+    char *buf = malloc(65536);
+
+    *n = 0;
+    json_array_foreach(cases, i, c) {
+        json_t *t = json_object_get(c, "text");
+        if (strlen(json_string_value(t)) != json_string_length(t) ||
+            strchr(json_string_value(t), '\n'))
+            continue;
+        len += (size_t)sprintf(buf + len, "%s\n", json_string_value(t));
+        which[(*n)++] = i;
+    }
+    return buf;
+}
+
+static void
+check_embed_output(const char *out, json_t *cases, const size_t *which, size_t n,
+                   const char *key)
+{
+    const char *p = out;
+
+    for (size_t k = 0; k < n; k++) {
+        const char *nl = strchr(p, '\n');
+        json_error_t je;
+        json_t *got, *want = json_object_get(json_array_get(cases, which[k]), key);
+        ck_assert_ptr_nonnull(nl);
+        got = json_loadb(p, (size_t)(nl - p), 0, &je);
+        ck_assert_msg(got != NULL, "line %zu is not JSON", k + 1);
+        ck_assert_uint_eq(json_array_size(got), json_array_size(want));
+        for (size_t j = 0; j < json_array_size(want); j++)
+            ck_assert_msg(fabs(json_number_value(json_array_get(got, j)) -
+                               json_number_value(json_array_get(want, j))) <= 1e-4,
+                          "line %zu, %s[%zu]", k + 1, key, j);
+        json_decref(got);
+        p = nl + 1;
+    }
+    ck_assert_str_eq(p, "");
+}
+
+START_TEST(test_embed_and_tokenize)
+{
+    json_error_t je;
+    json_t *exp = json_load_file(TINY "/expected.json", JSON_ALLOW_NUL, &je);
+    json_t *cases = json_object_get(exp, "cases");
+    size_t which[64], n;
+    char *in = case_lines(cases, which, &n), *out, *err;
+    char *embed[] = { (char *)tu_program("ROSIM", "build/rosim"), "embed", "--model", TINY,
+                      "--max-length", "32", "--batch", "3", NULL, NULL };
+    char *tok[] = { embed[0], "tokenize", "--model", TINY, "--max-length", "32", NULL };
+    const char *p;
+
+    ck_assert_int_ge(n, 9);
+    ck_assert_int_eq(tu_run(embed, in, &out, &err), 0);
+    check_embed_output(out, cases, which, n, "embedding");
+    free(out);
+    free(err);
+    embed[8] = "--raw";
+    ck_assert_int_eq(tu_run(embed, in, &out, &err), 0);
+    check_embed_output(out, cases, which, n, "pooled");
+    free(out);
+    free(err);
+
+    ck_assert_int_eq(tu_run(tok, in, &out, &err), 0);
+    p = out;
+    for (size_t k = 0; k < n; k++) {
+        const char *nl = strchr(p, '\n');
+        json_t *got = json_loadb(p, (size_t)(nl - p), 0, &je);
+        json_t *c = json_array_get(cases, which[k]);
+        ck_assert_ptr_nonnull(got);
+        ck_assert(json_equal(json_object_get(got, "ids"), json_object_get(c, "ids")));
+        ck_assert(json_equal(json_object_get(got, "tokens"), json_object_get(c, "tokens")));
+        json_decref(got);
+        p = nl + 1;
+    }
+    /* UTF-8 is written as is, not escaped */
+    ck_assert_ptr_nonnull(strstr(out, "\"喜\""));
+    free(out);
+    free(err);
+    free(in);
+    json_decref(exp);
+}
+END_TEST
+
+START_TEST(test_errors)
+{
+    char *argv[] = { (char *)tu_program("ROSIM", "build/rosim"), "embed", "--model",
+                     "/nonexistent/model", NULL, NULL };
+    char *out, *err;
+
+    ck_assert_int_eq(tu_run(argv, "hello\n", &out, &err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/model"));
+    ck_assert_ptr_eq(strchr(err, '\n'), err + strlen(err) - 1);  /* one line */
+    free(out);
+    free(err);
+
+    argv[3] = TINY;
+    ck_assert_int_eq(tu_run(argv, "fine\nbad \xff byte\n", &out, &err), 1);
+    ck_assert_str_eq(err, "rosim: line 2: text is not valid UTF-8\n");
+    free(out);
+    free(err);
+
+    argv[4] = "--batch=0";
+    ck_assert_int_eq(tu_run(argv, "", &out, &err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "--batch"));
+    free(out);
+    free(err);
+
+    argv[1] = "paint";
+    argv[4] = NULL;
+    ck_assert_int_eq(tu_run(argv, "", &out, &err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "unknown command 'paint'"));
+    free(out);
+    free(err);
+}
+END_TEST
+
+Suite *
+cli_suite(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("rosim");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_embed_and_tokenize);
+    tcase_add_test(tc, test_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
