@@ -27,7 +27,7 @@ SAN       =
 OPT      ?= -O2 -g -fno-omit-frame-pointer
 endif
 
-STD       = -std=c11 -D_GNU_SOURCE -fopenmp
+STD       = -std=c11 -D_GNU_SOURCE
 WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wformat=2 -Werror=implicit-function-declaration
 PKGS      = libmicrohttpd jansson sqlite3 inih libsystemd libutf8proc openblas

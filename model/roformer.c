@@ -19,7 +19,6 @@
 #include <cblas.h>
 #include <jansson.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,13 +50,12 @@ struct rf_model {
 
 struct rf_state {
     int max_batch, max_len, stride;
-    int n_threads;
     float *x;        /* [B*T, H] hidden states */
     float *qkv;      /* [B*T, 3H] */
     float *att;      /* [B*T, H] attention output before Wo */
     float *tmp;      /* [B*T, H] */
     float *ff;       /* [B*T, I] */
-    float *scores;   /* [threads, T] */
+    float *scores;   /* [T] */
     float *rope_sin, *rope_cos;   /* [T, d/2] */
     int32_t *tokens; /* [B*T] padded ids */
     int *lens;       /* [B] */
@@ -403,7 +401,6 @@ void
 rf_set_threads(int n)
 {
     openblas_set_num_threads(n);
-    omp_set_num_threads(n);
 }
 
 /* --- scratch -------------------------------------------------------------- */
@@ -420,13 +417,12 @@ rf_state_new(const struct rf_model *m, int max_batch, int max_len)
         goto fail;
     s->max_batch = max_batch;
     s->max_len = max_len;
-    s->n_threads = omp_get_max_threads();
     s->x = malloc(rows * H * sizeof(float));
     s->qkv = malloc(rows * 3 * H * sizeof(float));
     s->att = malloc(rows * H * sizeof(float));
     s->tmp = malloc(rows * H * sizeof(float));
     s->ff = malloc(rows * (size_t)c->d_ff * sizeof(float));
-    s->scores = malloc((size_t)s->n_threads * (size_t)max_len * sizeof(float));
+    s->scores = malloc((size_t)max_len * sizeof(float));
     s->rope_sin = malloc((size_t)max_len * d / 2 * sizeof(float));
     s->rope_cos = malloc((size_t)max_len * d / 2 * sizeof(float));
     s->tokens = malloc(rows * sizeof(int32_t));
@@ -489,7 +485,6 @@ dense(const float *x, int n, int in, const float *w, const float *b, int out, fl
 static void
 add_layer_norm(float *x, const float *r, int n, int H, const float *g, const float *b, float eps)
 {
-#pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         float *row = x + (size_t)i * (size_t)H;
         const float *res = r ? r + (size_t)i * (size_t)H : NULL;
@@ -514,7 +509,6 @@ add_layer_norm(float *x, const float *r, int n, int H, const float *g, const flo
 static void
 gelu(float *x, size_t n)
 {
-#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++)
         x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
@@ -523,7 +517,6 @@ gelu(float *x, size_t n)
 static void
 rope_rows(struct rf_state *s, int B, int T, int H, int d)
 {
-#pragma omp parallel for schedule(static)
     for (int r = 0; r < B * T; r++) {
         int t = r % T;
         const float *sn = s->rope_sin + (size_t)t * (size_t)d / 2;
@@ -548,10 +541,9 @@ attention(struct rf_state *s, int B, int T, int H, int n_head)
     const int d = H / n_head;
     const float scale = 1.0f / sqrtf((float)d);
 
-#pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * n_head; bh++) {
         int b = bh / n_head, h = bh % n_head;
-        float *sc = s->scores + (size_t)omp_get_thread_num() * (size_t)s->max_len;
+        float *sc = s->scores;
         const int32_t *tok = s->tokens + (size_t)b * (size_t)T;
         const float *base = s->qkv + (size_t)b * (size_t)T * 3 * (size_t)H;
         for (int i = 0; i < s->lens[b]; i++) {

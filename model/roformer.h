@@ -59,7 +59,9 @@ const char *rf_model_format(const struct rf_model *m);
 /* Parse "linear", "tanh", "cls" or "mean"; -1 if none. */
 int rf_pooler_parse(const char *name);
 
-/* Set the threads used by OpenBLAS and the model's own loops (process-wide). */
+/* Set the threads OpenBLAS uses (process-wide).  Matrix products are the
+ * only parallel part of the encoder: its own loops run on the calling
+ * thread, so one level of parallelism never fights another for the cores. */
 void rf_set_threads(int n);
 
 /* Scratch for batches of up to max_batch sequences of up to max_len tokens.
