@@ -242,6 +242,43 @@ START_TEST(test_batch_equals_single)
 }
 END_TEST
 
+START_TEST(test_cls_and_mean_poolers)
+{
+    /* cls = the [CLS] hidden state; mean = the average of the last hidden
+     * states over the sentence's tokens (golden: last_hidden_case0) */
+    struct rf_model *m;
+    struct rs_error e;
+    json_t *exp = load_expected(TINY), *c0 = json_array_get(json_object_get(exp, "cases"), 0);
+    json_t *rows = json_object_get(exp, "last_hidden_case0");
+    struct rf_state *s;
+    int32_t ids[32];
+    const int32_t *idp = ids;
+    int n = (int)json_array_size(json_object_get(c0, "ids")), H;
+    float vec[64], mean[64] = { 0 };
+
+    ck_assert_int_eq(rf_model_load(&m, TINY, &e), RS_OK);
+    H = rf_model_config(m)->d_model;
+    s = rf_state_new(m, 1, 32);
+    for (int i = 0; i < n; i++)
+        ids[i] = (int32_t)json_integer_value(json_array_get(json_object_get(c0, "ids"), (size_t)i));
+    ck_assert_int_eq(rf_encode(m, s, &idp, &n, 1, RF_POOL_CLS, vec, &e), RS_OK);
+    ck_assert(max_diff(vec, json_object_get(c0, "cls_hidden"), (size_t)H) <= TOL);
+    ck_assert_int_eq((int)json_array_size(rows), n);
+    for (int t = 0; t < n; t++)
+        for (int k = 0; k < H; k++)
+            mean[k] += (float)json_number_value(json_array_get(json_array_get(rows, (size_t)t),
+                                                               (size_t)k)) / (float)n;
+    ck_assert_int_eq(rf_encode(m, s, &idp, &n, 1, RF_POOL_MEAN, vec, &e), RS_OK);
+    for (int k = 0; k < H; k++)
+        ck_assert_float_eq_tol(vec[k], mean[k], 1e-4f);
+    ck_assert_int_eq(rf_pooler_parse("mean"), RF_POOL_MEAN);
+    ck_assert_int_eq(rf_pooler_parse("max"), -1);
+    rf_state_free(s);
+    rf_model_free(m);
+    json_decref(exp);
+}
+END_TEST
+
 START_TEST(test_bert_tiny)
 {
     struct rf_model *m;
@@ -456,6 +493,7 @@ model_suite(void)
     tcase_add_test(tc, test_tiny_safetensors);
     tcase_add_test(tc, test_tiny_pytorch);
     tcase_add_test(tc, test_batch_equals_single);
+    tcase_add_test(tc, test_cls_and_mean_poolers);
     tcase_add_test(tc, test_bert_tiny);
     tcase_add_test(tc, test_tf_raw_values);
     tcase_add_test(tc, test_formats_agree);
