@@ -33,7 +33,7 @@ WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 PKGS      = libmicrohttpd jansson sqlite3 inih libsystemd libutf8proc openblas
 DEFS      = -DROSIM_VERSION='"$(VERSION)"' \
             -DROSIM_CONF_PATH='"$(PREFIX)/etc/rosim/rosimd.conf"'
-CFLAGS_ALL = $(STD) $(WARN) $(OPT) $(SAN) $(DEFS) -MMD -MP \
+CFLAGS_ALL = $(STD) $(WARN) $(OPT) $(OPT_EXTRA) $(SAN) $(DEFS) -MMD -MP \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
 FAISS_LIB = build/faiss/libfaiss_c.a
 LIBS      = $(FAISS_LIB) -lfaiss \
@@ -66,6 +66,9 @@ setup: $(SETUP)
 $(SETUP): scripts/setup.sh
 	sh scripts/setup.sh
 	@mkdir -p $(dir $@) && touch $@
+
+# The encoder's element-wise loops are written to be vectorized: -O3 for model/.
+$(BUILD)/obj/model/%.o: OPT_EXTRA = -O3
 
 $(BUILD)/obj/%.o: %.c $(SETUP)
 	@mkdir -p $(dir $@)

@@ -114,7 +114,7 @@ bench_encoder(const struct rf_model *m, const struct bench_options *o)
     ssize_t len;
     int n = 0, rc = 1;
     long tokens = 0;
-    double flops = 0, peak, rate32, t1, t32;
+    double flops = 0, peak, rate1, rate32, t1, t32;
 
     if (fp == NULL || s == NULL) {
         fprintf(stderr, "rosim: cannot read %s\n", o->input ? o->input : "stdin");
@@ -140,12 +140,15 @@ bench_encoder(const struct rf_model *m, const struct bench_options *o)
         goto done;
     }
     peak = sgemm_rate(4096, (int)F, (int)H);
-    rate32 = sgemm_rate(32 * (int)(tokens / n), (int)H, (int)H);
+    rate1 = sgemm_rate((int)(tokens / n), (int)F, (int)H);
+    rate32 = sgemm_rate(32 * (int)(tokens / n), (int)F, (int)H);
     printf("{\"sentences\":%d,\"tokens\":%ld,\"gflop\":%.1f,\"sgemm_gflops_m4096\":%.1f,"
-           "\"sgemm_gflops_batch32_shape\":%.1f}\n", n, tokens, flops / 1e9, peak, rate32);
+           "\"sgemm_gflops_batch1_shape\":%.1f,\"sgemm_gflops_batch32_shape\":%.1f}\n",
+           n, tokens, flops / 1e9, peak, rate1, rate32);
     run(m, s, n, 1, &t1);
     printf("{\"batch\":1,\"seconds\":%.3f,\"sentences_per_s\":%.1f,\"gflops\":%.1f,"
-           "\"fraction_of_sgemm_peak\":%.3f}\n", t1, n / t1, flops / t1 / 1e9, flops / t1 / 1e9 / peak);
+           "\"fraction_of_sgemm_peak\":%.3f,\"fraction_of_sgemm_at_batch1_shape\":%.3f}\n",
+           t1, n / t1, flops / t1 / 1e9, flops / t1 / 1e9 / peak, flops / t1 / 1e9 / rate1);
     qsort(s, (size_t)n, sizeof(*s), by_len);
     run(m, s, n, 32, &t32);
     printf("{\"batch\":32,\"seconds\":%.3f,\"sentences_per_s\":%.1f,\"gflops\":%.1f,"

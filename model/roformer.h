@@ -13,8 +13,9 @@
  * position embedding on q and k (RoFormer; interleaved pairs, base 10000),
  * erf-GELU feed-forward, and a pooler on [CLS].  The architecture is
  * detected from the weights (a position_embeddings tensor means BERT).
- * A key j is masked when its token is 0 ([PAD]) and j > 0, so a sentence
- * gets the same vector alone or padded in a batch.
+ * Sequences of a batch are packed, not padded, so a sentence gets the same
+ * vector alone or in a batch.  Within a sequence, key j is masked when its
+ * token is 0 ([PAD]) and j > 0, as in bert4keras.
  *
  * Threads: a model is immutable after loading and shared by all threads; an
  * rf_state is scratch space for one thread at a time.  rf_encode allocates
@@ -76,9 +77,8 @@ void rf_state_free(struct rf_state *s);
 int rf_encode(const struct rf_model *m, struct rf_state *s, const int32_t *const *ids,
               const int *lens, int n, enum rf_pooler pooler, float *out, struct rs_error *e);
 
-/* The last hidden states of the previous rf_encode: row t of sequence i is
- * at hidden + (i * rf_state_stride(s) + t) * d_model. */
-const float *rf_state_hidden(const struct rf_state *s);
-int rf_state_stride(const struct rf_state *s);
+/* The last hidden states of sequence i of the previous rf_encode: lens[i]
+ * rows of d_model floats (borrowed; valid until the next call). */
+const float *rf_state_hidden(const struct rf_state *s, int i);
 
 #endif

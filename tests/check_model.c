@@ -115,13 +115,13 @@ check_cases(struct rf_model *m, json_t *exp, const char *pooled_key, enum rf_poo
             ck_assert_int_eq(tok.ids[k], json_integer_value(json_array_get(ids, (size_t)k)));
         idp = tok.ids;
         ck_assert_msg(rf_encode(m, s, &idp, &tok.n, 1, pooler, vec, &e) == RS_OK, "%s", e.msg);
-        ck_assert_msg(max_diff(rf_state_hidden(s), json_object_get(c, "cls_hidden"), (size_t)H) <= TOL,
+        ck_assert_msg(max_diff(rf_state_hidden(s, 0), json_object_get(c, "cls_hidden"), (size_t)H) <= TOL,
                       "case %zu: cls_hidden differs", i);
         if (i == 0 && json_object_get(exp, "last_hidden_case0") != NULL) {
             json_t *rows = json_object_get(exp, "last_hidden_case0"), *row;
             size_t t;
             json_array_foreach(rows, t, row)
-                ck_assert_msg(max_diff(rf_state_hidden(s) + t * (size_t)H, row, (size_t)H) <= TOL,
+                ck_assert_msg(max_diff(rf_state_hidden(s, 0) + t * (size_t)H, row, (size_t)H) <= TOL,
                               "case 0 row %zu differs", t);
         }
         ck_assert_msg(max_diff(vec, json_object_get(c, pooled_key), (size_t)H) <= TOL,
