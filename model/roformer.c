@@ -16,7 +16,7 @@
  *                 x = LN(x + a Wo + bo);  x = LN(x + gelu(x W1 + b1) W2 + b2)
  *     pool = f(x[CLS] Wp + bp)
  */
-#include "roformer.h"
+#include "roformer_impl.h"
 
 #include <cblas.h>
 #include <jansson.h>
@@ -25,44 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "weights.h"
-
-struct rf_layer {
-    float *wqkv, *bqkv;    /* [H, 3H], [3H] */
-    float *wo, *bo;        /* [H, H], [H] */
-    float *ln1_g, *ln1_b;  /* [H] */
-    float *w1, *b1;        /* [H, I], [I] */
-    float *w2, *b2;        /* [I, H], [H] */
-    float *ln2_g, *ln2_b;  /* [H] */
-};
-
-struct rf_model {
-    struct rf_config cfg;
-    struct tok_vocab *vocab;
-    const char *format;
-    float *tok_emb;        /* [V, H] */
-    float *seg_emb;        /* [n_type, H] */
-    float *pos_emb;        /* [max_pos, H], BERT only */
-    float *emb_ln_g, *emb_ln_b;
-    struct rf_layer *layers;
-    float *pool_w, *pool_b;  /* [H, H], [H] */
-    float **owned;         /* every float buffer above, for freeing */
-    int n_owned, cap_owned;
-};
-
-struct rf_state {
-    int max_batch, max_len, d_model;
-    float *x;        /* [B*T, H] hidden states */
-    float *qkv;      /* [B*T, 3H] */
-    float *att;      /* [B*T, H] attention output before Wo */
-    float *tmp;      /* [B*T, H] */
-    float *ff;       /* [B*T, I] */
-    float *scores;   /* [T, T] of one head */
-    float *rope_sin, *rope_cos;   /* [T, d/2] */
-    int32_t *tokens; /* [rows] ids of the packed batch */
-    int *pos;        /* [rows] position of each row in its sequence */
-    int *start;      /* [B + 1] first row of each sequence */
-};
 
 /* --- configuration -------------------------------------------------------- */
 
@@ -303,6 +267,15 @@ load_weights(struct rf_model *m, const struct wt_set *w, struct rs_error *e)
             return rs_error_set(e, RS_EFORMAT, "rotary positions need an even head size, "
                                 "not %d", H / c->n_head);
     }
+    if (find_tensor(w, "cls/predictions/transform/dense/kernel", &tr) != NULL) {
+        m->has_mlm = 1;
+        if ((rc = load_new(m, w, "cls/predictions/transform/dense/kernel", H, H, &m->mlm_w, e)) ||
+            (rc = load_new(m, w, "cls/predictions/transform/dense/bias", H, 0, &m->mlm_b, e)) ||
+            (rc = load_new(m, w, "cls/predictions/transform/LayerNorm/gamma", H, 0, &m->mlm_ln_g, e)) ||
+            (rc = load_new(m, w, "cls/predictions/transform/LayerNorm/beta", H, 0, &m->mlm_ln_b, e)) ||
+            (rc = load_new(m, w, "cls/predictions/output_bias", c->n_vocab, 0, &m->mlm_bias, e)))
+            return rc;
+    }
     for (int l = 0; l < c->n_layer; l++) {
         struct rf_layer *L = &m->layers[l];
         static const char *const qkv[] = { "query", "key", "value" };
@@ -389,6 +362,7 @@ rf_model_free(struct rf_model *m)
 const struct rf_config *rf_model_config(const struct rf_model *m) { return &m->cfg; }
 const struct tok_vocab *rf_model_vocab(const struct rf_model *m) { return m->vocab; }
 const char *rf_model_format(const struct rf_model *m) { return m->format; }
+int rf_model_can_generate(const struct rf_model *m) { return m->has_mlm; }
 
 int
 rf_pooler_parse(const char *name)
@@ -431,19 +405,12 @@ rf_state_new(const struct rf_model *m, int max_batch, int max_len)
     s->rope_cos = malloc((size_t)max_len * d / 2 * sizeof(float));
     s->tokens = malloc(rows * sizeof(int32_t));
     s->pos = malloc(rows * sizeof(int));
+    s->cum_seg = malloc(rows * sizeof(int));
     s->start = malloc(((size_t)max_batch + 1) * sizeof(int));
     if (!s->x || !s->qkv || !s->att || !s->tmp || !s->ff || !s->scores || !s->rope_sin ||
-        !s->rope_cos || !s->tokens || !s->pos || !s->start)
+        !s->rope_cos || !s->tokens || !s->pos || !s->cum_seg || !s->start)
         goto fail;
-    /* bert4keras: inv_freq = 10000^(-2i/d) and the angle in float32 */
-    for (int t = 0; t < max_len; t++) {
-        for (size_t i = 0; i < d / 2; i++) {
-            float inv = powf(10000.0f, -2.0f * (float)i / (float)d);
-            float angle = (float)t * inv;
-            s->rope_sin[(size_t)t * d / 2 + i] = sinf(angle);
-            s->rope_cos[(size_t)t * d / 2 + i] = cosf(angle);
-        }
-    }
+    k_rope_tables(s->rope_sin, s->rope_cos, max_len, (int)d);
     return s;
 fail:
     rf_state_free(s);
@@ -465,6 +432,7 @@ rf_state_free(struct rf_state *s)
     free(s->rope_cos);
     free(s->tokens);
     free(s->pos);
+    free(s->cum_seg);
     free(s->start);
     free(s);
 }
@@ -475,125 +443,29 @@ rf_state_hidden(const struct rf_state *s, int i)
     return s->x + (size_t)s->start[i] * (size_t)(s->d_model);
 }
 
-/* --- kernels -------------------------------------------------------------- */
+/* --- the encoder ---------------------------------------------------------- */
 
-/* Vector kernels are compiled for AVX-512, AVX2 and the baseline, and the
- * best one for the running CPU is chosen when the program starts. */
-#define VECTOR_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
-
-/* erf(x) as x P(x^2) / Q(x^2) on [-4, 4] (|error| < 5e-7 in float32; |erf(4)
- * - 1| < 2e-8), a rational least-squares fit that, unlike erff(), the
- * compiler turns into SIMD code.  The coefficients were fitted to math.erf
- * in double precision over 20001 points of [0, 4] with Lawson reweighting. */
-
-/* Y[n, out] = X[n, in] W[in, out] + b */
-static void
-dense(const float *x, int n, int in, const float *w, const float *b, int out, float *y)
-{
-    for (int r = 0; r < n; r++)
-        memcpy(y + (size_t)r * (size_t)out, b, (size_t)out * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                n, out, in,
-                1.0f, x, in,
-                w, out,
-                1.0f, y, out);
-}
-
-/* x = LN(x + r), per row of H; r may be NULL */
-VECTOR_KERNEL static void
-add_layer_norm(float *x, const float *r, int n, int H, const float *g, const float *b, float eps)
-{
-    for (int i = 0; i < n; i++) {
-        float *row = x + (size_t)i * (size_t)H;
-        const float *res = r ? r + (size_t)i * (size_t)H : NULL;
-        float mean = 0, var = 0, inv;
-        if (res)
-            for (int j = 0; j < H; j++)
-                row[j] += res[j];
-        for (int j = 0; j < H; j++)
-            mean += row[j];
-        mean /= (float)H;
-        for (int j = 0; j < H; j++) {
-            float dv = row[j] - mean;
-            var += dv * dv;
-        }
-        var /= (float)H;
-        inv = 1.0f / sqrtf(var + eps);
-        for (int j = 0; j < H; j++)
-            row[j] = (row[j] - mean) * inv * g[j] + b[j];
-    }
-}
-
-static inline float
-erf_rational(float x)
-{
-    float x2, p, q;
-
-    x = x < -4.0f ? -4.0f : x > 4.0f ? 4.0f : x;
-    x2 = x * x;
-    p = 1.9218911e-08f;
-    p = p * x2 - 1.9910090e-06f;
-    p = p * x2 + 1.5565545e-04f;
-    p = p * x2 + 4.2974860e-03f;
-    p = p * x2 + 5.2447159e-02f;
-    p = p * x2 + 2.1404447e-01f;
-    p = p * x2 + 1.1283786e+00f;
-    q = 1.0991531e-03f;
-    q = q * x2 + 1.5559933e-02f;
-    q = q * x2 + 1.2084131e-01f;
-    q = q * x2 + 5.2301961e-01f;
-    q = q * x2 + 1.0f;
-    return x * p / q;
-}
-
-/* GELU, the exact (erf) form: 0.5 x (1 + erf(x / sqrt 2)) */
-VECTOR_KERNEL static void
-gelu(float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = 0.5f * x[i] * (1.0f + erf_rational(x[i] * 0.70710678118654752f));
-}
-
-/* Rotate interleaved pairs (2i, 2i+1) of q and k of every head of each row
- * by its position. */
+/* Rotate q and k of every row by its position. */
 static void
 rope_rows(struct rf_state *s, int rows, int H, int d)
 {
     for (int r = 0; r < rows; r++) {
         const float *sn = s->rope_sin + (size_t)s->pos[r] * (size_t)d / 2;
         const float *cs = s->rope_cos + (size_t)s->pos[r] * (size_t)d / 2;
-        for (int part = 0; part < 2; part++) {
-            float *v = s->qkv + (size_t)r * 3 * (size_t)H + (size_t)part * (size_t)H;
-            for (int h = 0; h < H; h += d) {
-                for (int i = 0; i < d / 2; i++) {
-                    float a = v[h + 2 * i], b = v[h + 2 * i + 1];
-                    v[h + 2 * i] = a * cs[i] - b * sn[i];
-                    v[h + 2 * i + 1] = b * cs[i] + a * sn[i];
-                }
-            }
-        }
+        float *qk = s->qkv + (size_t)r * 3 * (size_t)H;
+        k_rope(qk, H, d, sn, cs);
+        k_rope(qk + H, H, d, sn, cs);
     }
 }
 
-/* Softmax of one row of scores in place; key j is masked (weight 0) when
- * its token is [PAD] (id 0) and j > 0, as bert4keras masks keys. */
+/* Mask the scores of query i of a sequence (row of T keys) as bert4keras
+ * does: [PAD] keys after position 0, and keys later in the UniLM order. */
 static void
-softmax_row(float *row, const int32_t *tok, int T)
+mask_row(float *row, int i, const int32_t *tok, const int *cum, int T)
 {
-    float mx = -INFINITY, sum = 0;
-
-    for (int j = 0; j < T; j++) {
-        if (tok[j] == 0 && j != 0)
-            row[j] = -INFINITY;
-        else if (row[j] > mx)
-            mx = row[j];
-    }
-    for (int j = 0; j < T; j++) {
-        row[j] = row[j] == -INFINITY ? 0.0f : expf(row[j] - mx);
-        sum += row[j];
-    }
     for (int j = 0; j < T; j++)
-        row[j] /= sum;
+        if ((tok[j] == 0 && j != 0) || cum[j] > cum[i])
+            row[j] = -INFINITY;
 }
 
 /* att = softmax(q k^T / sqrt(d) + mask) v for every sequence and head:
@@ -620,8 +492,10 @@ attention(struct rf_state *s, int B, int H, int n_head)
                         scale, q, ld,
                         k, ld,
                         0.0f, sc, T);
-            for (int i = 0; i < T; i++)
-                softmax_row(sc + (size_t)i * (size_t)T, tok, T);
+            for (int i = 0; i < T; i++) {
+                mask_row(sc + (size_t)i * (size_t)T, i, tok, s->cum_seg + s->start[b], T);
+                k_softmax(sc + (size_t)i * (size_t)T, T);
+            }
             /* O (T,d) = P (T,T) V (T,d) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
                         T, d, T,
@@ -635,8 +509,8 @@ attention(struct rf_state *s, int B, int H, int n_head)
 /* --- the forward pass ------------------------------------------------------ */
 
 int
-rf_encode(const struct rf_model *m, struct rf_state *s, const int32_t *const *ids,
-          const int *lens, int n, enum rf_pooler pooler, float *out, struct rs_error *e)
+rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *const *ids,
+           const int32_t *const *segs, const int *lens, int n, struct rs_error *e)
 {
     const struct rf_config *c = &m->cfg;
     const int H = c->d_model, F = c->d_ff, d = H / c->n_head;
@@ -651,20 +525,28 @@ rf_encode(const struct rf_model *m, struct rf_state *s, const int32_t *const *id
         if (c->arch == RF_ARCH_BERT && lens[b] > c->max_pos)
             return rs_error_set(e, RS_EINVAL, "sequence of %d tokens is longer than the "
                                 "model's %d positions", lens[b], c->max_pos);
-        for (int t = 0; t < lens[b]; t++)
+        for (int t = 0; t < lens[b]; t++) {
             if (ids[b][t] < 0 || ids[b][t] >= c->n_vocab)
                 return rs_error_set(e, RS_EINVAL, "token id %d outside the vocabulary",
                                     ids[b][t]);
+            if (segs != NULL && (segs[b][t] < 0 || segs[b][t] >= c->n_type))
+                return rs_error_set(e, RS_EINVAL, "segment id %d outside 0..%d",
+                                    segs[b][t], c->n_type - 1);
+        }
     }
 
     /* embeddings of the packed batch */
     for (int b = 0; b < n; b++) {
+        int cum = 0;
         s->start[b] = rows;
         for (int t = 0; t < lens[b]; t++, rows++) {
+            int seg = segs != NULL ? segs[b][t] : 0;
             float *x = s->x + (size_t)rows * (size_t)H;
-            const float *te = m->tok_emb + (size_t)ids[b][t] * (size_t)H, *se = m->seg_emb;
+            const float *te = m->tok_emb + (size_t)ids[b][t] * (size_t)H;
+            const float *se = m->seg_emb + (size_t)seg * (size_t)H;
             s->tokens[rows] = ids[b][t];
             s->pos[rows] = t;
+            s->cum_seg[rows] = cum += seg;
             for (int j = 0; j < H; j++)
                 x[j] = te[j] + se[j];
             if (m->pos_emb != NULL)
@@ -673,22 +555,53 @@ rf_encode(const struct rf_model *m, struct rf_state *s, const int32_t *const *id
         }
     }
     s->start[n] = rows;
-    add_layer_norm(s->x, NULL, rows, H, m->emb_ln_g, m->emb_ln_b, c->ln_eps);
+    k_add_layer_norm(s->x, NULL, rows, H, m->emb_ln_g, m->emb_ln_b, c->ln_eps);
 
     for (int l = 0; l < c->n_layer; l++) {
         const struct rf_layer *L = &m->layers[l];
-        dense(s->x, rows, H, L->wqkv, L->bqkv, 3 * H, s->qkv);
+        k_dense(s->x, rows, H, L->wqkv, L->bqkv, 3 * H, s->qkv);
         if (c->arch == RF_ARCH_ROFORMER)
             rope_rows(s, rows, H, d);
         attention(s, n, H, c->n_head);
-        dense(s->att, rows, H, L->wo, L->bo, H, s->tmp);
-        add_layer_norm(s->x, s->tmp, rows, H, L->ln1_g, L->ln1_b, c->ln_eps);
-        dense(s->x, rows, H, L->w1, L->b1, F, s->ff);
-        gelu(s->ff, (size_t)rows * (size_t)F);
-        dense(s->ff, rows, F, L->w2, L->b2, H, s->tmp);
-        add_layer_norm(s->x, s->tmp, rows, H, L->ln2_g, L->ln2_b, c->ln_eps);
+        k_dense(s->att, rows, H, L->wo, L->bo, H, s->tmp);
+        k_add_layer_norm(s->x, s->tmp, rows, H, L->ln1_g, L->ln1_b, c->ln_eps);
+        k_dense(s->x, rows, H, L->w1, L->b1, F, s->ff);
+        k_gelu(s->ff, (size_t)rows * (size_t)F);
+        k_dense(s->ff, rows, F, L->w2, L->b2, H, s->tmp);
+        k_add_layer_norm(s->x, s->tmp, rows, H, L->ln2_g, L->ln2_b, c->ln_eps);
     }
+    return RS_OK;
+}
 
+void
+rf_mlm_probs(const struct rf_model *m, const float *x, int n, float *h, float *probs)
+{
+    const int H = m->cfg.d_model, V = m->cfg.n_vocab;
+
+    k_dense(x, n, H, m->mlm_w, m->mlm_b, H, h);
+    k_gelu(h, (size_t)n * (size_t)H);
+    k_add_layer_norm(h, NULL, n, H, m->mlm_ln_g, m->mlm_ln_b, m->cfg.ln_eps);
+    /* logits (n, V) = h (n, H) E_tok^T (H, V) + bias: the tied embeddings */
+    for (int r = 0; r < n; r++)
+        memcpy(probs + (size_t)r * (size_t)V, m->mlm_bias, (size_t)V * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                n, V, H,
+                1.0f, h, H,
+                m->tok_emb, H,
+                1.0f, probs, V);
+    for (int r = 0; r < n; r++)
+        k_softmax(probs + (size_t)r * (size_t)V, V);
+}
+
+int
+rf_encode(const struct rf_model *m, struct rf_state *s, const int32_t *const *ids,
+          const int *lens, int n, enum rf_pooler pooler, float *out, struct rs_error *e)
+{
+    const int H = m->cfg.d_model;
+    int rc = rf_forward(m, s, ids, NULL, lens, n, e);
+
+    if (rc != RS_OK)
+        return rc;
     /* pooling */
     for (int b = 0; b < n; b++) {
         const float *cls = s->x + (size_t)s->start[b] * (size_t)H;

@@ -56,6 +56,8 @@ const struct rf_config *rf_model_config(const struct rf_model *m);
 const struct tok_vocab *rf_model_vocab(const struct rf_model *m);
 /* "tf-checkpoint", "safetensors" or "pytorch". */
 const char *rf_model_format(const struct rf_model *m);
+/* Whether the weights include the MLM head that generation needs. */
+int rf_model_can_generate(const struct rf_model *m);
 
 /* Parse "linear", "tanh", "cls" or "mean"; -1 if none. */
 int rf_pooler_parse(const char *name);

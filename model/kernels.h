@@ -1,0 +1,36 @@
+/*
+ * kernels.h: the numeric building blocks of the encoder and decoder.
+ *
+ * All work on row-major float32 arrays and allocate nothing.  Matrix
+ * products go to OpenBLAS; the element-wise kernels are written to be
+ * vectorized and are compiled for AVX-512, AVX2 and the x86-64 baseline,
+ * the best one picked at startup.
+ */
+#ifndef ROSIM_KERNELS_H
+#define ROSIM_KERNELS_H
+
+#include <stddef.h>
+
+/* Y (n, out) = X (n, in) W (in, out) + b (out) */
+void k_dense(const float *x, int n, int in, const float *w, const float *b, int out, float *y);
+
+/* Per row of H: x = LayerNorm(x + r) * g + b, population variance; r may
+ * be NULL. */
+void k_add_layer_norm(float *x, const float *r, int n, int H, const float *g, const float *b,
+                      float eps);
+
+/* x = 0.5 x (1 + erf(x / sqrt 2)), the exact GELU (|error| < 5e-7). */
+void k_gelu(float *x, size_t n);
+
+/* bert4keras's rotary tables for positions 0..n_pos-1 and head size d:
+ * sin/cos[p * d/2 + i] of angle p * 10000^(-2i/d), computed in float32. */
+void k_rope_tables(float *sin_t, float *cos_t, int n_pos, int d);
+
+/* Rotate the interleaved pairs (2i, 2i+1) of every head (size d) of one
+ * row v[0..H) by the angles of one position (sin_p, cos_p: d/2 each). */
+void k_rope(float *v, int H, int d, const float *sin_p, const float *cos_p);
+
+/* In-place softmax of x[0..n); entries equal to -INFINITY get weight 0. */
+void k_softmax(float *x, int n);
+
+#endif

@@ -1,0 +1,64 @@
+/*
+ * roformer_impl.h: the model's internals shared by the encoder (roformer.c)
+ * and the decoder (decoder.c).  Not part of the library's interface.
+ */
+#ifndef ROSIM_ROFORMER_IMPL_H
+#define ROSIM_ROFORMER_IMPL_H
+
+#include "roformer.h"
+
+struct rf_layer {
+    float *wqkv, *bqkv;    /* [H, 3H], [3H] */
+    float *wo, *bo;        /* [H, H], [H] */
+    float *ln1_g, *ln1_b;  /* [H] */
+    float *w1, *b1;        /* [H, I], [I] */
+    float *w2, *b2;        /* [I, H], [H] */
+    float *ln2_g, *ln2_b;  /* [H] */
+};
+
+struct rf_model {
+    struct rf_config cfg;
+    struct tok_vocab *vocab;
+    const char *format;
+    float *tok_emb;        /* [V, H] */
+    float *seg_emb;        /* [n_type, H] */
+    float *pos_emb;        /* [max_pos, H], BERT only */
+    float *emb_ln_g, *emb_ln_b;
+    struct rf_layer *layers;
+    float *pool_w, *pool_b;  /* [H, H], [H] */
+    int has_mlm;             /* the MLM head below was in the weights */
+    float *mlm_w, *mlm_b;    /* [H, H], [H] */
+    float *mlm_ln_g, *mlm_ln_b;
+    float *mlm_bias;         /* [V]; logits = LN(gelu(x W + b)) E_tok^T + bias */
+    float **owned;         /* every float buffer above, for freeing */
+    int n_owned, cap_owned;
+};
+
+struct rf_state {
+    int max_batch, max_len, d_model;
+    float *x;        /* [B*T, H] hidden states */
+    float *qkv;      /* [B*T, 3H] */
+    float *att;      /* [B*T, H] attention output before Wo */
+    float *tmp;      /* [B*T, H] */
+    float *ff;       /* [B*T, I] */
+    float *scores;   /* [T, T] of one head */
+    float *rope_sin, *rope_cos;   /* [T, d/2] */
+    int32_t *tokens; /* [rows] ids of the packed batch */
+    int *cum_seg;    /* [rows] running sum of segment ids (UniLM mask) */
+    int *pos;        /* [rows] position of each row in its sequence */
+    int *start;      /* [B + 1] first row of each sequence */
+};
+
+/* Run the layers over a packed batch: sequence b is ids[b][0..lens[b]) with
+ * segment ids segs[b] (NULL: all 0).  Query i may attend key j of its own
+ * sequence iff cumsum(seg)[j] <= cumsum(seg)[i] (the UniLM mask: segment-0
+ * source bidirectional, segment-1 target causal) and key j is not [PAD]
+ * (id 0, j > 0).  Leaves the last hidden states in s->x. */
+int rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *const *ids,
+               const int32_t *const *segs, const int *lens, int n, struct rs_error *e);
+
+/* Next-token probabilities of n hidden rows x: softmax(LN(gelu(x Wm + bm))
+ * E_tok^T + bias).  h: scratch of n * H floats; probs: n * V floats. */
+void rf_mlm_probs(const struct rf_model *m, const float *x, int n, float *h, float *probs);
+
+#endif
