@@ -3,6 +3,8 @@
  *
  *     rosim tokenize --model DIR [--max-length N]
  *     rosim embed    --model DIR [--max-length N] [--batch N] [--raw] [--pooler P]
+ *     rosim generate --model DIR [--n 20] [--k 5] [--top-p 0.95] [--top-k 0]
+ *                    [--temperature 1] [--max-length 64] [--seed S] [--beam W]
  *
  * Reads one text per line on stdin (a trailing \r is dropped) and writes one
  * JSON value per line on stdout, UTF-8 without ASCII escaping.  Exit status
@@ -16,8 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <sys/random.h>
+
+#include "../model/generate.h"
 #include "../model/roformer.h"
 #include "bench.h"
 
@@ -28,6 +34,9 @@ struct options {
     int raw;
     int pooler;
     int threads;
+    struct gen_params gen;
+    int k;              /* paraphrases to return */
+    int seeded;
 };
 
 static void
@@ -37,6 +46,8 @@ usage(FILE *out)
             "usage: rosim tokenize --model DIR [--max-length N]\n"
             "       rosim embed    --model DIR [--max-length N] [--batch N] [--raw]\n"
             "                      [--pooler linear|tanh|cls|mean] [--threads N]\n"
+            "       rosim generate --model DIR [--n 20] [--k 5] [--top-p 0.95] [--top-k 0]\n"
+            "                      [--temperature 1] [--max-length 64] [--seed S] [--beam W]\n"
             "       rosim bench    --model DIR [--input FILE] [--count N] [--threads N]\n"
             "Reads one text per line on stdin, writes one JSON value per line.\n");
 }
@@ -235,6 +246,58 @@ done:
     return rc;
 }
 
+static int
+parse_float(const char *opt, const char *v, float *out)
+{
+    char *end;
+    float f;
+
+    errno = 0;
+    f = strtof(v, &end);
+    if (*v == '\0' || *end != '\0' || errno || !isfinite(f)) {
+        fprintf(stderr, "rosim: %s: '%s' is not a number\n", opt, v);
+        return -1;
+    }
+    *out = f;
+    return 0;
+}
+
+static int
+cmd_generate(const struct rf_model *m, const struct options *o)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long lineno = 0;
+    int rc = 0;
+
+    while (rc == 0 && (n = read_line(&line, &cap)) >= 0) {
+        struct gen_paraphrases out = { 0 };
+        struct gen_params p = o->gen;
+        struct rs_error e;
+        json_t *list;
+        lineno++;
+        if (!o->seeded && getrandom(&p.seed, sizeof(p.seed), 0) != sizeof(p.seed))
+            p.seed = (uint64_t)time(NULL) ^ (uint64_t)lineno;
+        if (gen_paraphrase(m, line, (size_t)n, &p, o->k, &out, &e) != RS_OK) {
+            fprintf(stderr, "rosim: line %ld: %s\n", lineno, e.msg);
+            rc = 1;
+            break;
+        }
+        list = json_array();
+        for (int i = 0; i < out.n; i++)
+            json_array_append_new(list, json_pack("{s:s,s:f}", "text", out.items[i].text,
+                                                  "score", (double)out.items[i].score));
+        gen_paraphrases_free(&out);
+        if (emit(json_pack("{s:s%,s:o}", "text", line, (size_t)n, "paraphrases", list)) != 0) {
+            fprintf(stderr, "rosim: cannot write output\n");
+            rc = 1;
+        }
+    }
+    free(line);
+    return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -247,10 +310,17 @@ main(int argc, char **argv)
         { "threads", required_argument, NULL, 't' },
         { "input", required_argument, NULL, 'i' },
         { "count", required_argument, NULL, 'c' },
+        { "n", required_argument, NULL, 'n' },
+        { "k", required_argument, NULL, 'k' },
+        { "top-p", required_argument, NULL, 'P' },
+        { "top-k", required_argument, NULL, 'K' },
+        { "temperature", required_argument, NULL, 'T' },
+        { "seed", required_argument, NULL, 's' },
+        { "beam", required_argument, NULL, 'B' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    struct options o = { NULL, -1, 32, 0, RF_POOL_LINEAR, 0 };
+    struct options o = { NULL, -1, 32, 0, RF_POOL_LINEAR, 0, gen_default_params(), 5, 0 };
     struct bench_options bo = { NULL, 512 };
     const char *cmd;
     struct rf_model *m;
@@ -262,15 +332,16 @@ main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     cmd = argv[1];
-    if (strcmp(cmd, "tokenize") != 0 && strcmp(cmd, "embed") != 0 && strcmp(cmd, "bench") != 0) {
-        fprintf(stderr, "rosim: unknown command '%s' (tokenize, embed, bench)\n", cmd);
+    if (strcmp(cmd, "tokenize") != 0 && strcmp(cmd, "embed") != 0 && strcmp(cmd, "bench") != 0 &&
+        strcmp(cmd, "generate") != 0) {
+        fprintf(stderr, "rosim: unknown command '%s' (tokenize, embed, generate, bench)\n", cmd);
         return 2;
     }
     optind = 2;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'm': o.model = optarg; break;
-        case 'L': if (parse_int("--max-length", optarg, 2, 100000, &o.max_length)) return 2; break;
+        case 'L': if (parse_int("--max-length", optarg, 1, 100000, &o.max_length)) return 2; break;
         case 'b': if (parse_int("--batch", optarg, 1, 1024, &o.batch)) return 2; break;
         case 'r': o.raw = 1; break;
         case 'p':
@@ -282,6 +353,23 @@ main(int argc, char **argv)
         case 't': if (parse_int("--threads", optarg, 1, 256, &o.threads)) return 2; break;
         case 'i': bo.input = optarg; break;
         case 'c': if (parse_int("--count", optarg, 1, 1000000, &bo.count)) return 2; break;
+        case 'n': if (parse_int("--n", optarg, 1, GEN_MAX_N, &o.gen.n)) return 2; break;
+        case 'k': if (parse_int("--k", optarg, 1, GEN_MAX_N, &o.k)) return 2; break;
+        case 'K': if (parse_int("--top-k", optarg, 0, 1000000, &o.gen.top_k)) return 2; break;
+        case 'B': if (parse_int("--beam", optarg, 0, GEN_MAX_N, &o.gen.beam)) return 2; break;
+        case 'P': if (parse_float("--top-p", optarg, &o.gen.top_p)) return 2; break;
+        case 'T': if (parse_float("--temperature", optarg, &o.gen.temperature)) return 2; break;
+        case 's': {
+            char *end;
+            errno = 0;
+            o.gen.seed = strtoull(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || errno || *optarg == '-') {
+                fprintf(stderr, "rosim: --seed: '%s' is not a whole number\n", optarg);
+                return 2;
+            }
+            o.seeded = 1;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -292,6 +380,18 @@ main(int argc, char **argv)
     }
     if (o.model == NULL) {
         fprintf(stderr, "rosim: --model DIR is required\n");
+        return 2;
+    }
+    if (strcmp(cmd, "generate") == 0) {
+        struct rs_error ge;
+        if (o.max_length > 0)
+            o.gen.max_new = o.max_length;
+        if (gen_check_params(&o.gen, &ge) != RS_OK) {
+            fprintf(stderr, "rosim: %s\n", ge.msg);
+            return 2;
+        }
+    } else if (o.max_length == 1) {
+        fprintf(stderr, "rosim: --max-length: at least 2 tokens ([CLS] and [SEP])\n");
         return 2;
     }
     if (o.max_length < 0)
@@ -305,6 +405,8 @@ main(int argc, char **argv)
         rc = cmd_tokenize(m, &o);
     else if (strcmp(cmd, "embed") == 0)
         rc = cmd_embed(m, &o);
+    else if (strcmp(cmd, "generate") == 0)
+        rc = cmd_generate(m, &o);
     else
         rc = bench_encoder(m, &bo);
     if (fflush(stdout) != 0 && rc == 0) {

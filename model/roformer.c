@@ -510,7 +510,8 @@ attention(struct rf_state *s, int B, int H, int n_head)
 
 int
 rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *const *ids,
-           const int32_t *const *segs, const int *lens, int n, struct rs_error *e)
+           const int32_t *const *segs, const int *lens, int n, float *cache_k,
+           float *cache_v, struct rs_error *e)
 {
     const struct rf_config *c = &m->cfg;
     const int H = c->d_model, F = c->d_ff, d = H / c->n_head;
@@ -562,6 +563,14 @@ rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *const *i
         k_dense(s->x, rows, H, L->wqkv, L->bqkv, 3 * H, s->qkv);
         if (c->arch == RF_ARCH_ROFORMER)
             rope_rows(s, rows, H, d);
+        if (cache_k != NULL) {
+            for (int r = 0; r < rows; r++) {
+                size_t at = ((size_t)l * (size_t)rows + (size_t)r) * (size_t)H;
+                const float *qkv = s->qkv + (size_t)r * 3 * (size_t)H;
+                memcpy(cache_k + at, qkv + H, (size_t)H * sizeof(float));
+                memcpy(cache_v + at, qkv + 2 * H, (size_t)H * sizeof(float));
+            }
+        }
         attention(s, n, H, c->n_head);
         k_dense(s->att, rows, H, L->wo, L->bo, H, s->tmp);
         k_add_layer_norm(s->x, s->tmp, rows, H, L->ln1_g, L->ln1_b, c->ln_eps);
@@ -598,7 +607,7 @@ rf_encode(const struct rf_model *m, struct rf_state *s, const int32_t *const *id
           const int *lens, int n, enum rf_pooler pooler, float *out, struct rs_error *e)
 {
     const int H = m->cfg.d_model;
-    int rc = rf_forward(m, s, ids, NULL, lens, n, e);
+    int rc = rf_forward(m, s, ids, NULL, lens, n, NULL, NULL, e);
 
     if (rc != RS_OK)
         return rc;

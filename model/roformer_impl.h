@@ -53,9 +53,12 @@ struct rf_state {
  * segment ids segs[b] (NULL: all 0).  Query i may attend key j of its own
  * sequence iff cumsum(seg)[j] <= cumsum(seg)[i] (the UniLM mask: segment-0
  * source bidirectional, segment-1 target causal) and key j is not [PAD]
- * (id 0, j > 0).  Leaves the last hidden states in s->x. */
+ * (id 0, j > 0).  Leaves the last hidden states in s->x.  When cache_k and
+ * cache_v are given, each layer's keys (after rotation) and values are
+ * copied there: [n_layer, rows, H] with rows = sum of lens. */
 int rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *const *ids,
-               const int32_t *const *segs, const int *lens, int n, struct rs_error *e);
+               const int32_t *const *segs, const int *lens, int n, float *cache_k,
+               float *cache_v, struct rs_error *e);
 
 /* Next-token probabilities of n hidden rows x: softmax(LN(gelu(x Wm + bm))
  * E_tok^T + bias).  h: scratch of n * H floats; probs: n * V floats. */

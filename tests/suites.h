@@ -12,5 +12,6 @@ Suite *daemon_suite(void);
 Suite *tokenizer_suite(void);
 Suite *model_suite(void);
 Suite *cli_suite(void);
+Suite *generate_suite(void);
 
 #endif

@@ -1,0 +1,96 @@
+/*
+ * generate.h: similar-sentence generation, the gen_synonyms procedure of
+ * RoFormer-Sim's release.
+ *
+ *     struct gen_params p = gen_default_params();
+ *     p.n = 100; p.seed = 42;
+ *     struct gen_paraphrases out = { 0 };
+ *     if (gen_paraphrase(m, text, strlen(text), &p, 20, &out, &err) == RS_OK)
+ *         for (int i = 0; i < out.n; i++)
+ *             printf("%.3f %s\n", out.items[i].score, out.items[i].text);
+ *     gen_paraphrases_free(&out);
+ *
+ * The source is tokenized (truncated to src_maxlen), n continuations are
+ * sampled in one batch over a shared source cache (bert4keras
+ * random_sample: temperature, then top-k, then top-p, then one draw per
+ * row; a row ends at [SEP] or after max_new tokens), decoded with the
+ * bert4keras rules, de-duplicated, the input itself dropped, and the rest
+ * ranked by the cosine similarity of their sentence vectors to the input's.
+ * With beam > 0, bert4keras beam_search replaces sampling and yields one
+ * deterministic candidate.  The same seed gives the same output.
+ * Thread-safe for distinct outputs; the model may be shared.
+ */
+#ifndef ROSIM_GENERATE_H
+#define ROSIM_GENERATE_H
+
+#include <stdint.h>
+
+#include "decoder.h"
+#include "error.h"
+#include "roformer.h"
+
+#define GEN_MAX_N 1000        /* candidates per call */
+#define GEN_MAX_NEW 512       /* generated tokens per candidate */
+
+struct gen_params {
+    int n;              /* candidates to sample, 1..GEN_MAX_N */
+    int top_k;          /* keep the k most likely tokens; 0: off */
+    float top_p;        /* keep the smallest set reaching this mass, (0, 1]; 1: off */
+    float temperature;  /* > 0; probabilities are raised to 1/temperature */
+    int max_new;        /* tokens generated per candidate, [SEP] included, 1..GEN_MAX_NEW */
+    int src_maxlen;     /* source truncation in tokens, >= 2 */
+    uint64_t seed;
+    int beam;           /* 0: sampling; > 0: beam search of this width */
+};
+
+/* n 20, top_p 0.95, top_k 0, temperature 1, max_new 64, src_maxlen 64,
+ * seed 0, sampling. */
+struct gen_params gen_default_params(void);
+
+/* RS_OK, or RS_EINVAL with a message naming the bad parameter. */
+int gen_check_params(const struct gen_params *p, struct rs_error *e);
+
+/* Generated id sequences; sequence i is ids[off[i] .. off[i] + len[i]),
+ * its trailing [SEP] included when it ended.  Order as bert4keras returns
+ * them: by the step they ended at, then unfinished ones. */
+struct gen_sequences {
+    int n;
+    int32_t *ids;
+    int *off, *len;
+};
+void gen_sequences_free(struct gen_sequences *s);
+
+/* Sample (or beam-search) continuations of src[0..src_len) on decoder d
+ * (made with room for src_len, p->max_new and p->n rows). */
+int gen_run(const struct rf_model *m, struct dec *d, const int32_t *src, int src_len,
+            const struct gen_params *p, struct gen_sequences *out, struct rs_error *e);
+
+struct gen_candidate {
+    char *text;
+    float score;        /* cosine similarity to the input */
+};
+
+struct gen_paraphrases {
+    int n_candidates;   /* distinct candidates before taking the top k */
+    int n;
+    struct gen_candidate *items;   /* best first */
+};
+void gen_paraphrases_free(struct gen_paraphrases *out);
+
+/* The whole procedure for one text: at most k paraphrases, best first. */
+int gen_paraphrase(const struct rf_model *m, const char *text, size_t len,
+                   const struct gen_params *p, int k, struct gen_paraphrases *out,
+                   struct rs_error *e);
+
+/* --- the sampler, exposed for tests ------------------------------------- */
+
+struct gen_rng { uint64_t s[4]; };
+void gen_rng_seed(struct gen_rng *r, uint64_t seed);
+double gen_rng_uniform(struct gen_rng *r);    /* [0, 1) */
+
+/* Draw a token from probs[0..V) after temperature, top-k and top-p.
+ * work: scratch of V ints and V floats. */
+int gen_sample_token(const float *probs, int V, const struct gen_params *p,
+                     struct gen_rng *rng, int *work_idx, float *work_p);
+
+#endif

@@ -1,0 +1,431 @@
+/*
+ * check_generate.c: UniLM decoding, sampling and the paraphrase pipeline.
+ *
+ * - greedy decoding of every "generation" case of both fixtures gives the
+ *   golden ids, and each step's top-5 log-probabilities within 1e-4
+ *   (independent float64 reference); `rosim generate` prints the golden text;
+ * - cached decoding equals full recomputation, through row removal,
+ *   duplication (beams) and a sampled [PAD];
+ * - the sampler's draws follow the truncated distribution (chi-square);
+ * - beam search at full width equals exhaustive search;
+ * - bad parameters are clear errors; the same seed gives the same output.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../model/generate.h"
+#include "suites.h"
+#include "testutil.h"
+
+#define TINY "tests/fixtures/roformer-sim-tiny"
+#define BERT "tests/fixtures/tf-checkpoint-bert-tiny"
+
+static struct rf_model *
+load(const char *dir)
+{
+    struct rf_model *m;
+    struct rs_error e;
+
+    ck_assert_msg(rf_model_load(&m, dir, &e) == RS_OK, "%s", e.msg);
+    return m;
+}
+
+static int
+argmax(const float *p, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (p[i] > p[best])
+            best = i;
+    return best;
+}
+
+static void
+check_greedy_fixture(const char *dir)
+{
+    struct rf_model *m = load(dir);
+    const int V = rf_model_config(m)->n_vocab;
+    json_error_t je;
+    char path[256];
+    json_t *exp, *g;
+    size_t gi;
+
+    snprintf(path, sizeof(path), "%s/expected.json", dir);
+    exp = json_load_file(path, JSON_ALLOW_NUL, &je);
+    ck_assert_ptr_nonnull(exp);
+    json_array_foreach(json_object_get(exp, "generation"), gi, g) {
+        json_t *src = json_object_get(g, "src_ids"), *want = json_object_get(g, "greedy_ids");
+        int src_len = (int)json_array_size(src), steps = (int)json_array_size(want);
+        int32_t ids[64];
+        struct dec *d = dec_new(m, src_len, steps, 1);
+        struct rs_error e;
+        for (int i = 0; i < src_len; i++)
+            ids[i] = (int32_t)json_integer_value(json_array_get(src, (size_t)i));
+        ck_assert_ptr_nonnull(d);
+        ck_assert_msg(dec_start(d, ids, src_len, &e) == RS_OK, "%s", e.msg);
+        ck_assert_int_eq(dec_fork(d, 1, &e), RS_OK);
+        for (int t = 0; t < steps; t++) {
+            json_t *step = json_array_get(json_object_get(g, "steps"), (size_t)t);
+            json_t *top_ids = json_object_get(step, "top_ids");
+            json_t *top_lp = json_object_get(step, "top_logprobs");
+            const float *p = dec_probs(d);
+            int32_t tok = argmax(p, V);
+            for (size_t k = 0; k < json_array_size(top_ids); k++) {
+                int id = (int)json_integer_value(json_array_get(top_ids, k));
+                double lp = log((double)p[id]);
+                ck_assert_msg(fabs(lp - json_number_value(json_array_get(top_lp, k))) <= 1e-4,
+                              "%s case %zu step %d: log p[%d] = %f, want %f", dir, gi, t, id,
+                              lp, json_number_value(json_array_get(top_lp, k)));
+            }
+            ck_assert_int_eq(tok, json_integer_value(json_array_get(want, (size_t)t)));
+            if (t + 1 < steps)
+                ck_assert_int_eq(dec_step(d, &tok, &e), RS_OK);
+        }
+        dec_free(d);
+    }
+    json_decref(exp);
+    rf_model_free(m);
+}
+
+START_TEST(test_greedy_roformer)
+{
+    check_greedy_fixture(TINY);
+}
+END_TEST
+
+START_TEST(test_greedy_bert)
+{
+    check_greedy_fixture(BERT);
+}
+END_TEST
+
+START_TEST(test_greedy_cli)
+{
+    static const char *const dirs[] = { TINY, BERT };
+    for (int f = 0; f < 2; f++) {
+        json_error_t je;
+        char path[256], maxlen[16];
+        json_t *exp, *g;
+        size_t gi;
+        snprintf(path, sizeof(path), "%s/expected.json", dirs[f]);
+        exp = json_load_file(path, JSON_ALLOW_NUL, &je);
+        json_array_foreach(json_object_get(exp, "generation"), gi, g) {
+            char *argv[] = { (char *)tu_program("ROSIM", "build/rosim"), "generate", "--model",
+                             (char *)dirs[f], "--top-k", "1", "--n", "1", "--k", "1",
+                             "--max-length", maxlen, NULL };
+            char in[256], *out, *err;
+            json_t *got;
+            snprintf(maxlen, sizeof(maxlen), "%d", (int)json_integer_value(json_object_get(g, "maxlen")));
+            snprintf(in, sizeof(in), "%s\n", json_string_value(json_object_get(g, "source")));
+            ck_assert_int_eq(tu_run(argv, in, &out, &err), 0);
+            got = json_loads(out, 0, &je);
+            ck_assert_msg(got != NULL, "%s", out);
+            ck_assert_str_eq(json_string_value(json_object_get(got, "text")),
+                             json_string_value(json_object_get(g, "source")));
+            ck_assert_int_eq(json_array_size(json_object_get(got, "paraphrases")), 1);
+            ck_assert_str_eq(json_string_value(json_object_get(json_array_get(
+                                 json_object_get(got, "paraphrases"), 0), "text")),
+                             json_string_value(json_object_get(g, "greedy_text")));
+            json_decref(got);
+            free(out);
+            free(err);
+        }
+        json_decref(exp);
+    }
+}
+END_TEST
+
+static double
+max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double worst = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)a[i] - b[i]) > worst)
+            worst = fabs((double)a[i] - b[i]);
+    return worst;
+}
+
+START_TEST(test_cache_equals_recompute)
+{
+    static const char *const dirs[] = { TINY, BERT };
+    for (int f = 0; f < 2; f++) {
+        struct rf_model *m = load(dirs[f]);
+        const int V = rf_model_config(m)->n_vocab, R = 5, steps = 6;
+        const int32_t tiny_src[] = { 2, 14, 195, 53, 105, 125, 3 };
+        const int32_t bert_src[] = { 2, 5, 6, 7, 8, 9, 3 };
+        const int32_t *src = f == 0 ? tiny_src : bert_src;
+        int32_t hist[8][8], tok[8];
+        const int32_t *rows[8];
+        float *want = malloc((size_t)8 * (size_t)V * sizeof(float));
+        struct dec *d = dec_new(m, 7, steps, R);
+        struct rs_error e;
+        int n = R;
+
+        ck_assert_int_eq(dec_start(d, src, 7, &e), RS_OK);
+        ck_assert_int_eq(dec_fork(d, R, &e), RS_OK);
+        for (int t = 0; t < steps; t++) {
+            for (int r = 0; r < n; r++) {
+                /* varied tokens; row 1 samples [PAD] at step 2 */
+                tok[r] = (r == 1 && t == 2) ? 0 : (int32_t)((7 * r + 11 * t + 5) % (V - 5) + 5);
+                if (f == 1 && r == 2 && t == 1)
+                    tok[r] = 3;   /* [SEP] inside a row, as recompute sees it */
+                hist[r][t] = tok[r];
+            }
+            ck_assert_int_eq(dec_step(d, tok, &e), RS_OK);
+            for (int r = 0; r < n; r++)
+                rows[r] = hist[r];
+            ck_assert_int_eq(dec_recompute(m, src, 7, rows, t + 1, n, want, &e), RS_OK);
+            ck_assert_msg(max_abs_diff(dec_probs(d), want, (size_t)n * (size_t)V) < 1e-5,
+                          "%s step %d: cached and recomputed distributions differ by %g",
+                          dirs[f], t, max_abs_diff(dec_probs(d), want, (size_t)n * (size_t)V));
+            if (t == 2) {            /* drop rows 0 and 3 */
+                int keep[] = { 1, 2, 4 };
+                ck_assert_int_eq(dec_select(d, keep, 3, &e), RS_OK);
+                for (int i = 0; i < 3; i++)
+                    memcpy(hist[i], hist[keep[i]], sizeof(hist[0]));
+                n = 3;
+            } else if (t == 3) {     /* beams: row 2 twice, row 0 once, out of order */
+                int keep[] = { 2, 0, 2 };
+                int32_t copy[8][8];
+                memcpy(copy, hist, sizeof(copy));
+                ck_assert_int_eq(dec_select(d, keep, 3, &e), RS_OK);
+                for (int i = 0; i < 3; i++)
+                    memcpy(hist[i], copy[keep[i]], sizeof(hist[0]));
+            }
+        }
+        free(want);
+        dec_free(d);
+        rf_model_free(m);
+    }
+}
+END_TEST
+
+/* The truncated distribution computed the plain way: sort, temperature,
+ * top-k, cumulative mass up to and including the token reaching top-p. */
+static int
+cmp_desc(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? 1 : a > b ? -1 : 0;
+}
+
+START_TEST(test_sampler_distribution)
+{
+    enum { V = 60, DRAWS = 200000 };
+    float probs[V], wp[V];
+    int wi[V], count[V] = { 0 };
+    double sorted[V][2], expect[V] = { 0 }, total = 0, chi2 = 0, cum = 0;
+    struct gen_params p = gen_default_params();
+    struct gen_rng rng;
+    int kept = 0;
+
+    for (int i = 0; i < V; i++)    /* a shuffled, uneven distribution */
+        probs[(i * 37) % V] = (float)(1.0 / (1 + i) + 0.002 * (i % 7));
+    for (int i = 0; i < V; i++)
+        total += probs[i];
+    for (int i = 0; i < V; i++)
+        probs[i] = (float)(probs[i] / total);
+    p.temperature = 0.8f;
+    p.top_k = 25;
+    p.top_p = 0.7f;
+    for (int i = 0; i < V; i++) {
+        sorted[i][0] = pow(probs[i], 1.0 / 0.8);
+        sorted[i][1] = i;
+    }
+    qsort(sorted, V, sizeof(sorted[0]), cmp_desc);
+    total = 0;
+    for (int i = 0; i < 25; i++)
+        total += sorted[i][0];
+    for (int i = 0; i < 25; i++) {
+        cum += sorted[i][0] / total;
+        kept++;
+        if (cum >= 0.7)
+            break;
+    }
+    total = 0;
+    for (int i = 0; i < kept; i++)
+        total += sorted[i][0];
+    for (int i = 0; i < kept; i++)
+        expect[(int)sorted[i][1]] = sorted[i][0] / total * DRAWS;
+    ck_assert_int_gt(kept, 3);
+
+    gen_rng_seed(&rng, 12345);
+    for (int i = 0; i < DRAWS; i++)
+        count[gen_sample_token(probs, V, &p, &rng, wi, wp)]++;
+    for (int i = 0; i < V; i++) {
+        if (expect[i] == 0) {
+            ck_assert_msg(count[i] == 0, "token %d drawn %d times but outside the nucleus",
+                          i, count[i]);
+            continue;
+        }
+        ck_assert_msg(count[i] > 0, "token %d of the nucleus never drawn", i);
+        chi2 += (count[i] - expect[i]) * (count[i] - expect[i]) / expect[i];
+    }
+    /* df = kept - 1; a bound about 6 standard deviations above the mean */
+    ck_assert_msg(chi2 < (kept - 1) + 6 * sqrt(2.0 * (kept - 1)), "chi-square %f (df %d)",
+                  chi2, kept - 1);
+
+    /* top_p = 1 and top_k = 0 sample the whole distribution; top_k = 1 is argmax */
+    p.top_p = 1.0f;
+    p.top_k = 1;
+    p.temperature = 1.0f;
+    ck_assert_int_eq(gen_sample_token(probs, V, &p, &rng, wi, wp), argmax(probs, V));
+}
+END_TEST
+
+START_TEST(test_beam_full_width_is_exact)
+{
+    struct rf_model *m = load(TINY);
+    const int V = rf_model_config(m)->n_vocab, sep = tok_specials(rf_model_vocab(m)).sep;
+    const int32_t src[] = { 2, 35, 290, 290, 287, 198, 216, 193, 54, 3 };
+    struct dec *d = dec_new(m, 10, 2, V);
+    struct gen_params p = gen_default_params();
+    struct gen_sequences out;
+    struct rs_error e;
+    float *p1 = malloc((size_t)V * sizeof(float)), *p2 = malloc((size_t)V * (size_t)V * sizeof(float));
+    int32_t firsts[1024];
+    const int32_t *rows[1024];
+    double best = -INFINITY;
+    int b1 = -1, b2 = -1;
+
+    p.beam = V;
+    p.max_new = 2;
+    ck_assert_int_eq(gen_run(m, d, src, 10, &p, &out, &e), RS_OK);
+    ck_assert_int_eq(out.n, 1);
+    /* exhaustive: all first tokens, then all second tokens */
+    ck_assert_int_eq(dec_recompute(m, src, 10, rows, 0, 1, p1, &e), RS_OK);
+    for (int a = 0; a < V; a++) {
+        firsts[a] = a;
+        rows[a] = &firsts[a];
+    }
+    ck_assert_int_eq(dec_recompute(m, src, 10, rows, 1, V, p2, &e), RS_OK);
+    if (argmax(p1, V) == sep) {
+        ck_assert_int_eq(out.len[0], 1);
+    } else {
+        for (int a = 0; a < V; a++) {
+            if (a == sep)
+                continue;
+            for (int b = 0; b < V; b++) {
+                double s = log(p1[a] + 1e-12) + log(p2[(size_t)a * (size_t)V + (size_t)b] + 1e-12);
+                if (s > best) {
+                    best = s;
+                    b1 = a;
+                    b2 = b;
+                }
+            }
+        }
+        ck_assert_int_eq(out.len[0], 2);
+        ck_assert_int_eq(out.ids[0], b1);
+        ck_assert_int_eq(out.ids[1], b2);
+    }
+    gen_sequences_free(&out);
+    dec_free(d);
+    free(p1);
+    free(p2);
+    rf_model_free(m);
+}
+END_TEST
+
+START_TEST(test_paraphrase_and_seeds)
+{
+    struct rf_model *m = load(TINY);
+    struct gen_params p = gen_default_params();
+    struct gen_paraphrases a = { 0 }, b = { 0 };
+    struct rs_error e;
+    const char *text = "微信和支付宝哪个好用";
+
+    p.n = 30;
+    p.max_new = 12;
+    p.seed = 7;
+    ck_assert_int_eq(gen_paraphrase(m, text, strlen(text), &p, 10, &a, &e), RS_OK);
+    ck_assert_int_eq(gen_paraphrase(m, text, strlen(text), &p, 10, &b, &e), RS_OK);
+    ck_assert_int_gt(a.n, 1);
+    ck_assert_int_le(a.n, 10);
+    ck_assert_int_le(a.n_candidates, 30);
+    ck_assert_int_eq(a.n, b.n);
+    for (int i = 0; i < a.n; i++) {
+        ck_assert_str_eq(a.items[i].text, b.items[i].text);
+        ck_assert_str_ne(a.items[i].text, text);
+        ck_assert(a.items[i].score <= 1.0001f);
+        if (i > 0)
+            ck_assert(a.items[i].score <= a.items[i - 1].score);
+        for (int j = 0; j < i; j++)
+            ck_assert_str_ne(a.items[i].text, a.items[j].text);
+    }
+    gen_paraphrases_free(&b);
+    p.seed = 8;
+    ck_assert_int_eq(gen_paraphrase(m, text, strlen(text), &p, 10, &b, &e), RS_OK);
+    {
+        int same = a.n == b.n;
+        for (int i = 0; same && i < a.n; i++)
+            same = strcmp(a.items[i].text, b.items[i].text) == 0;
+        ck_assert_msg(!same, "another seed gave the same paraphrases");
+    }
+    gen_paraphrases_free(&a);
+    gen_paraphrases_free(&b);
+    rf_model_free(m);
+}
+END_TEST
+
+START_TEST(test_bad_parameters)
+{
+    struct rf_model *m = load(TINY);
+    struct gen_paraphrases out = { 0 };
+    struct rs_error e;
+    struct gen_params p;
+
+#define BAD(field, value, text)                                                    \
+    p = gen_default_params();                                                     \
+    p.field = value;                                                              \
+    ck_assert_int_eq(gen_paraphrase(m, "你好", strlen("你好"), &p, 5, &out, &e), RS_EINVAL); \
+    ck_assert_msg(strstr(e.msg, text) != NULL, "%s", e.msg);
+    BAD(n, 0, "n must be from 1")
+    BAD(n, 100000, "n must be from 1")
+    BAD(top_p, 0.0f, "top_p must be in (0, 1]")
+    BAD(top_p, 1.5f, "top_p must be in (0, 1]")
+    BAD(top_p, NAN, "top_p must be in (0, 1]")
+    BAD(temperature, 0.0f, "temperature must be positive")
+    BAD(max_new, 0, "max_length must be from 1")
+    BAD(max_new, 1000000, "max_length must be from 1")
+    BAD(top_k, -1, "top_k must be 0")
+#undef BAD
+    p = gen_default_params();
+    ck_assert_int_eq(gen_paraphrase(m, "", 0, &p, 5, &out, &e), RS_EINVAL);
+    ck_assert_str_eq(e.msg, "text is empty (no tokens)");
+    ck_assert_int_eq(gen_paraphrase(m, "  \t ", 4, &p, 5, &out, &e), RS_EINVAL);
+    ck_assert_int_eq(gen_paraphrase(m, "\xff", 1, &p, 5, &out, &e), RS_EINVAL);
+    ck_assert_int_eq(gen_paraphrase(m, "你好", strlen("你好"), &p, 0, &out, &e), RS_EINVAL);
+    rf_model_free(m);
+    {
+        char *argv[] = { (char *)tu_program("ROSIM", "build/rosim"), "generate", "--model", TINY,
+                         "--top-p", "0", NULL };
+        char *o, *err;
+        ck_assert_int_eq(tu_run(argv, "你好\n", &o, &err), 2);
+        ck_assert_ptr_nonnull(strstr(err, "top_p must be in (0, 1]"));
+        free(o);
+        free(err);
+    }
+}
+END_TEST
+
+Suite *
+generate_suite(void)
+{
+    Suite *s = suite_create("generate");
+    TCase *tc = tcase_create("unilm");
+
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_greedy_roformer);
+    tcase_add_test(tc, test_greedy_bert);
+    tcase_add_test(tc, test_greedy_cli);
+    tcase_add_test(tc, test_cache_equals_recompute);
+    tcase_add_test(tc, test_sampler_distribution);
+    tcase_add_test(tc, test_beam_full_width_is_exact);
+    tcase_add_test(tc, test_paraphrase_and_seeds);
+    tcase_add_test(tc, test_bad_parameters);
+    suite_add_tcase(s, tc);
+    return s;
+}
