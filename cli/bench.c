@@ -7,6 +7,9 @@
  */
 #include "bench.h"
 
+#include "../model/decoder.h"
+#include "../model/generate.h"
+
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +163,173 @@ done:
     free(s);
     free(line);
     tok_output_free(&out);
+    if (fp != NULL && fp != stdin)
+        fclose(fp);
+    return rc;
+}
+
+/* --- generation ----------------------------------------------------------- */
+
+/* Best-of-3 single-thread read bandwidth over 512 MiB, in GB/s. */
+static double
+read_bandwidth(void)
+{
+    const size_t n = (size_t)128 << 20;
+    float *a = malloc(n * sizeof(float));
+    double best = 0;
+    volatile float sink;
+
+    if (a == NULL)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        a[i] = (float)(i & 7);
+    for (int r = 0; r < 3; r++) {
+        float acc[16] = { 0 };
+        double t0 = now(), t;
+        for (size_t i = 0; i < n; i += 16)
+            for (int u = 0; u < 16; u++)
+                acc[u] += a[i + (size_t)u];
+        t = now() - t0;
+        sink = acc[0] + acc[15];
+        if (n * sizeof(float) / t / 1e9 > best)
+            best = (double)(n * sizeof(float)) / t / 1e9;
+    }
+    (void)sink;
+    free(a);
+    return best;
+}
+
+int
+bench_generate(const struct rf_model *m, const struct bench_options *o)
+{
+    const struct rf_config *c = rf_model_config(m);
+    const double H = c->d_model, F = c->d_ff, L = c->n_layer, V = c->n_vocab;
+    const int R = 100, N = 32;
+    const double weight_bytes = 4 * (L * (4 * H * H + 2 * H * F) + H * H + H * V);
+    FILE *fp = o->input ? fopen(o->input, "r") : stdin;
+    char *line = NULL, **texts = calloc((size_t)o->count, sizeof(*texts));
+    size_t cap = 0;
+    ssize_t len;
+    int n = 0, rc = 1;
+    double bw, rate, total_s = 0, total_flops = 0;
+    long total_tokens = 0;
+
+    if (fp == NULL || texts == NULL) {
+        fprintf(stderr, "rosim: cannot read %s\n", o->input ? o->input : "stdin");
+        goto done;
+    }
+    while (n < o->count && (len = getline(&line, &cap, fp)) > 0) {
+        if (line[len - 1] == '\n')
+            line[--len] = '\0';
+        if (len > 0 && (texts[n] = strdup(line)) != NULL)
+            n++;
+    }
+    bw = read_bandwidth();
+    rate = sgemm_rate(R, (int)F, (int)H);
+    printf("{\"sentences\":%d,\"read_gb_per_s\":%.1f,\"sgemm_gflops_m100\":%.1f,"
+           "\"weight_mb_per_step\":%.0f}\n", n, bw, rate, weight_bytes / 1e6);
+
+    /* the whole procedure: n 100, k 20, 32 new tokens */
+    for (int i = 0; i < n; i++) {
+        struct gen_params p = gen_default_params();
+        struct gen_paraphrases out = { 0 };
+        struct tok_output src = { 0 };
+        struct rs_error e;
+        double t0;
+        p.n = R;
+        p.max_new = N;
+        p.seed = (uint64_t)i + 1;
+        tok_encode(rf_model_vocab(m), texts[i], strlen(texts[i]), p.src_maxlen, &src, &e);
+        t0 = now();
+        if (gen_paraphrase(m, texts[i], strlen(texts[i]), &p, 20, &out, &e) != RS_OK) {
+            fprintf(stderr, "rosim: %s\n", e.msg);
+            tok_output_free(&src);
+            goto done;
+        }
+        total_s += now() - t0;
+        total_tokens += out.n_generated;
+        /* decode FLOPs of the generated tokens, source pass and ranking aside */
+        total_flops += out.n_generated * (2 * L * (4 * H * H + 2 * H * F) + 2 * (H * H + H * V)) +
+                       (double)out.n_generated * 4 * L * H * (src.n + N / 2.0);
+        gen_paraphrases_free(&out);
+        tok_output_free(&src);
+    }
+    printf("{\"gen_synonyms\":{\"n\":%d,\"k\":20,\"max_length\":%d,\"seconds_per_sentence\":%.2f,"
+           "\"generated_tokens\":%ld,\"tokens_per_s\":%.0f,\"decode_gflops\":%.1f,"
+           "\"fraction_of_sgemm_m100\":%.2f}}\n", R, N, total_s / n, total_tokens,
+           total_tokens / total_s, total_flops / total_s / 1e9, total_flops / total_s / 1e9 / rate);
+
+    /* one decode of 100 rows, step by step, against the step's limit */
+    {
+        struct tok_output src = { 0 };
+        struct rs_error e;
+        struct dec *d;
+        int32_t tok[100];
+        float *probs = NULL;
+        double steps = 0, worst = 0, source_s, t0, recompute = 0, at[5], cost[5];
+        static const int sample_t[5] = { 0, 8, 16, 24, 31 };
+
+        tok_encode(rf_model_vocab(m), texts[0], strlen(texts[0]), 64, &src, &e);
+        d = dec_new(m, src.n, N, R);
+        if (d == NULL)
+            goto done;
+        t0 = now();
+        dec_start(d, src.ids, src.n, &e);
+        source_s = now() - t0;
+        dec_fork(d, R, &e);
+        for (int t = 0; t < N; t++) {
+            double flops = R * (2 * L * (4 * H * H + 2 * H * F) + 2 * (H * H + H * V) +
+                                4 * L * H * (src.n + t + 1));
+            double limit = flops / (rate * 1e9) > weight_bytes / (bw * 1e9)
+                               ? flops / (rate * 1e9) : weight_bytes / (bw * 1e9), dt;
+            for (int r = 0; r < R; r++)
+                tok[r] = (int32_t)(5 + (r * 131 + t * 17) % (c->n_vocab - 5));
+            t0 = now();
+            if (dec_step(d, tok, &e) != RS_OK)
+                break;
+            dt = now() - t0;
+            steps += dt;
+            if (dt / limit > worst)
+                worst = dt / limit;
+        }
+        dec_free(d);
+        printf("{\"decode\":{\"rows\":%d,\"source_ms\":%.1f,\"step_ms_mean\":%.1f,"
+               "\"worst_step_over_limit\":%.2f}}\n", R, source_s * 1e3, steps / N * 1e3, worst);
+
+        /* bert4keras recomputes [source + generated] for every row at every
+         * step: measure at a few steps, integrate over the 32 */
+        probs = malloc((size_t)R * (size_t)c->n_vocab * sizeof(float));
+        for (int s = 0; s < 5 && probs != NULL; s++) {
+            int t = sample_t[s], rows = t == 0 ? 1 : R;
+            int32_t *gen = malloc((size_t)R * (size_t)N * sizeof(int32_t));
+            const int32_t *gp[100];
+            for (int r = 0; r < R; r++) {
+                for (int k = 0; k < N; k++)
+                    gen[r * N + k] = (int32_t)(5 + (r * 131 + k * 17) % (c->n_vocab - 5));
+                gp[r] = gen + r * N;
+            }
+            t0 = now();
+            dec_recompute(m, src.ids, src.n, gp, t, rows, probs, &e);
+            at[s] = t;
+            cost[s] = now() - t0;
+            free(gen);
+        }
+        for (int s = 0; s + 1 < 5; s++)
+            recompute += (cost[s] + cost[s + 1]) / 2 * (at[s + 1] - at[s]);
+        recompute += cost[4];   /* the last step itself */
+        free(probs);
+        printf("{\"recompute\":{\"seconds_per_sentence_estimated\":%.1f,\"cached_seconds\":%.2f,"
+               "\"speedup\":%.1f,\"step_seconds\":[%.3f,%.3f,%.3f,%.3f,%.3f]}}\n",
+               recompute, source_s + steps, recompute / (source_s + steps),
+               cost[0], cost[1], cost[2], cost[3], cost[4]);
+        tok_output_free(&src);
+    }
+    rc = 0;
+done:
+    for (int i = 0; i < n; i++)
+        free(texts[i]);
+    free(texts);
+    free(line);
     if (fp != NULL && fp != stdin)
         fclose(fp);
     return rc;

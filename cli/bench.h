@@ -9,10 +9,17 @@
 struct bench_options {
     const char *input;  /* one sentence per line; NULL: standard input */
     int count;          /* sentences to use */
+    int generate;       /* benchmark generation instead of the encoder */
 };
 
 /* Measure the machine's sgemm rate and the encoder at batch 1 and 32; print
  * the figures as JSON lines.  Returns 0, or 1 on error (message printed). */
 int bench_encoder(const struct rf_model *m, const struct bench_options *o);
+
+/* gen_synonyms (n 100, k 20, 32 new tokens) over o->count sentences: time
+ * per sentence, generated tokens/s, decode-step time against the machine's
+ * limit, and the cost of recomputing every step as bert4keras does
+ * (measured at a few steps and integrated). */
+int bench_generate(const struct rf_model *m, const struct bench_options *o);
 
 #endif

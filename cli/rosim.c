@@ -48,7 +48,7 @@ usage(FILE *out)
             "                      [--pooler linear|tanh|cls|mean] [--threads N]\n"
             "       rosim generate --model DIR [--n 20] [--k 5] [--top-p 0.95] [--top-k 0]\n"
             "                      [--temperature 1] [--max-length 64] [--seed S] [--beam W]\n"
-            "       rosim bench    --model DIR [--input FILE] [--count N] [--threads N]\n"
+            "       rosim bench    --model DIR [--input FILE] [--count N] [--threads N] [--generate]\n"
             "Reads one text per line on stdin, writes one JSON value per line.\n");
 }
 
@@ -317,11 +317,12 @@ main(int argc, char **argv)
         { "temperature", required_argument, NULL, 'T' },
         { "seed", required_argument, NULL, 's' },
         { "beam", required_argument, NULL, 'B' },
+        { "generate", no_argument, NULL, 'G' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     struct options o = { NULL, -1, 32, 0, RF_POOL_LINEAR, 0, gen_default_params(), 5, 0 };
-    struct bench_options bo = { NULL, 512 };
+    struct bench_options bo = { NULL, 512, 0 };
     const char *cmd;
     struct rf_model *m;
     struct rs_error e;
@@ -353,6 +354,7 @@ main(int argc, char **argv)
         case 't': if (parse_int("--threads", optarg, 1, 256, &o.threads)) return 2; break;
         case 'i': bo.input = optarg; break;
         case 'c': if (parse_int("--count", optarg, 1, 1000000, &bo.count)) return 2; break;
+        case 'G': bo.generate = 1; break;
         case 'n': if (parse_int("--n", optarg, 1, GEN_MAX_N, &o.gen.n)) return 2; break;
         case 'k': if (parse_int("--k", optarg, 1, GEN_MAX_N, &o.k)) return 2; break;
         case 'K': if (parse_int("--top-k", optarg, 0, 1000000, &o.gen.top_k)) return 2; break;
@@ -407,6 +409,8 @@ main(int argc, char **argv)
         rc = cmd_embed(m, &o);
     else if (strcmp(cmd, "generate") == 0)
         rc = cmd_generate(m, &o);
+    else if (bo.generate)
+        rc = bench_generate(m, &bo);
     else
         rc = bench_encoder(m, &bo);
     if (fflush(stdout) != 0 && rc == 0) {

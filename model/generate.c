@@ -528,6 +528,8 @@ gen_paraphrase(const struct rf_model *m, const char *text, size_t len,
         goto done;
     dec_free(d);
     d = NULL;
+    for (int i = 0; i < seqs.n; i++)
+        out->n_generated += seqs.len[i];
 
     /* decode, de-duplicate, drop the input; texts[0] is the input */
     texts = calloc((size_t)seqs.n + 1, sizeof(*texts));

@@ -71,6 +71,7 @@ struct gen_candidate {
 };
 
 struct gen_paraphrases {
+    long n_generated;   /* tokens generated in all */
     int n_candidates;   /* distinct candidates before taking the top k */
     int n;
     struct gen_candidate *items;   /* best first */
