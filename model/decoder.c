@@ -361,7 +361,8 @@ dec_recompute(const struct rf_model *m, const int32_t *src, int src_len,
     for (int r = 0; r < n; r++) {
         int32_t *row = ids + (size_t)r * (size_t)len, *sg = segs + (size_t)r * (size_t)len;
         memcpy(row, src, (size_t)src_len * sizeof(int32_t));
-        memcpy(row + src_len, gen[r], (size_t)gen_len * sizeof(int32_t));
+        if (gen_len > 0)
+            memcpy(row + src_len, gen[r], (size_t)gen_len * sizeof(int32_t));
         for (int i = 0; i < len; i++)
             sg[i] = i >= src_len;
         idp[r] = row;

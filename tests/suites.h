@@ -13,5 +13,6 @@ Suite *tokenizer_suite(void);
 Suite *model_suite(void);
 Suite *cli_suite(void);
 Suite *generate_suite(void);
+Suite *collection_suite(void);
 
 #endif

@@ -1,0 +1,109 @@
+/*
+ * collection.h: one collection of documents, searchable by vector.
+ *
+ *     struct coll *c;
+ *     coll_open(&c, "data/faq", &opts, &err);      // creates it when opts.create
+ *     struct coll_doc d = { "q1", "怎么开发票", "{\"tag\":1}", vec };
+ *     coll_upsert(c, &d, 1, &err);                 // durable when it returns RS_OK
+ *     struct coll_hit *hits; int n;
+ *     coll_search(c, query, 10, -1.0f, &hits, &n, &err);
+ *     coll_hits_free(hits, n);
+ *     coll_close(c);
+ *
+ * Storage: SQLite in WAL mode (docs.db) is the source of truth: each
+ * document's id, text, metadata (JSON text, stored as given), normalized
+ * vector, its FAISS label and the sequence number of the write that made
+ * it.  An update gives the document a new label and records the old one as
+ * deleted, with the sequence number.  The FAISS index (inner product over
+ * L2-normalized vectors: cosine) lives in memory and is snapshotted to
+ * index.snap (written to a temporary file, fsynced, renamed, directory
+ * fsynced; CRC32C-checked) with the sequence number it covers.  Opening
+ * loads the snapshot and replays newer rows, or rebuilds the index from the
+ * stored vectors when the snapshot is missing, stale or corrupt; the model
+ * never runs again.  Index types that cannot remove vectors (HNSW) filter
+ * deleted labels out of results and are rebuilt when too many pile up.
+ * IVF indexes are trained once 39 x nlist vectors exist; until then search
+ * is exact over a flat index.
+ *
+ * Threads: searches run in parallel (read lock); writes are serialized and
+ * hold the index's write lock only while it changes.
+ */
+#ifndef ROSIM_COLLECTION_H
+#define ROSIM_COLLECTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../model/error.h"
+
+enum coll_fsync { COLL_FSYNC_ALWAYS, COLL_FSYNC_BATCH, COLL_FSYNC_OFF };
+
+struct coll_options {
+    int create;               /* create when missing */
+    const char *factory;      /* FAISS index_factory string, e.g. "Flat", "HNSW32,Flat" */
+    int dim;                  /* vector dimension */
+    const char *fingerprint;  /* the model's; a collection refuses another */
+    int fsync;                /* enum coll_fsync */
+    int snapshot_every;       /* writes between snapshots (0: only at close) */
+};
+
+struct coll_doc {
+    const char *id;           /* 1..256 bytes of UTF-8 */
+    const char *text;
+    const char *meta;         /* JSON text, or NULL for {} */
+    const float *vec;         /* dim floats, normalized on the way in */
+};
+
+struct coll_hit {
+    char *id, *text, *meta;   /* owned by the hit list */
+    float score;              /* cosine similarity */
+};
+
+struct coll_stats {
+    long documents;
+    long index_vectors;       /* vectors in the FAISS index (deleted ones filtered) */
+    long filtered;            /* deleted but still in a non-removable index */
+    int64_t seq;              /* sequence number of the last write */
+    int64_t snapshot_seq;
+    int trained;
+    char factory[128];
+    int dim;
+};
+
+struct coll;
+
+/* Open (or create) the collection in directory dir.  RS_ENOTFOUND when it
+ * does not exist and opts->create is 0; RS_EEXIST when it exists with
+ * another index type or dimension; RS_EINVAL when it was built with
+ * another model; RS_EFORMAT when its database is corrupt. */
+int coll_open(struct coll **out, const char *dir, const struct coll_options *opts,
+              struct rs_error *e);
+
+/* Write a snapshot if the index changed since the last one, then free.
+ * NULL is a no-op. */
+void coll_close(struct coll *c);
+
+/* Insert or replace n documents in one transaction, acknowledged (RS_OK)
+ * only after it commits.  RS_ENOSPC when the disk is full; nothing is
+ * half-written in any case. */
+int coll_upsert(struct coll *c, const struct coll_doc *docs, int n, struct rs_error *e);
+
+/* Delete by id.  RS_ENOTFOUND when there is no such document. */
+int coll_delete(struct coll *c, const char *id, struct rs_error *e);
+
+/* One document (score 1); RS_ENOTFOUND when absent. */
+int coll_get(struct coll *c, const char *id, struct coll_hit *out, struct rs_error *e);
+
+/* The k most similar documents with score >= min_score, best first. */
+int coll_search(struct coll *c, const float *query, int k, float min_score,
+                struct coll_hit **hits, int *n, struct rs_error *e);
+
+void coll_hits_free(struct coll_hit *hits, int n);
+void coll_hit_clear(struct coll_hit *h);
+
+/* Write a snapshot now. */
+int coll_snapshot(struct coll *c, struct rs_error *e);
+
+void coll_get_stats(struct coll *c, struct coll_stats *s);
+
+#endif

@@ -1,0 +1,521 @@
+/*
+ * check_collection.c: the document store and its FAISS index.
+ *
+ * Results are checked against brute-force cosine over a mirror of what was
+ * written; restarts, snapshots (missing, corrupt, truncated), a database
+ * from another model, a full disk, and a writer killed with SIGKILL at
+ * random moments are all exercised.
+ */
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../index/collection.h"
+#include "suites.h"
+
+#define DIM 16
+
+static unsigned rng_state = 1;
+
+static float
+frand(void)
+{
+    rng_state = rng_state * 1103515245u + 12345u;
+    return (float)((rng_state >> 8) & 0xffff) / 65536.0f - 0.5f;
+}
+
+static void
+random_vec(float *v)
+{
+    float n = 0;
+    for (int i = 0; i < DIM; i++) {
+        v[i] = frand();
+        n += v[i] * v[i];
+    }
+    for (int i = 0; i < DIM; i++)
+        v[i] /= sqrtf(n);
+}
+
+static char *
+temp_dir(void)
+{
+    char *d = strdup("/tmp/rosim-coll-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(d));
+    return d;
+}
+
+static void
+remove_tree(const char *d)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static struct coll *
+open_coll(const char *dir, const char *factory, int create)
+{
+    struct coll_options o = { create, factory, DIM, "test-model", COLL_FSYNC_ALWAYS, 0 };
+    struct coll *c;
+    struct rs_error e;
+    char path[600];
+
+    snprintf(path, sizeof(path), "%s/c", dir);
+    ck_assert_msg(coll_open(&c, path, &o, &e) == RS_OK, "%s", e.msg);
+    return c;
+}
+
+/* A mirror of the collection: vectors by numeric id, alive flags. */
+struct mirror {
+    int n;
+    float (*vec)[DIM];
+    int *alive;
+};
+
+static void
+put_docs(struct coll *c, struct mirror *m, int from, int to)
+{
+    struct coll_doc d[64];
+    char ids[64][32], texts[64][48];
+    int k = 0;
+
+    for (int i = from; i < to; i++) {
+        random_vec(m->vec[i]);
+        m->alive[i] = 1;
+        snprintf(ids[k], sizeof(ids[k]), "doc-%d", i);
+        snprintf(texts[k], sizeof(texts[k]), "text of %d", i);
+        d[k] = (struct coll_doc){ ids[k], texts[k], "{\"n\":1}", m->vec[i] };
+        if (++k == 64 || i == to - 1) {
+            struct rs_error e;
+            ck_assert_msg(coll_upsert(c, d, k, &e) == RS_OK, "%s", e.msg);
+            k = 0;
+        }
+    }
+}
+
+static int
+cmp_float_desc(const void *a, const void *b)
+{
+    float x = ((const float *)a)[0], y = ((const float *)b)[0];
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* recall@k of c against brute force over the live mirror; also checks
+ * every hit's score is its current vector's cosine (no stale hit). */
+static double
+recall(struct coll *c, const struct mirror *m, int queries, int k)
+{
+    float (*all)[2] = malloc((size_t)m->n * sizeof(*all));
+    double found = 0, wanted = 0;
+
+    for (int q = 0; q < queries; q++) {
+        float query[DIM];
+        struct coll_hit *hits;
+        int n, live = 0;
+        struct rs_error e;
+        random_vec(query);
+        for (int i = 0; i < m->n; i++) {
+            float dot = 0;
+            if (!m->alive[i])
+                continue;
+            for (int j = 0; j < DIM; j++)
+                dot += query[j] * m->vec[i][j];
+            all[live][0] = dot;
+            all[live++][1] = (float)i;
+        }
+        qsort(all, (size_t)live, sizeof(all[0]), cmp_float_desc);
+        ck_assert_int_eq(coll_search(c, query, k, -2.0f, &hits, &n, &e), RS_OK);
+        ck_assert_int_eq(n, live < k ? live : k);
+        for (int h = 0; h < n; h++) {
+            int id = atoi(hits[h].id + 4);
+            float dot = 0;
+            ck_assert_msg(m->alive[id], "deleted document %s returned", hits[h].id);
+            for (int j = 0; j < DIM; j++)
+                dot += query[j] * m->vec[id][j];
+            ck_assert_msg(fabsf(dot - hits[h].score) < 1e-4f, "stale hit %s: score %f, cosine %f",
+                          hits[h].id, hits[h].score, dot);
+            if (h > 0)
+                ck_assert(hits[h].score <= hits[h - 1].score + 1e-6f);
+            for (int t = 0; t < (live < k ? live : k); t++)
+                if ((int)all[t][1] == id) {
+                    found++;
+                    break;
+                }
+        }
+        wanted += live < k ? live : k;
+        coll_hits_free(hits, n);
+    }
+    free(all);
+    return wanted > 0 ? found / wanted : 1.0;
+}
+
+static struct mirror
+mirror_new(int n)
+{
+    struct mirror m = { n, calloc((size_t)n, sizeof(float[DIM])), calloc((size_t)n, sizeof(int)) };
+    return m;
+}
+
+static void
+mirror_free(struct mirror *m)
+{
+    free(m->vec);
+    free(m->alive);
+}
+
+static void
+crud_and_stale(const char *factory, int n_docs, double min_recall)
+{
+    char *dir = temp_dir();
+    struct coll *c = open_coll(dir, factory, 1);
+    struct mirror m = mirror_new(n_docs);
+    struct coll_hit h;
+    struct rs_error e;
+    struct coll_stats st;
+    double r;
+
+    put_docs(c, &m, 0, n_docs);
+    r = recall(c, &m, 50, 10);
+    ck_assert_msg(r >= min_recall, "%s: recall@10 %f", factory, r);
+    /* update a fifth, delete a tenth; search with their old vectors too */
+    put_docs(c, &m, 0, n_docs / 5);
+    for (int i = n_docs / 5; i < n_docs / 5 + n_docs / 10; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "doc-%d", i);
+        ck_assert_int_eq(coll_delete(c, id, &e), RS_OK);
+        m.alive[i] = 0;
+        ck_assert_int_eq(coll_delete(c, id, &e), RS_ENOTFOUND);
+        ck_assert_int_eq(coll_get(c, id, &h, &e), RS_ENOTFOUND);
+    }
+    r = recall(c, &m, 50, 10);
+    ck_assert_msg(r >= min_recall, "%s after updates: recall@10 %f", factory, r);
+    ck_assert_int_eq(coll_get(c, "doc-0", &h, &e), RS_OK);
+    ck_assert_str_eq(h.text, "text of 0");
+    ck_assert_str_eq(h.meta, "{\"n\":1}");
+    coll_hit_clear(&h);
+    coll_get_stats(c, &st);
+    ck_assert_int_eq(st.documents, n_docs - n_docs / 10);
+    ck_assert_int_eq(st.index_vectors, n_docs - n_docs / 10);
+
+    /* restart: same answers, from the snapshot and from a rebuild */
+    coll_close(c);
+    c = open_coll(dir, factory, 0);
+    ck_assert(recall(c, &m, 20, 10) >= min_recall);
+    coll_get_stats(c, &st);
+    ck_assert_int_eq(st.documents, n_docs - n_docs / 10);
+    coll_close(c);
+    {
+        char snap[600];
+        snprintf(snap, sizeof(snap), "%s/c/index.snap", dir);
+        ck_assert_int_eq(unlink(snap), 0);
+    }
+    c = open_coll(dir, NULL, 0);
+    ck_assert(recall(c, &m, 20, 10) >= min_recall);
+    coll_close(c);
+    mirror_free(&m);
+    remove_tree(dir);
+    free(dir);
+}
+
+START_TEST(test_flat)
+{
+    crud_and_stale("Flat", 2000, 1.0);
+}
+END_TEST
+
+START_TEST(test_hnsw)
+{
+    crud_and_stale("HNSW32,Flat", 10000, 0.95);
+}
+END_TEST
+
+START_TEST(test_ivf)
+{
+    /* 39 x 16 = 624 vectors train it; the interim flat index is exact */
+    char *dir = temp_dir();
+    struct coll *c = open_coll(dir, "IVF16,Flat", 1);
+    struct mirror m = mirror_new(2000);
+    struct coll_stats st;
+
+    put_docs(c, &m, 0, 300);
+    coll_get_stats(c, &st);
+    ck_assert_int_eq(st.trained, 0);
+    ck_assert(recall(c, &m, 20, 10) == 1.0);
+    coll_close(c);
+    mirror_free(&m);
+    remove_tree(dir);
+    free(dir);
+    crud_and_stale("IVF16,Flat", 2000, 0.9);
+}
+END_TEST
+
+START_TEST(test_snapshot_replay_and_damage)
+{
+    char *dir = temp_dir(), snap[600], db[600];
+    struct coll *c = open_coll(dir, "HNSW32,Flat", 1);
+    struct mirror m = mirror_new(1500);
+    struct coll_stats st;
+    struct rs_error e;
+    struct stat sb;
+    int fd;
+
+    put_docs(c, &m, 0, 1000);
+    ck_assert_int_eq(coll_snapshot(c, &e), RS_OK);
+    /* writes after the snapshot, including deletes on a non-removable index */
+    put_docs(c, &m, 1000, 1500);
+    put_docs(c, &m, 0, 100);
+    for (int i = 100; i < 150; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "doc-%d", i);
+        ck_assert_int_eq(coll_delete(c, id, &e), RS_OK);
+        m.alive[i] = 0;
+    }
+    /* simulate a crash: drop the handle without its closing snapshot by
+     * copying the files aside while it is open */
+    snprintf(snap, sizeof(snap), "cp -r '%s/c' '%s/crashed'", dir, dir);
+    ck_assert_int_eq(system(snap), 0);
+    coll_close(c);
+    {
+        struct coll_options o = { 0, NULL, DIM, "test-model", COLL_FSYNC_ALWAYS, 0 };
+        snprintf(snap, sizeof(snap), "%s/crashed", dir);
+        ck_assert_msg(coll_open(&c, snap, &o, &e) == RS_OK, "%s", e.msg);
+        coll_get_stats(c, &st);
+        ck_assert_int_eq(st.snapshot_seq < st.seq, 1);   /* really replayed */
+        ck_assert(recall(c, &m, 30, 10) >= 0.95);
+        ck_assert_int_eq(st.documents, 1450);
+        coll_close(c);
+    }
+    /* a corrupt snapshot, then a truncated one: rebuilt, same answers */
+    snprintf(snap, sizeof(snap), "%s/c/index.snap", dir);
+    fd = open(snap, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pwrite(fd, "XXXX", 4, 100), 4);
+    close(fd);
+    c = open_coll(dir, NULL, 0);
+    ck_assert(recall(c, &m, 20, 10) >= 0.95);
+    coll_close(c);
+    ck_assert_int_eq(stat(snap, &sb), 0);
+    ck_assert_int_eq(truncate(snap, sb.st_size / 2), 0);
+    c = open_coll(dir, NULL, 0);
+    ck_assert(recall(c, &m, 20, 10) >= 0.95);
+    coll_close(c);
+
+    /* a corrupt database is reported, not trusted */
+    snprintf(db, sizeof(db), "%s/c/docs.db", dir);
+    fd = open(db, O_RDWR);
+    ck_assert_int_eq(pwrite(fd, "garbage garbage garbage garbage!", 32, 0), 32);
+    close(fd);
+    {
+        struct coll_options o = { 0, NULL, DIM, "test-model", COLL_FSYNC_ALWAYS, 0 };
+        snprintf(snap, sizeof(snap), "%s/c", dir);
+        ck_assert_int_eq(coll_open(&c, snap, &o, &e), RS_EFORMAT);
+        ck_assert_ptr_nonnull(strstr(e.msg, "docs.db"));
+    }
+    mirror_free(&m);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_refuses_other_model)
+{
+    char *dir = temp_dir(), path[600];
+    struct coll *c = open_coll(dir, "Flat", 1);
+    struct coll_options o = { 0, NULL, DIM, "another-model", COLL_FSYNC_ALWAYS, 0 };
+    struct rs_error e;
+
+    coll_close(c);
+    snprintf(path, sizeof(path), "%s/c", dir);
+    ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EINVAL);
+    ck_assert_ptr_nonnull(strstr(e.msg, "was built with model test-model"));
+    o.fingerprint = "test-model";
+    o.dim = DIM + 1;
+    ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EINVAL);
+    o.dim = DIM;
+    o.factory = "HNSW32,Flat";
+    ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EEXIST);
+    o.factory = "NoSuchIndex";
+    o.create = 1;
+    snprintf(path, sizeof(path), "%s/bad", dir);
+    ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EINVAL);
+    ck_assert_ptr_nonnull(strstr(e.msg, "index type 'NoSuchIndex' is not valid"));
+    snprintf(path, sizeof(path), "%s/none", dir);
+    o.create = 0;
+    ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_ENOTFOUND);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_disk_full)
+{
+    char *dir = temp_dir();
+    struct coll *c;
+    struct mirror m = mirror_new(20000);
+    struct rs_error e;
+    int full = 0, acked = 0;
+
+    ck_assert_msg(mount("tmpfs", dir, "tmpfs", 0, "size=256k") == 0,
+                  "cannot mount a small tmpfs (the suite runs as root)");
+    c = open_coll(dir, "Flat", 1);
+    for (int i = 0; i < 20000 && !full; i++) {
+        char id[32], text[200];
+        struct coll_doc d;
+        random_vec(m.vec[i]);
+        snprintf(id, sizeof(id), "doc-%d", i);
+        snprintf(text, sizeof(text), "%0150d", i);
+        d = (struct coll_doc){ id, text, NULL, m.vec[i] };
+        if (coll_upsert(c, &d, 1, &e) == RS_OK) {
+            m.alive[i] = 1;
+            acked++;
+        } else {
+            ck_assert_msg(e.code == RS_ENOSPC, "%s", e.msg);
+            full = 1;
+        }
+    }
+    ck_assert(full);
+    m.n = acked;
+    /* reads still work and see every acknowledged write */
+    ck_assert(recall(c, &m, 10, 10) == 1.0);
+    coll_close(c);
+    c = open_coll(dir, NULL, 0);
+    {
+        struct coll_stats st;
+        coll_get_stats(c, &st);
+        ck_assert_int_eq(st.documents, acked);
+    }
+    coll_close(c);
+    umount(dir);
+    mirror_free(&m);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* The writer of the crash test: upserts doc-N (and rewrites older ones),
+ * reporting each acknowledged write on fd. */
+static void
+crash_writer(const char *path, int fd, int start)
+{
+    struct coll_options o = { 1, "Flat", DIM, "test-model", COLL_FSYNC_ALWAYS, 50 };
+    struct coll *c;
+    struct rs_error e;
+
+    if (coll_open(&c, path, &o, &e) != RS_OK)
+        _exit(3);
+    for (int i = start;; i++) {
+        char id[32], text[64], line[64];
+        float v[DIM];
+        struct coll_doc d;
+        int n = i % 5 == 4 ? i / 2 : i;   /* every fifth write rewrites an older doc */
+        for (int j = 0; j < DIM; j++)
+            v[j] = (float)((n * 31 + j * 7) % 97) + 1.0f;
+        snprintf(id, sizeof(id), "doc-%d", n);
+        snprintf(text, sizeof(text), "version %d of %d", i, n);
+        d = (struct coll_doc){ id, text, NULL, v };
+        if (coll_upsert(c, &d, 1, &e) != RS_OK)
+            _exit(4);
+        snprintf(line, sizeof(line), "%d %d\n", n, i);
+        if (write(fd, line, strlen(line)) < 0)
+            _exit(5);
+    }
+}
+
+START_TEST(test_sigkill_never_loses_acknowledged_writes)
+{
+    char *dir = temp_dir(), path[600];
+    static int version[100000];
+    int next = 0, rounds = 24;
+
+    snprintf(path, sizeof(path), "%s/c", dir);
+    memset(version, 0xff, sizeof(version));
+    srand(4242);
+    for (int round = 0; round < rounds; round++) {
+        int p[2], status;
+        pid_t pid;
+        char buf[65536];
+        size_t len = 0;
+        ssize_t r;
+        struct timespec ts = { 0, (long)(5 + rand() % 120) * 1000000L };
+        ck_assert_int_eq(pipe(p), 0);
+        pid = fork();
+        if (pid == 0) {
+            close(p[0]);
+            crash_writer(path, p[1], next);
+        }
+        close(p[1]);
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        while ((r = read(p[0], buf + len, sizeof(buf) - 1 - len)) > 0)
+            len += (size_t)r;
+        close(p[0]);
+        buf[len] = '\0';
+        for (char *s = buf; *s;) {
+            char *nl = strchr(s, '\n');
+            int n, i;
+            if (nl == NULL)
+                break;   /* a line cut by the kill */
+            if (sscanf(s, "%d %d", &n, &i) == 2) {
+                version[n] = i;
+                if (i + 1 > next)
+                    next = i + 1;
+            }
+            s = nl + 1;
+        }
+        /* reopen: every acknowledged version is there (or a newer one) */
+        {
+            struct coll *c = open_coll(dir, NULL, 0);
+            struct coll_stats st;
+            coll_get_stats(c, &st);
+            ck_assert_int_eq(st.documents, st.index_vectors);
+            for (int n = 0; n < next; n++) {
+                struct coll_hit h;
+                struct rs_error e;
+                char id[32];
+                int got_i, got_n;
+                if (version[n] < 0)
+                    continue;
+                snprintf(id, sizeof(id), "doc-%d", n);
+                ck_assert_msg(coll_get(c, id, &h, &e) == RS_OK, "round %d: acknowledged %s lost",
+                              round, id);
+                ck_assert_int_eq(sscanf(h.text, "version %d of %d", &got_i, &got_n), 2);
+                ck_assert_int_eq(got_n, n);
+                ck_assert_msg(got_i >= version[n], "round %d: %s went back in time", round, id);
+                coll_hit_clear(&h);
+            }
+            next += 1;   /* the writer may have committed one unacknowledged write */
+            coll_close(c);
+        }
+    }
+    ck_assert_int_gt(next, rounds);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+Suite *
+collection_suite(void)
+{
+    Suite *s = suite_create("collection");
+    TCase *tc = tcase_create("store");
+
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_flat);
+    tcase_add_test(tc, test_hnsw);
+    tcase_add_test(tc, test_ivf);
+    tcase_add_test(tc, test_snapshot_replay_and_damage);
+    tcase_add_test(tc, test_refuses_other_model);
+    tcase_add_test(tc, test_disk_full);
+    tcase_add_test(tc, test_sigkill_never_loses_acknowledged_writes);
+    suite_add_tcase(s, tc);
+    return s;
+}
