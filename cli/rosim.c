@@ -5,6 +5,8 @@
  *     rosim embed    --model DIR [--max-length N] [--batch N] [--raw] [--pooler P]
  *     rosim generate --model DIR [--n 20] [--k 5] [--top-p 0.95] [--top-k 0]
  *                    [--temperature 1] [--max-length 64] [--seed S] [--beam W]
+ *     rosim import   --model DIR --data DIR --collection NAME [--index F] < docs.jsonl
+ *     rosim search   --model DIR --data DIR --collection NAME [--k 10] [--min-score S]
  *
  * Reads one text per line on stdin (a trailing \r is dropped) and writes one
  * JSON value per line on stdout, UTF-8 without ASCII escaping.  Exit status
@@ -26,18 +28,7 @@
 #include "../model/generate.h"
 #include "../model/roformer.h"
 #include "bench.h"
-
-struct options {
-    const char *model;
-    int max_length;     /* tokenize: 0 = none; embed: default 64 */
-    int batch;
-    int raw;
-    int pooler;
-    int threads;
-    struct gen_params gen;
-    int k;              /* paraphrases to return */
-    int seeded;
-};
+#include "cli.h"
 
 static void
 usage(FILE *out)
@@ -48,6 +39,8 @@ usage(FILE *out)
             "                      [--pooler linear|tanh|cls|mean] [--threads N]\n"
             "       rosim generate --model DIR [--n 20] [--k 5] [--top-p 0.95] [--top-k 0]\n"
             "                      [--temperature 1] [--max-length 64] [--seed S] [--beam W]\n"
+            "       rosim import   --model DIR --data DIR --collection NAME [--index F] < docs.jsonl\n"
+            "       rosim search   --model DIR --data DIR --collection NAME [--k 10] [--min-score S]\n"
             "       rosim bench    --model DIR [--input FILE] [--count N] [--threads N] [--generate]\n"
             "Reads one text per line on stdin, writes one JSON value per line.\n");
 }
@@ -68,8 +61,7 @@ parse_int(const char *opt, const char *v, int lo, int hi, int *out)
     return 0;
 }
 
-/* Print a JSON value on its own line, without ASCII escaping. */
-static int
+int
 emit(json_t *j)
 {
     int rc = json_dumpf(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(9));
@@ -79,7 +71,7 @@ emit(json_t *j)
     return 0;
 }
 
-static ssize_t
+ssize_t
 read_line(char **line, size_t *cap)
 {
     ssize_t n = getline(line, cap, stdin);
@@ -318,10 +310,15 @@ main(int argc, char **argv)
         { "seed", required_argument, NULL, 's' },
         { "beam", required_argument, NULL, 'B' },
         { "generate", no_argument, NULL, 'G' },
+        { "data", required_argument, NULL, 'D' },
+        { "collection", required_argument, NULL, 'C' },
+        { "index", required_argument, NULL, 'I' },
+        { "min-score", required_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    struct options o = { NULL, -1, 32, 0, RF_POOL_LINEAR, 0, gen_default_params(), 5, 0 };
+    struct options o = { NULL, -1, 32, 0, RF_POOL_LINEAR, 0, gen_default_params(), -1, 0,
+                         NULL, NULL, NULL, -2.0f };
     struct bench_options bo = { NULL, 512, 0 };
     const char *cmd;
     struct rf_model *m;
@@ -334,8 +331,9 @@ main(int argc, char **argv)
     }
     cmd = argv[1];
     if (strcmp(cmd, "tokenize") != 0 && strcmp(cmd, "embed") != 0 && strcmp(cmd, "bench") != 0 &&
-        strcmp(cmd, "generate") != 0) {
-        fprintf(stderr, "rosim: unknown command '%s' (tokenize, embed, generate, bench)\n", cmd);
+        strcmp(cmd, "generate") != 0 && strcmp(cmd, "import") != 0 && strcmp(cmd, "search") != 0) {
+        fprintf(stderr, "rosim: unknown command '%s' (tokenize, embed, generate, import, "
+                "search, bench)\n", cmd);
         return 2;
     }
     optind = 2;
@@ -355,6 +353,10 @@ main(int argc, char **argv)
         case 'i': bo.input = optarg; break;
         case 'c': if (parse_int("--count", optarg, 1, 1000000, &bo.count)) return 2; break;
         case 'G': bo.generate = 1; break;
+        case 'D': o.data = optarg; break;
+        case 'C': o.collection = optarg; break;
+        case 'I': o.index = optarg; break;
+        case 'S': if (parse_float("--min-score", optarg, &o.min_score)) return 2; break;
         case 'n': if (parse_int("--n", optarg, 1, GEN_MAX_N, &o.gen.n)) return 2; break;
         case 'k': if (parse_int("--k", optarg, 1, GEN_MAX_N, &o.k)) return 2; break;
         case 'K': if (parse_int("--top-k", optarg, 0, 1000000, &o.gen.top_k)) return 2; break;
@@ -398,6 +400,8 @@ main(int argc, char **argv)
     }
     if (o.max_length < 0)
         o.max_length = strcmp(cmd, "tokenize") == 0 ? 0 : 64;
+    if (o.k < 0)
+        o.k = strcmp(cmd, "search") == 0 ? 10 : 5;
     rf_set_threads(o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
     if (rf_model_load(&m, o.model, &e) != RS_OK) {
         fprintf(stderr, "rosim: %s\n", e.msg);
@@ -409,6 +413,10 @@ main(int argc, char **argv)
         rc = cmd_embed(m, &o);
     else if (strcmp(cmd, "generate") == 0)
         rc = cmd_generate(m, &o);
+    else if (strcmp(cmd, "import") == 0)
+        rc = cmd_import(m, &o);
+    else if (strcmp(cmd, "search") == 0)
+        rc = cmd_search(m, &o);
     else if (bo.generate)
         rc = bench_generate(m, &bo);
     else

@@ -111,14 +111,21 @@ owned_alloc(struct rf_model *m, size_t n)
     if (m->n_owned == m->cap_owned) {
         int cap = m->cap_owned ? 2 * m->cap_owned : 64;
         float **o = realloc(m->owned, (size_t)cap * sizeof(*o));
+        size_t *l;
         if (o == NULL)
             return NULL;
         m->owned = o;
+        l = realloc(m->owned_len, (size_t)cap * sizeof(*l));
+        if (l == NULL)
+            return NULL;
+        m->owned_len = l;
         m->cap_owned = cap;
     }
     p = malloc((n ? n : 1) * sizeof(float));
-    if (p != NULL)
+    if (p != NULL) {
+        m->owned_len[m->n_owned] = n;
         m->owned[m->n_owned++] = p;
+    }
     return p;
 }
 
@@ -310,6 +317,22 @@ load_weights(struct rf_model *m, const struct wt_set *w, struct rs_error *e)
     return RS_OK;
 }
 
+/* "roformer-L12-H768-A12-V12000-" and a 64-bit hash of every weight, in
+ * load order (the CRC32C of each buffer, folded FNV-style). */
+static void
+set_fingerprint(struct rf_model *m)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    for (int i = 0; i < m->n_owned; i++) {
+        h ^= wt_crc32c(0, m->owned[i], m->owned_len[i] * sizeof(float));
+        h *= 1099511628211ULL;
+    }
+    snprintf(m->fingerprint, sizeof(m->fingerprint), "%s-L%d-H%d-A%d-V%d-%016llx",
+             m->cfg.arch == RF_ARCH_BERT ? "bert" : "roformer", m->cfg.n_layer, m->cfg.d_model,
+             m->cfg.n_head, m->cfg.n_vocab, (unsigned long long)h);
+}
+
 int
 rf_model_load(struct rf_model **out, const char *dir, struct rs_error *e)
 {
@@ -338,6 +361,7 @@ rf_model_load(struct rf_model **out, const char *dir, struct rs_error *e)
     if ((rc = load_weights(m, w, e)) != RS_OK)
         goto fail;
     wt_close(w);
+    set_fingerprint(m);
     *out = m;
     return RS_OK;
 fail:
@@ -354,6 +378,7 @@ rf_model_free(struct rf_model *m)
     for (int i = 0; i < m->n_owned; i++)
         free(m->owned[i]);
     free(m->owned);
+    free(m->owned_len);
     free(m->layers);
     tok_vocab_free(m->vocab);
     free(m);
@@ -363,6 +388,7 @@ const struct rf_config *rf_model_config(const struct rf_model *m) { return &m->c
 const struct tok_vocab *rf_model_vocab(const struct rf_model *m) { return m->vocab; }
 const char *rf_model_format(const struct rf_model *m) { return m->format; }
 int rf_model_can_generate(const struct rf_model *m) { return m->has_mlm; }
+const char *rf_model_fingerprint(const struct rf_model *m) { return m->fingerprint; }
 
 int
 rf_pooler_parse(const char *name)

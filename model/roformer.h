@@ -56,6 +56,9 @@ const struct rf_config *rf_model_config(const struct rf_model *m);
 const struct tok_vocab *rf_model_vocab(const struct rf_model *m);
 /* "tf-checkpoint", "safetensors" or "pytorch". */
 const char *rf_model_format(const struct rf_model *m);
+/* "roformer-L12-H768-A12-V12000-" plus a hash of all weights: the same
+ * for the same model in any of its formats, different for other weights. */
+const char *rf_model_fingerprint(const struct rf_model *m);
 /* Whether the weights include the MLM head that generation needs. */
 int rf_model_can_generate(const struct rf_model *m);
 

@@ -31,7 +31,9 @@ struct rf_model {
     float *mlm_ln_g, *mlm_ln_b;
     float *mlm_bias;         /* [V]; logits = LN(gelu(x W + b)) E_tok^T + bias */
     float **owned;         /* every float buffer above, for freeing */
+    size_t *owned_len;     /* their lengths, in floats */
     int n_owned, cap_owned;
+    char fingerprint[96];
 };
 
 struct rf_state {

@@ -134,6 +134,74 @@ START_TEST(test_errors)
 }
 END_TEST
 
+START_TEST(test_import_and_search)
+{
+    /* cases 0 and 2 stored; case 1 as the query: scores are the golden
+     * cosines sim(0,1) and sim(1,2) */
+    json_error_t je;
+    json_t *exp = json_load_file(TINY "/expected.json", JSON_ALLOW_NUL, &je), *pair;
+    json_t *cases = json_object_get(exp, "cases");
+    char dir[] = "/tmp/rosim-cli-XXXXXX", docs[1024], query[256], *out, *err;
+    double sim01 = 0, sim12 = 0;
+    size_t i;
+    char *imp[] = { (char *)tu_program("ROSIM", "build/rosim"), "import", "--model", TINY,
+                    "--data", dir, "--collection", "faq", NULL };
+    char *srch[] = { imp[0], "search", "--model", TINY, "--data", dir, "--collection", "faq",
+                     "--k", "5", NULL };
+    json_t *got, *hits;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    json_array_foreach(json_object_get(exp, "similarity"), i, pair) {
+        long a = (long)json_integer_value(json_array_get(pair, 0));
+        long b = (long)json_integer_value(json_array_get(pair, 1));
+        if (a == 0 && b == 1) sim01 = json_number_value(json_array_get(pair, 2));
+        if (a == 1 && b == 2) sim12 = json_number_value(json_array_get(pair, 2));
+    }
+    snprintf(docs, sizeof(docs),
+             "{\"id\":\"zero\",\"text\":\"%s\",\"meta\":{\"lang\":\"zh\"}}\n"
+             "{\"id\":\"two\",\"text\":\"%s\"}\n",
+             json_string_value(json_object_get(json_array_get(cases, 0), "text")),
+             json_string_value(json_object_get(json_array_get(cases, 2), "text")));
+    ck_assert_int_eq(tu_run(imp, docs, &out, &err), 0);
+    ck_assert_ptr_nonnull(strstr(err, "2 docs"));
+    free(out);
+    free(err);
+    snprintf(query, sizeof(query), "%s\n",
+             json_string_value(json_object_get(json_array_get(cases, 1), "text")));
+    ck_assert_int_eq(tu_run(srch, query, &out, &err), 0);
+    got = json_loads(out, 0, &je);
+    ck_assert_ptr_nonnull(got);
+    hits = json_object_get(got, "hits");
+    ck_assert_int_eq(json_array_size(hits), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(hits, 0), "id")), "zero");
+    ck_assert(fabs(json_number_value(json_object_get(json_array_get(hits, 0), "score")) - sim01) < 1e-4);
+    ck_assert(fabs(json_number_value(json_object_get(json_array_get(hits, 1), "score")) - sim12) < 1e-4);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(json_array_get(hits, 0),
+                                                                        "meta"), "lang")), "zh");
+    json_decref(got);
+    free(out);
+    free(err);
+
+    /* a bad line stops the import with its number; what came before stays */
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"x\",\"text\":\"好\"}\n{\"id\":5}\n", &out, &err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "line 2: expected"));
+    free(out);
+    free(err);
+    ck_assert_int_eq(tu_run(srch, "好\n", &out, &err), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"id\":\"x\""));
+    free(out);
+    free(err);
+    imp[7] = "../escape";
+    ck_assert_int_eq(tu_run(imp, "", &out, &err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "is not a collection name"));
+    free(out);
+    free(err);
+    snprintf(docs, sizeof(docs), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(docs), 0);
+    json_decref(exp);
+}
+END_TEST
+
 Suite *
 cli_suite(void)
 {
@@ -143,6 +211,7 @@ cli_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_embed_and_tokenize);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_import_and_search);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../index/collection.h"
+#include "../index/store.h"
 #include "suites.h"
 
 #define DIM 16
@@ -502,6 +503,61 @@ START_TEST(test_sigkill_never_loses_acknowledged_writes)
 }
 END_TEST
 
+START_TEST(test_store)
+{
+    static const char *const bad[] = { "", "../x", ".hidden", "a/b", "-x", "x y",
+        "0123456789012345678901234567890123456789012345678901234567890123456789" };
+    char *dir = temp_dir(), path[600];
+    struct store_options o = { DIM, "test-model", COLL_FSYNC_ALWAYS, 0, "Flat" };
+    struct store *s;
+    struct coll *c;
+    struct rs_error e;
+    struct stat st;
+    char **names;
+    int created, n;
+
+    snprintf(path, sizeof(path), "%s/data", dir);
+    ck_assert_int_eq(store_open(&s, path, &o, &e), RS_OK);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_int_eq(store_create(s, bad[i], NULL, &created, &e), RS_EINVAL);
+    ck_assert_int_eq(store_create(s, "faq", NULL, &created, &e), RS_OK);
+    ck_assert_int_eq(created, 1);
+    ck_assert_int_eq(store_create(s, "faq", "Flat", &created, &e), RS_OK);
+    ck_assert_int_eq(created, 0);
+    ck_assert_int_eq(store_create(s, "faq", "HNSW32,Flat", &created, &e), RS_EEXIST);
+    ck_assert_int_eq(store_create(s, "q.a_2-b", "HNSW32,Flat", &created, &e), RS_OK);
+    ck_assert_int_eq(store_names(s, &names, &n), RS_OK);
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(names[0], "faq");
+    store_names_free(names, n);
+    ck_assert_ptr_null(store_acquire(s, "nope"));
+    c = store_acquire(s, "faq");
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(store_drop(s, "faq", &e), RS_OK);
+    ck_assert_int_eq(store_drop(s, "faq", &e), RS_ENOTFOUND);
+    ck_assert_ptr_null(store_acquire(s, "faq"));
+    ck_assert_int_eq(store_create(s, "faq", NULL, &created, &e), RS_EBUSY);
+    snprintf(path, sizeof(path), "%s/data/faq/docs.db", dir);
+    ck_assert_int_eq(stat(path, &st), 0);      /* still in use */
+    store_release(s, c);
+    ck_assert_int_ne(stat(path, &st), 0);      /* gone with its last user */
+    store_close(s);
+    snprintf(path, sizeof(path), "%s/data", dir);
+    ck_assert_int_eq(store_open(&s, path, &o, &e), RS_OK);
+    ck_assert_int_eq(store_names(s, &names, &n), RS_OK);
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(names[0], "q.a_2-b");
+    store_names_free(names, n);
+    store_close(s);
+    /* another model cannot open the data directory */
+    o.fingerprint = "other";
+    ck_assert_int_eq(store_open(&s, path, &o, &e), RS_EINVAL);
+    ck_assert_ptr_nonnull(strstr(e.msg, "collection 'q.a_2-b'"));
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *
 collection_suite(void)
 {
@@ -516,6 +572,7 @@ collection_suite(void)
     tcase_add_test(tc, test_refuses_other_model);
     tcase_add_test(tc, test_disk_full);
     tcase_add_test(tc, test_sigkill_never_loses_acknowledged_writes);
+    tcase_add_test(tc, test_store);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -165,6 +165,14 @@ check_tiny_format(const char *const files[], const char *format)
     make_model_dir(dir, TINY, files);
     ck_assert_msg(rf_model_load(&m, dir, &e) == RS_OK, "%s", e.msg);
     ck_assert_str_eq(rf_model_format(m), format);
+    /* the same weights in any format have the same fingerprint */
+    {
+        struct rf_model *tf;
+        ck_assert_int_eq(rf_model_load(&tf, TINY, &e), RS_OK);
+        ck_assert_str_eq(rf_model_fingerprint(m), rf_model_fingerprint(tf));
+        ck_assert_ptr_nonnull(strstr(rf_model_fingerprint(m), "roformer-L2-H64-A4-V304-"));
+        rf_model_free(tf);
+    }
     ck_assert_int_eq(rf_model_config(m)->arch, RF_ARCH_ROFORMER);
     check_cases(m, exp, "pooled", RF_POOL_LINEAR);
     rf_model_free(m);
@@ -287,6 +295,7 @@ START_TEST(test_bert_tiny)
 
     ck_assert_msg(rf_model_load(&m, BERT, &e) == RS_OK, "%s", e.msg);
     ck_assert_int_eq(rf_model_config(m)->arch, RF_ARCH_BERT);
+    ck_assert_ptr_nonnull(strstr(rf_model_fingerprint(m), "bert-L2-H4-A4-V15-"));
     check_cases(m, exp, "pooled_linear", RF_POOL_LINEAR);
     check_cases(m, exp, "pooled_tanh", RF_POOL_TANH);
     rf_model_free(m);
