@@ -7,10 +7,12 @@
  */
 #include "bench.h"
 
+#include "../index/collection.h"
 #include "../model/decoder.h"
 #include "../model/generate.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -333,4 +335,110 @@ done:
     if (fp != NULL && fp != stdin)
         fclose(fp);
     return rc;
+}
+
+/* --- search --------------------------------------------------------------- */
+
+static int
+bench_one_index(const char *factory, int dim, int n, int queries)
+{
+    char dir[] = "/tmp/rosim-bench-XXXXXX", path[64], cmd[128];
+    struct coll_options co = { 1, factory, dim, "bench", COLL_FSYNC_OFF, 0 };
+    struct coll *c;
+    struct rs_error e;
+    float *vecs = malloc((size_t)n * (size_t)dim * sizeof(float));
+    float *scores = malloc((size_t)n * sizeof(float));
+    unsigned seed = 99;
+    double t0, t_insert, t_search = 0, found = 0;
+    int rc = 1;
+
+    if (vecs == NULL || scores == NULL || mkdtemp(dir) == NULL)
+        goto done;
+    snprintf(path, sizeof(path), "%s/c", dir);
+    if (coll_open(&c, path, &co, &e) != RS_OK) {
+        fprintf(stderr, "rosim: %s\n", e.msg);
+        goto done;
+    }
+    for (size_t i = 0; i < (size_t)n * (size_t)dim; i++)
+        vecs[i] = (float)rand_r(&seed) / RAND_MAX - 0.5f;
+    for (int i = 0; i < n; i++) {       /* normalized, as the collection stores them */
+        float *v = vecs + (size_t)i * (size_t)dim, norm = 0;
+        for (int j = 0; j < dim; j++)
+            norm += v[j] * v[j];
+        for (int j = 0; j < dim; j++)
+            v[j] /= sqrtf(norm);
+    }
+    t0 = now();
+    for (int i = 0; i < n; i += 1000) {
+        struct coll_doc docs[1000];
+        static char ids[1000][16];
+        int k = n - i < 1000 ? n - i : 1000;
+        for (int j = 0; j < k; j++) {
+            snprintf(ids[j], sizeof(ids[j]), "%d", i + j);
+            docs[j] = (struct coll_doc){ ids[j], "", NULL, vecs + (size_t)(i + j) * (size_t)dim };
+        }
+        if (coll_upsert(c, docs, k, &e) != RS_OK) {
+            fprintf(stderr, "rosim: %s\n", e.msg);
+            coll_close(c);
+            goto done;
+        }
+    }
+    t_insert = now() - t0;
+    for (int q = 0; q < queries; q++) {
+        float query[4096], best[10];
+        int best_id[10];
+        struct coll_hit *hits;
+        int nh;
+        for (int j = 0; j < dim; j++)
+            query[j] = (float)rand_r(&seed) / RAND_MAX - 0.5f;
+        t0 = now();
+        coll_search(c, query, 10, -2.0f, &hits, &nh, &e);
+        t_search += now() - t0;
+        /* brute force: the ten largest inner products */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, n, dim, 1.0f, vecs, dim, query, 1, 0.0f, scores, 1);
+        for (int k = 0; k < 10; k++) {
+            best[k] = -INFINITY;
+            best_id[k] = -1;
+        }
+        for (int i = 0; i < n; i++) {
+            if (scores[i] <= best[9])
+                continue;
+            int k = 9;
+            while (k > 0 && best[k - 1] < scores[i]) {
+                best[k] = best[k - 1];
+                best_id[k] = best_id[k - 1];
+                k--;
+            }
+            best[k] = scores[i];
+            best_id[k] = i;
+        }
+        for (int h = 0; h < nh; h++)
+            for (int k = 0; k < 10; k++)
+                if (atoi(hits[h].id) == best_id[k])
+                    found++;
+        coll_hits_free(hits, nh);
+    }
+    printf("{\"index\":\"%s\",\"vectors\":%d,\"dim\":%d,\"insert_vectors_per_s\":%.0f,"
+           "\"search_qps\":%.0f,\"recall_at_10\":%.4f}\n", factory, n, dim, n / t_insert,
+           queries / t_search, found / (10.0 * queries));
+    coll_close(c);
+    rc = 0;
+done:
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        rc = 1;
+    free(vecs);
+    free(scores);
+    return rc;
+}
+
+int
+bench_search(const struct rf_model *m, const struct bench_options *o)
+{
+    const int dim = rf_model_config(m)->d_model;
+
+    if (bench_one_index("Flat", dim, o->count, 200) != 0 ||
+        bench_one_index("HNSW32,Flat", dim, o->count, 200) != 0)
+        return 1;
+    return 0;
 }

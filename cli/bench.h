@@ -10,6 +10,7 @@ struct bench_options {
     const char *input;  /* one sentence per line; NULL: standard input */
     int count;          /* sentences to use */
     int generate;       /* benchmark generation instead of the encoder */
+    int search;         /* benchmark collections instead */
 };
 
 /* Measure the machine's sgemm rate and the encoder at batch 1 and 32; print
@@ -21,5 +22,9 @@ int bench_encoder(const struct rf_model *m, const struct bench_options *o);
  * limit, and the cost of recomputing every step as bert4keras does
  * (measured at a few steps and integrated). */
 int bench_generate(const struct rf_model *m, const struct bench_options *o);
+
+/* Collections of o->count random vectors of the model's dimension, Flat and
+ * HNSW32: insert rate, single-query QPS and recall@10 against brute force. */
+int bench_search(const struct rf_model *m, const struct bench_options *o);
 
 #endif

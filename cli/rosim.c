@@ -41,7 +41,8 @@ usage(FILE *out)
             "                      [--temperature 1] [--max-length 64] [--seed S] [--beam W]\n"
             "       rosim import   --model DIR --data DIR --collection NAME [--index F] < docs.jsonl\n"
             "       rosim search   --model DIR --data DIR --collection NAME [--k 10] [--min-score S]\n"
-            "       rosim bench    --model DIR [--input FILE] [--count N] [--threads N] [--generate]\n"
+            "       rosim bench    --model DIR [--input FILE] [--count N] [--threads N]\n"
+            "                      [--generate | --search]\n"
             "Reads one text per line on stdin, writes one JSON value per line.\n");
 }
 
@@ -310,6 +311,7 @@ main(int argc, char **argv)
         { "seed", required_argument, NULL, 's' },
         { "beam", required_argument, NULL, 'B' },
         { "generate", no_argument, NULL, 'G' },
+        { "search", no_argument, NULL, 'Q' },
         { "data", required_argument, NULL, 'D' },
         { "collection", required_argument, NULL, 'C' },
         { "index", required_argument, NULL, 'I' },
@@ -319,7 +321,7 @@ main(int argc, char **argv)
     };
     struct options o = { NULL, -1, 32, 0, RF_POOL_LINEAR, 0, gen_default_params(), -1, 0,
                          NULL, NULL, NULL, -2.0f };
-    struct bench_options bo = { NULL, 512, 0 };
+    struct bench_options bo = { NULL, 512, 0, 0 };
     const char *cmd;
     struct rf_model *m;
     struct rs_error e;
@@ -353,6 +355,7 @@ main(int argc, char **argv)
         case 'i': bo.input = optarg; break;
         case 'c': if (parse_int("--count", optarg, 1, 1000000, &bo.count)) return 2; break;
         case 'G': bo.generate = 1; break;
+        case 'Q': bo.search = 1; break;
         case 'D': o.data = optarg; break;
         case 'C': o.collection = optarg; break;
         case 'I': o.index = optarg; break;
@@ -419,6 +422,8 @@ main(int argc, char **argv)
         rc = cmd_search(m, &o);
     else if (bo.generate)
         rc = bench_generate(m, &bo);
+    else if (bo.search)
+        rc = bench_search(m, &bo);
     else
         rc = bench_encoder(m, &bo);
     if (fflush(stdout) != 0 && rc == 0) {

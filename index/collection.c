@@ -19,6 +19,7 @@
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
 #include <faiss/c_api/index_factory_c.h>
 #include <faiss/c_api/index_io_c.h>
+#include <faiss/c_api/utils/distances_c.h>
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
@@ -574,6 +575,9 @@ coll_open(struct coll **out, const char *dir, const struct coll_options *o, stru
     int rc, exists;
 
     *out = NULL;
+    /* exact search of one query through sgemm rather than FAISS's scalar
+     * loop: 2.5x faster on Debian's generic build (a process-wide setting) */
+    faiss_set_distance_compute_blas_threshold(1);
     exists = stat(dir, &st) == 0;
     if (!exists && !o->create)
         return rs_error_set(e, RS_ENOTFOUND, "%s: no such collection", dir);
