@@ -85,6 +85,7 @@ load_config(struct rf_config *c, const char *dir, struct rs_error *e)
     if (json_is_string(json_object_get(root, "hidden_act")))
         act = json_string_value(json_object_get(root, "hidden_act"));
     c->ln_eps = 1e-12f;
+    c->demo = json_is_true(json_object_get(root, "rosim_demo"));
     if (json_is_number(json_object_get(root, "layer_norm_eps")))
         c->ln_eps = (float)json_number_value(json_object_get(root, "layer_norm_eps"));
     if (strcmp(act, "gelu") != 0) {

@@ -42,6 +42,7 @@ struct rf_config {
     int n_type;        /* segment vocabulary */
     int max_pos;       /* BERT: rows of the position table */
     float ln_eps;
+    int demo;          /* config.json says "rosim_demo": random weights */
 };
 
 struct rf_model;

@@ -20,7 +20,7 @@
 #include <string.h>
 
 
-enum opt_type { OPT_ADDR, OPT_INT, OPT_SIZE, OPT_PATH, OPT_ENUM };
+enum opt_type { OPT_ADDR, OPT_INT, OPT_SIZE, OPT_PATH, OPT_ENUM, OPT_BOOL, OPT_STRING };
 
 struct option {
     const char *section;
@@ -34,6 +34,11 @@ struct option {
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const fsync_policies[] = { "always", "batch", "off", NULL };
+static const char *const booleans[] = { "no", "yes", NULL };
+
+#ifndef ROSIM_SHARE_DIR
+#define ROSIM_SHARE_DIR "share"
+#endif
 
 #define OFF(field) offsetof(struct conf, field)
 #define GIB (1024LL * 1024 * 1024)
@@ -48,8 +53,22 @@ static const struct option options[] = {
     { "server", "log_level", OPT_ENUM, OFF(log_level), 0, 0, "info", log_levels },
     { "model", "dir", OPT_PATH, OFF(model_dir), 0, 0, "models/roformer-sim", NULL },
     { "model", "threads", OPT_INT, OFF(compute_threads), 1, 256, "2", NULL },
+    { "model", "workers", OPT_INT, OFF(workers), 1, 64, "1", NULL },
+    { "model", "max_length", OPT_INT, OFF(max_length), 2, 4096, "64", NULL },
+    { "model", "demo_if_missing", OPT_BOOL, OFF(demo_if_missing), 0, 0, "yes", booleans },
+    { "model", "demo_vocab", OPT_PATH, OFF(demo_vocab), 0, 0, ROSIM_SHARE_DIR "/vocab.txt", NULL },
+    { "limits", "max_texts", OPT_INT, OFF(max_texts), 1, 100000, "256", NULL },
+    { "limits", "max_text_bytes", OPT_SIZE, OFF(max_text_bytes), 16, 16 * 1024 * 1024, "16k", NULL },
+    { "limits", "max_n", OPT_INT, OFF(max_n), 1, 1000, "256", NULL },
+    { "limits", "max_k", OPT_INT, OFF(max_k), 1, 1000, "256", NULL },
+    { "limits", "max_new_tokens", OPT_INT, OFF(max_new_tokens), 1, 512, "128", NULL },
+    { "limits", "max_documents", OPT_INT, OFF(max_documents), 1, 100000, "1000", NULL },
+    { "limits", "max_search_k", OPT_INT, OFF(max_search_k), 1, 100000, "1000", NULL },
+    { "limits", "request_timeout", OPT_INT, OFF(request_timeout), 1, 3600, "30", NULL },
     { "storage", "data", OPT_PATH, OFF(data_dir), 0, 0, "data", NULL },
     { "storage", "fsync", OPT_ENUM, OFF(fsync), 0, 0, "always", fsync_policies },
+    { "storage", "default_index", OPT_STRING, OFF(default_index), 0, 0, "Flat", NULL },
+    { "storage", "snapshot_every", OPT_INT, OFF(snapshot_every), 0, 100000000, "10000", NULL },
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -186,6 +205,14 @@ apply(struct conf *c, const struct option *o, const char *v, char *why, size_t w
         }
         strcpy(field, v);
         return NULL;
+    case OPT_STRING:
+        if (*v == '\0')
+            return "empty value";
+        if (strlen(v) >= 128)
+            return "longer than 127 bytes";
+        strcpy(field, v);
+        return NULL;
+    case OPT_BOOL:
     case OPT_ENUM:
         for (int i = 0; o->choices[i] != NULL; i++) {
             if (strcmp(v, o->choices[i]) == 0) {

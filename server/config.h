@@ -39,10 +39,26 @@ struct conf {
     /* [model] */
     char model_dir[CONF_PATH_MAX];
     int compute_threads;       /* OpenBLAS threads for inference */
+    int workers;               /* model runs at the same time */
+    int max_length;            /* tokens per text when embedding (bert4keras maxlen) */
+    int demo_if_missing;       /* create a random demo model when dir is absent */
+    char demo_vocab[CONF_PATH_MAX];
+
+    /* [limits] */
+    int max_texts;             /* texts per request */
+    int max_text_bytes;        /* bytes per text */
+    int max_n;                 /* generation: candidates */
+    int max_k;                 /* generation: paraphrases returned */
+    int max_new_tokens;        /* generation: max_length */
+    int max_documents;         /* documents per upsert */
+    int max_search_k;          /* hits per search */
+    int request_timeout;       /* seconds a request may wait for the model */
 
     /* [storage] */
     char data_dir[CONF_PATH_MAX];
     int fsync;                 /* enum conf_fsync */
+    char default_index[128];   /* FAISS factory string for new collections */
+    int snapshot_every;        /* writes between index snapshots */
 };
 
 /* Fill c with the documented defaults. */

@@ -18,11 +18,13 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "api.h"
 #include "log.h"
 
 struct http_server {
     struct MHD_Daemon *daemon;
     const struct conf *conf;
+    struct app *app;
     int port;
 };
 
@@ -33,40 +35,17 @@ struct request {
     int too_large;         /* body over the cap: answer 413 */
 };
 
-struct reply {
-    int status;
-    json_t *json;          /* owned; serialized and freed by send_reply */
-};
-
 /* --- replies -------------------------------------------------------------- */
 
-static void
-reply_error(struct reply *r, int status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void
-reply_error(struct reply *r, int status, const char *code, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    json_decref(r->json);
-    r->status = status;
-    r->json = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
-}
-
 static enum MHD_Result
-send_reply(struct MHD_Connection *c, struct reply *r)
+send_reply(struct MHD_Connection *c, struct api_reply *r)
 {
     struct MHD_Response *resp;
     enum MHD_Result ret;
-    char *text = NULL;
+    char *text = NULL, num[16];
 
     if (r->json != NULL)
-        text = json_dumps(r->json, JSON_COMPACT);
+        text = json_dumps(r->json, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(r->json);
     r->json = NULL;
     if (text == NULL) {
@@ -83,34 +62,15 @@ send_reply(struct MHD_Connection *c, struct reply *r)
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (r->retry_after > 0) {
+        snprintf(num, sizeof(num), "%d", r->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
+    }
+    if (r->allow != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     ret = MHD_queue_response(c, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     return ret;
-}
-
-/* --- routes --------------------------------------------------------------- */
-
-static void
-route_healthz(struct reply *r)
-{
-    r->status = MHD_HTTP_OK;
-    r->json = json_pack("{s:s}", "status", "ok");
-}
-
-static void
-dispatch(const char *method, const char *url, struct request *req, struct reply *r)
-{
-    (void)req;
-    if (strcmp(url, "/healthz") == 0) {
-        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-            reply_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-                        "%s is not allowed on %s; use GET", method, url);
-            return;
-        }
-        route_healthz(r);
-        return;
-    }
-    reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no route %s %s", method, url);
 }
 
 /* --- libmicrohttpd callbacks ---------------------------------------------- */
@@ -122,7 +82,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 {
     struct http_server *s = cls;
     struct request *req = *req_cls;
-    struct reply r = { 0, NULL };
+    struct api_reply r = { 0, NULL, 0, NULL };
     enum MHD_Result ret;
 
     (void)version;
@@ -134,9 +94,9 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
             return MHD_NO;
         *req_cls = req;
         if (cl != NULL && strtoull(cl, NULL, 10) > s->conf->max_body_bytes) {
-            reply_error(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-                        "request body of %s bytes is over the limit of %zu bytes",
-                        cl, s->conf->max_body_bytes);
+            api_error(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                      "request body of %s bytes is over the limit of %zu bytes",
+                      cl, s->conf->max_body_bytes);
             return send_reply(c, &r);
         }
         return MHD_YES;
@@ -151,9 +111,9 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
             free(req->body);
             req->body = NULL;
             req->body_len = req->body_cap = 0;
-            reply_error(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-                        "request body is over the limit of %zu bytes",
-                        s->conf->max_body_bytes);
+            api_error(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                      "request body is over the limit of %zu bytes",
+                      s->conf->max_body_bytes);
             return send_reply(c, &r);
         }
         if (req->body_len + n + 1 > req->body_cap) {
@@ -174,7 +134,14 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
     }
     if (req->too_large)
         return MHD_YES;  /* the 413 is already queued */
-    dispatch(method, url, req, &r);
+    {
+        struct api_request rq = {
+            method, url,
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
+            req->body, req->body_len,
+        };
+        api_handle(s->app, &rq, &r);
+    }
     ret = send_reply(c, &r);
     return ret;
 }
@@ -195,6 +162,16 @@ on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     *req_cls = NULL;
 }
 
+/* Keep URLs as they came: the API splits the path before decoding each
+ * segment, so an encoded '/' stays inside a document id. */
+static size_t
+keep_escapes(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
 static void
 on_mhd_error(void *cls, const char *fmt, va_list ap)
 {
@@ -212,7 +189,7 @@ on_mhd_error(void *cls, const char *fmt, va_list ap)
 /* --- lifecycle ------------------------------------------------------------ */
 
 struct http_server *
-http_server_start(const struct conf *conf, struct rs_error *e)
+http_server_start(const struct conf *conf, struct app *app, struct rs_error *e)
 {
     struct sockaddr_storage ss;
     struct http_server *s;
@@ -238,15 +215,17 @@ http_server_start(const struct conf *conf, struct rs_error *e)
         return NULL;
     }
     s->conf = conf;
+    s->app = app;
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)conf->listen.port, NULL, NULL, on_request, s,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, s,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)conf->http_threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)conf->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)conf->per_ip_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)conf->connection_timeout,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, s,
+        MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, s,
         MHD_OPTION_END);
     if (s->daemon == NULL) {
         rs_error_set(e, RS_EIO, "cannot listen on %s:%d (address in use, or not "

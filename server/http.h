@@ -11,13 +11,16 @@
 #ifndef ROSIM_HTTP_H
 #define ROSIM_HTTP_H
 
+#include "app.h"
 #include "config.h"
 
 struct http_server;
 
-/* Start serving.  Returns NULL and fills e when the address cannot be bound
- * or the library fails to start.  conf must outlive the server. */
-struct http_server *http_server_start(const struct conf *conf, struct rs_error *e);
+/* Start serving the API of app.  Returns NULL and fills e when the address
+ * cannot be bound or the library fails to start.  conf and app must
+ * outlive the server; app may still be loading (it answers 503 then). */
+struct http_server *http_server_start(const struct conf *conf, struct app *app,
+                                      struct rs_error *e);
 
 /* The port actually bound (useful when the configured port is 0). */
 int http_server_port(const struct http_server *s);

@@ -5,8 +5,11 @@
  *            [-o section.key=value]...
  *
  * Startup order: configuration (file, then command-line overrides), logging,
- * the HTTP listener.  Then the main thread waits for SIGTERM or SIGINT and
- * shuts down in reverse order.  This is the only file that may exit().
+ * the HTTP listener (answering 503 on /readyz and /v1 while loading), the
+ * model (a random demo model is created first when the configured directory
+ * is absent and demo_if_missing is on), the collections; then ready.  The
+ * main thread waits for SIGTERM or SIGINT and shuts down in reverse order.
+ * This is the only file that may exit().
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../model/demo.h"
+#include "app.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -54,6 +59,54 @@ default_config_path(void)
     return ROSIM_CONF_PATH;
 }
 
+/* Load the model (creating the demo model when allowed and needed) and
+ * the collections, and set up app.  0, or -1 after logging why. */
+static int
+load(const struct conf *conf, struct app *app, struct rf_model **model, struct store **store)
+{
+    struct rs_error err;
+    struct stat st;
+    struct store_options so;
+
+    if (stat(conf->model_dir, &st) != 0) {
+        if (!conf->demo_if_missing) {
+            log_msg(LOG_ERROR, "model directory %s does not exist", conf->model_dir);
+            return -1;
+        }
+        log_msg(LOG_WARN, "model directory %s does not exist: creating a RANDOM DEMO MODEL "
+                "there; its vectors and generations are meaningless (set [model] dir to a "
+                "real RoFormer-Sim checkpoint)", conf->model_dir);
+        if (rf_demo_write(conf->model_dir, conf->demo_vocab, 20261129, &err) != RS_OK) {
+            log_msg(LOG_ERROR, "cannot create the demo model: %s", err.msg);
+            return -1;
+        }
+    }
+    rf_set_threads(conf->compute_threads);
+    if (rf_model_load(model, conf->model_dir, &err) != RS_OK) {
+        log_msg(LOG_ERROR, "cannot load the model: %s", err.msg);
+        return -1;
+    }
+    if (rf_model_config(*model)->demo)
+        log_msg(LOG_WARN, "serving a RANDOM DEMO MODEL from %s: outputs are meaningless",
+                conf->model_dir);
+    log_msg(LOG_INFO, "model %s (%s) from %s", rf_model_fingerprint(*model),
+            rf_model_format(*model), conf->model_dir);
+    so = (struct store_options){ rf_model_config(*model)->d_model, rf_model_fingerprint(*model),
+                                 conf->fsync, conf->snapshot_every, conf->default_index };
+    if (store_open(store, conf->data_dir, &so, &err) != RS_OK) {
+        log_msg(LOG_ERROR, "cannot open the collections: %s", err.msg);
+        rf_model_free(*model);
+        return -1;
+    }
+    if (app_init(app, conf, *model, *store, &err) != RS_OK) {
+        log_msg(LOG_ERROR, "%s", err.msg);
+        store_close(*store);
+        rf_model_free(*model);
+        return -1;
+    }
+    return 0;
+}
+
 /* Record an override; applied after the file so the command line wins. */
 struct override {
     const char *name;
@@ -79,6 +132,9 @@ main(int argc, char **argv)
     struct rs_error err;
     struct conf conf;
     struct http_server *http;
+    struct app app;
+    struct rf_model *model = NULL;
+    struct store *store = NULL;
     sigset_t sigs;
 
     ov = calloc((size_t)argc, sizeof(*ov));
@@ -113,6 +169,8 @@ main(int argc, char **argv)
         return 2;
     }
 
+    memset(&app, 0, sizeof(app));
+    app.conf = &conf;
     conf_defaults(&conf);
     if (config_path == NULL)
         config_path = default_config_path();
@@ -142,12 +200,18 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     log_msg(LOG_INFO, "rosimd %s starting with %s", ROSIM_VERSION, config_path);
-    http = http_server_start(&conf, &err);
+    http = http_server_start(&conf, &app, &err);
     if (http == NULL) {
         log_msg(LOG_ERROR, "%s", err.msg);
         return 1;
     }
     log_msg(LOG_INFO, "listening on %s:%d", conf.listen.host, http_server_port(http));
+    if (load(&conf, &app, &model, &store) != 0) {
+        http_server_stop(http);
+        return 1;
+    }
+    atomic_store(&app.ready, 1);
+    log_msg(LOG_INFO, "ready");
 
     do {
         if (sigwait(&sigs, &sig) != 0)
@@ -155,6 +219,9 @@ main(int argc, char **argv)
     } while (sig != SIGTERM && sig != SIGINT);
     log_msg(LOG_INFO, "%s received, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     http_server_stop(http);
+    store_close(store);
+    app_deinit(&app);
+    rf_model_free(model);
     log_msg(LOG_INFO, "stopped");
     return 0;
 }

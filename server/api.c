@@ -1,0 +1,1143 @@
+/*
+ * api.c: routes, request validation and the JSON of every reply.
+ *
+ * Validation happens here, before anything runs: a body must be a JSON
+ * object (duplicate keys, NUL characters, invalid UTF-8 and non-finite or
+ * overflowing numbers are refused by the parser; nesting is limited to
+ * MAX_DEPTH), every field must be known and of the right type, and every
+ * count and size is checked against [limits] in the configuration.
+ */
+#include "api.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../model/generate.h"
+#include "../model/tokenizer.h"
+
+#ifndef ROSIM_VERSION
+#define ROSIM_VERSION "0.1.0"
+#endif
+
+#define MAX_DEPTH 32
+#define MAX_SEGMENTS 8
+
+void
+api_error(struct api_reply *rp, int status, const char *code, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_decref(rp->json);
+    rp->status = status;
+    rp->json = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
+}
+
+/* The reply for a library error. */
+static void
+fail(struct api_reply *rp, const struct rs_error *e)
+{
+    switch (e->code) {
+    case RS_EINVAL: api_error(rp, 422, "invalid", "%s", e->msg); break;
+    case RS_ENOTFOUND: api_error(rp, 404, "not_found", "%s", e->msg); break;
+    case RS_EEXIST: api_error(rp, 409, "conflict", "%s", e->msg); break;
+    case RS_ENOSPC: api_error(rp, 507, "disk_full", "%s", e->msg); break;
+    case RS_EBUSY:
+    case RS_ENOMEM:
+        api_error(rp, 503, "busy", "%s", e->msg);
+        rp->retry_after = 1;
+        break;
+    default: api_error(rp, 500, "internal", "%s", e->msg); break;
+    }
+}
+
+static void
+reply(struct api_reply *rp, int status, json_t *j)
+{
+    json_decref(rp->json);
+    rp->status = status;
+    rp->json = j;
+}
+
+/* --- request bodies ------------------------------------------------------- */
+
+static int
+depth(const json_t *j)
+{
+    int d = 0;
+    const char *key;
+    json_t *v;
+    size_t i;
+
+    if (json_is_object(j)) {
+        json_object_foreach((json_t *)j, key, v) {
+            int x = depth(v);
+            if (x > d)
+                d = x;
+        }
+        return d + 1;
+    }
+    if (json_is_array(j)) {
+        json_array_foreach(j, i, v) {
+            int x = depth(v);
+            if (x > d)
+                d = x;
+        }
+        return d + 1;
+    }
+    return 0;
+}
+
+/* Parse the body as a JSON object whose keys are all in allowed
+ * (NULL-terminated).  Returns the object, or NULL with rp filled. */
+static json_t *
+body_object(const struct api_request *rq, struct api_reply *rp, const char *const allowed[])
+{
+    json_error_t je;
+    json_t *j;
+    const char *key;
+    json_t *v;
+
+    if (rq->content_type == NULL ||
+        strncasecmp(rq->content_type, "application/json", 16) != 0 ||
+        (rq->content_type[16] != '\0' && rq->content_type[16] != ';' &&
+         rq->content_type[16] != ' ')) {
+        api_error(rp, 415, "unsupported_media_type",
+                  "the body must be JSON, sent with Content-Type: application/json");
+        return NULL;
+    }
+    j = json_loadb(rq->body ? rq->body : "", rq->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (j == NULL) {
+        api_error(rp, 400, "invalid_json", "the body is not valid JSON: %s (line %d, column %d)",
+                  je.text, je.line, je.column);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        api_error(rp, 400, "invalid_json", "the body must be a JSON object");
+        return NULL;
+    }
+    if (depth(j) > MAX_DEPTH) {
+        json_decref(j);
+        api_error(rp, 400, "invalid_json", "the body is nested deeper than %d levels", MAX_DEPTH);
+        return NULL;
+    }
+    json_object_foreach(j, key, v) {
+        int ok = 0;
+        for (int i = 0; allowed[i] != NULL && !ok; i++)
+            ok = strcmp(key, allowed[i]) == 0;
+        if (!ok) {
+            api_error(rp, 400, "unknown_field", "unknown field '%s'", key);
+            json_decref(j);
+            return NULL;
+        }
+    }
+    return j;
+}
+
+/* An optional integer field in [lo, hi]; 0 on success. */
+static int
+int_field(json_t *o, const char *key, long long lo, long long hi, long long *out,
+          struct api_reply *rp)
+{
+    json_t *v = json_object_get(o, key);
+
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v)) {
+        api_error(rp, 400, "invalid_type", "'%s' must be an integer", key);
+        return -1;
+    }
+    if (json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        api_error(rp, 422, "out_of_range", "'%s' must be from %lld to %lld, not %lld", key, lo,
+                  hi, (long long)json_integer_value(v));
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* An optional number field; range checked by the caller. */
+static int
+num_field(json_t *o, const char *key, double *out, struct api_reply *rp)
+{
+    json_t *v = json_object_get(o, key);
+
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_number(v)) {
+        api_error(rp, 400, "invalid_type", "'%s' must be a number", key);
+        return -1;
+    }
+    *out = json_number_value(v);
+    return 0;
+}
+
+static int
+check_text(const struct app *a, json_t *t, const char *what, struct api_reply *rp)
+{
+    if (!json_is_string(t)) {
+        api_error(rp, 400, "invalid_type", "%s must be a string", what);
+        return -1;
+    }
+    if (json_string_length(t) > (size_t)a->conf->max_text_bytes) {
+        api_error(rp, 413, "text_too_long", "%s has %zu bytes; the limit is %d", what,
+                  json_string_length(t), a->conf->max_text_bytes);
+        return -1;
+    }
+    return 0;
+}
+
+/* A required list of 1..max_texts strings (or, with allow_string, one
+ * string).  Fills texts (borrowed from j) and n. */
+static int
+texts_field(const struct app *a, json_t *o, const char *key, int allow_string,
+            const char ***texts, int *n, struct api_reply *rp)
+{
+    json_t *v = json_object_get(o, key), *t;
+    size_t i;
+
+    if (v == NULL) {
+        api_error(rp, 400, "missing_field", "'%s' is required", key);
+        return -1;
+    }
+    if (allow_string && json_is_string(v)) {
+        if (check_text(a, v, key, rp))
+            return -1;
+        *texts = malloc(sizeof(**texts));
+        if (*texts == NULL)
+            return api_error(rp, 503, "busy", "out of memory"), -1;
+        (*texts)[0] = json_string_value(v);
+        *n = 1;
+        return 0;
+    }
+    if (!json_is_array(v)) {
+        api_error(rp, 400, "invalid_type", "'%s' must be %s", key,
+                  allow_string ? "a string or a list of strings" : "a list of strings");
+        return -1;
+    }
+    if (json_array_size(v) == 0) {
+        api_error(rp, 422, "empty", "'%s' is empty", key);
+        return -1;
+    }
+    if (json_array_size(v) > (size_t)a->conf->max_texts) {
+        api_error(rp, 413, "too_many_texts", "'%s' has %zu texts; the limit is %d", key,
+                  json_array_size(v), a->conf->max_texts);
+        return -1;
+    }
+    *texts = malloc(json_array_size(v) * sizeof(**texts));
+    if (*texts == NULL)
+        return api_error(rp, 503, "busy", "out of memory"), -1;
+    json_array_foreach(v, i, t) {
+        char what[64];
+        snprintf(what, sizeof(what), "'%s'[%zu]", key, i);
+        if (check_text(a, t, what, rp)) {
+            free(*texts);
+            return -1;
+        }
+        (*texts)[i] = json_string_value(t);
+    }
+    *n = (int)json_array_size(v);
+    return 0;
+}
+
+/* --- running the model ---------------------------------------------------- */
+
+struct embedded {
+    float *vecs;          /* n * dim */
+    long tokens;
+    int truncated;        /* texts cut to max_length tokens */
+};
+
+/* Embed texts (truncated to max_length the bert4keras way), normalized. */
+static int
+embed(struct app *a, const char *const *texts, int n, int normalize, struct embedded *out,
+      struct api_reply *rp)
+{
+    const int H = rf_model_config(a->model)->d_model, maxlen = a->conf->max_length;
+    struct tok_output tok[APP_SLOT_BATCH];
+    struct rf_state *st;
+    struct rs_error e;
+    int rc = RS_OK;
+
+    memset(out, 0, sizeof(*out));
+    memset(tok, 0, sizeof(tok));
+    out->vecs = malloc((size_t)n * (size_t)H * sizeof(float));
+    if (out->vecs == NULL)
+        return api_error(rp, 503, "busy", "out of memory"), -1;
+    st = app_acquire(a);
+    if (st == NULL) {
+        free(out->vecs);
+        out->vecs = NULL;
+        api_error(rp, 503, "busy", "the model stayed busy for %d s; retry", a->conf->request_timeout);
+        rp->retry_after = 1;
+        return -1;
+    }
+    for (int i = 0; i < n && rc == RS_OK; i += APP_SLOT_BATCH) {
+        int k = n - i < APP_SLOT_BATCH ? n - i : APP_SLOT_BATCH;
+        const int32_t *ids[APP_SLOT_BATCH];
+        int lens[APP_SLOT_BATCH];
+        for (int j = 0; j < k && rc == RS_OK; j++) {
+            struct tok_output full = { 0 };
+            rc = tok_encode(rf_model_vocab(a->model), texts[i + j], strlen(texts[i + j]), maxlen,
+                            &tok[j], &e);
+            /* count what truncation cut: the untruncated length, cheaply */
+            if (rc == RS_OK && tok[j].n == maxlen &&
+                tok_encode(rf_model_vocab(a->model), texts[i + j], strlen(texts[i + j]), 0,
+                           &full, &e) == RS_OK && full.n > maxlen)
+                out->truncated++;
+            tok_output_free(&full);
+            ids[j] = tok[j].ids;
+            lens[j] = tok[j].n;
+            out->tokens += tok[j].n;
+        }
+        if (rc == RS_OK)
+            rc = rf_encode(a->model, st, ids, lens, k, RF_POOL_LINEAR,
+                           out->vecs + (size_t)i * (size_t)H, &e);
+    }
+    app_release(a, st);
+    for (int j = 0; j < APP_SLOT_BATCH; j++)
+        tok_output_free(&tok[j]);
+    if (rc != RS_OK) {
+        free(out->vecs);
+        out->vecs = NULL;
+        fail(rp, &e);
+        return -1;
+    }
+    for (int i = 0; normalize && i < n; i++) {
+        float *v = out->vecs + (size_t)i * (size_t)H;
+        double norm = 0;
+        for (int j = 0; j < H; j++)
+            norm += (double)v[j] * v[j];
+        norm = sqrt(norm);
+        for (int j = 0; j < H && norm > 0; j++)
+            v[j] = (float)(v[j] / norm);
+    }
+    return 0;
+}
+
+static json_t *
+vector_json(const float *v, int n)
+{
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(arr, json_real(v[i]));
+    return arr;
+}
+
+/* --- routes --------------------------------------------------------------- */
+
+static void
+route_tokenize(struct app *a, const struct api_request *rq, struct api_reply *rp)
+{
+    static const char *const allowed[] = { "texts", NULL };
+    json_t *body = body_object(rq, rp, allowed), *tokens, *ids;
+    const char **texts = NULL;
+    struct tok_output out = { 0 };
+    struct rs_error e;
+    int n;
+
+    if (body == NULL || texts_field(a, body, "texts", 0, &texts, &n, rp)) {
+        json_decref(body);
+        return;
+    }
+    tokens = json_array();
+    ids = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *t = json_array(), *d = json_array();
+        if (tok_encode(rf_model_vocab(a->model), texts[i], strlen(texts[i]), 0, &out, &e) != RS_OK) {
+            json_decref(t);
+            json_decref(d);
+            json_decref(tokens);
+            json_decref(ids);
+            fail(rp, &e);
+            goto done;
+        }
+        for (int k = 0; k < out.n; k++) {
+            json_array_append_new(t, json_string(out.pieces[k]));
+            json_array_append_new(d, json_integer(out.ids[k]));
+        }
+        json_array_append_new(tokens, t);
+        json_array_append_new(ids, d);
+    }
+    reply(rp, 200, json_pack("{s:o,s:o}", "tokens", tokens, "ids", ids));
+done:
+    tok_output_free(&out);
+    free(texts);
+    json_decref(body);
+}
+
+static void
+route_embed(struct app *a, const struct api_request *rq, struct api_reply *rp)
+{
+    static const char *const allowed[] = { "texts", "normalize", NULL };
+    const int H = rf_model_config(a->model)->d_model;
+    json_t *body = body_object(rq, rp, allowed), *list, *norm;
+    const char **texts = NULL;
+    struct embedded em;
+    int n;
+
+    if (body == NULL || texts_field(a, body, "texts", 0, &texts, &n, rp))
+        goto done;
+    norm = json_object_get(body, "normalize");
+    if (norm != NULL && !json_is_boolean(norm)) {
+        api_error(rp, 400, "invalid_type", "'normalize' must be true or false");
+        goto done;
+    }
+    if (embed(a, texts, n, norm == NULL || json_is_true(norm), &em, rp))
+        goto done;
+    list = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(list, vector_json(em.vecs + (size_t)i * (size_t)H, H));
+    reply(rp, 200, json_pack("{s:i,s:o,s:{s:I,s:i}}", "dim", H, "embeddings", list, "usage",
+                             "tokens", (json_int_t)em.tokens, "truncated_texts", em.truncated));
+    free(em.vecs);
+done:
+    free(texts);
+    json_decref(body);
+}
+
+static char *
+base64(const unsigned char *p, size_t n)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        *o++ = tbl[v >> 18 & 63];
+        *o++ = tbl[v >> 12 & 63];
+        *o++ = i + 1 < n ? tbl[v >> 6 & 63] : '=';
+        *o++ = i + 2 < n ? tbl[v & 63] : '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+/* OpenAI's /v1/embeddings: what the official clients send and expect. */
+static void
+route_openai_embeddings(struct app *a, const struct api_request *rq, struct api_reply *rp)
+{
+    static const char *const allowed[] = { "input", "model", "encoding_format", "user",
+                                           "dimensions", NULL };
+    const int H = rf_model_config(a->model)->d_model;
+    json_t *body = body_object(rq, rp, allowed), *data, *fmt, *model, *dims;
+    const char **texts = NULL;
+    struct embedded em;
+    int n, b64 = 0;
+
+    if (body == NULL)
+        goto done;
+    fmt = json_object_get(body, "encoding_format");
+    model = json_object_get(body, "model");
+    dims = json_object_get(body, "dimensions");
+    if (fmt != NULL && !json_is_null(fmt)) {
+        if (!json_is_string(fmt)) {
+            api_error(rp, 400, "invalid_type", "'encoding_format' must be a string");
+            goto done;
+        }
+        if (strcmp(json_string_value(fmt), "base64") == 0) {
+            b64 = 1;
+        } else if (strcmp(json_string_value(fmt), "float") != 0) {
+            api_error(rp, 422, "invalid", "'encoding_format' must be \"float\" or \"base64\"");
+            goto done;
+        }
+    }
+    if (model != NULL && !json_is_null(model) && !json_is_string(model)) {
+        api_error(rp, 400, "invalid_type", "'model' must be a string");
+        goto done;
+    }
+    if (dims != NULL && !json_is_null(dims) &&
+        (!json_is_integer(dims) || json_integer_value(dims) != H)) {
+        api_error(rp, 422, "invalid", "this model makes %d-dimensional vectors only", H);
+        goto done;
+    }
+    if (texts_field(a, body, "input", 1, &texts, &n, rp))
+        goto done;
+    if (embed(a, texts, n, 1, &em, rp))
+        goto done;
+    data = json_array();
+    for (int i = 0; i < n; i++) {
+        const float *v = em.vecs + (size_t)i * (size_t)H;
+        json_t *emb;
+        if (b64) {
+            /* little-endian float32 bytes, as the OpenAI clients decode them */
+            unsigned char *bytes = malloc((size_t)H * 4);
+            char *s;
+            for (int k = 0; bytes != NULL && k < H; k++) {
+                uint32_t u;
+                memcpy(&u, &v[k], 4);
+                for (int b = 0; b < 4; b++)
+                    bytes[k * 4 + b] = (unsigned char)(u >> (8 * b));
+            }
+            s = bytes ? base64(bytes, (size_t)H * 4) : NULL;
+            free(bytes);
+            emb = s ? json_string(s) : json_null();
+            free(s);
+        } else {
+            emb = vector_json(v, H);
+        }
+        json_array_append_new(data, json_pack("{s:s,s:i,s:o}", "object", "embedding",
+                                              "index", i, "embedding", emb));
+    }
+    reply(rp, 200, json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data", data,
+                             "model", json_is_string(model) ? json_string_value(model) : "rosim",
+                             "usage", "prompt_tokens", (json_int_t)em.tokens, "total_tokens",
+                             (json_int_t)em.tokens));
+    free(em.vecs);
+done:
+    free(texts);
+    json_decref(body);
+}
+
+static void
+route_similarity(struct app *a, const struct api_request *rq, struct api_reply *rp)
+{
+    static const char *const allowed[] = { "source", "targets", NULL };
+    const int H = rf_model_config(a->model)->d_model;
+    json_t *body = body_object(rq, rp, allowed), *src, *scores;
+    const char **texts = NULL, **all = NULL;
+    struct embedded em;
+    int n;
+
+    if (body == NULL)
+        goto done;
+    src = json_object_get(body, "source");
+    if (src == NULL) {
+        api_error(rp, 400, "missing_field", "'source' is required");
+        goto done;
+    }
+    if (check_text(a, src, "'source'", rp) || texts_field(a, body, "targets", 0, &texts, &n, rp))
+        goto done;
+    all = malloc(((size_t)n + 1) * sizeof(*all));
+    if (all == NULL) {
+        api_error(rp, 503, "busy", "out of memory");
+        goto done;
+    }
+    all[0] = json_string_value(src);
+    memcpy(all + 1, texts, (size_t)n * sizeof(*all));
+    if (embed(a, all, n + 1, 1, &em, rp))
+        goto done;
+    scores = json_array();
+    for (int i = 1; i <= n; i++) {
+        double dot = 0;
+        for (int k = 0; k < H; k++)
+            dot += (double)em.vecs[k] * em.vecs[(size_t)i * (size_t)H + (size_t)k];
+        json_array_append_new(scores, json_real(dot));
+    }
+    reply(rp, 200, json_pack("{s:o}", "scores", scores));
+    free(em.vecs);
+done:
+    free(all);
+    free(texts);
+    json_decref(body);
+}
+
+static json_t *
+paraphrase_json(const char *text, const struct gen_paraphrases *out)
+{
+    json_t *list = json_array();
+    for (int i = 0; i < out->n; i++)
+        json_array_append_new(list, json_pack("{s:s,s:f}", "text", out->items[i].text,
+                                              "score", (double)out->items[i].score));
+    return json_pack("{s:s,s:i,s:o}", "text", text, "candidates", out->n_candidates,
+                     "paraphrases", list);
+}
+
+static void
+route_generate(struct app *a, const struct api_request *rq, struct api_reply *rp)
+{
+    static const char *const allowed[] = { "text", "texts", "n", "k", "top_p", "top_k",
+                                           "temperature", "max_length", "seed", "beam", NULL };
+    const struct conf *c = a->conf;
+    json_t *body = body_object(rq, rp, allowed), *results = NULL;
+    const char **texts = NULL;
+    struct gen_params p = gen_default_params();
+    long long n = p.n, k = 5, top_k = 0, max_length = 64, seed = -1, beam = 0;
+    double top_p = p.top_p, temperature = 1.0;
+    int count, single;
+    struct rf_state *slot;
+
+    if (body == NULL)
+        goto done;
+    single = json_object_get(body, "text") != NULL;
+    if (single == (json_object_get(body, "texts") != NULL)) {
+        api_error(rp, 400, "missing_field", "give either 'text' (a string) or 'texts' (a list)");
+        goto done;
+    }
+    if (single ? (check_text(a, json_object_get(body, "text"), "'text'", rp) ||
+                  texts_field(a, body, "text", 1, &texts, &count, rp))
+               : texts_field(a, body, "texts", 0, &texts, &count, rp))
+        goto done;
+    if (max_length > c->max_new_tokens)
+        max_length = c->max_new_tokens;
+    if (int_field(body, "n", 1, c->max_n, &n, rp) || int_field(body, "k", 1, c->max_k, &k, rp) ||
+        int_field(body, "top_k", 0, 1000000, &top_k, rp) ||
+        int_field(body, "max_length", 1, c->max_new_tokens, &max_length, rp) ||
+        int_field(body, "seed", 0, (1LL << 53), &seed, rp) ||
+        int_field(body, "beam", 0, c->max_n, &beam, rp) ||
+        num_field(body, "top_p", &top_p, rp) || num_field(body, "temperature", &temperature, rp))
+        goto done;
+    if (!(top_p > 0 && top_p <= 1)) {
+        api_error(rp, 422, "out_of_range", "'top_p' must be in (0, 1], not %g", top_p);
+        goto done;
+    }
+    if (!(temperature > 0 && temperature <= 100)) {
+        api_error(rp, 422, "out_of_range", "'temperature' must be in (0, 100], not %g", temperature);
+        goto done;
+    }
+    if (!rf_model_can_generate(a->model)) {
+        api_error(rp, 422, "cannot_generate", "the loaded model has no MLM head, so it cannot "
+                  "generate; load a RoFormer-Sim checkpoint");
+        goto done;
+    }
+    p.n = (int)n;
+    p.top_k = (int)top_k;
+    p.top_p = (float)top_p;
+    p.temperature = (float)temperature;
+    p.max_new = (int)max_length;
+    p.beam = (int)beam;
+    p.src_maxlen = c->max_length;
+    /* generation holds a slot: it runs the model as long as any request */
+    slot = app_acquire(a);
+    if (slot == NULL) {
+        api_error(rp, 503, "busy", "the model stayed busy for %d s; retry", c->request_timeout);
+        rp->retry_after = 1;
+        goto done;
+    }
+    results = json_array();
+    for (int i = 0; i < count; i++) {
+        struct gen_paraphrases out = { 0 };
+        struct rs_error e;
+        p.seed = seed >= 0 ? (uint64_t)seed + (uint64_t)i
+                           : ((uint64_t)random() << 31 ^ (uint64_t)random());
+        if (gen_paraphrase(a->model, texts[i], strlen(texts[i]), &p, (int)k, &out, &e) != RS_OK) {
+            app_release(a, slot);
+            json_decref(results);
+            fail(rp, &e);
+            goto done;
+        }
+        json_array_append_new(results, paraphrase_json(texts[i], &out));
+        gen_paraphrases_free(&out);
+    }
+    app_release(a, slot);
+    if (single)
+        reply(rp, 200, json_incref(json_array_get(results, 0)));
+    else
+        reply(rp, 200, json_pack("{s:O}", "results", results));
+    json_decref(results);
+done:
+    free(texts);
+    json_decref(body);
+}
+
+/* --- collections ---------------------------------------------------------- */
+
+static json_t *
+coll_json(const char *name, struct coll *c)
+{
+    struct coll_stats st;
+
+    coll_get_stats(c, &st);
+    return json_pack("{s:s,s:s,s:i,s:I,s:I,s:b,s:I}", "name", name, "index", st.factory,
+                     "dim", st.dim, "documents", (json_int_t)st.documents, "index_vectors",
+                     (json_int_t)st.index_vectors, "trained", st.trained, "seq",
+                     (json_int_t)st.seq);
+}
+
+static void
+route_collections_list(struct app *a, struct api_reply *rp)
+{
+    char **names;
+    int n;
+    json_t *list;
+
+    if (store_names(a->store, &names, &n) != RS_OK) {
+        api_error(rp, 503, "busy", "out of memory");
+        return;
+    }
+    list = json_array();
+    for (int i = 0; i < n; i++) {
+        struct coll *c = store_acquire(a->store, names[i]);
+        if (c != NULL) {
+            json_array_append_new(list, coll_json(names[i], c));
+            store_release(a->store, c);
+        }
+    }
+    store_names_free(names, n);
+    reply(rp, 200, json_pack("{s:o}", "collections", list));
+}
+
+static void
+route_collection_put(struct app *a, const struct api_request *rq, const char *name,
+                     struct api_reply *rp)
+{
+    static const char *const allowed[] = { "index", NULL };
+    json_t *body = NULL, *idx;
+    const char *factory = NULL;
+    struct rs_error e;
+    struct coll *c;
+    int created;
+
+    if (rq->body_len > 0) {
+        if ((body = body_object(rq, rp, allowed)) == NULL)
+            return;
+        idx = json_object_get(body, "index");
+        if (idx != NULL && !json_is_string(idx)) {
+            api_error(rp, 400, "invalid_type", "'index' must be a string such as \"Flat\"");
+            goto done;
+        }
+        if (idx != NULL) {
+            factory = json_string_value(idx);
+            if (strlen(factory) == 0 || strlen(factory) > 100) {
+                api_error(rp, 422, "invalid", "'index' must be a FAISS index factory string");
+                goto done;
+            }
+        }
+    }
+    if (store_create(a->store, name, factory, &created, &e) != RS_OK) {
+        fail(rp, &e);
+        goto done;
+    }
+    c = store_acquire(a->store, name);
+    if (c == NULL) {
+        api_error(rp, 409, "conflict", "collection '%s' was dropped meanwhile", name);
+        goto done;
+    }
+    reply(rp, created ? 201 : 200, coll_json(name, c));
+    store_release(a->store, c);
+done:
+    json_decref(body);
+}
+
+static struct coll *
+find_collection(struct app *a, const char *name, struct api_reply *rp)
+{
+    struct coll *c = store_acquire(a->store, name);
+    if (c == NULL)
+        api_error(rp, 404, "not_found", "no collection '%s'", name);
+    return c;
+}
+
+static void
+route_documents_upsert(struct app *a, const struct api_request *rq, const char *name,
+                       struct api_reply *rp)
+{
+    static const char *const allowed[] = { "documents", NULL };
+    static const char *const doc_keys[] = { "id", "text", "meta" };
+    const int H = rf_model_config(a->model)->d_model;
+    json_t *body = body_object(rq, rp, allowed), *docs, *d;
+    const char **texts = NULL;
+    char **metas = NULL;
+    struct coll_doc *cd = NULL;
+    struct embedded em = { 0 };
+    struct coll *c = NULL;
+    struct rs_error e;
+    size_t i, n = 0;
+
+    if (body == NULL)
+        return;
+    docs = json_object_get(body, "documents");
+    if (!json_is_array(docs)) {
+        api_error(rp, 400, docs ? "invalid_type" : "missing_field",
+                  "'documents' must be a list of {\"id\", \"text\", \"meta\"}");
+        goto done;
+    }
+    n = json_array_size(docs);
+    if (n == 0) {
+        api_error(rp, 422, "empty", "'documents' is empty");
+        goto done;
+    }
+    if (n > (size_t)a->conf->max_documents) {
+        api_error(rp, 413, "too_many_documents", "%zu documents; the limit is %d per request",
+                  n, a->conf->max_documents);
+        goto done;
+    }
+    texts = calloc(n, sizeof(*texts));
+    metas = calloc(n, sizeof(*metas));
+    cd = calloc(n, sizeof(*cd));
+    if (texts == NULL || metas == NULL || cd == NULL) {
+        api_error(rp, 503, "busy", "out of memory");
+        goto done;
+    }
+    json_array_foreach(docs, i, d) {
+        json_t *id = json_object_get(d, "id"), *text = json_object_get(d, "text");
+        json_t *meta = json_object_get(d, "meta");
+        const char *key;
+        json_t *v;
+        char what[64];
+        if (!json_is_object(d)) {
+            api_error(rp, 400, "invalid_type", "documents[%zu] must be an object", i);
+            goto done;
+        }
+        json_object_foreach(d, key, v) {
+            int ok = 0;
+            for (int k = 0; k < 3; k++)
+                ok |= strcmp(key, doc_keys[k]) == 0;
+            if (!ok) {
+                api_error(rp, 400, "unknown_field", "documents[%zu]: unknown field '%s'", i, key);
+                goto done;
+            }
+        }
+        if (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) > 256) {
+            api_error(rp, id == NULL || json_is_string(id) ? 422 : 400, "invalid_id",
+                      "documents[%zu].id must be a string of 1 to 256 bytes", i);
+            goto done;
+        }
+        snprintf(what, sizeof(what), "documents[%zu].text", i);
+        if (text == NULL) {
+            api_error(rp, 400, "missing_field", "%s is required", what);
+            goto done;
+        }
+        if (check_text(a, text, what, rp))
+            goto done;
+        if (meta != NULL && !json_is_null(meta) && !json_is_object(meta)) {
+            api_error(rp, 400, "invalid_type", "documents[%zu].meta must be an object", i);
+            goto done;
+        }
+        texts[i] = json_string_value(text);
+        metas[i] = meta && json_is_object(meta) ? json_dumps(meta, JSON_COMPACT) : strdup("{}");
+        if (metas[i] == NULL) {
+            api_error(rp, 503, "busy", "out of memory");
+            goto done;
+        }
+        cd[i].id = json_string_value(id);
+        cd[i].text = texts[i];
+        cd[i].meta = metas[i];
+    }
+    if ((c = find_collection(a, name, rp)) == NULL)
+        goto done;
+    if (embed(a, texts, (int)n, 1, &em, rp))
+        goto done;
+    for (i = 0; i < n; i++)
+        cd[i].vec = em.vecs + i * (size_t)H;
+    if (coll_upsert(c, cd, (int)n, &e) != RS_OK) {
+        fail(rp, &e);
+        goto done;
+    }
+    reply(rp, 200, json_pack("{s:I}", "upserted", (json_int_t)n));
+done:
+    store_release(a->store, c);
+    for (i = 0; metas != NULL && i < n; i++)
+        free(metas[i]);
+    free(metas);
+    free(texts);
+    free(cd);
+    free(em.vecs);
+    json_decref(body);
+}
+
+static json_t *
+hit_json(const struct coll_hit *h, int with_score)
+{
+    json_error_t je;
+    json_t *meta = json_loads(h->meta, 0, &je);
+
+    if (meta == NULL)
+        meta = json_object();
+    if (with_score)
+        return json_pack("{s:s,s:f,s:s,s:o}", "id", h->id, "score", (double)h->score, "text",
+                         h->text, "meta", meta);
+    return json_pack("{s:s,s:s,s:o}", "id", h->id, "text", h->text, "meta", meta);
+}
+
+static void
+route_search(struct app *a, const struct api_request *rq, const char *name, struct api_reply *rp)
+{
+    static const char *const allowed[] = { "text", "vector", "k", "min_score", NULL };
+    const int H = rf_model_config(a->model)->d_model;
+    json_t *body = body_object(rq, rp, allowed), *text, *vec, *list;
+    long long k = 10;
+    double min_score = -1.0;
+    float *q = NULL;
+    struct embedded em = { 0 };
+    struct coll *c = NULL;
+    struct coll_hit *hits = NULL;
+    struct rs_error e;
+    int n = 0;
+
+    if (body == NULL)
+        return;
+    text = json_object_get(body, "text");
+    vec = json_object_get(body, "vector");
+    if ((text == NULL) == (vec == NULL)) {
+        api_error(rp, 400, "missing_field", "give either 'text' or 'vector'");
+        goto done;
+    }
+    if (int_field(body, "k", 1, a->conf->max_search_k, &k, rp) ||
+        num_field(body, "min_score", &min_score, rp))
+        goto done;
+    if (text != NULL && check_text(a, text, "'text'", rp))
+        goto done;
+    if (vec != NULL) {
+        json_t *x;
+        size_t i;
+        if (!json_is_array(vec)) {
+            api_error(rp, 400, "invalid_type", "'vector' must be a list of numbers");
+            goto done;
+        }
+        if (json_array_size(vec) != (size_t)H) {
+            api_error(rp, 422, "wrong_dimension", "'vector' has %zu numbers; the model's "
+                      "vectors have %d", json_array_size(vec), H);
+            goto done;
+        }
+        q = malloc((size_t)H * sizeof(float));
+        if (q == NULL) {
+            api_error(rp, 503, "busy", "out of memory");
+            goto done;
+        }
+        json_array_foreach(vec, i, x) {
+            if (!json_is_number(x)) {
+                api_error(rp, 400, "invalid_type", "'vector'[%zu] is not a number", i);
+                goto done;
+            }
+            q[i] = (float)json_number_value(x);
+            if (!isfinite(q[i])) {
+                api_error(rp, 422, "out_of_range", "'vector'[%zu] does not fit a float", i);
+                goto done;
+            }
+        }
+    }
+    if ((c = find_collection(a, name, rp)) == NULL)
+        goto done;
+    if (text != NULL) {
+        const char *t = json_string_value(text);
+        if (embed(a, &t, 1, 1, &em, rp))
+            goto done;
+    }
+    if (coll_search(c, q ? q : em.vecs, (int)k, (float)min_score, &hits, &n, &e) != RS_OK) {
+        fail(rp, &e);
+        goto done;
+    }
+    list = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(list, hit_json(&hits[i], 1));
+    reply(rp, 200, json_pack("{s:o}", "hits", list));
+done:
+    coll_hits_free(hits, n);
+    store_release(a->store, c);
+    free(q);
+    free(em.vecs);
+    json_decref(body);
+}
+
+/* --- routing -------------------------------------------------------------- */
+
+static int
+hexval(char ch)
+{
+    return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+         : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+/* Split the raw path into percent-decoded segments (in buf).  -1 when an
+ * escape is malformed, decodes to NUL, or there are too many segments. */
+static int
+split_path(const char *path, char *buf, size_t buf_len, char *seg[], int *n)
+{
+    size_t o = 0;
+
+    *n = 0;
+    if (path[0] != '/')
+        return -1;
+    for (const char *p = path + 1;;) {
+        if (*n == MAX_SEGMENTS)
+            return -1;
+        seg[(*n)++] = buf + o;
+        while (*p != '\0' && *p != '/') {
+            char ch = *p++;
+            if (ch == '%') {
+                int hi = hexval(p[0]), lo = hi < 0 ? -1 : hexval(p[1]);
+                if (lo < 0 || (hi == 0 && lo == 0))
+                    return -1;
+                ch = (char)(hi * 16 + lo);
+                p += 2;
+            }
+            if (o + 2 >= buf_len)
+                return -1;
+            buf[o++] = ch;
+        }
+        buf[o++] = '\0';
+        if (*p == '\0')
+            break;
+        p++;
+    }
+    /* a trailing slash leaves an empty last segment: ignore it */
+    if (*n > 1 && seg[*n - 1][0] == '\0')
+        (*n)--;
+    return 0;
+}
+
+static int
+method_is(const struct api_request *rq, const char *m, struct api_reply *rp, const char *allow)
+{
+    if (strcmp(rq->method, m) == 0 || (strcmp(m, "GET") == 0 && strcmp(rq->method, "HEAD") == 0))
+        return 1;
+    if (rp->status == 0) {
+        api_error(rp, 405, "method_not_allowed", "%s is not allowed here; use %s", rq->method,
+                  allow);
+        rp->allow = allow;
+    }
+    return 0;
+}
+
+static void
+route_info(struct app *a, struct api_reply *rp)
+{
+    const struct rf_config *c = rf_model_config(a->model);
+    char **names;
+    int n;
+    json_t *list = json_array();
+
+    if (store_names(a->store, &names, &n) == RS_OK) {
+        for (int i = 0; i < n; i++)
+            json_array_append_new(list, json_string(names[i]));
+        store_names_free(names, n);
+    }
+    reply(rp, 200, json_pack(
+        "{s:s,s:{s:s,s:i,s:i,s:i,s:i,s:i,s:s,s:s,s:b,s:b,s:s?},s:o}",
+        "version", ROSIM_VERSION,
+        "model", "arch", c->arch == RF_ARCH_BERT ? "bert" : "roformer", "layers", c->n_layer,
+        "hidden", c->d_model, "heads", c->n_head, "vocab", c->n_vocab,
+        "max_length", a->conf->max_length, "format", rf_model_format(a->model),
+        "fingerprint", rf_model_fingerprint(a->model), "can_generate",
+        rf_model_can_generate(a->model), "demo", c->demo,
+        "warning", c->demo ? "this is a random demo model: its vectors and generations are "
+                             "meaningless; set [model] dir to a real checkpoint" : NULL,
+        "collections", list));
+}
+
+void
+api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
+{
+    char buf[2048], *seg[MAX_SEGMENTS];
+    int n;
+
+    rp->status = 0;
+    rp->json = NULL;
+    rp->retry_after = 0;
+    rp->allow = NULL;
+    if (strlen(rq->path) >= sizeof(buf) || split_path(rq->path, buf, sizeof(buf), seg, &n) != 0) {
+        api_error(rp, 400, "invalid_path", "the path is malformed or too long");
+        return;
+    }
+    if (n == 1 && strcmp(seg[0], "healthz") == 0) {
+        if (method_is(rq, "GET", rp, "GET"))
+            reply(rp, 200, json_pack("{s:s}", "status", "ok"));
+        return;
+    }
+    if (n == 1 && strcmp(seg[0], "readyz") == 0) {
+        if (!method_is(rq, "GET", rp, "GET"))
+            return;
+        if (atomic_load(&a->ready)) {
+            reply(rp, 200, json_pack("{s:s}", "status", "ready"));
+        } else {
+            api_error(rp, 503, "not_ready", "the model and collections are still loading");
+            rp->retry_after = 1;
+        }
+        return;
+    }
+    if (n < 2 || strcmp(seg[0], "v1") != 0) {
+        api_error(rp, 404, "not_found", "no route %s", rq->path);
+        return;
+    }
+    if (!atomic_load(&a->ready)) {
+        api_error(rp, 503, "not_ready", "the model and collections are still loading");
+        rp->retry_after = 1;
+        return;
+    }
+    if (n == 2 && strcmp(seg[1], "info") == 0) {
+        if (method_is(rq, "GET", rp, "GET"))
+            route_info(a, rp);
+    } else if (n == 2 && strcmp(seg[1], "tokenize") == 0) {
+        if (method_is(rq, "POST", rp, "POST"))
+            route_tokenize(a, rq, rp);
+    } else if (n == 2 && strcmp(seg[1], "embed") == 0) {
+        if (method_is(rq, "POST", rp, "POST"))
+            route_embed(a, rq, rp);
+    } else if (n == 2 && strcmp(seg[1], "embeddings") == 0) {
+        if (method_is(rq, "POST", rp, "POST"))
+            route_openai_embeddings(a, rq, rp);
+    } else if (n == 2 && strcmp(seg[1], "similarity") == 0) {
+        if (method_is(rq, "POST", rp, "POST"))
+            route_similarity(a, rq, rp);
+    } else if (n == 2 && strcmp(seg[1], "generate") == 0) {
+        if (method_is(rq, "POST", rp, "POST"))
+            route_generate(a, rq, rp);
+    } else if (n == 2 && strcmp(seg[1], "collections") == 0) {
+        if (method_is(rq, "GET", rp, "GET"))
+            route_collections_list(a, rp);
+    } else if (n >= 3 && strcmp(seg[1], "collections") == 0) {
+        const char *name = seg[2];
+        struct coll *c;
+        struct rs_error e;
+        if (!store_valid_name(name)) {
+            api_error(rp, 400, "invalid_name", "'%s' is not a collection name (1 to 64 letters, "
+                      "digits, '_', '-' or '.', starting with a letter or digit)", name);
+            return;
+        }
+        if (n == 3) {
+            if (strcmp(rq->method, "PUT") == 0) {
+                route_collection_put(a, rq, name, rp);
+            } else if (strcmp(rq->method, "DELETE") == 0) {
+                if (store_drop(a->store, name, &e) != RS_OK)
+                    fail(rp, &e);
+                else
+                    reply(rp, 200, json_pack("{s:s}", "deleted", name));
+            } else if (method_is(rq, "GET", rp, "GET, PUT, DELETE")) {
+                if ((c = find_collection(a, name, rp)) != NULL) {
+                    reply(rp, 200, coll_json(name, c));
+                    store_release(a->store, c);
+                }
+            }
+        } else if (n == 4 && strcmp(seg[3], "documents") == 0) {
+            if (method_is(rq, "POST", rp, "POST"))
+                route_documents_upsert(a, rq, name, rp);
+        } else if (n == 4 && strcmp(seg[3], "search") == 0) {
+            if (method_is(rq, "POST", rp, "POST"))
+                route_search(a, rq, name, rp);
+        } else if (n == 5 && strcmp(seg[3], "documents") == 0) {
+            const char *id = seg[4];
+            struct coll_hit h;
+            json_t *check = json_string(id);   /* NULL unless valid UTF-8 */
+            if (strlen(id) == 0 || strlen(id) > 256 || check == NULL) {
+                json_decref(check);
+                api_error(rp, 400, "invalid_id", "a document id has 1 to 256 bytes of UTF-8");
+                return;
+            }
+            json_decref(check);
+            if (strcmp(rq->method, "DELETE") == 0) {
+                if ((c = find_collection(a, name, rp)) == NULL)
+                    return;
+                if (coll_delete(c, id, &e) != RS_OK)
+                    fail(rp, &e);
+                else
+                    reply(rp, 200, json_pack("{s:s}", "deleted", id));
+                store_release(a->store, c);
+            } else if (method_is(rq, "GET", rp, "GET, DELETE")) {
+                if ((c = find_collection(a, name, rp)) == NULL)
+                    return;
+                if (coll_get(c, id, &h, &e) != RS_OK) {
+                    fail(rp, &e);
+                } else {
+                    reply(rp, 200, hit_json(&h, 0));
+                    coll_hit_clear(&h);
+                }
+                store_release(a->store, c);
+            }
+        } else {
+            api_error(rp, 404, "not_found", "no route %s", rq->path);
+        }
+    } else {
+        api_error(rp, 404, "not_found", "no route %s", rq->path);
+    }
+}

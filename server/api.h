@@ -1,0 +1,40 @@
+/*
+ * api.h: the HTTP API v1 of rosimd, independent of the HTTP library.
+ *
+ * http.c hands each complete request to api_handle() and sends back what
+ * it fills in.  Every error reply is {"error":{"code","message"}} with the
+ * status of DESIGN.md: 400 malformed JSON or wrong types, 404 unknown route
+ * or thing, 405 wrong method, 409 conflicting collection, 413 over a
+ * limit, 415 not JSON, 422 valid JSON that cannot be processed, 503 not
+ * ready or busy (with Retry-After), 507 disk full.
+ */
+#ifndef ROSIM_API_H
+#define ROSIM_API_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "app.h"
+
+struct api_request {
+    const char *method;
+    const char *path;          /* raw, still percent-encoded */
+    const char *content_type;  /* NULL when absent */
+    const char *body;          /* NUL-terminated; may hold NULs before body_len */
+    size_t body_len;
+};
+
+struct api_reply {
+    int status;
+    json_t *json;              /* owned; the body */
+    int retry_after;           /* seconds; 0: no header */
+    const char *allow;         /* for 405: the methods allowed */
+};
+
+void api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp);
+
+/* Fill rp with an error reply. */
+void api_error(struct api_reply *rp, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif
