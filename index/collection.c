@@ -681,6 +681,15 @@ coll_open(struct coll **out, const char *dir, const struct coll_options *o, stru
 fail:
     sqlite3_close(c->wdb);
     sqlite3_close(c->rdb);
+    if (!exists) {   /* a collection that failed to come into being leaves nothing */
+        static const char *const files[] = { "docs.db", "docs.db-wal", "docs.db-shm" };
+        char path[4200];
+        for (int i = 0; i < 3; i++) {
+            snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+            unlink(path);
+        }
+        rmdir(dir);
+    }
     faiss_Index_free(c->index);
     set_clear(&c->filter);
     pthread_mutex_destroy(&c->wmu);

@@ -146,6 +146,15 @@ rf_demo_write(const char *dir, const char *vocab_path, uint64_t seed, struct rs_
     while (hlen % 8 != 0)
         header[hlen++] = ' ';
 
+    /* parents first, as mkdir -p */
+    snprintf(path, sizeof(path), "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        mkdir(path, 0755);
+        *p = '/';
+    }
     snprintf(tmp, sizeof(tmp), "%s.tmp-%d", dir, (int)getpid());
     if (mkdir(tmp, 0755) != 0) {
         rc = rs_error_set(e, errno == ENOSPC ? RS_ENOSPC : RS_EIO, "%s: %s", tmp, strerror(errno));

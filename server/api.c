@@ -186,8 +186,8 @@ check_text(const struct app *a, json_t *t, const char *what, struct api_reply *r
         api_error(rp, 400, "invalid_type", "%s must be a string", what);
         return -1;
     }
-    if (json_string_length(t) > (size_t)a->conf->max_text_bytes) {
-        api_error(rp, 413, "text_too_long", "%s has %zu bytes; the limit is %d", what,
+    if (json_string_length(t) > a->conf->max_text_bytes) {
+        api_error(rp, 413, "text_too_long", "%s has %zu bytes; the limit is %zu", what,
                   json_string_length(t), a->conf->max_text_bytes);
         return -1;
     }
@@ -239,6 +239,7 @@ texts_field(const struct app *a, json_t *o, const char *key, int allow_string,
         snprintf(what, sizeof(what), "'%s'[%zu]", key, i);
         if (check_text(a, t, what, rp)) {
             free(*texts);
+            *texts = NULL;
             return -1;
         }
         (*texts)[i] = json_string_value(t);

@@ -46,7 +46,7 @@ struct conf {
 
     /* [limits] */
     int max_texts;             /* texts per request */
-    int max_text_bytes;        /* bytes per text */
+    size_t max_text_bytes;     /* bytes per text */
     int max_n;                 /* generation: candidates */
     int max_k;                 /* generation: paraphrases returned */
     int max_new_tokens;        /* generation: max_length */

@@ -32,7 +32,8 @@ struct request {
     char *body;            /* NUL-terminated, body_len bytes */
     size_t body_len;
     size_t body_cap;
-    int too_large;         /* body over the cap: answer 413 */
+    int too_large;         /* body over the cap: answer 413 at its end */
+    int answered;          /* a reply is queued already (413 on Content-Length) */
 };
 
 /* --- replies -------------------------------------------------------------- */
@@ -94,11 +95,16 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
             return MHD_NO;
         *req_cls = req;
         if (cl != NULL && strtoull(cl, NULL, 10) > s->conf->max_body_bytes) {
+            req->answered = 1;
             api_error(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
                       "request body of %s bytes is over the limit of %zu bytes",
                       cl, s->conf->max_body_bytes);
             return send_reply(c, &r);
         }
+        return MHD_YES;
+    }
+    if (req->answered) {
+        *upload_data_size = 0;
         return MHD_YES;
     }
     if (*upload_data_size != 0) {
@@ -107,14 +113,13 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         if (req->too_large)
             return MHD_YES;
         if (n > s->conf->max_body_bytes - req->body_len) {
+            /* drop what came and what comes; 413 once the upload ends
+             * (libmicrohttpd cannot answer in the middle of a body) */
             req->too_large = 1;
             free(req->body);
             req->body = NULL;
             req->body_len = req->body_cap = 0;
-            api_error(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-                      "request body is over the limit of %zu bytes",
-                      s->conf->max_body_bytes);
-            return send_reply(c, &r);
+            return MHD_YES;
         }
         if (req->body_len + n + 1 > req->body_cap) {
             size_t cap = req->body_cap ? req->body_cap : 4096;
@@ -132,8 +137,11 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         req->body[req->body_len] = '\0';
         return MHD_YES;
     }
-    if (req->too_large)
-        return MHD_YES;  /* the 413 is already queued */
+    if (req->too_large) {
+        api_error(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                  "request body is over the limit of %zu bytes", s->conf->max_body_bytes);
+        return send_reply(c, &r);
+    }
     {
         struct api_request rq = {
             method, url,

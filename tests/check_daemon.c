@@ -46,7 +46,9 @@ END_TEST
 
 START_TEST(test_healthz_and_errors)
 {
-    static const char *const extra[] = { "-o", "server.max_body_bytes=2k", NULL };
+    static const char *const extra[] = { "-o", "server.max_body_bytes=2k", "--model",
+                                         "tests/fixtures/roformer-sim-tiny", "--data",
+                                         "/tmp/rosim-daemon-test-data", NULL };
     struct tu_daemon d;
     struct tu_response r;
     char big[4096];
@@ -79,6 +81,7 @@ START_TEST(test_healthz_and_errors)
     tu_response_free(&r);
 
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    ck_assert_int_eq(system("rm -rf /tmp/rosim-daemon-test-data"), 0);
 }
 END_TEST
 

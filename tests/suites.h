@@ -14,5 +14,6 @@ Suite *model_suite(void);
 Suite *cli_suite(void);
 Suite *generate_suite(void);
 Suite *collection_suite(void);
+Suite *api_suite(void);
 
 #endif

@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -151,10 +154,10 @@ tu_daemon_start(struct tu_daemon *d, const char *const extra[])
         len += (size_t)r;
         log[len] = '\0';
         at = strstr(log, "listening on 127.0.0.1:");
-        if (at != NULL && strchr(at, '\n') != NULL) {
+        if (at != NULL && strchr(at, '\n') != NULL)
             d->port = atoi(at + strlen("listening on 127.0.0.1:"));
+        if (d->port != 0 && strstr(log, " INFO ready\n") != NULL)
             return 0;
-        }
     }
     fprintf(stderr, "rosimd did not start:\n%.*s\n", (int)len, log);
     kill(d->pid, SIGKILL);
@@ -172,6 +175,8 @@ tu_daemon_stop(struct tu_daemon *d)
     if (waitpid(d->pid, &status, 0) < 0)
         return -1;
     close(d->stderr_fd);
+    if (WIFSIGNALED(status))
+        fprintf(stderr, "rosimd ended by signal %d\n", WTERMSIG(status));
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -198,6 +203,7 @@ tu_http(int port, const char *method, const char *path, const char *content_type
     buf_add(&b, "", 0);
     buf_add(&h, "", 0);
     curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);   /* send /../ as it is */
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
@@ -233,4 +239,86 @@ tu_response_free(struct tu_response *r)
     free(r->body);
     free(r->headers);
     r->body = r->headers = NULL;
+}
+
+struct reader {
+    const char *p;
+    size_t left;
+};
+
+static size_t
+on_read(char *dst, size_t size, size_t n, void *user)
+{
+    struct reader *rd = user;
+    size_t k = size * n < rd->left ? size * n : rd->left;
+    if (k > 1000)
+        k = 1000;   /* several chunks */
+    memcpy(dst, rd->p, k);
+    rd->p += k;
+    rd->left -= k;
+    return k;
+}
+
+int
+tu_http_chunked(int port, const char *path, const char *body, size_t len, struct tu_response *r)
+{
+    struct buf b = { 0 }, h = { 0 };
+    struct reader rd = { body, len };
+    struct curl_slist *hdrs = NULL;
+    char url[1024];
+    CURL *c = curl_easy_init();
+    CURLcode rc;
+
+    if (c == NULL)
+        return -1;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    buf_add(&b, "", 0);
+    buf_add(&h, "", 0);
+    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, &rd);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    r->body = b.data;
+    r->body_len = b.len;
+    r->headers = h.data;
+    /* the server may answer 413 and close before the upload ends */
+    return rc == CURLE_OK || r->status != 0 ? 0 : -1;
+}
+
+int
+tu_http_truncated(int port, const char *path, const char *body, size_t content_length)
+{
+    struct sockaddr_in a = { 0 };
+    char head[512];
+    int fd = socket(AF_INET, SOCK_STREAM, 0), n, rc = -1;
+
+    if (fd < 0)
+        return -1;
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+        n = snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nHost: localhost\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                     path, content_length);
+        if (write(fd, head, (size_t)n) == n &&
+            write(fd, body, strlen(body)) == (ssize_t)strlen(body))
+            rc = 0;
+    }
+    close(fd);
+    return rc;
 }

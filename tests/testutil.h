@@ -24,7 +24,8 @@ struct tu_daemon {
 };
 
 /* Start rosimd with the given extra arguments (NULL-terminated) on
- * 127.0.0.1:0 and wait until it logs its port.  Returns 0 or -1. */
+ * 127.0.0.1:0 and wait until it logs its port and that it is ready.
+ * Returns 0 or -1. */
 int tu_daemon_start(struct tu_daemon *d, const char *const extra[]);
 
 /* Send SIGTERM and wait; returns the exit status (or -1). */
@@ -43,5 +44,13 @@ int tu_http(int port, const char *method, const char *path, const char *content_
             const char *body, size_t body_len, struct tu_response *r);
 
 void tu_response_free(struct tu_response *r);
+
+/* POST body with Transfer-Encoding: chunked (no Content-Length). */
+int tu_http_chunked(int port, const char *path, const char *body, size_t len,
+                    struct tu_response *r);
+
+/* Send a POST that promises content_length bytes but carries only body,
+ * then close the connection.  0 when the bytes were sent. */
+int tu_http_truncated(int port, const char *path, const char *body, size_t content_length);
 
 #endif

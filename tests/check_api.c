@@ -1,0 +1,658 @@
+/*
+ * check_api.c: rosimd over real HTTP (libcurl), started on an ephemeral
+ * loopback port with the tiny fixture model.
+ *
+ * - every route's success path: vectors equal the golden ones (1e-4), the
+ *   greedy generation equals the golden text, collections behave;
+ * - a battery of malformed requests, each with its expected status, after
+ *   which the daemon still answers correctly;
+ * - 16 client threads mixing embed, search, upsert and generate.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "suites.h"
+#include "testutil.h"
+
+#define TINY "tests/fixtures/roformer-sim-tiny"
+#define JSON "application/json"
+
+static json_t *expected;
+
+static void
+load_expected(void)
+{
+    json_error_t je;
+    expected = json_load_file(TINY "/expected.json", JSON_ALLOW_NUL, &je);
+    ck_assert_ptr_nonnull(expected);
+}
+
+static json_t *
+case_at(size_t i)
+{
+    return json_array_get(json_object_get(expected, "cases"), i);
+}
+
+static const char *
+case_text(size_t i)
+{
+    return json_string_value(json_object_get(case_at(i), "text"));
+}
+
+/* Cases usable in a JSON body as plain C strings (no NUL). */
+static int
+usable(size_t i)
+{
+    json_t *t = json_object_get(case_at(i), "text");
+    return strlen(json_string_value(t)) == json_string_length(t);
+}
+
+static struct tu_daemon daemon_;
+static char data_dir[64];
+
+static void
+start(const char *const more[])
+{
+    const char *extra[32] = { "--model", TINY, "--data", data_dir, "-o",
+                              "server.max_body_bytes=64k", "-o", "limits.max_texts=40",
+                              "-o", "limits.max_text_bytes=2k" };
+    int n = 10;
+
+    strcpy(data_dir, "/tmp/rosim-api-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(data_dir));
+    for (int i = 0; more != NULL && more[i] != NULL; i++)
+        extra[n++] = more[i];
+    extra[n] = NULL;
+    load_expected();
+    ck_assert_int_eq(tu_daemon_start(&daemon_, extra), 0);
+}
+
+static void
+stop(void)
+{
+    char cmd[128];
+    ck_assert_int_eq(tu_daemon_stop(&daemon_), 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    json_decref(expected);
+}
+
+/* A request whose reply must have status want and be JSON; returns it. */
+static json_t *
+call(const char *method, const char *path, const char *body, long want)
+{
+    struct tu_response r;
+    json_error_t je;
+    json_t *j;
+
+    ck_assert_int_eq(tu_http(daemon_.port, method, path, body ? JSON : NULL, body,
+                             body ? strlen(body) : 0, &r), 0);
+    ck_assert_msg(r.status == want, "%s %s: status %ld, want %ld: %s", method, path, r.status,
+                  want, r.body);
+    j = json_loads(r.body, 0, &je);
+    ck_assert_msg(j != NULL || strcmp(method, "HEAD") == 0, "%s %s: not JSON: %s", method,
+                  path, r.body);
+    tu_response_free(&r);
+    return j;
+}
+
+static double
+max_diff(json_t *got, json_t *want)
+{
+    double worst = 0;
+    ck_assert_uint_eq(json_array_size(got), json_array_size(want));
+    for (size_t i = 0; i < json_array_size(want); i++) {
+        double d = fabs(json_number_value(json_array_get(got, i)) -
+                        json_number_value(json_array_get(want, i)));
+        if (d > worst)
+            worst = d;
+    }
+    return worst;
+}
+
+static char *
+texts_body(const char *key, const char *extra)
+{
+    json_t *list = json_array(), *o;
+    char *s;
+    for (size_t i = 0; i < json_array_size(json_object_get(expected, "cases")); i++)
+        if (usable(i))
+            json_array_append_new(list, json_string(case_text(i)));
+    o = json_pack("{s:o}", key, list);
+    if (extra != NULL) {
+        json_error_t je;
+        json_t *x = json_loads(extra, 0, &je);
+        json_object_update(o, x);
+        json_decref(x);
+    }
+    s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+static int
+base64_value(char ch)
+{
+    const char *tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char *p = strchr(tbl, ch);
+    return p && ch ? (int)(p - tbl) : -1;
+}
+
+START_TEST(test_routes)
+{
+    json_t *j, *list;
+    char *body, buf[4096];
+    size_t i, k;
+
+    start(NULL);
+    j = call("GET", "/healthz", NULL, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
+    json_decref(j);
+    j = call("GET", "/readyz", NULL, 200);
+    json_decref(j);
+    j = call("GET", "/v1/info", NULL, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "model"), "arch")), "roformer");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "model"), "hidden")), 64);
+    ck_assert(json_is_false(json_object_get(json_object_get(j, "model"), "demo")));
+    json_decref(j);
+
+    /* tokenize */
+    body = texts_body("texts", NULL);
+    j = call("POST", "/v1/tokenize", body, 200);
+    for (i = 0, k = 0; i < json_array_size(json_object_get(expected, "cases")); i++) {
+        if (!usable(i))
+            continue;
+        if (json_array_size(json_object_get(case_at(i), "ids")) < 32)
+            ck_assert(json_equal(json_array_get(json_object_get(j, "ids"), k),
+                                 json_object_get(case_at(i), "ids")));
+        k++;
+    }
+    json_decref(j);
+
+    /* embed, normalized and raw */
+    j = call("POST", "/v1/embed", body, 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "dim")), 64);
+    list = json_object_get(j, "embeddings");
+    for (i = 0, k = 0; i < json_array_size(json_object_get(expected, "cases")); i++) {
+        if (!usable(i))
+            continue;
+        /* the goldens were made with maxlen 32, the daemon's is 64 */
+        if (json_array_size(json_object_get(case_at(i), "ids")) < 32)
+            ck_assert_msg(max_diff(json_array_get(list, k), json_object_get(case_at(i), "embedding")) < 1e-4,
+                          "embedding %zu", i);
+        k++;
+    }
+    ck_assert_int_gt(json_integer_value(json_object_get(json_object_get(j, "usage"), "tokens")), 20);
+    json_decref(j);
+    free(body);
+    body = texts_body("texts", "{\"normalize\":false}");
+    j = call("POST", "/v1/embed", body, 200);
+    list = json_object_get(j, "embeddings");
+    for (i = 0, k = 0; i < json_array_size(json_object_get(expected, "cases")); i++) {
+        if (usable(i) && json_array_size(json_object_get(case_at(i), "ids")) < 32)
+            ck_assert(max_diff(json_array_get(list, k), json_object_get(case_at(i), "pooled")) < 1e-4);
+        if (usable(i))
+            k++;
+    }
+    json_decref(j);
+    free(body);
+
+    /* OpenAI embeddings: float, and base64 of little-endian float32 */
+    snprintf(buf, sizeof(buf), "{\"input\":\"%s\",\"model\":\"roformer-sim\"}", case_text(0));
+    j = call("POST", "/v1/embeddings", buf, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "object")), "list");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "model")), "roformer-sim");
+    ck_assert(max_diff(json_object_get(json_array_get(json_object_get(j, "data"), 0), "embedding"),
+                       json_object_get(case_at(0), "embedding")) < 1e-4);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "usage"), "prompt_tokens")), 7);
+    json_decref(j);
+    snprintf(buf, sizeof(buf), "{\"input\":[\"%s\",\"%s\"],\"encoding_format\":\"base64\"}",
+             case_text(0), case_text(1));
+    j = call("POST", "/v1/embeddings", buf, 200);
+    for (k = 0; k < 2; k++) {
+        const char *s = json_string_value(json_object_get(json_array_get(json_object_get(j, "data"), k), "embedding"));
+        unsigned char bytes[256];
+        float v[64];
+        json_t *got = json_array();
+        size_t nb = 0;
+        ck_assert_ptr_nonnull(s);
+        ck_assert_uint_eq(strlen(s), 344);   /* 256 bytes -> 344 characters */
+        for (size_t c = 0; c + 4 <= strlen(s); c += 4) {
+            unsigned v24 = 0;
+            int pad = 0;
+            for (int q = 0; q < 4; q++) {
+                int x = s[c + q] == '=' ? (pad++, 0) : base64_value(s[c + q]);
+                ck_assert_int_ge(x, 0);
+                v24 = v24 << 6 | (unsigned)x;
+            }
+            for (int q = 0; q < 3 - pad; q++)
+                bytes[nb++] = (unsigned char)(v24 >> (16 - 8 * q));
+        }
+        ck_assert_uint_eq(nb, 256);
+        for (int c = 0; c < 64; c++) {
+            uint32_t u = (uint32_t)bytes[4 * c] | (uint32_t)bytes[4 * c + 1] << 8 |
+                         (uint32_t)bytes[4 * c + 2] << 16 | (uint32_t)bytes[4 * c + 3] << 24;
+            memcpy(&v[c], &u, 4);
+            json_array_append_new(got, json_real(v[c]));
+        }
+        ck_assert(max_diff(got, json_object_get(case_at(k), "embedding")) < 1e-4);
+        json_decref(got);
+    }
+    json_decref(j);
+
+    /* similarity: golden cosines */
+    snprintf(buf, sizeof(buf), "{\"source\":\"%s\",\"targets\":[\"%s\",\"%s\"]}", case_text(0),
+             case_text(1), case_text(2));
+    j = call("POST", "/v1/similarity", buf, 200);
+    {
+        json_t *pair;
+        json_array_foreach(json_object_get(expected, "similarity"), i, pair) {
+            if (json_integer_value(json_array_get(pair, 0)) != 0 ||
+                json_integer_value(json_array_get(pair, 1)) > 2)
+                continue;
+            ck_assert(fabs(json_number_value(json_array_get(json_object_get(j, "scores"),
+                                                            (size_t)json_integer_value(json_array_get(pair, 1)) - 1)) -
+                           json_number_value(json_array_get(pair, 2))) < 1e-4);
+        }
+    }
+    json_decref(j);
+
+    /* generate: greedy equals the golden text; a list gives results */
+    {
+        json_t *g = json_array_get(json_object_get(expected, "generation"), 0);
+        snprintf(buf, sizeof(buf), "{\"text\":\"%s\",\"top_k\":1,\"n\":1,\"k\":1,\"max_length\":%d}",
+                 json_string_value(json_object_get(g, "source")),
+                 (int)json_integer_value(json_object_get(g, "maxlen")));
+        j = call("POST", "/v1/generate", buf, 200);
+        ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(j, "paraphrases"), 0), "text")),
+                         json_string_value(json_object_get(g, "greedy_text")));
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "candidates")), 1);
+        json_decref(j);
+        j = call("POST", "/v1/generate", "{\"texts\":[\"我喜欢北京\",\"手机坏了怎么办\"],\"n\":8,\"k\":3,\"max_length\":6,\"seed\":5}", 200);
+        ck_assert_int_eq(json_array_size(json_object_get(j, "results")), 2);
+        ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(j, "results"), 1), "text")),
+                         "手机坏了怎么办");
+        json_decref(j);
+    }
+
+    /* collections and documents */
+    json_decref(call("PUT", "/v1/collections/faq", NULL, 201));
+    json_decref(call("PUT", "/v1/collections/faq", "{\"index\":\"Flat\"}", 200));
+    json_decref(call("PUT", "/v1/collections/faq", "{\"index\":\"HNSW32,Flat\"}", 409));
+    json_decref(call("PUT", "/v1/collections/hnsw", "{\"index\":\"HNSW32,Flat\"}", 201));
+    snprintf(buf, sizeof(buf), "{\"documents\":[{\"id\":\"zero/0\",\"text\":\"%s\",\"meta\":{\"n\":0}},"
+             "{\"id\":\"one\",\"text\":\"%s\"},{\"id\":\"two\",\"text\":\"%s\"}]}",
+             case_text(0), case_text(1), case_text(2));
+    j = call("POST", "/v1/collections/faq/documents", buf, 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "upserted")), 3);
+    json_decref(j);
+    j = call("GET", "/v1/collections/faq", NULL, 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "documents")), 3);
+    json_decref(j);
+    j = call("GET", "/v1/collections", NULL, 200);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "collections")), 2);
+    json_decref(j);
+    j = call("GET", "/v1/collections/faq/documents/zero%2F0", NULL, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "text")), case_text(0));
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "meta"), "n")), 0);
+    json_decref(j);
+    snprintf(buf, sizeof(buf), "{\"text\":\"%s\",\"k\":2}", case_text(1));
+    j = call("POST", "/v1/collections/faq/search", buf, 200);
+    list = json_object_get(j, "hits");
+    ck_assert_int_eq(json_array_size(list), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 0), "id")), "one");
+    ck_assert(fabs(json_number_value(json_object_get(json_array_get(list, 0), "score")) - 1.0) < 1e-4);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 1), "id")), "zero/0");
+    json_decref(j);
+    {
+        char *vec = json_dumps(json_object_get(case_at(2), "embedding"), JSON_COMPACT);
+        snprintf(buf, sizeof(buf), "{\"vector\":%s,\"k\":1,\"min_score\":0.5}", vec);
+        free(vec);
+        j = call("POST", "/v1/collections/faq/search", buf, 200);
+        ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(j, "hits"), 0), "id")), "two");
+        json_decref(j);
+    }
+    json_decref(call("DELETE", "/v1/collections/faq/documents/one", NULL, 200));
+    json_decref(call("GET", "/v1/collections/faq/documents/one", NULL, 404));
+    j = call("POST", "/v1/collections/faq/search", buf, 200);
+    json_decref(j);
+    snprintf(buf, sizeof(buf), "{\"text\":\"%s\",\"k\":5}", case_text(1));
+    j = call("POST", "/v1/collections/faq/search", buf, 200);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "hits")), 2);   /* "one" is gone */
+    json_decref(j);
+    json_decref(call("DELETE", "/v1/collections/faq", NULL, 200));
+    json_decref(call("GET", "/v1/collections/faq", NULL, 404));
+    stop();
+}
+END_TEST
+
+/* --- the malformed battery ------------------------------------------------ */
+
+struct bad {
+    const char *method, *path, *type, *body;
+    size_t len;          /* 0: strlen(body) */
+    long status;
+    const char *code;    /* expected error code, or NULL */
+};
+
+#define B(m, p, t, b, s, c) { m, p, t, b, 0, s, c }
+#define BN(m, p, t, b, s, c) { m, p, t, b, sizeof(b) - 1, s, c }
+
+static const struct bad battery[] = {
+    /* bodies that are not JSON */
+    B("POST", "/v1/embed", JSON, "", 400, "invalid_json"),
+    B("POST", "/v1/embed", JSON, "{", 400, "invalid_json"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":[\"a\"]", 400, "invalid_json"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":[\"a\"]}}", 400, "invalid_json"),
+    B("POST", "/v1/embed", JSON, "{texts:[\"a\"]}", 400, "invalid_json"),
+    B("POST", "/v1/embed", JSON, "{'texts':['a']}", 400, "invalid_json"),
+    B("POST", "/v1/embed", JSON, "[\"a\"]", 400, "invalid_json"),
+    B("POST", "/v1/embed", JSON, "\"a\"", 400, "invalid_json"),
+    B("POST", "/v1/embed", JSON, "null", 400, "invalid_json"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":[\"a\",]}", 400, "invalid_json"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":[\"a\"],\"texts\":[\"b\"]}", 400, "invalid_json"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":[\"a\"]} trailing", 400, "invalid_json"),
+    B("POST", "/v1/search", JSON, "{}", 404, "not_found"),
+    /* content types */
+    B("POST", "/v1/embed", NULL, "{\"texts\":[\"a\"]}", 415, "unsupported_media_type"),
+    B("POST", "/v1/embed", "text/plain", "{\"texts\":[\"a\"]}", 415, "unsupported_media_type"),
+    B("POST", "/v1/embed", "application/x-www-form-urlencoded", "texts=a", 415, "unsupported_media_type"),
+    B("POST", "/v1/embed", "application/jsonp", "{\"texts\":[\"a\"]}", 415, "unsupported_media_type"),
+    B("POST", "/v1/embed", "application/json; charset=utf-8", "{\"texts\":[\"好\"]}", 200, NULL),
+    /* depth */
+    B("POST", "/v1/embed", JSON, "{\"texts\":[\"a\"],\"normalize\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}", 400, "invalid_json"),
+    /* wrong types and unknown fields */
+    B("POST", "/v1/embed", JSON, "{\"texts\":\"a\"}", 400, "invalid_type"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":[1]}", 400, "invalid_type"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":[null]}", 400, "invalid_type"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":[[\"a\"]]}", 400, "invalid_type"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":{\"a\":1}}", 400, "invalid_type"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":[\"a\"],\"normalize\":\"yes\"}", 400, "invalid_type"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":[\"a\"],\"colour\":1}", 400, "unknown_field"),
+    B("POST", "/v1/embed", JSON, "{}", 400, "missing_field"),
+    B("POST", "/v1/tokenize", JSON, "{\"text\":[\"a\"]}", 400, "unknown_field"),
+    B("POST", "/v1/similarity", JSON, "{\"source\":1,\"targets\":[\"a\"]}", 400, "invalid_type"),
+    B("POST", "/v1/similarity", JSON, "{\"targets\":[\"a\"]}", 400, "missing_field"),
+    B("POST", "/v1/similarity", JSON, "{\"source\":\"a\",\"targets\":[]}", 422, "empty"),
+    /* empty and oversized batches and texts */
+    B("POST", "/v1/embed", JSON, "{\"texts\":[]}", 422, "empty"),
+    B("POST", "/v1/embeddings", JSON, "{\"input\":[]}", 422, "empty"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"]}", 413, "too_many_texts"),
+    /* invalid UTF-8 and NULs */
+    BN("POST", "/v1/embed", JSON, "{\"texts\":[\"\xc0\xaf\"]}", 400, "invalid_json"),
+    BN("POST", "/v1/embed", JSON, "{\"texts\":[\"\xed\xa0\x80\"]}", 400, "invalid_json"),
+    BN("POST", "/v1/embed", JSON, "{\"texts\":[\"\xf4\x90\x80\x80\"]}", 400, "invalid_json"),
+    BN("POST", "/v1/embed", JSON, "{\"texts\":[\"\xff\xfe\"]}", 400, "invalid_json"),
+    BN("POST", "/v1/embed", JSON, "{\"texts\":[\"abc\xe4\xbd\"]}", 400, "invalid_json"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":[\"\\ud800\"]}", 400, "invalid_json"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":[\"\\udc00x\"]}", 400, "invalid_json"),
+    B("POST", "/v1/embed", JSON, "{\"texts\":[\"a\\u0000b\"]}", 400, "invalid_json"),
+    BN("POST", "/v1/embed", JSON, "{\"texts\":[\"a\0b\"]}", 400, "invalid_json"),
+    BN("POST", "/v1/embed", JSON, "{\"texts\":[\"a\"]}\0", 400, "invalid_json"),
+    /* numbers */
+    B("POST", "/v1/generate", JSON, "{\"text\":\"好\",\"n\":1e999}", 400, "invalid_json"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"好\",\"n\":99999999999999999999999}", 400, "invalid_json"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"好\",\"n\":NaN}", 400, "invalid_json"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"好\",\"top_p\":Infinity}", 400, "invalid_json"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"好\",\"n\":2.5}", 400, "invalid_type"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"好\",\"n\":true}", 400, "invalid_type"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"好\",\"n\":0}", 422, "out_of_range"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"好\",\"n\":-3}", 422, "out_of_range"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"好\",\"n\":100000}", 422, "out_of_range"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"好\",\"top_p\":0}", 422, "out_of_range"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"好\",\"top_p\":1.5}", 422, "out_of_range"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"好\",\"temperature\":0}", 422, "out_of_range"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"好\",\"max_length\":100000}", 422, "out_of_range"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"好\",\"seed\":-1}", 422, "out_of_range"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"\"}", 422, "invalid"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"   \"}", 422, "invalid"),
+    B("POST", "/v1/generate", JSON, "{\"n\":3}", 400, "missing_field"),
+    B("POST", "/v1/generate", JSON, "{\"text\":\"a\",\"texts\":[\"b\"]}", 400, "missing_field"),
+    B("POST", "/v1/generate", JSON, "{\"text\":[\"a\"]}", 400, "invalid_type"),
+    B("POST", "/v1/embeddings", JSON, "{\"input\":\"a\",\"encoding_format\":\"hex\"}", 422, "invalid"),
+    B("POST", "/v1/embeddings", JSON, "{\"input\":\"a\",\"dimensions\":3}", 422, "invalid"),
+    B("POST", "/v1/embeddings", JSON, "{\"input\":[[1,2,3]]}", 400, "invalid_type"),
+    B("POST", "/v1/embeddings", JSON, "{\"input\":5}", 400, "invalid_type"),
+    /* collections, documents, search */
+    B("GET", "/v1/collections/nope", NULL, NULL, 404, "not_found"),
+    B("POST", "/v1/collections/nope/search", JSON, "{\"text\":\"a\"}", 404, "not_found"),
+    B("POST", "/v1/collections/nope/documents", JSON, "{\"documents\":[{\"id\":\"a\",\"text\":\"b\"}]}", 404, "not_found"),
+    B("GET", "/v1/collections/c/documents/nope", NULL, NULL, 404, "not_found"),
+    B("DELETE", "/v1/collections/c/documents/nope", NULL, NULL, 404, "not_found"),
+    B("DELETE", "/v1/collections/nope", NULL, NULL, 404, "not_found"),
+    B("PUT", "/v1/collections/..", NULL, NULL, 400, "invalid_name"),
+    B("PUT", "/v1/collections/%2e%2e", NULL, NULL, 400, "invalid_name"),
+    B("PUT", "/v1/collections/..%2F..%2Fetc", NULL, NULL, 400, "invalid_name"),
+    B("PUT", "/v1/collections/a%2Fb", NULL, NULL, 400, "invalid_name"),
+    B("PUT", "/v1/collections/.hidden", NULL, NULL, 400, "invalid_name"),
+    B("PUT", "/v1/collections/a%00b", NULL, NULL, 400, "invalid_path"),
+    B("PUT", "/v1/collections/a%zz", NULL, NULL, 400, "invalid_path"),
+    B("PUT", "/v1/collections/x", JSON, "{\"index\":\"NoSuchIndex\"}", 422, "invalid"),
+    B("PUT", "/v1/collections/x", JSON, "{\"index\":5}", 400, "invalid_type"),
+    B("PUT", "/v1/collections/x", "text/plain", "index=Flat", 415, "unsupported_media_type"),
+    B("POST", "/v1/collections/c/search", JSON, "{\"vector\":[1,2,3]}", 422, "wrong_dimension"),
+    B("POST", "/v1/collections/c/search", JSON, "{\"vector\":\"abc\"}", 400, "invalid_type"),
+    B("POST", "/v1/collections/c/search", JSON, "{\"vector\":[1e39,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}", 422, "out_of_range"),
+    B("POST", "/v1/collections/c/search", JSON, "{\"text\":\"a\",\"vector\":[1]}", 400, "missing_field"),
+    B("POST", "/v1/collections/c/search", JSON, "{}", 400, "missing_field"),
+    B("POST", "/v1/collections/c/search", JSON, "{\"text\":\"a\",\"k\":0}", 422, "out_of_range"),
+    B("POST", "/v1/collections/c/search", JSON, "{\"text\":\"a\",\"k\":\"3\"}", 400, "invalid_type"),
+    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[]}", 422, "empty"),
+    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":{}}", 400, "invalid_type"),
+    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":1,\"text\":\"b\"}]}", 400, "invalid_id"),
+    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":\"\",\"text\":\"b\"}]}", 422, "invalid_id"),
+    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":\"a\"}]}", 400, "missing_field"),
+    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":\"a\",\"text\":\"b\",\"meta\":[1]}]}", 400, "invalid_type"),
+    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":\"a\",\"text\":\"b\",\"x\":1}]}", 400, "unknown_field"),
+    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[5]}", 400, "invalid_type"),
+    /* routes and methods */
+    B("GET", "/", NULL, NULL, 404, "not_found"),
+    B("GET", "/v2/info", NULL, NULL, 404, "not_found"),
+    B("GET", "/v1/nothing", NULL, NULL, 404, "not_found"),
+    B("GET", "/v1/collections/c/documents/a/b", NULL, NULL, 404, "not_found"),
+    B("GET", "/v1/embed", NULL, NULL, 405, "method_not_allowed"),
+    B("DELETE", "/v1/info", NULL, NULL, 405, "method_not_allowed"),
+    B("PUT", "/v1/embeddings", JSON, "{}", 405, "method_not_allowed"),
+    B("POST", "/healthz", JSON, "{}", 405, "method_not_allowed"),
+    B("PATCH", "/v1/collections/c", JSON, "{}", 405, "method_not_allowed"),
+    B("POST", "/v1/collections", JSON, "{}", 405, "method_not_allowed"),
+};
+
+START_TEST(test_malformed_battery)
+{
+    char big[70000];
+    struct tu_response r;
+    int n = 0;
+
+    start(NULL);
+    json_decref(call("PUT", "/v1/collections/c", NULL, 201));
+    for (size_t i = 0; i < sizeof(battery) / sizeof(battery[0]); i++) {
+        const struct bad *b = &battery[i];
+        size_t len = b->body ? (b->len ? b->len : strlen(b->body)) : 0;
+        json_error_t je;
+        json_t *j;
+        ck_assert_msg(tu_http(daemon_.port, b->method, b->path, b->type, b->body, len, &r) == 0,
+                      "case %zu: no reply", i);
+        ck_assert_msg(r.status == b->status, "case %zu (%s %s %s): status %ld, want %ld: %s", i,
+                      b->method, b->path, b->body ? b->body : "", r.status, b->status, r.body);
+        j = json_loads(r.body, 0, &je);
+        ck_assert_msg(j != NULL, "case %zu: reply is not JSON", i);
+        if (b->code != NULL) {
+            json_t *err = json_object_get(j, "error");
+            ck_assert_msg(err != NULL && json_is_string(json_object_get(err, "message")) &&
+                          json_string_length(json_object_get(err, "message")) > 0,
+                          "case %zu: no error message", i);
+            ck_assert_msg(strcmp(json_string_value(json_object_get(err, "code")), b->code) == 0,
+                          "case %zu: code %s, want %s", i,
+                          json_string_value(json_object_get(err, "code")), b->code);
+        }
+        if (b->status == 405)
+            ck_assert_ptr_nonnull(strstr(r.headers, "Allow:"));
+        json_decref(j);
+        tu_response_free(&r);
+        n++;
+    }
+    /* oversized bodies: with Content-Length, and chunked without it */
+    memset(big, 'x', sizeof(big));
+    ck_assert_int_eq(tu_http(daemon_.port, "POST", "/v1/embed", JSON, big, sizeof(big), &r), 0);
+    ck_assert_int_eq(r.status, 413);
+    tu_response_free(&r);
+    ck_assert_int_eq(tu_http_chunked(daemon_.port, "/v1/embed", big, sizeof(big), &r), 0);
+    ck_assert_int_eq(r.status, 413);
+    tu_response_free(&r);
+    /* a text over max_text_bytes */
+    {
+        char body[4000];
+        snprintf(body, sizeof(body), "{\"texts\":[\"%03000d\"]}", 1);
+        ck_assert_int_eq(tu_http(daemon_.port, "POST", "/v1/embed", JSON, body, strlen(body), &r), 0);
+        ck_assert_int_eq(r.status, 413);
+        tu_response_free(&r);
+    }
+    /* a truncated body: the client closes after promising more */
+    ck_assert_int_eq(tu_http_truncated(daemon_.port, "/v1/embed", "{\"texts\":[\"a", 500), 0);
+    n += 4;
+    ck_assert_int_ge(n, 60);
+
+    /* the daemon is alive and right */
+    {
+        char buf[256];
+        json_t *j;
+        snprintf(buf, sizeof(buf), "{\"texts\":[\"%s\"]}", case_text(0));
+        j = call("POST", "/v1/embed", buf, 200);
+        ck_assert(max_diff(json_array_get(json_object_get(j, "embeddings"), 0),
+                           json_object_get(case_at(0), "embedding")) < 1e-4);
+        json_decref(j);
+    }
+    stop();
+}
+END_TEST
+
+/* --- concurrency ---------------------------------------------------------- */
+
+struct worker {
+    int id;
+    int errors;
+    int requests;
+    double until;
+};
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *
+work(void *arg)
+{
+    struct worker *w = arg;
+    json_t *g = json_array_get(json_object_get(expected, "generation"), 0);
+    char buf[1024];
+
+    for (int i = 0; now_s() < w->until; i++) {
+        struct tu_response r;
+        json_error_t je;
+        json_t *j;
+        int kind = (w->id + i) % 4, ok = 0;
+        if (kind == 0) {
+            snprintf(buf, sizeof(buf), "{\"texts\":[\"%s\"]}", case_text(0));
+            if (tu_http(daemon_.port, "POST", "/v1/embed", JSON, buf, strlen(buf), &r) == 0 &&
+                r.status == 200 && (j = json_loads(r.body, 0, &je)) != NULL) {
+                ok = max_diff(json_array_get(json_object_get(j, "embeddings"), 0),
+                              json_object_get(case_at(0), "embedding")) < 1e-4;
+                json_decref(j);
+            }
+        } else if (kind == 1) {
+            snprintf(buf, sizeof(buf), "{\"documents\":[{\"id\":\"w%d-%d\",\"text\":\"%s\"}]}",
+                     w->id, i, case_text((size_t)(i % 3)));
+            ok = tu_http(daemon_.port, "POST", "/v1/collections/c/documents", JSON, buf,
+                         strlen(buf), &r) == 0 && r.status == 200;
+        } else if (kind == 2) {
+            snprintf(buf, sizeof(buf), "{\"text\":\"%s\",\"k\":3}", case_text(4));
+            if (tu_http(daemon_.port, "POST", "/v1/collections/c/search", JSON, buf,
+                        strlen(buf), &r) == 0 && r.status == 200 &&
+                (j = json_loads(r.body, 0, &je)) != NULL) {
+                /* the seeded document is always the best hit */
+                json_t *hit = json_array_get(json_object_get(j, "hits"), 0);
+                ok = hit != NULL && strcmp(json_string_value(json_object_get(hit, "id")), "seed") == 0;
+                json_decref(j);
+            }
+        } else {
+            snprintf(buf, sizeof(buf), "{\"text\":\"%s\",\"top_k\":1,\"n\":1,\"k\":1,\"max_length\":8}",
+                     json_string_value(json_object_get(g, "source")));
+            if (tu_http(daemon_.port, "POST", "/v1/generate", JSON, buf, strlen(buf), &r) == 0 &&
+                r.status == 200 && (j = json_loads(r.body, 0, &je)) != NULL) {
+                ok = strcmp(json_string_value(json_object_get(json_array_get(
+                                json_object_get(j, "paraphrases"), 0), "text")),
+                            json_string_value(json_object_get(g, "greedy_text"))) == 0;
+                json_decref(j);
+            }
+        }
+        if (!ok) {
+            if (w->errors++ < 3)
+                fprintf(stderr, "worker %d request %d (kind %d) failed: %ld %s\n", w->id, i,
+                        kind, r.status, r.body);
+        }
+        tu_response_free(&r);
+        w->requests++;
+    }
+    return NULL;
+}
+
+START_TEST(test_concurrency)
+{
+    static const char *const more[] = { "-o", "model.workers=2", "-o", "server.threads=8", NULL };
+    pthread_t t[16];
+    struct worker w[16];
+    char buf[256];
+    int total = 0, errors = 0;
+
+    start(more);
+    json_decref(call("PUT", "/v1/collections/c", NULL, 201));
+    snprintf(buf, sizeof(buf), "{\"documents\":[{\"id\":\"seed\",\"text\":\"%s\"}]}", case_text(4));
+    json_decref(call("POST", "/v1/collections/c/documents", buf, 200));
+    for (int i = 0; i < 16; i++) {
+        w[i] = (struct worker){ i, 0, 0, now_s() + 4.0 };
+        pthread_create(&t[i], NULL, work, &w[i]);
+    }
+    for (int i = 0; i < 16; i++) {
+        pthread_join(t[i], NULL);
+        total += w[i].requests;
+        errors += w[i].errors;
+    }
+    ck_assert_msg(errors == 0, "%d of %d requests failed", errors, total);
+    ck_assert_int_gt(total, 100);
+    {
+        json_t *j = call("GET", "/v1/collections/c", NULL, 200);
+        int upserts = 0;
+        for (int i = 0; i < 16; i++)
+            for (int k = 0; k < w[i].requests; k++)
+                upserts += (i + k) % 4 == 1;
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "documents")), upserts + 1);
+        json_decref(j);
+    }
+    stop();
+}
+END_TEST
+
+Suite *
+api_suite(void)
+{
+    Suite *s = suite_create("api");
+    TCase *tc = tcase_create("http");
+
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_routes);
+    tcase_add_test(tc, test_malformed_battery);
+    tcase_add_test(tc, test_concurrency);
+    suite_add_tcase(s, tc);
+    return s;
+}
