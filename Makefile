@@ -63,7 +63,7 @@ endif
 all: $(BUILD)/rosimd $(BUILD)/rosim
 
 setup: $(SETUP)
-$(SETUP): scripts/setup.sh
+$(SETUP): scripts/setup.sh tests/openai/package-lock.json
 	sh scripts/setup.sh
 	@mkdir -p $(dir $@) && touch $@
 

@@ -37,6 +37,19 @@ if [ -n "$missing" ]; then
         apt-get install -y -q --no-install-recommends $missing
 fi
 
+# --- the official OpenAI client, for the API tests ------------------------
+
+if [ ! -d "$root/tests/openai/node_modules/openai" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "setup: installing nodejs and npm" >&2
+        as_root apt-get update -q
+        as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends nodejs npm
+    fi
+    echo "setup: installing the openai npm package for the tests" >&2
+    (cd "$root/tests/openai" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
 # --- FAISS C API ----------------------------------------------------------
 
 lib="$build/faiss/libfaiss_c.a"

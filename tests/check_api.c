@@ -643,6 +643,36 @@ START_TEST(test_concurrency)
 }
 END_TEST
 
+START_TEST(test_openai_client)
+{
+    char port[16], *out, *err;
+    char *argv[] = { "/usr/bin/env", "node", "tests/openai/embeddings.mjs", port,
+                     (char *)NULL, (char *)NULL, NULL };
+    json_error_t je;
+    json_t *got;
+
+    start(NULL);
+    snprintf(port, sizeof(port), "%d", daemon_.port);
+    argv[4] = (char *)case_text(0);
+    argv[5] = (char *)case_text(2);
+    ck_assert_msg(tu_run(argv, NULL, &out, &err) == 0, "node failed (run scripts/setup.sh "
+                  "to install the openai package): %s", err);
+    got = json_loads(out, 0, &je);
+    ck_assert_msg(got != NULL, "%s", out);
+    for (size_t k = 0; k < 2; k++) {
+        json_t *want = json_object_get(case_at(k == 0 ? 0 : 2), "embedding");
+        ck_assert(max_diff(json_array_get(json_object_get(got, "default"), k), want) < 1e-4);
+        ck_assert(max_diff(json_array_get(json_object_get(got, "float"), k), want) < 1e-4);
+    }
+    ck_assert(max_diff(json_object_get(got, "single"), json_object_get(case_at(0), "embedding")) < 1e-4);
+    ck_assert_int_gt(json_integer_value(json_object_get(json_object_get(got, "usage"), "prompt_tokens")), 10);
+    json_decref(got);
+    free(out);
+    free(err);
+    stop();
+}
+END_TEST
+
 Suite *
 api_suite(void)
 {
@@ -653,6 +683,7 @@ api_suite(void)
     tcase_add_test(tc, test_routes);
     tcase_add_test(tc, test_malformed_battery);
     tcase_add_test(tc, test_concurrency);
+    tcase_add_test(tc, test_openai_client);
     suite_add_tcase(s, tc);
     return s;
 }
