@@ -4,7 +4,7 @@
 #   make check            build and run every libcheck suite
 #   make check SANITIZE=1 the same under AddressSanitizer + UBSan (build/san)
 #   make run              start rosimd with conf/rosimd.conf
-#   make bench            benchmarks (see bench/README)
+#   make bench [BENCH="encoder import generate search"]   benchmarks (bench/run.sh)
 #   make install PREFIX=/usr/local [DESTDIR=...]
 #
 # The first build runs scripts/setup.sh, which installs the Debian packages
@@ -95,7 +95,7 @@ run: all
 	$(BUILD)/rosimd -c conf/rosimd.conf
 
 bench: all
-	sh bench/run.sh $(BUILD)
+	sh bench/run.sh $(BUILD) $(BENCH)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/rosim

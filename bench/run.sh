@@ -1,10 +1,18 @@
 #!/bin/sh
-# run.sh: the encoder benchmark on a random base-size model and 512 real
-# Chinese sentences (Debian's fortunes-zh).  OpenBLAS picks its own kernel:
-# OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset here, as nowhere else.
-#   usage: bench/run.sh BUILD_DIR
+# run.sh: the benchmarks, on a random base-size RoFormer-Sim (12 layers,
+# hidden 768, vocabulary 12000; made by make_random_model.py, never
+# committed) and real Chinese sentences from Debian's fortunes-zh:
+#   - the encoder: 512 sentences at batch 1 and 32 against the sgemm rate;
+#   - bulk import of those sentences into a collection (documents/s);
+#   - generation: gen_synonyms, n 100, k 20, 32 new tokens, 8 sentences;
+#   - search: 100k random vectors, Flat and HNSW32 (QPS, recall@10).
+# OpenBLAS picks its own kernel: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are
+# unset here, as nowhere else.
+#   usage: bench/run.sh BUILD_DIR [encoder|import|generate|search]...
 set -eu
 build=${1:-build}
+shift || true
+what=${*:-encoder import generate search}
 sh scripts/setup.sh --bench
 model=build/bench-model
 [ -f $model/model.safetensors ] || /usr/bin/python3 bench/make_random_model.py $model
@@ -16,4 +24,24 @@ if [ ! -f $sentences ]; then
         | grep -v '^%$' | grep -v '^$' | grep -P '[\x{4e00}-\x{9fff}]' | head -n 512 > $sentences
 fi
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
-$build/rosim bench --model $model --input $sentences --count 512 --threads "$(nproc)"
+threads=$(nproc)
+for w in $what; do
+    case $w in
+    encoder)
+        $build/rosim bench --model $model --input $sentences --count 512 --threads $threads ;;
+    import)
+        data=$(mktemp -d)
+        awk '{ gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); printf "{\"id\":\"s%d\",\"text\":\"%s\"}\n", NR, $0 }' \
+            $sentences > $data/docs.jsonl
+        start=$(date +%s.%N)
+        $build/rosim import --model $model --data $data/db --collection bench \
+            --threads $threads < $data/docs.jsonl
+        end=$(date +%s.%N)
+        echo "{\"import\":{\"documents\":$(wc -l < $data/docs.jsonl),\"seconds\":$(echo "$end - $start" | bc)}}"
+        rm -rf $data ;;
+    generate)
+        $build/rosim bench --generate --model $model --input $sentences --count 8 --threads $threads ;;
+    search)
+        $build/rosim bench --search --model $model --count 100000 --threads $threads ;;
+    esac
+done

@@ -17,7 +17,7 @@ packages="build-essential pkg-config dpkg-dev ca-certificates
 libmicrohttpd-dev libjansson-dev libfaiss-dev libopenblas-dev check
 libsqlite3-dev libinih-dev libsystemd-dev libutf8proc-dev libcurl4-openssl-dev"
 if [ "${1:-}" = "--bench" ]; then
-    packages="$packages python3 python3-numpy fortunes-zh"
+    packages="$packages python3 python3-numpy fortunes-zh bc"
 fi
 
 as_root() {
