@@ -292,9 +292,11 @@ half_to_float(uint16_t h)
 static float
 element(const unsigned char *p, enum wt_dtype d, int swap)
 {
-    unsigned char b[8];
+    unsigned char b[8] = { 0 };
     size_t n = wt_dtype_size(d);
 
+    if (n == 0 || n > sizeof(b))
+        return 0;
     for (size_t i = 0; i < n; i++)
         b[i] = swap ? p[n - 1 - i] : p[i];
     switch (d) {
