@@ -17,6 +17,7 @@
 
 #include "../model/generate.h"
 #include "../model/tokenizer.h"
+#include "metrics.h"
 
 #ifndef ROSIM_VERSION
 #define ROSIM_VERSION "0.1.0"
@@ -49,6 +50,10 @@ fail(struct api_reply *rp, const struct rs_error *e)
     case RS_EEXIST: api_error(rp, 409, "conflict", "%s", e->msg); break;
     case RS_ENOSPC: api_error(rp, 507, "disk_full", "%s", e->msg); break;
     case RS_EBUSY:
+        api_error(rp, 429, "busy", "%s", e->msg);
+        rp->retry_after = 1;
+        metrics_rejected("queue_full");
+        break;
     case RS_ENOMEM:
         api_error(rp, 503, "busy", "%s", e->msg);
         rp->retry_after = 1;
@@ -256,55 +261,46 @@ struct embedded {
     int truncated;        /* texts cut to max_length tokens */
 };
 
-/* Embed texts (truncated to max_length the bert4keras way), normalized. */
+/* Embed texts (truncated to max_length the bert4keras way) through the
+ * batcher; normalized when asked. */
 static int
 embed(struct app *a, const char *const *texts, int n, int normalize, struct embedded *out,
       struct api_reply *rp)
 {
     const int H = rf_model_config(a->model)->d_model, maxlen = a->conf->max_length;
-    struct tok_output tok[APP_SLOT_BATCH];
-    struct rf_state *st;
+    struct tok_output *tok = calloc((size_t)n, sizeof(*tok));
+    const int32_t **ids = malloc((size_t)n * sizeof(*ids));
+    int *lens = malloc((size_t)n * sizeof(*lens));
     struct rs_error e;
     int rc = RS_OK;
 
     memset(out, 0, sizeof(*out));
-    memset(tok, 0, sizeof(tok));
     out->vecs = malloc((size_t)n * (size_t)H * sizeof(float));
-    if (out->vecs == NULL)
-        return api_error(rp, 503, "busy", "out of memory"), -1;
-    st = app_acquire(a);
-    if (st == NULL) {
-        free(out->vecs);
-        out->vecs = NULL;
-        api_error(rp, 503, "busy", "the model stayed busy for %d s; retry", a->conf->request_timeout);
-        rp->retry_after = 1;
-        return -1;
+    if (tok == NULL || ids == NULL || lens == NULL || out->vecs == NULL) {
+        rc = rs_error_set(&e, RS_ENOMEM, "out of memory");
+        goto done;
     }
-    for (int i = 0; i < n && rc == RS_OK; i += APP_SLOT_BATCH) {
-        int k = n - i < APP_SLOT_BATCH ? n - i : APP_SLOT_BATCH;
-        const int32_t *ids[APP_SLOT_BATCH];
-        int lens[APP_SLOT_BATCH];
-        for (int j = 0; j < k && rc == RS_OK; j++) {
-            struct tok_output full = { 0 };
-            rc = tok_encode(rf_model_vocab(a->model), texts[i + j], strlen(texts[i + j]), maxlen,
-                            &tok[j], &e);
-            /* count what truncation cut: the untruncated length, cheaply */
-            if (rc == RS_OK && tok[j].n == maxlen &&
-                tok_encode(rf_model_vocab(a->model), texts[i + j], strlen(texts[i + j]), 0,
-                           &full, &e) == RS_OK && full.n > maxlen)
-                out->truncated++;
-            tok_output_free(&full);
-            ids[j] = tok[j].ids;
-            lens[j] = tok[j].n;
-            out->tokens += tok[j].n;
-        }
-        if (rc == RS_OK)
-            rc = rf_encode(a->model, st, ids, lens, k, RF_POOL_LINEAR,
-                           out->vecs + (size_t)i * (size_t)H, &e);
+    for (int i = 0; i < n && rc == RS_OK; i++) {
+        struct tok_output full = { 0 };
+        rc = tok_encode(rf_model_vocab(a->model), texts[i], strlen(texts[i]), maxlen, &tok[i], &e);
+        /* count the texts truncation cut */
+        if (rc == RS_OK && tok[i].n == maxlen &&
+            tok_encode(rf_model_vocab(a->model), texts[i], strlen(texts[i]), 0, &full, &e) == RS_OK &&
+            full.n > maxlen)
+            out->truncated++;
+        tok_output_free(&full);
+        ids[i] = tok[i].ids;
+        lens[i] = tok[i].n;
+        out->tokens += tok[i].n;
     }
-    app_release(a, st);
-    for (int j = 0; j < APP_SLOT_BATCH; j++)
-        tok_output_free(&tok[j]);
+    if (rc == RS_OK)
+        rc = batcher_encode(a->batcher, ids, lens, n, out->vecs, a->conf->request_timeout, &e);
+done:
+    for (int i = 0; tok != NULL && i < n; i++)
+        tok_output_free(&tok[i]);
+    free(tok);
+    free(ids);
+    free(lens);
     if (rc != RS_OK) {
         free(out->vecs);
         out->vecs = NULL;
@@ -566,7 +562,7 @@ route_generate(struct app *a, const struct api_request *rq, struct api_reply *rp
     long long n = p.n, k = 5, top_k = 0, max_length = 64, seed = -1, beam = 0;
     double top_p = p.top_p, temperature = 1.0;
     int count, single;
-    struct rf_state *slot;
+    long cost;
 
     if (body == NULL)
         goto done;
@@ -608,12 +604,20 @@ route_generate(struct app *a, const struct api_request *rq, struct api_reply *rp
     p.max_new = (int)max_length;
     p.beam = (int)beam;
     p.src_maxlen = c->max_length;
-    /* generation holds a slot: it runs the model as long as any request */
-    slot = app_acquire(a);
-    if (slot == NULL) {
-        api_error(rp, 503, "busy", "the model stayed busy for %d s; retry", c->request_timeout);
-        rp->retry_after = 1;
-        goto done;
+    /* generation holds a slot and reserves its cost while it runs */
+    cost = (long)count * (beam > 0 ? beam : n) * max_length;
+    {
+        struct rs_error e;
+        int rc = app_acquire(a, cost, &e);
+        if (rc == RS_EINVAL) {
+            api_error(rp, 422, "too_costly", "%s", e.msg);
+            metrics_rejected("too_costly");
+            goto done;
+        }
+        if (rc != RS_OK) {
+            fail(rp, &e);
+            goto done;
+        }
     }
     results = json_array();
     for (int i = 0; i < count; i++) {
@@ -622,15 +626,16 @@ route_generate(struct app *a, const struct api_request *rq, struct api_reply *rp
         p.seed = seed >= 0 ? (uint64_t)seed + (uint64_t)i
                            : ((uint64_t)random() << 31 ^ (uint64_t)random());
         if (gen_paraphrase(a->model, texts[i], strlen(texts[i]), &p, (int)k, &out, &e) != RS_OK) {
-            app_release(a, slot);
+            app_release(a, cost);
             json_decref(results);
             fail(rp, &e);
             goto done;
         }
         json_array_append_new(results, paraphrase_json(texts[i], &out));
+        metrics_generated(out.n_generated);
         gen_paraphrases_free(&out);
     }
-    app_release(a, slot);
+    app_release(a, cost);
     if (single)
         reply(rp, 200, json_incref(json_array_get(results, 0)));
     else
@@ -1027,16 +1032,19 @@ api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
     rp->json = NULL;
     rp->retry_after = 0;
     rp->allow = NULL;
+    rp->route = "other";
     if (strlen(rq->path) >= sizeof(buf) || split_path(rq->path, buf, sizeof(buf), seg, &n) != 0) {
         api_error(rp, 400, "invalid_path", "the path is malformed or too long");
         return;
     }
     if (n == 1 && strcmp(seg[0], "healthz") == 0) {
+        rp->route = "/healthz";
         if (method_is(rq, "GET", rp, "GET"))
             reply(rp, 200, json_pack("{s:s}", "status", "ok"));
         return;
     }
     if (n == 1 && strcmp(seg[0], "readyz") == 0) {
+        rp->route = "/readyz";
         if (!method_is(rq, "GET", rp, "GET"))
             return;
         if (atomic_load(&a->ready)) {
@@ -1057,24 +1065,31 @@ api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
         return;
     }
     if (n == 2 && strcmp(seg[1], "info") == 0) {
+        rp->route = "/v1/info";
         if (method_is(rq, "GET", rp, "GET"))
             route_info(a, rp);
     } else if (n == 2 && strcmp(seg[1], "tokenize") == 0) {
+        rp->route = "/v1/tokenize";
         if (method_is(rq, "POST", rp, "POST"))
             route_tokenize(a, rq, rp);
     } else if (n == 2 && strcmp(seg[1], "embed") == 0) {
+        rp->route = "/v1/embed";
         if (method_is(rq, "POST", rp, "POST"))
             route_embed(a, rq, rp);
     } else if (n == 2 && strcmp(seg[1], "embeddings") == 0) {
+        rp->route = "/v1/embeddings";
         if (method_is(rq, "POST", rp, "POST"))
             route_openai_embeddings(a, rq, rp);
     } else if (n == 2 && strcmp(seg[1], "similarity") == 0) {
+        rp->route = "/v1/similarity";
         if (method_is(rq, "POST", rp, "POST"))
             route_similarity(a, rq, rp);
     } else if (n == 2 && strcmp(seg[1], "generate") == 0) {
+        rp->route = "/v1/generate";
         if (method_is(rq, "POST", rp, "POST"))
             route_generate(a, rq, rp);
     } else if (n == 2 && strcmp(seg[1], "collections") == 0) {
+        rp->route = "/v1/collections";
         if (method_is(rq, "GET", rp, "GET"))
             route_collections_list(a, rp);
     } else if (n >= 3 && strcmp(seg[1], "collections") == 0) {
@@ -1087,6 +1102,7 @@ api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
             return;
         }
         if (n == 3) {
+            rp->route = "/v1/collections/{name}";
             if (strcmp(rq->method, "PUT") == 0) {
                 route_collection_put(a, rq, name, rp);
             } else if (strcmp(rq->method, "DELETE") == 0) {
@@ -1101,13 +1117,16 @@ api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
                 }
             }
         } else if (n == 4 && strcmp(seg[3], "documents") == 0) {
+            rp->route = "/v1/collections/{name}/documents";
             if (method_is(rq, "POST", rp, "POST"))
                 route_documents_upsert(a, rq, name, rp);
         } else if (n == 4 && strcmp(seg[3], "search") == 0) {
+            rp->route = "/v1/collections/{name}/search";
             if (method_is(rq, "POST", rp, "POST"))
                 route_search(a, rq, name, rp);
         } else if (n == 5 && strcmp(seg[3], "documents") == 0) {
             const char *id = seg[4];
+            rp->route = "/v1/collections/{name}/documents/{id}";
             struct coll_hit h;
             json_t *check = json_string(id);   /* NULL unless valid UTF-8 */
             if (strlen(id) == 0 || strlen(id) > 256 || check == NULL) {

@@ -6,7 +6,8 @@
  * status of DESIGN.md: 400 malformed JSON or wrong types, 404 unknown route
  * or thing, 405 wrong method, 409 conflicting collection, 413 over a
  * limit, 415 not JSON, 422 valid JSON that cannot be processed, 503 not
- * ready or busy (with Retry-After), 507 disk full.
+ * ready (with Retry-After), 429 queue full or over capacity (with
+ * Retry-After), 507 disk full.
  */
 #ifndef ROSIM_API_H
 #define ROSIM_API_H
@@ -29,6 +30,7 @@ struct api_reply {
     json_t *json;              /* owned; the body */
     int retry_after;           /* seconds; 0: no header */
     const char *allow;         /* for 405: the methods allowed */
+    const char *route;         /* route template, for metrics and logs */
 };
 
 void api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp);

@@ -1,5 +1,6 @@
 /*
- * app.c: the inference slot pool (mutex, condition variable, timeout).
+ * app.c: generation slots and cost budget (mutex, condition variable,
+ * timeout), and the batcher's life.
  */
 #include "app.h"
 
@@ -17,55 +18,63 @@ app_init(struct app *a, const struct conf *conf, struct rf_model *m, struct stor
     a->store = s;
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
-    a->slots = calloc((size_t)conf->workers, sizeof(*a->slots));
-    if (a->slots == NULL)
-        return rs_error_set(e, RS_ENOMEM, "out of memory");
-    for (int i = 0; i < conf->workers; i++) {
-        a->slots[i] = rf_state_new(m, APP_SLOT_BATCH, conf->max_length);
-        if (a->slots[i] == NULL)
-            return rs_error_set(e, RS_ENOMEM, "out of memory for %d inference slots",
-                                conf->workers);
-        a->n_free = a->n_slots = i + 1;
-    }
+    a->n_free = conf->workers;
+    a->batcher = batcher_new(m, conf->batch_tokens, conf->batch_wait_us, conf->max_queue,
+                             conf->max_length);
+    if (a->batcher == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory for the batcher");
     return RS_OK;
 }
 
 void
 app_deinit(struct app *a)
 {
-    for (int i = 0; i < a->n_free; i++)
-        rf_state_free(a->slots[i]);
-    free(a->slots);
+    batcher_free(a->batcher);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
     memset(a, 0, sizeof(*a));
 }
 
-struct rf_state *
-app_acquire(struct app *a)
+int
+app_acquire(struct app *a, long cost, struct rs_error *e)
 {
     struct timespec deadline;
-    struct rf_state *s = NULL;
-    int rc = 0;
+    int rc = 0, got = 0;
 
+    if (cost > a->conf->max_generate_cost)
+        return rs_error_set(e, RS_EINVAL, "n x max_length = %ld is over the budget of %d; ask "
+                            "for fewer or shorter candidates", cost, a->conf->max_generate_cost);
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += a->conf->request_timeout;
     pthread_mutex_lock(&a->mu);
+    if (a->gen_cost + cost > a->conf->max_generate_cost || a->waiting >= a->conf->max_queue) {
+        pthread_mutex_unlock(&a->mu);
+        return rs_error_set(e, RS_EBUSY, "generation is at capacity; retry");
+    }
+    a->gen_cost += cost;
+    a->waiting++;
     while (a->n_free == 0 && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&a->cv, &a->mu, &deadline);
-    if (a->n_free > 0)
-        s = a->slots[--a->n_free];
+    a->waiting--;
+    if (a->n_free > 0) {
+        a->n_free--;
+        got = 1;
+    } else {
+        a->gen_cost -= cost;
+    }
     pthread_mutex_unlock(&a->mu);
-    return s;
+    if (!got)
+        return rs_error_set(e, RS_EBUSY, "the model stayed busy for %d s; retry",
+                            a->conf->request_timeout);
+    return RS_OK;
 }
 
 void
-app_release(struct app *a, struct rf_state *s)
+app_release(struct app *a, long cost)
 {
-    if (s == NULL)
-        return;
     pthread_mutex_lock(&a->mu);
-    a->slots[a->n_free++] = s;
+    a->n_free++;
+    a->gen_cost -= cost;
     pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
 }

@@ -3,9 +3,10 @@
  * model, the collections, and the pool of inference slots.
  *
  * The model and store are set once at startup (then `ready` becomes 1) and
- * never change while requests run.  A request that runs the model takes
- * one of conf.workers slots (scratch state for the encoder) and gives it
- * back; when none frees up within conf.request_timeout seconds it gets 503.
+ * never change while requests run.  Embedding goes through the batcher.
+ * Generation takes one of conf.workers slots and reserves its cost
+ * (n x max_length) against conf.max_generate_cost; at most conf.max_queue
+ * requests may wait for a slot, and none longer than conf.request_timeout.
  */
 #ifndef ROSIM_APP_H
 #define ROSIM_APP_H
@@ -15,9 +16,8 @@
 
 #include "../index/store.h"
 #include "../model/roformer.h"
+#include "batcher.h"
 #include "config.h"
-
-#define APP_SLOT_BATCH 32      /* sequences per encoder call */
 
 struct app {
     const struct conf *conf;
@@ -27,17 +27,21 @@ struct app {
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct rf_state **slots;  /* free slots */
-    int n_free, n_slots;
+    int n_free;               /* generation slots free (of conf.workers) */
+    int waiting;              /* requests waiting for a slot */
+    long gen_cost;            /* cost of the generations admitted */
+    struct batcher *batcher;
 };
 
-/* Set up the slot pool for a loaded model.  RS_OK or RS_ENOMEM. */
+/* Set up the slots and the batcher for a loaded model.  RS_OK or RS_ENOMEM. */
 int app_init(struct app *a, const struct conf *conf, struct rf_model *m, struct store *s,
              struct rs_error *e);
 void app_deinit(struct app *a);
 
-/* A free slot, waiting up to the configured timeout; NULL when none came. */
-struct rf_state *app_acquire(struct app *a);
-void app_release(struct app *a, struct rf_state *s);
+/* Take a generation slot and reserve cost.  RS_OK; RS_EINVAL when the cost
+ * alone passes the budget; RS_EBUSY when the budget is taken or max_queue
+ * requests wait already (no wait then), or no slot came in time. */
+int app_acquire(struct app *a, long cost, struct rs_error *e);
+void app_release(struct app *a, long cost);
 
 #endif

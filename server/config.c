@@ -20,7 +20,8 @@
 #include <string.h>
 
 
-enum opt_type { OPT_ADDR, OPT_INT, OPT_SIZE, OPT_PATH, OPT_ENUM, OPT_BOOL, OPT_STRING };
+enum opt_type { OPT_ADDR, OPT_INT, OPT_SIZE, OPT_PATH, OPT_ENUM, OPT_BOOL, OPT_STRING,
+                OPT_OPTIONAL_PATH };
 
 struct option {
     const char *section;
@@ -51,12 +52,17 @@ static const struct option options[] = {
     { "server", "connection_timeout", OPT_INT, OFF(connection_timeout), 1, 86400, "30", NULL },
     { "server", "max_body_bytes", OPT_SIZE, OFF(max_body_bytes), 1024, GIB, "1m", NULL },
     { "server", "log_level", OPT_ENUM, OFF(log_level), 0, 0, "info", log_levels },
+    { "server", "api_key_file", OPT_OPTIONAL_PATH, OFF(api_key_file), 0, 0, "", NULL },
+    { "server", "metrics_auth", OPT_BOOL, OFF(metrics_auth), 0, 0, "no", booleans },
+    { "server", "shutdown_timeout", OPT_INT, OFF(shutdown_timeout), 1, 3600, "30", NULL },
     { "model", "dir", OPT_PATH, OFF(model_dir), 0, 0, "models/roformer-sim", NULL },
     { "model", "threads", OPT_INT, OFF(compute_threads), 1, 256, "2", NULL },
     { "model", "workers", OPT_INT, OFF(workers), 1, 64, "1", NULL },
     { "model", "max_length", OPT_INT, OFF(max_length), 2, 4096, "64", NULL },
     { "model", "demo_if_missing", OPT_BOOL, OFF(demo_if_missing), 0, 0, "yes", booleans },
     { "model", "demo_vocab", OPT_PATH, OFF(demo_vocab), 0, 0, ROSIM_SHARE_DIR "/vocab.txt", NULL },
+    { "model", "batch_tokens", OPT_INT, OFF(batch_tokens), 64, 1 << 20, "4096", NULL },
+    { "model", "batch_wait_us", OPT_INT, OFF(batch_wait_us), 0, 1000000, "2000", NULL },
     { "limits", "max_texts", OPT_INT, OFF(max_texts), 1, 100000, "256", NULL },
     { "limits", "max_text_bytes", OPT_SIZE, OFF(max_text_bytes), 16, 16 * 1024 * 1024, "16k", NULL },
     { "limits", "max_n", OPT_INT, OFF(max_n), 1, 1000, "256", NULL },
@@ -65,6 +71,8 @@ static const struct option options[] = {
     { "limits", "max_documents", OPT_INT, OFF(max_documents), 1, 100000, "1000", NULL },
     { "limits", "max_search_k", OPT_INT, OFF(max_search_k), 1, 100000, "1000", NULL },
     { "limits", "request_timeout", OPT_INT, OFF(request_timeout), 1, 3600, "30", NULL },
+    { "limits", "max_queue", OPT_INT, OFF(max_queue), 1, 100000, "256", NULL },
+    { "limits", "max_generate_cost", OPT_INT, OFF(max_generate_cost), 1, 100000000, "51200", NULL },
     { "storage", "data", OPT_PATH, OFF(data_dir), 0, 0, "data", NULL },
     { "storage", "fsync", OPT_ENUM, OFF(fsync), 0, 0, "always", fsync_policies },
     { "storage", "default_index", OPT_STRING, OFF(default_index), 0, 0, "Flat", NULL },
@@ -196,8 +204,9 @@ apply(struct conf *c, const struct option *o, const char *v, char *why, size_t w
         else
             *(size_t *)field = (size_t)n;
         return NULL;
+    case OPT_OPTIONAL_PATH:
     case OPT_PATH:
-        if (*v == '\0')
+        if (*v == '\0' && o->type == OPT_PATH)
             return "empty path";
         if (strlen(v) >= CONF_PATH_MAX) {
             snprintf(why, why_len, "path longer than %d bytes", CONF_PATH_MAX - 1);

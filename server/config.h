@@ -35,6 +35,9 @@ struct conf {
     int connection_timeout;    /* seconds a connection may stay idle */
     size_t max_body_bytes;     /* request bodies larger than this get 413 */
     int log_level;             /* enum log_level */
+    char api_key_file[CONF_PATH_MAX];  /* "" = no authentication */
+    int metrics_auth;          /* /metrics needs a key too */
+    int shutdown_timeout;      /* seconds to finish requests on SIGTERM */
 
     /* [model] */
     char model_dir[CONF_PATH_MAX];
@@ -42,6 +45,8 @@ struct conf {
     int workers;               /* model runs at the same time */
     int max_length;            /* tokens per text when embedding (bert4keras maxlen) */
     int demo_if_missing;       /* create a random demo model when dir is absent */
+    int batch_tokens;          /* tokens per encoder batch, across requests */
+    int batch_wait_us;         /* how long a batch waits to fill */
     char demo_vocab[CONF_PATH_MAX];
 
     /* [limits] */
@@ -53,6 +58,8 @@ struct conf {
     int max_documents;         /* documents per upsert */
     int max_search_k;          /* hits per search */
     int request_timeout;       /* seconds a request may wait for the model */
+    int max_queue;             /* requests waiting for the model; more get 429 */
+    int max_generate_cost;     /* sum of n x max_length of generations running */
 
     /* [storage] */
     char data_dir[CONF_PATH_MAX];

@@ -2,8 +2,11 @@
  * http.h: the HTTP listener of rosimd (libmicrohttpd, epoll, thread pool).
  *
  * http_server_start() binds the configured address and serves requests on
- * its own threads until http_server_stop(), which stops accepting, lets
- * requests in flight finish, and joins the threads.  Request bodies are
+ * its own threads.  For a graceful stop, http_server_drain() stops
+ * accepting and waits for the requests in flight; http_server_stop() then
+ * closes what is left and joins the threads.  With [server] api_key_file,
+ * every route but /healthz and /readyz (and /metrics unless metrics_auth)
+ * needs a Bearer key.  Request bodies are
  * read incrementally up to server.max_body_bytes; larger ones get 413 as
  * soon as the limit (or a larger Content-Length) is seen.  Every error
  * response has the shape {"error":{"code":"...","message":"..."}}.
@@ -25,7 +28,11 @@ struct http_server *http_server_start(const struct conf *conf, struct app *app,
 /* The port actually bound (useful when the configured port is 0). */
 int http_server_port(const struct http_server *s);
 
-/* Stop accepting, finish requests in flight, free s.  NULL is a no-op. */
+/* Stop accepting connections and wait up to timeout_s seconds for the
+ * requests in flight to finish.  Returns how many are still running. */
+int http_server_drain(struct http_server *s, int timeout_s);
+
+/* Close every connection and free s.  NULL is a no-op. */
 void http_server_stop(struct http_server *s);
 
 #endif

@@ -8,16 +8,23 @@
  * the HTTP listener (answering 503 on /readyz and /v1 while loading), the
  * model (a random demo model is created first when the configured directory
  * is absent and demo_if_missing is on), the collections; then ready.  The
- * main thread waits for SIGTERM or SIGINT and shuts down in reverse order.
- * This is the only file that may exit().
+ * main thread waits for SIGTERM or SIGINT, stops accepting, lets the
+ * requests in flight finish (up to shutdown_timeout), writes the index
+ * snapshots and exits 0.  Under systemd it reports READY=1 once ready,
+ * STOPPING=1 when stopping, and WATCHDOG=1 keep-alives when a watchdog is
+ * set.  This is the only file that may exit().
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../model/demo.h"
@@ -57,6 +64,22 @@ default_config_path(void)
     if (stat("conf/rosimd.conf", &st) == 0)
         return "conf/rosimd.conf";
     return ROSIM_CONF_PATH;
+}
+
+static atomic_int stopping;
+
+/* WATCHDOG=1 at half the interval systemd asked for. */
+static void *
+watchdog(void *arg)
+{
+    uint64_t usec = *(uint64_t *)arg;
+    struct timespec nap = { (time_t)(usec / 2 / 1000000), (long)(usec / 2 % 1000000) * 1000 };
+
+    while (!atomic_load(&stopping)) {
+        sd_notify(0, "WATCHDOG=1");
+        nanosleep(&nap, NULL);
+    }
+    return NULL;
 }
 
 /* Load the model (creating the demo model when allowed and needed) and
@@ -132,6 +155,9 @@ main(int argc, char **argv)
     struct rs_error err;
     struct conf conf;
     struct http_server *http;
+    pthread_t dog;
+    uint64_t dog_usec = 0;
+    int left, have_dog = 0;
     struct app app;
     struct rf_model *model = NULL;
     struct store *store = NULL;
@@ -200,6 +226,8 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     log_msg(LOG_INFO, "rosimd %s starting with %s", ROSIM_VERSION, config_path);
+    if (sd_watchdog_enabled(0, &dog_usec) > 0 && dog_usec > 0)
+        have_dog = pthread_create(&dog, NULL, watchdog, &dog_usec) == 0;
     http = http_server_start(&conf, &app, &err);
     if (http == NULL) {
         log_msg(LOG_ERROR, "%s", err.msg);
@@ -208,20 +236,33 @@ main(int argc, char **argv)
     log_msg(LOG_INFO, "listening on %s:%d", conf.listen.host, http_server_port(http));
     if (load(&conf, &app, &model, &store) != 0) {
         http_server_stop(http);
+        atomic_store(&stopping, 1);
+        if (have_dog)
+            pthread_join(dog, NULL);
         return 1;
     }
     atomic_store(&app.ready, 1);
     log_msg(LOG_INFO, "ready");
+    sd_notify(0, "READY=1\nSTATUS=serving");
 
     do {
         if (sigwait(&sigs, &sig) != 0)
             sig = 0;
     } while (sig != SIGTERM && sig != SIGINT);
-    log_msg(LOG_INFO, "%s received, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    log_msg(LOG_INFO, "%s received: finishing the requests in flight",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    sd_notify(0, "STOPPING=1");
+    left = http_server_drain(http, conf.shutdown_timeout);
+    if (left > 0)
+        log_msg(LOG_WARN, "%d requests still running after %d s; closing them", left,
+                conf.shutdown_timeout);
     http_server_stop(http);
-    store_close(store);
     app_deinit(&app);
+    store_close(store);
     rf_model_free(model);
+    atomic_store(&stopping, 1);
+    if (have_dog)
+        pthread_join(dog, NULL);
     log_msg(LOG_INFO, "stopped");
     return 0;
 }

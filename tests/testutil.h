@@ -20,7 +20,7 @@ int tu_run(char *const argv[], const char *stdin_data, char **out, char **err);
 struct tu_daemon {
     pid_t pid;
     int port;
-    int stderr_fd;   /* the rest of the daemon's log */
+    char log_path[64];   /* the daemon's stderr, removed by tu_daemon_stop */
 };
 
 /* Start rosimd with the given extra arguments (NULL-terminated) on
