@@ -98,9 +98,14 @@ bench: all
 	sh bench/run.sh $(BUILD) $(BENCH)
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/rosim
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/rosim \
+	    $(DESTDIR)$(PREFIX)/share/rosim $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 0755 $(BUILD)/rosimd $(BUILD)/rosim $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 conf/rosimd.conf $(DESTDIR)$(PREFIX)/etc/rosim/rosimd.conf
+	sed 's|^demo_vocab = .*|demo_vocab = $(PREFIX)/share/rosim/vocab.txt|' conf/rosimd.conf \
+	    > $(DESTDIR)$(PREFIX)/etc/rosim/rosimd.conf
+	install -m 0644 share/vocab.txt $(DESTDIR)$(PREFIX)/share/rosim/vocab.txt
+	sed 's|@PREFIX@|$(PREFIX)|g' systemd/rosimd.service \
+	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/rosimd.service
 
 clean:
 	rm -rf build/obj build/san build/rosimd build/rosim build/check_rosim

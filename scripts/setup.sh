@@ -7,7 +7,9 @@
 # the C API headers but not their code, so the code is compiled here from
 # Debian's own faiss source package (same version as the headers).
 #
-# Usage: scripts/setup.sh [--bench]     (--bench adds what benchmarks use)
+# Usage: scripts/setup.sh [--bench | --build-only]
+#   --bench       also what the benchmarks use (python3-numpy, fortunes-zh)
+#   --build-only  only what building needs (no test tools: Docker's build stage)
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,8 +18,12 @@ build="$root/build"
 packages="build-essential pkg-config dpkg-dev ca-certificates
 libmicrohttpd-dev libjansson-dev libfaiss-dev libopenblas-dev check
 libsqlite3-dev libinih-dev libsystemd-dev libutf8proc-dev libcurl4-openssl-dev"
-if [ "${1:-}" = "--bench" ]; then
-    packages="$packages python3 python3-numpy fortunes-zh bc"
+mode=${1:-}
+if [ "$mode" != "--build-only" ]; then
+    packages="$packages python3 python3-prometheus-client systemd"
+fi
+if [ "$mode" = "--bench" ]; then
+    packages="$packages python3-numpy fortunes-zh bc"
 fi
 
 as_root() {
@@ -39,7 +45,7 @@ fi
 
 # --- the official OpenAI client, for the API tests ------------------------
 
-if [ ! -d "$root/tests/openai/node_modules/openai" ]; then
+if [ "$mode" != "--build-only" ] && [ ! -d "$root/tests/openai/node_modules/openai" ]; then
     if ! command -v npm >/dev/null 2>&1; then
         echo "setup: installing nodejs and npm" >&2
         as_root apt-get update -q

@@ -46,7 +46,6 @@ static const char *const booleans[] = { "no", "yes", NULL };
 
 static const struct option options[] = {
     { "server", "listen", OPT_ADDR, OFF(listen), 0, 0, "127.0.0.1:8080", NULL },
-    { "server", "threads", OPT_INT, OFF(http_threads), 1, 256, "4", NULL },
     { "server", "max_connections", OPT_INT, OFF(max_connections), 1, 100000, "1024", NULL },
     { "server", "per_ip_connections", OPT_INT, OFF(per_ip_connections), 0, 100000, "256", NULL },
     { "server", "connection_timeout", OPT_INT, OFF(connection_timeout), 1, 86400, "30", NULL },

@@ -6,7 +6,7 @@
  * default; conf/rosimd.conf documents each of them.  Loading is strict: an
  * unknown section or key, a duplicate, a malformed or out-of-range value is
  * an error naming the file, the line and the key, e.g.
- *     conf/rosimd.conf:12: [server] threads: 0 is out of range (1..256)
+ *     conf/rosimd.conf:12: [model] threads: 0 is out of range (1..256)
  * Nothing is half-applied by a failed load as far as the caller is
  * concerned: on error the struct must be discarded.
  */
@@ -29,7 +29,6 @@ struct conf_addr {
 struct conf {
     /* [server] */
     struct conf_addr listen;
-    int http_threads;          /* libmicrohttpd worker threads */
     int max_connections;       /* open connections in all */
     int per_ip_connections;    /* open connections from one address */
     int connection_timeout;    /* seconds a connection may stay idle */

@@ -2,6 +2,9 @@
  * http.c: libmicrohttpd glue: request bodies, authentication, request ids,
  * the access log, metrics, and a graceful stop.
  *
+ * Each connection has its own thread (libmicrohttpd's thread-per-connection
+ * mode), since a handler waits while the model works for it.
+ *
  * libmicrohttpd calls on_request() several times per request: first with
  * the headers (we allocate a struct request, check the API key and
  * Content-Length, and may answer 401 or 413 at once), then once per chunk
@@ -375,7 +378,11 @@ http_server_start(const struct conf *conf, struct app *app, struct rs_error *e)
     struct sockaddr_storage ss;
     struct http_server *s;
     const union MHD_DaemonInfo *info;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    /* a thread per connection: handlers block while the model works (the
+     * batcher merges their work), and one slow request must not hold up
+     * other connections; max_connections bounds the threads */
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 
     memset(&ss, 0, sizeof(ss));
     if (strchr(conf->listen.host, ':') != NULL) {
@@ -406,7 +413,6 @@ http_server_start(const struct conf *conf, struct app *app, struct rs_error *e)
         flags, (uint16_t)conf->listen.port, NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, s,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)conf->http_threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)conf->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)conf->per_ip_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)conf->connection_timeout,

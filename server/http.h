@@ -1,5 +1,5 @@
 /*
- * http.h: the HTTP listener of rosimd (libmicrohttpd, epoll, thread pool).
+ * http.h: the HTTP listener of rosimd (libmicrohttpd, a thread per connection).
  *
  * http_server_start() binds the configured address and serves requests on
  * its own threads.  For a graceful stop, http_server_drain() stops

@@ -609,7 +609,7 @@ work(void *arg)
 
 START_TEST(test_concurrency)
 {
-    static const char *const more[] = { "-o", "model.workers=2", "-o", "server.threads=8", NULL };
+    static const char *const more[] = { "-o", "model.workers=2", NULL };
     pthread_t t[16];
     struct worker w[16];
     char buf[256];

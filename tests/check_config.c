@@ -42,7 +42,7 @@ START_TEST(test_good_files)
     ck_assert_int_eq(c.listen.port, 0);
     ck_assert_uint_eq(c.max_body_bytes, 64 * 1024);
     ck_assert_int_eq(c.fsync, CONF_FSYNC_OFF);
-    ck_assert_int_eq(c.http_threads, 4);  /* untouched default */
+    ck_assert_int_eq(c.connection_timeout, 30);  /* untouched default */
 }
 END_TEST
 

@@ -31,15 +31,15 @@ START_TEST(test_config_check)
     char *err = NULL;
 
     ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 1);
-    ck_assert_ptr_nonnull(strstr(err, "tests/conf/bad/out-of-range.conf:3: [server] threads"));
+    ck_assert_ptr_nonnull(strstr(err, "tests/conf/bad/out-of-range.conf:3: [model] threads"));
     free(err);
     argv[3] = "conf/rosimd.conf";
     ck_assert_int_eq(tu_run(argv, NULL, NULL, NULL), 0);
     argv[1] = "-o";
-    argv[2] = "server.threads=0";
+    argv[2] = "model.threads=0";
     argv[3] = "-t";
     ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 1);
-    ck_assert_ptr_nonnull(strstr(err, "command line: [server] threads: 0 is out of range"));
+    ck_assert_ptr_nonnull(strstr(err, "command line: [model] threads: 0 is out of range"));
     free(err);
 }
 END_TEST

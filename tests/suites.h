@@ -15,5 +15,6 @@ Suite *cli_suite(void);
 Suite *generate_suite(void);
 Suite *collection_suite(void);
 Suite *api_suite(void);
+Suite *production_suite(void);
 
 #endif

@@ -118,6 +118,12 @@ tu_run(char *const argv[], const char *stdin_data, char **out, char **err)
 int
 tu_daemon_start(struct tu_daemon *d, const char *const extra[])
 {
+    return tu_daemon_start_ex(d, extra, 1);
+}
+
+int
+tu_daemon_start_ex(struct tu_daemon *d, const char *const extra[], int wait_ready)
+{
     const char *argv[64];
     int n = 0, fd;
     char log[8192];
@@ -153,7 +159,7 @@ tu_daemon_start(struct tu_daemon *d, const char *const extra[])
         at = strstr(log, "listening on 127.0.0.1:");
         if (at != NULL && strchr(at, '\n') != NULL)
             d->port = atoi(at + strlen("listening on 127.0.0.1:"));
-        if (d->port != 0 && strstr(log, " INFO ready\n") != NULL)
+        if (d->port != 0 && (!wait_ready || strstr(log, " INFO ready\n") != NULL))
             return 0;
         if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
             fprintf(stderr, "rosimd exited:\n%s\n", log);
@@ -172,9 +178,15 @@ tu_daemon_start(struct tu_daemon *d, const char *const extra[])
 int
 tu_daemon_stop(struct tu_daemon *d)
 {
+    kill(d->pid, SIGTERM);
+    return tu_daemon_wait(d);
+}
+
+int
+tu_daemon_wait(struct tu_daemon *d)
+{
     int status;
 
-    kill(d->pid, SIGTERM);
     if (waitpid(d->pid, &status, 0) < 0)
         return -1;
     unlink(d->log_path);
@@ -193,6 +205,13 @@ on_data(char *p, size_t size, size_t n, void *user)
 int
 tu_http(int port, const char *method, const char *path, const char *content_type,
         const char *body, size_t body_len, struct tu_response *r)
+{
+    return tu_http_with(port, method, path, content_type, body, body_len, NULL, r);
+}
+
+int
+tu_http_with(int port, const char *method, const char *path, const char *content_type,
+             const char *body, size_t body_len, const char *header, struct tu_response *r)
 {
     struct buf b = { 0 }, h = { 0 };
     struct curl_slist *hdrs = NULL;
@@ -221,6 +240,8 @@ tu_http(int port, const char *method, const char *path, const char *content_type
         hdrs = curl_slist_append(hdrs, ct);
     }
     hdrs = curl_slist_append(hdrs, "Expect:");
+    if (header != NULL)
+        hdrs = curl_slist_append(hdrs, header);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     if (body != NULL) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);

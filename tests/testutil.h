@@ -28,8 +28,14 @@ struct tu_daemon {
  * Returns 0 or -1. */
 int tu_daemon_start(struct tu_daemon *d, const char *const extra[]);
 
+/* The same; with wait_ready 0 it returns once the port is known. */
+int tu_daemon_start_ex(struct tu_daemon *d, const char *const extra[], int wait_ready);
+
 /* Send SIGTERM and wait; returns the exit status (or -1). */
 int tu_daemon_stop(struct tu_daemon *d);
+
+/* Wait for the daemon to exit; its exit status (or -1). */
+int tu_daemon_wait(struct tu_daemon *d);
 
 struct tu_response {
     long status;
@@ -42,6 +48,10 @@ struct tu_response {
  * Returns 0 when an HTTP response arrived. */
 int tu_http(int port, const char *method, const char *path, const char *content_type,
             const char *body, size_t body_len, struct tu_response *r);
+
+/* The same with one extra header line ("Name: value"), or NULL. */
+int tu_http_with(int port, const char *method, const char *path, const char *content_type,
+                 const char *body, size_t body_len, const char *header, struct tu_response *r);
 
 void tu_response_free(struct tu_response *r);
 

@@ -1,0 +1,345 @@
+/*
+ * check_production.c: what rosimd does as a service: API keys, metrics
+ * (parsed by the reference Prometheus parser), backpressure, a graceful
+ * SIGTERM, readiness while loading, and the systemd unit.
+ */
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "suites.h"
+#include "testutil.h"
+
+#define TINY "tests/fixtures/roformer-sim-tiny"
+#define JSON "application/json"
+#define SLOW_GENERATE "{\"text\":\"我喜欢北京\",\"n\":256,\"max_length\":128,\"k\":3,\"seed\":1}"
+
+static char data_dir[64];
+
+static void
+start(struct tu_daemon *d, const char *const more[], int wait_ready)
+{
+    const char *extra[32] = { "--model", TINY, "--data", data_dir };
+    int n = 4;
+
+    strcpy(data_dir, "/tmp/rosim-prod-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(data_dir));
+    for (int i = 0; more != NULL && more[i] != NULL; i++)
+        extra[n++] = more[i];
+    extra[n] = NULL;
+    ck_assert_int_eq(tu_daemon_start_ex(d, extra, wait_ready), 0);
+}
+
+static void
+cleanup(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static long
+status_of(int port, const char *method, const char *path, const char *body, const char *header)
+{
+    struct tu_response r;
+    long st;
+    ck_assert_int_eq(tu_http_with(port, method, path, body ? JSON : NULL, body,
+                                  body ? strlen(body) : 0, header, &r), 0);
+    st = r.status;
+    tu_response_free(&r);
+    return st;
+}
+
+START_TEST(test_api_keys)
+{
+    static const struct { const char *method, *path, *body; } routes[] = {
+        { "GET", "/v1/info", NULL },
+        { "POST", "/v1/tokenize", "{\"texts\":[\"好\"]}" },
+        { "POST", "/v1/embed", "{\"texts\":[\"好\"]}" },
+        { "POST", "/v1/embeddings", "{\"input\":\"好\"}" },
+        { "POST", "/v1/similarity", "{\"source\":\"好\",\"targets\":[\"好\"]}" },
+        { "POST", "/v1/generate", "{\"text\":\"好\",\"n\":1,\"max_length\":2}" },
+        { "GET", "/v1/collections", NULL },
+        { "PUT", "/v1/collections/k", NULL },
+        { "GET", "/v1/collections/k", NULL },
+        { "POST", "/v1/collections/k/documents", "{\"documents\":[{\"id\":\"a\",\"text\":\"好\"}]}" },
+        { "GET", "/v1/collections/k/documents/a", NULL },
+        { "POST", "/v1/collections/k/search", "{\"text\":\"好\"}" },
+        { "DELETE", "/v1/collections/k/documents/a", NULL },
+        { "DELETE", "/v1/collections/k", NULL },
+    };
+    char keys[] = "/tmp/rosim-keys-XXXXXX", opt[64];
+    const char *more[] = { "-o", opt, NULL, NULL, NULL };
+    struct tu_daemon d;
+    struct tu_response r;
+    FILE *f;
+    int fd = mkstemp(keys);
+
+    ck_assert_int_ge(fd, 0);
+    f = fdopen(fd, "w");
+    fputs("# keys\nfirst-key-123\n  second-key-456  \n", f);
+    fclose(f);
+    snprintf(opt, sizeof(opt), "server.api_key_file=%s", keys);
+    start(&d, more, 1);
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const char *m = routes[i].method, *p = routes[i].path, *b = routes[i].body;
+        ck_assert_int_eq(tu_http_with(d.port, m, p, b ? JSON : NULL, b, b ? strlen(b) : 0,
+                                      NULL, &r), 0);
+        ck_assert_msg(r.status == 401, "%s %s without a key: %ld", m, p, r.status);
+        ck_assert_ptr_nonnull(strstr(r.headers, "WWW-Authenticate: Bearer"));
+        ck_assert_ptr_nonnull(strstr(r.body, "\"unauthorized\""));
+        tu_response_free(&r);
+        ck_assert_int_eq(status_of(d.port, m, p, b, "Authorization: Bearer second-key-45"), 401);
+        ck_assert_int_eq(status_of(d.port, m, p, b, "Authorization: Bearer second-key-4567"), 401);
+        ck_assert_int_eq(status_of(d.port, m, p, b, "Authorization: Basic second-key-456"), 401);
+        ck_assert_msg(status_of(d.port, m, p, b, "Authorization: Bearer second-key-456") / 100 == 2,
+                      "%s %s with the right key", m, p);
+    }
+    ck_assert_int_eq(status_of(d.port, "GET", "/healthz", NULL, NULL), 200);
+    ck_assert_int_eq(status_of(d.port, "GET", "/readyz", NULL, NULL), 200);
+    ck_assert_int_eq(status_of(d.port, "GET", "/metrics", NULL, NULL), 200);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    cleanup();
+    /* with metrics_auth, /metrics needs the key too */
+    more[2] = "-o";
+    more[3] = "server.metrics_auth=yes";
+    start(&d, more, 1);
+    ck_assert_int_eq(status_of(d.port, "GET", "/metrics", NULL, NULL), 401);
+    ck_assert_int_eq(status_of(d.port, "GET", "/metrics", NULL, "Authorization: Bearer first-key-123"), 200);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    cleanup();
+    unlink(keys);
+}
+END_TEST
+
+/* /metrics through prometheus_client's parser, as JSON samples. */
+static json_t *
+scrape(int port)
+{
+    struct tu_response r;
+    char *argv[] = { "/usr/bin/python3", "tests/tools/parse_metrics.py", NULL };
+    char *out, *err;
+    json_error_t je;
+    json_t *j;
+
+    ck_assert_int_eq(tu_http(port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.headers, "text/plain; version=0.0.4"));
+    ck_assert_msg(tu_run(argv, r.body, &out, &err) == 0, "the Prometheus parser refused: %s", err);
+    j = json_loads(out, 0, &je);
+    ck_assert_ptr_nonnull(j);
+    tu_response_free(&r);
+    free(out);
+    free(err);
+    return j;
+}
+
+static double
+sample(json_t *j, const char *key)
+{
+    json_t *v = json_object_get(j, key);
+    return v ? json_number_value(v) : 0;
+}
+
+START_TEST(test_metrics)
+{
+    struct tu_daemon d;
+    json_t *a, *b;
+
+    start(&d, NULL, 1);
+    a = scrape(d.port);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(status_of(d.port, "POST", "/v1/embed", "{\"texts\":[\"我喜欢北京\"]}", NULL), 200);
+    ck_assert_int_eq(status_of(d.port, "POST", "/v1/embed", "{\"texts\":[]}", NULL), 422);
+    ck_assert_int_eq(status_of(d.port, "POST", "/v1/generate", "{\"text\":\"好\",\"n\":2,\"max_length\":5,\"seed\":3}", NULL), 200);
+    ck_assert_int_eq(status_of(d.port, "PUT", "/v1/collections/m", NULL, NULL), 201);
+    ck_assert_int_eq(status_of(d.port, "POST", "/v1/collections/m/documents",
+                               "{\"documents\":[{\"id\":\"a\",\"text\":\"好\"},{\"id\":\"b\",\"text\":\"坏\"}]}", NULL), 200);
+    b = scrape(d.port);
+    ck_assert_double_eq(sample(b, "rosim_requests_total{code=200,route=/v1/embed}") -
+                        sample(a, "rosim_requests_total{code=200,route=/v1/embed}"), 3);
+    ck_assert_double_eq(sample(b, "rosim_requests_total{code=422,route=/v1/embed}"), 1);
+    ck_assert_double_eq(sample(b, "rosim_request_duration_seconds_count{route=/v1/embed}"), 4);
+    ck_assert_double_eq(sample(b, "rosim_tokens_total{}") - sample(a, "rosim_tokens_total{}"),
+                        3 * 7 + 2 * 3);
+    ck_assert(sample(b, "rosim_generated_tokens_total{}") >= 2);
+    ck_assert(sample(b, "rosim_batch_size_count{}") >= 4);
+    ck_assert_double_eq(sample(b, "rosim_collection_documents{collection=m}"), 2);
+    ck_assert_double_eq(sample(b, "rosim_inflight_requests{}"), 1);   /* the scrape itself */
+    json_decref(a);
+    json_decref(b);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    cleanup();
+}
+END_TEST
+
+struct caller {
+    int port;
+    const char *body;
+    long status;
+    int retry_after;
+};
+
+static void *
+call_generate(void *arg)
+{
+    struct caller *c = arg;
+    struct tu_response r;
+
+    if (tu_http(c->port, "POST", "/v1/generate", JSON, c->body, strlen(c->body), &r) == 0) {
+        c->status = r.status;
+        c->retry_after = strstr(r.headers, "Retry-After: 1") != NULL;
+        tu_response_free(&r);
+    }
+    return NULL;
+}
+
+START_TEST(test_backpressure)
+{
+    static const char *const more[] = { "-o", "model.workers=1", "-o", "limits.max_queue=1",
+                                        "-o", "limits.max_generate_cost=70000", NULL };
+    struct tu_daemon d;
+    pthread_t t[12];
+    struct caller c[12];
+    int ok = 0, busy = 0;
+
+    start(&d, more, 1);
+    /* one alone over the budget is refused as such */
+    ck_assert_int_eq(status_of(d.port, "POST", "/v1/generate",
+                               "{\"text\":\"好\",\"texts\":null}", NULL), 400);
+    ck_assert_int_eq(status_of(d.port, "POST", "/v1/generate",
+                               "{\"texts\":[\"好\",\"坏\",\"我\"],\"n\":256,\"max_length\":128}", NULL), 422);
+    /* a flood: one runs, one waits, the rest are told to come back */
+    for (int i = 0; i < 12; i++) {
+        c[i] = (struct caller){ d.port, SLOW_GENERATE, 0, 0 };
+        pthread_create(&t[i], NULL, call_generate, &c[i]);
+    }
+    for (int i = 0; i < 12; i++) {
+        pthread_join(t[i], NULL);
+        if (c[i].status == 200) {
+            ok++;
+        } else {
+            ck_assert_msg(c[i].status == 429, "status %ld", c[i].status);
+            ck_assert(c[i].retry_after);
+            busy++;
+        }
+    }
+    ck_assert_int_ge(ok, 1);
+    ck_assert_int_ge(busy, 6);
+    /* and it recovers at once */
+    ck_assert_int_eq(status_of(d.port, "POST", "/v1/generate", "{\"text\":\"好\",\"n\":2,\"max_length\":4}", NULL), 200);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    cleanup();
+}
+END_TEST
+
+START_TEST(test_sigterm_finishes_requests)
+{
+    struct tu_daemon d;
+    pthread_t t;
+    struct caller c;
+    struct timespec nap = { 0, 300 * 1000000 };
+
+    start(&d, NULL, 1);
+    c = (struct caller){ d.port, SLOW_GENERATE, 0, 0 };
+    pthread_create(&t, NULL, call_generate, &c);
+    nanosleep(&nap, NULL);        /* the request is running */
+    kill(d.pid, SIGTERM);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(c.status, 200);
+    ck_assert_int_eq(tu_daemon_wait(&d), 0);
+    cleanup();
+}
+END_TEST
+
+START_TEST(test_readiness)
+{
+    char model[80];
+    const char *more[] = { "--model", model, NULL };
+    struct tu_daemon d;
+    struct tu_response r;
+    int saw_503 = 0, ready = 0;
+    time_t until = time(NULL) + 120;
+
+    snprintf(model, sizeof(model), "/tmp/rosim-demo-%d/models/roformer-sim", (int)getpid());
+    start(&d, more, 0);           /* the demo model is being written */
+    while (!ready && time(NULL) < until) {
+        long embed;
+        ck_assert_int_eq(status_of(d.port, "GET", "/healthz", NULL, NULL), 200);
+        embed = status_of(d.port, "POST", "/v1/embed", "{\"texts\":[\"好\"]}", NULL);
+        ck_assert_int_eq(tu_http(d.port, "GET", "/readyz", NULL, NULL, 0, &r), 0);
+        ck_assert(embed == 503 || embed == 200);
+        ck_assert(r.status == 503 || r.status == 200);
+        if (embed == 200)               /* readiness never goes back */
+            ck_assert_int_eq(r.status, 200);
+        if (r.status == 503)
+            ck_assert_ptr_nonnull(strstr(r.headers, "Retry-After"));
+        saw_503 |= embed == 503;
+        ready = r.status == 200;
+        tu_response_free(&r);
+    }
+    ck_assert(saw_503);
+    ck_assert(ready);
+    ck_assert_int_eq(tu_http(d.port, "GET", "/v1/info", NULL, NULL, 0, &r), 0);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"demo\":true"));
+    ck_assert_ptr_nonnull(strstr(r.body, "meaningless"));
+    tu_response_free(&r);
+    ck_assert_int_eq(status_of(d.port, "POST", "/v1/generate", "{\"text\":\"好\",\"n\":2,\"max_length\":4}", NULL), 200);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    {
+        char cmd[160];
+        snprintf(cmd, sizeof(cmd), "rm -rf /tmp/rosim-demo-%d", (int)getpid());
+        ck_assert_int_eq(system(cmd), 0);
+    }
+    cleanup();
+}
+END_TEST
+
+START_TEST(test_systemd_unit_verifies)
+{
+    char dir[] = "/tmp/rosim-unit-XXXXXX", cmd[1200], cwd[512];
+    char *argv[] = { "/usr/bin/systemd-analyze", "verify", NULL, NULL };
+    char unit[600], *out, *err;
+    int rc;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+    /* installed layout: PREFIX/bin/rosimd */
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s/bin && ln -s %s/%s %s/bin/rosimd && "
+             "sed 's|@PREFIX@|%s|g' systemd/rosimd.service > %s/rosimd.service",
+             dir, cwd, tu_program("ROSIMD", "build/rosimd"), dir, dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(unit, sizeof(unit), "%s/rosimd.service", dir);
+    argv[2] = unit;
+    rc = tu_run(argv, NULL, &out, &err);
+    ck_assert_msg(rc == 0, "systemd-analyze verify: %s%s", out, err);
+    ck_assert_msg(strstr(err, "rosimd.service:") == NULL, "warnings: %s", err);
+    free(out);
+    free(err);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+Suite *
+production_suite(void)
+{
+    Suite *s = suite_create("production");
+    TCase *tc = tcase_create("service");
+
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_api_keys);
+    tcase_add_test(tc, test_metrics);
+    tcase_add_test(tc, test_backpressure);
+    tcase_add_test(tc, test_sigterm_finishes_requests);
+    tcase_add_test(tc, test_readiness);
+    tcase_add_test(tc, test_systemd_unit_verifies);
+    suite_add_tcase(s, tc);
+    return s;
+}
