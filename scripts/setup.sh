@@ -23,7 +23,7 @@ if [ "$mode" != "--build-only" ]; then
     packages="$packages python3 python3-prometheus-client systemd"
 fi
 if [ "$mode" = "--bench" ]; then
-    packages="$packages python3-numpy fortunes-zh bc"
+    packages="$packages python3-numpy fortunes-zh bc wrk"
 fi
 
 as_root() {
