@@ -6,6 +6,7 @@
  * plus 4n^2 H per layer for attention scores and mixing.
  */
 #include "bench.h"
+#include "cli.h"
 
 #include "../index/collection.h"
 #include "../model/decoder.h"
@@ -17,14 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double
-now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Best-of-3 sgemm rate for an M x N x K product, in GFLOP/s. */
 static double
@@ -42,13 +35,13 @@ sgemm_rate(int M, int N, int K)
     for (size_t i = 0; i < (size_t)K * (size_t)N; i++)
         b[i] = (float)(i % 5) * 0.1f;
     for (int r = 0; r < 3; r++) {
-        double t0 = now(), t;
+        double t0 = cli_now(), t;
         int reps = 0;
         do {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N,
                         0.0f, c, N);
             reps++;
-            t = now() - t0;
+            t = cli_now() - t0;
         } while (t < 0.3);
         if (2.0 * M * N * K * reps / t / 1e9 > best)
             best = 2.0 * M * N * K * reps / t / 1e9;
@@ -87,7 +80,7 @@ run(const struct rf_model *m, struct sent *s, int n, int batch, double *secs)
         free(out);
         return -1;
     }
-    t0 = now();
+    t0 = cli_now();
     for (int i = 0; i < n; i += batch) {
         int k = n - i < batch ? n - i : batch;
         for (int j = 0; j < k; j++) {
@@ -100,7 +93,7 @@ run(const struct rf_model *m, struct sent *s, int n, int batch, double *secs)
             break;
         }
     }
-    *secs = now() - t0;
+    *secs = cli_now() - t0;
     rf_state_free(st);
     free(out);
     return n;
@@ -187,11 +180,11 @@ read_bandwidth(void)
         a[i] = (float)(i & 7);
     for (int r = 0; r < 3; r++) {
         float acc[16] = { 0 };
-        double t0 = now(), t;
+        double t0 = cli_now(), t;
         for (size_t i = 0; i < n; i += 16)
             for (int u = 0; u < 16; u++)
                 acc[u] += a[i + (size_t)u];
-        t = now() - t0;
+        t = cli_now() - t0;
         sink = acc[0] + acc[15];
         if (n * sizeof(float) / t / 1e9 > best)
             best = (double)(n * sizeof(float)) / t / 1e9;
@@ -242,13 +235,13 @@ bench_generate(const struct rf_model *m, const struct bench_options *o)
         p.max_new = N;
         p.seed = (uint64_t)i + 1;
         tok_encode(rf_model_vocab(m), texts[i], strlen(texts[i]), p.src_maxlen, &src, &e);
-        t0 = now();
+        t0 = cli_now();
         if (gen_paraphrase(m, texts[i], strlen(texts[i]), &p, 20, &out, &e) != RS_OK) {
             fprintf(stderr, "rosim: %s\n", e.msg);
             tok_output_free(&src);
             goto done;
         }
-        total_s += now() - t0;
+        total_s += cli_now() - t0;
         total_tokens += out.n_generated;
         /* decode FLOPs of the generated tokens, source pass and ranking aside */
         total_flops += out.n_generated * (2 * L * (4 * H * H + 2 * H * F) + 2 * (H * H + H * V)) +
@@ -275,9 +268,9 @@ bench_generate(const struct rf_model *m, const struct bench_options *o)
         d = dec_new(m, src.n, N, R);
         if (d == NULL)
             goto done;
-        t0 = now();
+        t0 = cli_now();
         dec_start(d, src.ids, src.n, &e);
-        source_s = now() - t0;
+        source_s = cli_now() - t0;
         dec_fork(d, R, &e);
         for (int t = 0; t < N; t++) {
             double flops = R * (2 * L * (4 * H * H + 2 * H * F) + 2 * (H * H + H * V) +
@@ -286,10 +279,10 @@ bench_generate(const struct rf_model *m, const struct bench_options *o)
                                ? flops / (rate * 1e9) : weight_bytes / (bw * 1e9), dt;
             for (int r = 0; r < R; r++)
                 tok[r] = (int32_t)(5 + (r * 131 + t * 17) % (c->n_vocab - 5));
-            t0 = now();
+            t0 = cli_now();
             if (dec_step(d, tok, &e) != RS_OK)
                 break;
-            dt = now() - t0;
+            dt = cli_now() - t0;
             steps += dt;
             if (dt / limit > worst)
                 worst = dt / limit;
@@ -310,10 +303,10 @@ bench_generate(const struct rf_model *m, const struct bench_options *o)
                     gen[r * N + k] = (int32_t)(5 + (r * 131 + k * 17) % (c->n_vocab - 5));
                 gp[r] = gen + r * N;
             }
-            t0 = now();
+            t0 = cli_now();
             dec_recompute(m, src.ids, src.n, gp, t, rows, probs, &e);
             at[s] = t;
-            cost[s] = now() - t0;
+            cost[s] = cli_now() - t0;
             free(gen);
         }
         for (int s = 0; s + 1 < 5; s++)
@@ -368,7 +361,7 @@ bench_one_index(const char *factory, int dim, int n, int queries)
         for (int j = 0; j < dim; j++)
             v[j] /= sqrtf(norm);
     }
-    t0 = now();
+    t0 = cli_now();
     for (int i = 0; i < n; i += 1000) {
         struct coll_doc docs[1000];
         static char ids[1000][16];
@@ -383,7 +376,7 @@ bench_one_index(const char *factory, int dim, int n, int queries)
             goto done;
         }
     }
-    t_insert = now() - t0;
+    t_insert = cli_now() - t0;
     for (int q = 0; q < queries; q++) {
         float query[4096], best[10];
         int best_id[10];
@@ -391,9 +384,9 @@ bench_one_index(const char *factory, int dim, int n, int queries)
         int nh;
         for (int j = 0; j < dim; j++)
             query[j] = (float)rand_r(&seed) / RAND_MAX - 0.5f;
-        t0 = now();
+        t0 = cli_now();
         coll_search(c, query, 10, -2.0f, &hits, &nh, &e);
-        t_search += now() - t0;
+        t_search += cli_now() - t0;
         /* brute force: the ten largest inner products */
         cblas_sgemv(CblasRowMajor, CblasNoTrans, n, dim, 1.0f, vecs, dim, query, 1, 0.0f, scores, 1);
         for (int k = 0; k < 10; k++) {

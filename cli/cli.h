@@ -30,6 +30,9 @@ struct options {
  * Returns 0 or -1 when stdout fails. */
 int emit(json_t *j);
 
+/* Seconds on a monotonic clock. */
+double cli_now(void);
+
 /* getline from stdin without the line end (\n or \r\n); -1 at the end. */
 ssize_t read_line(char **line, size_t *cap);
 

@@ -20,14 +20,6 @@
 #include "../index/store.h"
 #include "cli.h"
 
-static double
-now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int
 open_collection(const struct rf_model *m, const struct options *o, int create,
                 struct store **s, struct coll **c)
@@ -84,7 +76,7 @@ embed(const struct rf_model *m, struct rf_state *st, char **texts, int n, int ma
 static void
 progress(long done, double t0, long bytes, long total)
 {
-    double rate = done / (now() - t0 + 1e-9);
+    double rate = done / (cli_now() - t0 + 1e-9);
 
     if (total > 0) {
         int width = 30, fill = (int)(width * (double)bytes / (double)total);
@@ -110,7 +102,7 @@ cmd_import(const struct rf_model *m, const struct options *o)
     size_t cap = 0;
     ssize_t len;
     long lineno = 0, done = 0, bytes = 0, total = 0;
-    double t0 = now(), last = 0;
+    double t0 = cli_now(), last = 0;
     struct stat sb;
     int n = 0, rc;
 
@@ -183,9 +175,9 @@ cmd_import(const struct rf_model *m, const struct options *o)
                 ids[i] = texts[i] = metas[i] = NULL;
             }
             n = 0;
-            if (len >= 0 && now() - last > 0.2) {
+            if (len >= 0 && cli_now() - last > 0.2) {
                 progress(done, t0, bytes, total);
-                last = now();
+                last = cli_now();
             }
         }
         if (len < 0)

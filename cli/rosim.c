@@ -62,6 +62,14 @@ parse_int(const char *opt, const char *v, int lo, int hi, int *out)
     return 0;
 }
 
+double
+cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 int
 emit(json_t *j)
 {

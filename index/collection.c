@@ -566,6 +566,20 @@ open_db(struct coll *c, sqlite3 **db, int create, struct rs_error *e)
     return RS_OK;
 }
 
+/* Release everything c holds (databases closed without a snapshot). */
+static void
+coll_free(struct coll *c)
+{
+    sqlite3_close(c->wdb);
+    sqlite3_close(c->rdb);
+    faiss_Index_free(c->index);
+    set_clear(&c->filter);
+    pthread_mutex_destroy(&c->wmu);
+    pthread_rwlock_destroy(&c->lock);
+    free(c->dir);
+    free(c);
+}
+
 int
 coll_open(struct coll **out, const char *dir, const struct coll_options *o, struct rs_error *e)
 {
@@ -681,6 +695,7 @@ coll_open(struct coll **out, const char *dir, const struct coll_options *o, stru
 fail:
     sqlite3_close(c->wdb);
     sqlite3_close(c->rdb);
+    c->wdb = c->rdb = NULL;
     if (!exists) {   /* a collection that failed to come into being leaves nothing */
         static const char *const files[] = { "docs.db", "docs.db-wal", "docs.db-shm" };
         char path[4200];
@@ -690,12 +705,7 @@ fail:
         }
         rmdir(dir);
     }
-    faiss_Index_free(c->index);
-    set_clear(&c->filter);
-    pthread_mutex_destroy(&c->wmu);
-    pthread_rwlock_destroy(&c->lock);
-    free(c->dir);
-    free(c);
+    coll_free(c);
     return rc;
 }
 
@@ -706,14 +716,7 @@ coll_close(struct coll *c)
         return;
     if (c->seq != c->snapshot_seq)
         coll_snapshot(c, NULL);
-    sqlite3_close(c->wdb);
-    sqlite3_close(c->rdb);
-    faiss_Index_free(c->index);
-    set_clear(&c->filter);
-    pthread_mutex_destroy(&c->wmu);
-    pthread_rwlock_destroy(&c->lock);
-    free(c->dir);
-    free(c);
+    coll_free(c);
 }
 
 /* --- writes --------------------------------------------------------------- */

@@ -140,6 +140,17 @@ worker(void *arg)
     return NULL;
 }
 
+static void
+destroy(struct batcher *b)
+{
+    rf_state_free(b->state);
+    free(b->scratch);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->work);
+    pthread_cond_destroy(&b->done);
+    free(b);
+}
+
 struct batcher *
 batcher_new(const struct rf_model *m, int max_tokens, int wait_us, int max_queue, int max_len)
 {
@@ -160,12 +171,7 @@ batcher_new(const struct rf_model *m, int max_tokens, int wait_us, int max_queue
     pthread_cond_init(&b->done, NULL);
     if (b->state == NULL || b->scratch == NULL ||
         pthread_create(&b->thread, NULL, worker, b) != 0) {
-        rf_state_free(b->state);
-        free(b->scratch);
-        pthread_mutex_destroy(&b->mu);
-        pthread_cond_destroy(&b->work);
-        pthread_cond_destroy(&b->done);
-        free(b);
+        destroy(b);
         return NULL;
     }
     return b;
@@ -181,12 +187,7 @@ batcher_free(struct batcher *b)
     pthread_cond_broadcast(&b->work);
     pthread_mutex_unlock(&b->mu);
     pthread_join(b->thread, NULL);
-    rf_state_free(b->state);
-    free(b->scratch);
-    pthread_mutex_destroy(&b->mu);
-    pthread_cond_destroy(&b->work);
-    pthread_cond_destroy(&b->done);
-    free(b);
+    destroy(b);
 }
 
 int

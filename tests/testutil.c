@@ -209,52 +209,63 @@ tu_http(int port, const char *method, const char *path, const char *content_type
     return tu_http_with(port, method, path, content_type, body, body_len, NULL, r);
 }
 
-int
-tu_http_with(int port, const char *method, const char *path, const char *content_type,
-             const char *body, size_t body_len, const char *header, struct tu_response *r)
+/* Send the request prepared on c to path with headers hdrs (both consumed)
+ * and collect the reply in r.  Returns curl's result. */
+static CURLcode
+perform(CURL *c, int port, const char *path, struct curl_slist *hdrs, struct tu_response *r)
 {
     struct buf b = { 0 }, h = { 0 };
-    struct curl_slist *hdrs = NULL;
-    char url[1024], ct[256];
-    CURL *c = curl_easy_init();
+    char url[1024];
     CURLcode rc;
 
-    if (c == NULL)
-        return -1;
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
     buf_add(&b, "", 0);
     buf_add(&h, "", 0);
+    hdrs = curl_slist_append(hdrs, "Expect:");
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);   /* send /../ as it is */
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (strcmp(method, "HEAD") == 0)
-        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-    if (content_type != NULL) {
-        snprintf(ct, sizeof(ct), "Content-Type: %s", content_type);
-        hdrs = curl_slist_append(hdrs, ct);
-    }
-    hdrs = curl_slist_append(hdrs, "Expect:");
-    if (header != NULL)
-        hdrs = curl_slist_append(hdrs, header);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    if (body != NULL) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    }
     rc = curl_easy_perform(c);
+    r->status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
     r->body = b.data;
     r->body_len = b.len;
     r->headers = h.data;
-    return rc == CURLE_OK ? 0 : -1;
+    return rc;
+}
+
+int
+tu_http_with(int port, const char *method, const char *path, const char *content_type,
+             const char *body, size_t body_len, const char *header, struct tu_response *r)
+{
+    struct curl_slist *hdrs = NULL;
+    char ct[256];
+    CURL *c = curl_easy_init();
+
+    if (c == NULL)
+        return -1;
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    if (content_type != NULL) {
+        snprintf(ct, sizeof(ct), "Content-Type: %s", content_type);
+        hdrs = curl_slist_append(hdrs, ct);
+    }
+    if (header != NULL)
+        hdrs = curl_slist_append(hdrs, header);
+    if (body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    }
+    return perform(c, port, path, hdrs, r) == CURLE_OK ? 0 : -1;
 }
 
 void
@@ -286,39 +297,19 @@ on_read(char *dst, size_t size, size_t n, void *user)
 int
 tu_http_chunked(int port, const char *path, const char *body, size_t len, struct tu_response *r)
 {
-    struct buf b = { 0 }, h = { 0 };
     struct reader rd = { body, len };
     struct curl_slist *hdrs = NULL;
-    char url[1024];
     CURL *c = curl_easy_init();
     CURLcode rc;
 
     if (c == NULL)
         return -1;
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    buf_add(&b, "", 0);
-    buf_add(&h, "", 0);
     hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
     hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
-    hdrs = curl_slist_append(hdrs, "Expect:");
-    curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
     curl_easy_setopt(c, CURLOPT_READDATA, &rd);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    rc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(c);
-    r->body = b.data;
-    r->body_len = b.len;
-    r->headers = h.data;
+    rc = perform(c, port, path, hdrs, r);
     /* the server may answer 413 and close before the upload ends */
     return rc == CURLE_OK || r->status != 0 ? 0 : -1;
 }
