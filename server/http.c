@@ -54,6 +54,7 @@ struct request {
     char id[72];           /* request id, echoed in X-Request-Id */
     struct timespec start;
     const char *route;     /* route template, for metrics */
+    char line[208];        /* method and path, printable, for the log */
     int status;
     struct http_server *server;
 };
@@ -237,6 +238,12 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         atomic_fetch_add(&s->inflight, 1);
         metrics_inflight(1);
         set_request_id(s, c, req);
+        {
+            size_t n = (size_t)snprintf(req->line, sizeof(req->line), "%.16s %.180s", method, url);
+            for (size_t i = 0; i < n && i < sizeof(req->line); i++)
+                if ((unsigned char)req->line[i] < ' ' || req->line[i] == 127)
+                    req->line[i] = '?';
+        }
         if (s->n_keys > 0 && !open_route && !authorized(s, c)) {
             req->answered = 1;
             metrics_rejected("unauthorized");
@@ -328,7 +335,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                       addr, sizeof(addr));
     }
     metrics_request(req->route, req->status, secs);
-    log_msg(LOG_INFO, "req=%s %s %s %d %.1fms%s", req->id, addr, req->route, req->status,
+    log_msg(LOG_INFO, "req=%s %s %s %d %.1fms%s", req->id, addr, req->line, req->status,
             secs * 1e3, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
     metrics_inflight(-1);
     atomic_fetch_sub(&s->inflight, 1);
