@@ -309,6 +309,19 @@ START_TEST(test_snapshot_replay_and_damage)
     ck_assert(recall(c, &m, 20, 10) >= 0.95);
     coll_close(c);
 
+    /* a truncated database is reported, not trusted */
+    snprintf(db, sizeof(db), "cp -r '%s/c' '%s/t' && rm -f '%s/t/docs.db-wal' '%s/t/docs.db-shm'",
+             dir, dir, dir, dir);
+    ck_assert_int_eq(system(db), 0);
+    snprintf(db, sizeof(db), "%s/t/docs.db", dir);
+    ck_assert_int_eq(stat(db, &sb), 0);
+    ck_assert_int_eq(truncate(db, sb.st_size / 3), 0);
+    {
+        struct coll_options o = { 0, NULL, DIM, "test-model", COLL_FSYNC_ALWAYS, 0 };
+        snprintf(snap, sizeof(snap), "%s/t", dir);
+        ck_assert_int_eq(coll_open(&c, snap, &o, &e), RS_EFORMAT);
+        ck_assert_ptr_nonnull(strstr(e.msg, "docs.db"));
+    }
     /* a corrupt database is reported, not trusted */
     snprintf(db, sizeof(db), "%s/c/docs.db", dir);
     fd = open(db, O_RDWR);
