@@ -31,8 +31,10 @@ for w in $what; do
         $build/rosim bench --model $model --input $sentences --count 512 --threads $threads ;;
     import)
         data=$(mktemp -d)
-        awk '{ gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); printf "{\"id\":\"s%d\",\"text\":\"%s\"}\n", NR, $0 }' \
-            $sentences > $data/docs.jsonl
+        /usr/bin/python3 -c 'import json, sys
+for i, l in enumerate(sys.stdin):
+    print(json.dumps({"id": "s%d" % i, "text": l.rstrip("\n")}, ensure_ascii=False))' \
+            < $sentences > $data/docs.jsonl
         start=$(date +%s.%N)
         $build/rosim import --model $model --data $data/db --collection bench \
             --threads $threads < $data/docs.jsonl
