@@ -148,6 +148,57 @@ normalize(const float *in, float *out, int dim)
         out[i] = norm > 0 ? (float)(in[i] / norm) : 0.0f;
 }
 
+/* Index types this service builds: comma-separated components from a known
+ * set, each number bounded, so a request cannot ask FAISS for an absurd
+ * allocation (IVF100000000 would allocate billions of list heads). */
+static int
+factory_allowed(const char *f, char *why, size_t why_len)
+{
+    static const struct { const char *prefix; long max; } parts[] = {
+        { "IVF", 65536 }, { "HNSW", 256 }, { "PQ", 768 }, { "OPQ", 768 }, { "PCA", 8192 },
+        { "PCAR", 8192 }, { "SQ", 16 }, { "Flat", 0 }, { "IDMap2", 0 }, { "IDMap", 0 },
+        { "L2norm", 0 }, { "SQfp16", 0 }, { "RFlat", 0 }, { "Refine(Flat)", 0 },
+    };
+    char buf[128], *save = NULL;
+
+    if (strlen(f) == 0 || strlen(f) >= sizeof(buf)) {
+        snprintf(why, why_len, "the index type must have 1 to %zu characters", sizeof(buf) - 1);
+        return 0;
+    }
+    strcpy(buf, f);
+    for (char *tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        int ok = 0;
+        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]) && !ok; i++) {
+            size_t n = strlen(parts[i].prefix);
+            const char *rest = tok + n;
+            if (strncmp(tok, parts[i].prefix, n) != 0)
+                continue;
+            if (parts[i].max == 0) {
+                ok = *rest == '\0';
+            } else {
+                /* digits, optionally "x" or "_" and more digits (PQ16x8, OPQ16_64) */
+                char *end;
+                long v = strtol(rest, &end, 10);
+                if (end != rest && v >= 1 && v <= parts[i].max) {
+                    if ((*end == 'x' || *end == '_') && end[1] >= '0' && end[1] <= '9') {
+                        long w = strtol(end + 1, &end, 10);
+                        ok = *end == '\0' && w >= 1 && w <= parts[i].max;
+                    } else {
+                        ok = *end == '\0';
+                    }
+                }
+            }
+        }
+        if (!ok) {
+            snprintf(why, why_len, "'%s' in index type '%s' is not a supported component "
+                     "(Flat, HNSW<M>, IVF<n>, PQ<m>, SQ<bits>, PCA<d>, ..., numbers bounded)",
+                     tok, f);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int
 is_ivf_factory(const char *f)
 {
@@ -619,7 +670,12 @@ coll_open(struct coll **out, const char *dir, const struct coll_options *o, stru
     if (meta_get(c->wdb, "schema", buf, sizeof(buf)) == NULL) {
         char dim[32];
         FaissIndex *probe = NULL;
-        /* a new collection: the factory string must make an index */
+        /* a new collection: the factory string must be one we allow and
+         * make an index */
+        if (!factory_allowed(c->factory, buf, sizeof(buf))) {
+            rc = rs_error_set(e, RS_EINVAL, "%s", buf);
+            goto fail;
+        }
         if ((rc = new_index(c, 0, &probe, e)) != RS_OK) {
             rc = rs_error_set(e, RS_EINVAL, "index type '%s' is not valid: %s", c->factory, e->msg);
             goto fail;

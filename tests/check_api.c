@@ -434,6 +434,7 @@ static const struct bad battery[] = {
     B("PUT", "/v1/collections/a%00b", NULL, NULL, 400, "invalid_path"),
     B("PUT", "/v1/collections/a%zz", NULL, NULL, 400, "invalid_path"),
     B("PUT", "/v1/collections/x", JSON, "{\"index\":\"NoSuchIndex\"}", 422, "invalid"),
+    B("PUT", "/v1/collections/x", JSON, "{\"index\":\"IVF100000000,Flat\"}", 422, "invalid"),
     B("PUT", "/v1/collections/x", JSON, "{\"index\":5}", 400, "invalid_type"),
     B("PUT", "/v1/collections/x", "text/plain", "index=Flat", 415, "unsupported_media_type"),
     B("POST", "/v1/collections/c/search", JSON, "{\"vector\":[1,2,3]}", 422, "wrong_dimension"),

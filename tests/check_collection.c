@@ -360,7 +360,18 @@ START_TEST(test_refuses_other_model)
     o.create = 1;
     snprintf(path, sizeof(path), "%s/bad", dir);
     ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EINVAL);
-    ck_assert_ptr_nonnull(strstr(e.msg, "index type 'NoSuchIndex' is not valid"));
+    ck_assert_ptr_nonnull(strstr(e.msg, "'NoSuchIndex' in index type"));
+    /* absurd sizes are refused before FAISS allocates anything */
+    o.factory = "IVF100000000,Flat";
+    ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EINVAL);
+    o.factory = "HNSW100000,Flat";
+    ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EINVAL);
+    o.factory = "Flat,";
+    ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EINVAL);
+    /* a well-formed type FAISS cannot build is refused by FAISS */
+    o.factory = "PQ5";
+    ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EINVAL);
+    ck_assert_ptr_nonnull(strstr(e.msg, "index type 'PQ5' is not valid"));
     snprintf(path, sizeof(path), "%s/none", dir);
     o.create = 0;
     ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_ENOTFOUND);
