@@ -6,6 +6,8 @@
 #   make run              start rosimd with conf/rosimd.conf
 #   make bench [BENCH="encoder import generate search"]   benchmarks (bench/run.sh)
 #   make install PREFIX=/usr/local [DESTDIR=...]
+#   make fuzz [FUZZ_SECONDS=600]   libFuzzer (clang) on every parser, in turn
+#   make drills           kill -9 under write load (50 rounds), overload, slowloris
 #
 # The first build runs scripts/setup.sh, which installs the Debian packages
 # rosim needs and builds the FAISS C API into build/faiss.  V=1 shows the
@@ -59,7 +61,7 @@ else
 Q = @
 endif
 
-.PHONY: all check run bench install clean setup
+.PHONY: all check run bench install clean setup fuzz drills
 all: $(BUILD)/rosimd $(BUILD)/rosim
 
 setup: $(SETUP)
@@ -107,7 +109,41 @@ install: all
 	sed 's|@PREFIX@|$(PREFIX)|g' systemd/rosimd.service \
 	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/rosimd.service
 
+# --- drills: rosimd killed, flooded and starved, checked from outside ---
+$(BUILD)/drill_%: $(call obj,tests/drills/%_drill.c tests/testutil.c)
+	@[ "$(V)" = 1 ] || echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(TEST_LIBS)
+
+drills: $(BUILD)/drill_crash $(BUILD)/drill_overload $(BUILD)/rosimd
+	ROSIMD=$(BUILD)/rosimd $(BUILD)/drill_crash 50
+	ROSIMD=$(BUILD)/rosimd $(BUILD)/drill_overload
+
+# --- fuzzing: clang + libFuzzer + ASan/UBSan; corpora grow in build/fuzz ---
+FUZZ_TARGETS = tokenizer weights config api snapshot
+FUZZ_SECONDS ?= 600
+FUZZ_CC      ?= clang
+FUZZ_SRC      = $(MODEL_SRC) $(INDEX_SRC) $(SERVER_SRC)
+FUZZ_FLAGS    = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined $(STD) $(DEFS) \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p build/fuzz/corpus/$$t; \
+	    echo "fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	    build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=4096 \
+	        -max_len=65536 -print_final_stats=1 -artifact_prefix=build/fuzz/$$t- \
+	        build/fuzz/corpus/$$t tests/fuzz/corpus/$$t 2>build/fuzz/$$t.log \
+	        || { tail -40 build/fuzz/$$t.log; exit 1; }; \
+	    grep -E "stat::number_of_executed_units|stat::average_exec_per_sec" build/fuzz/$$t.log; \
+	done
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(SETUP)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC) $(LIBS)
+
 clean:
-	rm -rf build/obj build/san build/rosimd build/rosim build/check_rosim
+	rm -rf build/obj build/san build/fuzz build/rosimd build/rosim build/check_rosim
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

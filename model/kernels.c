@@ -7,8 +7,13 @@
 #include <math.h>
 #include <string.h>
 
-/* Compiled for AVX-512, AVX2 and the baseline; chosen when the program starts. */
+/* Compiled for AVX-512, AVX2 and the baseline; chosen when the program
+ * starts (GCC; clang, used for fuzzing only, builds the baseline). */
+#if defined(__GNUC__) && !defined(__clang__)
 #define VECTOR_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_KERNEL
+#endif
 
 void
 k_dense(const float *x, int n, int in, const float *w, const float *b, int out, float *y)

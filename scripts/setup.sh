@@ -20,7 +20,7 @@ libmicrohttpd-dev libjansson-dev libfaiss-dev libopenblas-dev check
 libsqlite3-dev libinih-dev libsystemd-dev libutf8proc-dev libcurl4-openssl-dev"
 mode=${1:-}
 if [ "$mode" != "--build-only" ]; then
-    packages="$packages python3 python3-prometheus-client systemd"
+    packages="$packages python3 python3-prometheus-client systemd clang libclang-rt-14-dev"
 fi
 if [ "$mode" = "--bench" ]; then
     packages="$packages python3-numpy fortunes-zh bc wrk"

@@ -1,0 +1,96 @@
+/*
+ * fuzz_api.c: the HTTP API handler on arbitrary requests, in process with
+ * the tiny model: "METHOD PATH\n" then the body.  The second byte picks the
+ * content type.  Collections made along the way are dropped after each run.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../server/api.h"
+#include "../../server/config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct app app;
+static struct conf conf;
+
+static void
+setup(void)
+{
+    struct rs_error e;
+    struct rf_model *m;
+    struct store *s;
+    char dir[64];
+    struct store_options so;
+
+    conf_defaults(&conf);
+    snprintf(dir, sizeof(dir), "/tmp/rosim-fuzz-api-%d", (int)getpid());
+    if (conf_set(&conf, "storage.data", dir, &e) || conf_set(&conf, "limits.max_n", "3", &e) ||
+        conf_set(&conf, "limits.max_k", "3", &e) || conf_set(&conf, "limits.max_texts", "4", &e) ||
+        conf_set(&conf, "limits.max_new_tokens", "4", &e) ||
+        conf_set(&conf, "limits.max_documents", "4", &e) ||
+        conf_set(&conf, "limits.max_search_k", "5", &e) ||
+        conf_set(&conf, "limits.request_timeout", "5", &e) ||
+        conf_set(&conf, "storage.fsync", "off", &e) ||
+        rf_model_load(&m, "tests/fixtures/roformer-sim-tiny", &e))
+        abort();
+    so = (struct store_options){ rf_model_config(m)->d_model, rf_model_fingerprint(m),
+                                 COLL_FSYNC_OFF, 0, "Flat" };
+    if (store_open(&s, dir, &so, &e) || app_init(&app, &conf, m, s, &e))
+        abort();
+    atomic_store(&app.ready, 1);
+    {
+        int created;
+        if (store_create(s, "keep", NULL, &created, &e))
+            abort();
+    }
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const char *const types[] = { "application/json", "application/json; charset=utf-8",
+                                         "text/plain", NULL };
+    char line[512], method[16], path[496];
+    const uint8_t *nl;
+    struct api_request rq;
+    struct api_reply rp;
+    char **names;
+    int n;
+
+    if (app.model == NULL)
+        setup();
+    if (size < 2)
+        return 0;
+    nl = memchr(data + 1, '\n', size - 1);
+    if (nl == NULL || (size_t)(nl - data - 1) >= sizeof(line))
+        return 0;
+    memcpy(line, data + 1, (size_t)(nl - data - 1));
+    line[nl - data - 1] = '\0';
+    if (sscanf(line, "%15s %495s", method, path) != 2)
+        return 0;
+    {
+        size_t blen = size - (size_t)(nl + 1 - data);
+        char *body = malloc(blen + 1);
+        if (body == NULL)
+            return 0;
+        memcpy(body, nl + 1, blen);
+        body[blen] = '\0';
+        rq = (struct api_request){ method, path, types[data[0] % 4], body, blen };
+        api_handle(&app, &rq, &rp);
+        json_decref(rp.json);
+        free(body);
+    }
+    if (store_names(app.store, &names, &n) == RS_OK) {
+        for (int i = 0; i < n; i++) {
+            struct rs_error e;
+            if (strcmp(names[i], "keep") != 0)
+                store_drop(app.store, names[i], &e);
+        }
+        store_names_free(names, n);
+    }
+    return 0;
+}

@@ -1,0 +1,40 @@
+/*
+ * fuzz_tokenizer.c: tok_encode and tok_decode on arbitrary bytes with the
+ * released vocabulary.  The first byte picks maxlen (0: none).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "../../model/tokenizer.h"
+
+static struct tok_vocab *vocab;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct tok_output out = { 0 };
+    struct rs_error e;
+    int maxlen;
+
+    if (vocab == NULL && tok_vocab_load(&vocab, "tests/fixtures/roformer-sim-char/vocab.txt", &e))
+        abort();
+    if (size == 0)
+        return 0;
+    maxlen = data[0] < 2 ? 0 : data[0];
+    if (tok_encode(vocab, (const char *)data + 1, size - 1, maxlen, &out, &e) == RS_OK) {
+        char *text = tok_decode(vocab, out.ids, out.n);
+        free(text);
+    }
+    /* the bytes as ids, some out of range */
+    {
+        int32_t ids[64];
+        int n = 0;
+        for (size_t i = 0; i + 1 < size && n < 64; i += 2)
+            ids[n++] = (int32_t)(data[i] | data[i + 1] << 8) - 100;
+        free(tok_decode(vocab, ids, n));
+    }
+    tok_output_free(&out);
+    return 0;
+}
