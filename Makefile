@@ -119,7 +119,7 @@ drills: $(BUILD)/drill_crash $(BUILD)/drill_overload $(BUILD)/rosimd
 	ROSIMD=$(BUILD)/rosimd $(BUILD)/drill_overload
 
 # --- fuzzing: clang + libFuzzer + ASan/UBSan; corpora grow in build/fuzz ---
-FUZZ_TARGETS = tokenizer weights config api snapshot
+FUZZ_TARGETS = tokenizer tf safetensors torch config api snapshot
 FUZZ_SECONDS ?= 600
 FUZZ_CC      ?= clang
 FUZZ_SRC      = $(MODEL_SRC) $(INDEX_SRC) $(SERVER_SRC)
@@ -133,7 +133,8 @@ fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	    echo "fuzz_$$t for $(FUZZ_SECONDS) s"; \
 	    build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=4096 \
 	        -max_len=65536 -print_final_stats=1 -artifact_prefix=build/fuzz/$$t- \
-	        build/fuzz/corpus/$$t tests/fuzz/corpus/$$t 2>build/fuzz/$$t.log \
+	        build/fuzz/corpus/$$t tests/fuzz/corpus/$$(echo $$t | sed 's/^tf$$\|^safetensors$$\|^torch$$/weights/') \
+	        2>build/fuzz/$$t.log \
 	        || { tail -40 build/fuzz/$$t.log; exit 1; }; \
 	    grep -E "stat::number_of_executed_units|stat::average_exec_per_sec" build/fuzz/$$t.log; \
 	done
@@ -142,6 +143,14 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC) $(SETUP)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRC) $(LIBS)
+
+# one target per weight reader, from one source
+build/fuzz/fuzz_tf build/fuzz/fuzz_safetensors build/fuzz/fuzz_torch: \
+        tests/fuzz/fuzz_weights.c $(FUZZ_SRC) $(SETUP)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -DWEIGHTS_FORMAT=$(if $(findstring _tf,$@),0,$(if $(findstring safetensors,$@),1,2)) \
+	    -o $@ $< $(FUZZ_SRC) $(LIBS)
 
 clean:
 	rm -rf build/obj build/san build/fuzz build/rosimd build/rosim build/check_rosim

@@ -18,6 +18,15 @@ static struct app app;
 static struct conf conf;
 
 static void
+cleanup(void)
+{
+    char cmd[1100];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", conf.data_dir);
+    if (system(cmd) != 0)
+        return;
+}
+
+static void
 setup(void)
 {
     struct rs_error e;
@@ -42,6 +51,7 @@ setup(void)
     if (store_open(&s, dir, &so, &e) || app_init(&app, &conf, m, s, &e))
         abort();
     atomic_store(&app.ready, 1);
+    atexit(cleanup);
     {
         int created;
         if (store_create(s, "keep", NULL, &created, &e))

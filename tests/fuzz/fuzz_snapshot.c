@@ -19,6 +19,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static char dir[64];
 
 static void
+cleanup(void)
+{
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return;
+}
+
+static void
 setup(void)
 {
     struct coll_options o = { 1, "Flat", DIM, "fuzz", COLL_FSYNC_OFF, 0 };
@@ -39,6 +48,7 @@ setup(void)
             abort();
     }
     coll_close(c);
+    atexit(cleanup);
 }
 
 int

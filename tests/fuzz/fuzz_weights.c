@@ -1,7 +1,9 @@
 /*
- * fuzz_weights.c: the three weight readers on arbitrary files.  The first
- * byte picks the reader: TF index (with the tiny model's real data shard
- * beside it), safetensors, or PyTorch zip.  Every tensor that opens is read.
+ * fuzz_weights.c: a weight reader on arbitrary files; built once per reader
+ * with WEIGHTS_FORMAT 0 (TF index, with the tiny model's real data shard
+ * beside it), 1 (safetensors) or 2 (PyTorch zip).  The first byte of an
+ * input names the format its seed was made for and is skipped.  Every
+ * tensor that opens is read.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +18,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static char dir[64];
 
 static void
+cleanup(void)
+{
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return;
+}
+
+static void
 setup(void)
 {
     char cmd[256];
@@ -24,6 +35,7 @@ setup(void)
              "bert_model.ckpt.data-00000-of-00001 %s/m.data-00000-of-00001", dir, dir);
     if (system(cmd) != 0)
         abort();
+    atexit(cleanup);
 }
 
 static void
@@ -46,7 +58,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         setup();
     if (size == 0)
         return 0;
-    switch (data[0] % 3) {
+    switch (WEIGHTS_FORMAT) {
     case 0:
         snprintf(path, sizeof(path), "%s/m.index", dir);
         write_file(path, data + 1, size - 1);
