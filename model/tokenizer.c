@@ -491,6 +491,7 @@ tok_encode(const struct tok_vocab *v, const char *text, size_t len, int maxlen,
     int rc;
 
     out->n = 0;
+    out->truncated = 0;
     out->text_len = 0;
     if (maxlen > 0 && maxlen < 2)
         return rs_error_set(e, RS_EINVAL, "max length %d is too small (at least 2)", maxlen);
@@ -559,6 +560,7 @@ tok_encode(const struct tok_vocab *v, const char *text, size_t len, int maxlen,
 
     /* truncate: keep [CLS], the first maxlen-2 pieces, [SEP] */
     if (maxlen > 0 && out->n > maxlen) {
+        out->truncated = out->n - maxlen;
         out->ids[maxlen - 1] = out->ids[out->n - 1];
         out->offsets[maxlen - 1] = out->offsets[out->n - 1];
         out->n = maxlen;

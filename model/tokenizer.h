@@ -50,6 +50,7 @@ struct tok_special tok_specials(const struct tok_vocab *v);
  * piece text (a vocabulary token, or the whole unknown word for [UNK]). */
 struct tok_output {
     int n;
+    int truncated;       /* pieces maxlen cut away (0: none) */
     int32_t *ids;        /* [n] */
     char **pieces;       /* [n], NUL-terminated, pointing into text */
     /* storage, owned by the struct and reused by the next tok_encode */

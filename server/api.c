@@ -281,14 +281,8 @@ embed(struct app *a, const char *const *texts, int n, int normalize, struct embe
         goto done;
     }
     for (int i = 0; i < n && rc == RS_OK; i++) {
-        struct tok_output full = { 0 };
         rc = tok_encode(rf_model_vocab(a->model), texts[i], strlen(texts[i]), maxlen, &tok[i], &e);
-        /* count the texts truncation cut */
-        if (rc == RS_OK && tok[i].n == maxlen &&
-            tok_encode(rf_model_vocab(a->model), texts[i], strlen(texts[i]), 0, &full, &e) == RS_OK &&
-            full.n > maxlen)
-            out->truncated++;
-        tok_output_free(&full);
+        out->truncated += tok[i].truncated > 0;
         ids[i] = tok[i].ids;
         lens[i] = tok[i].n;
         out->tokens += tok[i].n;

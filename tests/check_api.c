@@ -203,6 +203,18 @@ START_TEST(test_routes)
     json_decref(j);
     free(body);
 
+    /* a text over max_length (64) is cut the bert4keras way, and counted */
+    {
+        char lng[400] = "{\"texts\":[\"";
+        for (int q = 0; q < 100; q++)
+            strcat(lng, "好");
+        strcat(lng, "\",\"好\"]}");
+        j = call("POST", "/v1/embed", lng, 200);
+        ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "usage"), "truncated_texts")), 1);
+        ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "usage"), "tokens")), 64 + 3);
+        json_decref(j);
+    }
+
     /* OpenAI embeddings: float, and base64 of little-endian float32 */
     snprintf(buf, sizeof(buf), "{\"input\":\"%s\",\"model\":\"roformer-sim\"}", case_text(0));
     j = call("POST", "/v1/embeddings", buf, 200);

@@ -163,8 +163,10 @@ START_TEST(test_invalid_utf8_and_limits)
     /* empty text is [CLS] [SEP]; maxlen 2 keeps exactly those */
     ck_assert_int_eq(tok_encode(v, "", 0, 0, &out, &e), RS_OK);
     ck_assert_int_eq(out.n, 2);
+    ck_assert_int_eq(out.truncated, 0);
     ck_assert_int_eq(tok_encode(v, "我喜欢北京", strlen("我喜欢北京"), 2, &out, &e), RS_OK);
     ck_assert_int_eq(out.n, 2);
+    ck_assert_int_eq(out.truncated, 5);
     ck_assert_str_eq(out.pieces[0], "[CLS]");
     ck_assert_str_eq(out.pieces[1], "[SEP]");
     /* special tokens cannot be injected through text */
