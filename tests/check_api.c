@@ -555,14 +555,6 @@ struct worker {
     double until;
 };
 
-static double
-now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void *
 work(void *arg)
 {
@@ -570,7 +562,7 @@ work(void *arg)
     json_t *g = json_array_get(json_object_get(expected, "generation"), 0);
     char buf[1024];
 
-    for (int i = 0; now_s() < w->until; i++) {
+    for (int i = 0; tu_now() < w->until; i++) {
         struct tu_response r;
         json_error_t je;
         json_t *j;
@@ -633,7 +625,7 @@ START_TEST(test_concurrency)
     snprintf(buf, sizeof(buf), "{\"documents\":[{\"id\":\"seed\",\"text\":\"%s\"}]}", case_text(4));
     json_decref(call("POST", "/v1/collections/c/documents", buf, 200));
     for (int i = 0; i < 16; i++) {
-        w[i] = (struct worker){ i, 0, 0, now_s() + 4.0 };
+        w[i] = (struct worker){ i, 0, 0, tu_now() + 4.0 };
         pthread_create(&t[i], NULL, work, &w[i]);
     }
     for (int i = 0; i < 16; i++) {

@@ -18,6 +18,14 @@
 #include <time.h>
 #include <unistd.h>
 
+double
+tu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 const char *
 tu_program(const char *env, const char *fallback)
 {

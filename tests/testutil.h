@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* Seconds on a monotonic clock. */
+double tu_now(void);
+
 /* Path of a built program from the environment (ROSIMD, ROSIM), with a
  * default under build/. */
 const char *tu_program(const char *env, const char *fallback);

@@ -26,14 +26,6 @@ static atomic_int stop_writers;
 static atomic_int next_id;
 static unsigned char acked[MAX_DOCS];
 
-static double
-now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void *
 writer(void *arg)
 {
@@ -71,7 +63,7 @@ main(int argc, char **argv)
         pthread_t t[WRITERS];
         struct tu_response r;
         struct timespec nap;
-        double t0 = now(), started;
+        double t0 = tu_now(), started;
         long documents = -1, vectors = -2;
         int missing = 0;
 
@@ -79,7 +71,7 @@ main(int argc, char **argv)
             fprintf(stderr, "round %d: rosimd did not start\n", round);
             return 1;
         }
-        started = now() - t0;
+        started = tu_now() - t0;
         total_start += started;
         if (started > worst_start)
             worst_start = started;

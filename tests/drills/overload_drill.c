@@ -30,14 +30,6 @@ static atomic_int n_ok, n_busy, n_other;
 static double busy_worst;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
-static double
-now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void *
 client(void *arg)
 {
@@ -45,10 +37,10 @@ client(void *arg)
     (void)arg;
     while (!atomic_load(&stop)) {
         struct tu_response r;
-        double t0 = now(), dt;
+        double t0 = tu_now(), dt;
         int rc = tu_http(d.port, "POST", "/v1/generate", "application/json", body,
                          sizeof(body) - 1, &r);
-        dt = now() - t0;
+        dt = tu_now() - t0;
         if (rc == 0 && r.status == 200) {
             atomic_fetch_add(&n_ok, 1);
         } else if (rc == 0 && r.status == 429 && strstr(r.headers, "Retry-After")) {
@@ -72,7 +64,7 @@ request_from_other_address(const char *body, double *secs)
     struct sockaddr_in src = { 0 }, dst = { 0 };
     char req[512], resp[256];
     int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1, n;
-    double t0 = now();
+    double t0 = tu_now();
 
     src.sin_family = AF_INET;
     inet_pton(AF_INET, "127.0.0.2", &src.sin_addr);
@@ -95,7 +87,7 @@ request_from_other_address(const char *body, double *secs)
 done:
     if (fd >= 0)
         close(fd);
-    *secs = now() - t0;
+    *secs = tu_now() - t0;
     return status;
 }
 
@@ -124,14 +116,14 @@ main(void)
     atomic_store(&stop, 1);
     for (int i = 0; i < 32; i++)
         pthread_join(t[i], NULL);
-    t0 = now();
+    t0 = tu_now();
     {
         static const char small[] = "{\"text\":\"好\",\"n\":2,\"max_length\":4}";
         if (tu_http(d.port, "POST", "/v1/generate", "application/json", small,
                     sizeof(small) - 1, &r) != 0 || r.status != 200)
             fails++;
     }
-    recovery = now() - t0;
+    recovery = tu_now() - t0;
     tu_response_free(&r);
     printf("overload: %d served, %d turned away with 429 (slowest answer %.1f ms), %d other; "
            "first request after the load %.1f ms\n", atomic_load(&n_ok), atomic_load(&n_busy),

@@ -11,6 +11,7 @@
 
 #include "../../server/api.h"
 #include "../../server/config.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -18,25 +19,15 @@ static struct app app;
 static struct conf conf;
 
 static void
-cleanup(void)
-{
-    char cmd[1100];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", conf.data_dir);
-    if (system(cmd) != 0)
-        return;
-}
-
-static void
 setup(void)
 {
     struct rs_error e;
     struct rf_model *m;
     struct store *s;
-    char dir[64];
+    const char *dir = fuzz_scratch_path("api");
     struct store_options so;
 
     conf_defaults(&conf);
-    snprintf(dir, sizeof(dir), "/tmp/rosim-fuzz-api-%d", (int)getpid());
     if (conf_set(&conf, "storage.data", dir, &e) || conf_set(&conf, "limits.max_n", "3", &e) ||
         conf_set(&conf, "limits.max_k", "3", &e) || conf_set(&conf, "limits.max_texts", "4", &e) ||
         conf_set(&conf, "limits.max_new_tokens", "4", &e) ||
@@ -51,7 +42,6 @@ setup(void)
     if (store_open(&s, dir, &so, &e) || app_init(&app, &conf, m, s, &e))
         abort();
     atomic_store(&app.ready, 1);
-    atexit(cleanup);
     {
         int created;
         if (store_create(s, "keep", NULL, &created, &e))

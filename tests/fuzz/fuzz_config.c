@@ -9,30 +9,21 @@
 #include <unistd.h>
 
 #include "../../server/config.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char path[64];
-
-static void
-cleanup(void)
-{
-    unlink(path);
-}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char name[64], value[64];
+    char name[64], value[64], path[160];
     struct conf c;
     struct rs_error e;
     FILE *f;
     size_t half = size / 2;
 
-    if (path[0] == '\0') {
-        snprintf(path, sizeof(path), "/tmp/rosim-fuzz-c-%d.conf", (int)getpid());
-        atexit(cleanup);
-    }
+    snprintf(path, sizeof(path), "%s", fuzz_scratch_path("c"));
     f = fopen(path, "wb");
     if (f == NULL || fwrite(data, 1, size, f) != size || fclose(f) != 0)
         abort();

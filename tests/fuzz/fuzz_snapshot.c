@@ -10,22 +10,14 @@
 #include <unistd.h>
 
 #include "../../index/collection.h"
+#include "fuzz.h"
 
 #define DIM 16
 #define DOCS 20
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char dir[64];
-
-static void
-cleanup(void)
-{
-    char cmd[96];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        return;
-}
+static const char *dir;
 
 static void
 setup(void)
@@ -34,7 +26,7 @@ setup(void)
     struct coll *c;
     struct rs_error e;
 
-    snprintf(dir, sizeof(dir), "/tmp/rosim-fuzz-s-%d", (int)getpid());
+    dir = fuzz_scratch_path("s");
     if (coll_open(&c, dir, &o, &e) != RS_OK)
         abort();
     for (int i = 0; i < DOCS; i++) {
@@ -48,7 +40,6 @@ setup(void)
             abort();
     }
     coll_close(c);
-    atexit(cleanup);
 }
 
 int
@@ -63,7 +54,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FILE *f;
     int n;
 
-    if (dir[0] == '\0')
+    if (dir == NULL)
         setup();
     snprintf(path, sizeof(path), "%s/index.snap", dir);
     f = fopen(path, "wb");

@@ -12,30 +12,21 @@
 #include <unistd.h>
 
 #include "../../model/weights.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char dir[64];
-
-static void
-cleanup(void)
-{
-    char cmd[96];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        return;
-}
+static const char *dir;
 
 static void
 setup(void)
 {
     char cmd[256];
-    snprintf(dir, sizeof(dir), "/tmp/rosim-fuzz-w-%d", (int)getpid());
+    dir = fuzz_scratch_path("w");
     snprintf(cmd, sizeof(cmd), "mkdir -p %s && cp tests/fixtures/roformer-sim-tiny/"
              "bert_model.ckpt.data-00000-of-00001 %s/m.data-00000-of-00001", dir, dir);
     if (system(cmd) != 0)
         abort();
-    atexit(cleanup);
 }
 
 static void
@@ -54,7 +45,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct rs_error e;
     int rc;
 
-    if (dir[0] == '\0')
+    if (dir == NULL)
         setup();
     if (size == 0)
         return 0;
