@@ -5,6 +5,7 @@
 #define ROSIM_CLI_H
 
 #include <jansson.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "../model/generate.h"
@@ -33,8 +34,10 @@ int emit(json_t *j);
 /* Seconds on a monotonic clock. */
 double cli_now(void);
 
-/* getline from stdin without the line end (\n or \r\n); -1 at the end. */
+/* getline from stdin (or f) without the line end (\n or \r\n); -1 at
+ * the end. */
 ssize_t read_line(char **line, size_t *cap);
+ssize_t read_line_from(FILE *f, char **line, size_t *cap);
 
 /* rosim import / rosim search (collections.c). */
 int cmd_import(const struct rf_model *m, const struct options *o);

@@ -4,11 +4,15 @@
  *
  *     rosim import --model DIR --data DIR --collection NAME [--index F] < docs.jsonl
  *         one {"id": "...", "text": "...", "meta": {...}} per line; meta is
- *         optional.  Texts are embedded in batches and each batch is one
- *         acknowledged write; progress goes to stderr.
+ *         optional.  Every line is checked before anything is stored (a
+ *         second pass reads stdin again, or a temporary copy of it when it
+ *         is a pipe).  Texts are embedded in batches and each batch is one
+ *         acknowledged write; progress goes to stderr, and a failure says
+ *         which lines were stored.
  *     rosim search --model DIR --data DIR --collection NAME [--k 10] [--min-score S]
  *         one query text per line -> {"hits":[{"id","score","text","meta"}]}
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +24,26 @@
 #include "../index/store.h"
 #include "cli.h"
 
+/* What the store cannot return (a collection that failed to open, a
+ * snapshot that failed at close) goes to stderr. */
+static void
+warn_store(void *arg, const char *collection, const char *what)
+{
+    (void)arg;
+    if (collection != NULL)
+        fprintf(stderr, "rosim: warning: collection '%s': %s\n", collection, what);
+    else
+        fprintf(stderr, "rosim: warning: %s\n", what);
+}
+
+/* Open (and lock) the data directory.  0, or the exit status after saying
+ * why. */
 static int
-open_collection(const struct rf_model *m, const struct options *o, int create,
-                struct store **s, struct coll **c)
+open_store(const struct rf_model *m, const struct options *o, struct store **s)
 {
     struct store_options so = { rf_model_config(m)->d_model, rf_model_fingerprint(m),
-                                COLL_FSYNC_ALWAYS, 10000, o->index };
+                                COLL_FSYNC_ALWAYS, 10000, o->index, warn_store, NULL };
     struct rs_error e;
-    int created;
 
     if (o->data == NULL || o->collection == NULL) {
         fprintf(stderr, "rosim: --data DIR and --collection NAME are required\n");
@@ -37,15 +53,20 @@ open_collection(const struct rf_model *m, const struct options *o, int create,
         fprintf(stderr, "rosim: %s\n", e.msg);
         return 1;
     }
-    if (create && store_create(*s, o->collection, o->index, &created, &e) != RS_OK) {
+    return 0;
+}
+
+/* The collection named by --collection, created first when create is set.
+ * 0, or 1 after saying why. */
+static int
+get_collection(struct store *s, const struct options *o, int create, struct coll **c)
+{
+    struct rs_error e;
+    int created;
+
+    if ((create && store_create(s, o->collection, o->index, &created, &e) != RS_OK) ||
+        store_get(s, o->collection, c, &e) != RS_OK) {
         fprintf(stderr, "rosim: %s\n", e.msg);
-        store_close(*s);
-        return 1;
-    }
-    *c = store_acquire(*s, o->collection);
-    if (*c == NULL) {
-        fprintf(stderr, "rosim: no collection '%s' in %s\n", o->collection, o->data);
-        store_close(*s);
         return 1;
     }
     return 0;
@@ -88,92 +109,198 @@ progress(long done, double t0, long bytes, long total)
     }
 }
 
+/* --- import --------------------------------------------------------------- */
+
+/* One input line: the strings are borrowed from j. */
+struct import_doc {
+    json_t *j;
+    const char *id, *text;
+    json_t *meta;          /* NULL when absent */
+};
+
+/* Parse {"id": 1..256 bytes, "text": string, "meta": object} (meta
+ * optional, nothing else).  0, or -1 with the reason in why. */
+static int
+parse_doc(const char *line, size_t len, struct import_doc *d, char *why, size_t wlen)
+{
+    json_error_t je;
+    const char *key;
+    json_t *v;
+
+    memset(d, 0, sizeof(*d));
+    if ((d->j = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je)) == NULL) {
+        snprintf(why, wlen, "%s", je.text);
+        return -1;
+    }
+    if (!json_is_object(d->j)) {
+        snprintf(why, wlen, "expected {\"id\": string, \"text\": string, \"meta\": object}");
+        goto bad;
+    }
+    json_object_foreach(d->j, key, v) {
+        if (strcmp(key, "id") != 0 && strcmp(key, "text") != 0 && strcmp(key, "meta") != 0) {
+            snprintf(why, wlen, "unknown field '%.64s' (expected id, text and meta)", key);
+            goto bad;
+        }
+    }
+    d->meta = json_object_get(d->j, "meta");
+    d->id = json_string_value(json_object_get(d->j, "id"));
+    d->text = json_string_value(json_object_get(d->j, "text"));
+    if (d->id == NULL || d->text == NULL ||
+        (d->meta != NULL && !json_is_object(d->meta))) {
+        snprintf(why, wlen, "expected {\"id\": string, \"text\": string, \"meta\": object}");
+        goto bad;
+    }
+    if (strlen(d->id) == 0 || strlen(d->id) > 256) {
+        snprintf(why, wlen, "an id has 1 to 256 bytes");
+        goto bad;
+    }
+    return 0;
+bad:
+    json_decref(d->j);
+    d->j = NULL;
+    return -1;
+}
+
+/* The first pass: check every line of stdin before anything is stored.
+ * The second pass reads *src: stdin rewound when it is a regular file,
+ * else a temporary copy.  0, or 1 after naming the first bad line. */
+static int
+check_input(FILE **src, long *total)
+{
+    struct stat sb;
+    off_t start = ftello(stdin);
+    int seekable = fstat(STDIN_FILENO, &sb) == 0 && S_ISREG(sb.st_mode) && start >= 0;
+    FILE *copy = seekable ? NULL : tmpfile();
+    char *line = NULL, why[200];
+    size_t cap = 0;
+    ssize_t len;
+    long lineno = 0;
+    int rc = 0;
+
+    *total = 0;
+    if (!seekable && copy == NULL) {
+        fprintf(stderr, "rosim: cannot make a temporary file: %s\n", strerror(errno));
+        return 1;
+    }
+    while (rc == 0 && (len = read_line(&line, &cap)) >= 0) {
+        struct import_doc d;
+        lineno++;
+        *total += len + 1;
+        if (len > 0 && parse_doc(line, (size_t)len, &d, why, sizeof(why)) != 0) {
+            fprintf(stderr, "rosim: line %ld: %s; nothing was imported\n", lineno, why);
+            rc = 1;
+        } else if (len > 0) {
+            json_decref(d.j);
+        }
+        if (rc == 0 && copy != NULL && fprintf(copy, "%s\n", line) < 0) {
+            fprintf(stderr, "rosim: cannot write a temporary file: %s\n", strerror(errno));
+            rc = 1;
+        }
+    }
+    free(line);
+    if (rc == 0 && seekable && fseeko(stdin, start, SEEK_SET) != 0) {
+        fprintf(stderr, "rosim: cannot read the input again: %s\n", strerror(errno));
+        rc = 1;
+    }
+    if (rc == 0 && copy != NULL && (fflush(copy) != 0 || fseeko(copy, 0, SEEK_SET) != 0)) {
+        fprintf(stderr, "rosim: cannot write a temporary file: %s\n", strerror(errno));
+        rc = 1;
+    }
+    if (rc != 0 && copy != NULL)
+        fclose(copy);
+    else
+        *src = copy != NULL ? copy : stdin;
+    return rc;
+}
+
+/* Free the batch of n documents. */
+static void
+batch_clear(char **ids, char **texts, char **metas, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(ids[i]);
+        free(texts[i]);
+        free(metas[i]);
+        ids[i] = texts[i] = metas[i] = NULL;
+    }
+}
+
 int
 cmd_import(const struct rf_model *m, const struct options *o)
 {
     const int H = rf_model_config(m)->d_model, B = o->batch > 64 ? 64 : o->batch;
-    struct store *s;
-    struct coll *c;
+    struct store *s = NULL;
+    struct coll *c = NULL;
     struct rf_state *st = NULL;
     struct coll_doc docs[64];
     char *ids[64] = { 0 }, *texts[64] = { 0 }, *metas[64] = { 0 };
     float *vecs = malloc((size_t)64 * (size_t)H * sizeof(float));
+    FILE *src = NULL;
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
-    long lineno = 0, done = 0, bytes = 0, total = 0;
+    long lineno = 0, stored_through = 0, done = 0, bytes = 0, total = 0;
     double t0 = cli_now(), last = 0;
-    struct stat sb;
     int n = 0, rc;
 
-    if ((rc = open_collection(m, o, 1, &s, &c)) != 0) {
+    if ((rc = open_store(m, o, &s)) != 0) {
         free(vecs);
         return rc;
     }
-    if (fstat(STDIN_FILENO, &sb) == 0 && S_ISREG(sb.st_mode))
-        total = (long)sb.st_size;
     st = rf_state_new(m, B, o->max_length);
     if (st == NULL || vecs == NULL) {
         fprintf(stderr, "rosim: out of memory\n");
         rc = 1;
         goto done;
     }
+    /* nothing is stored unless every line is good */
+    if ((rc = check_input(&src, &total)) != 0 || (rc = get_collection(s, o, 1, &c)) != 0)
+        goto done;
     for (;;) {
-        int flush;
-        len = read_line(&line, &cap);
+        len = read_line_from(src, &line, &cap);
         if (len > 0) {
-            json_error_t je;
-            json_t *j = json_loadb(line, (size_t)len, JSON_REJECT_DUPLICATES, &je);
-            json_t *id = json_object_get(j, "id"), *text = json_object_get(j, "text");
-            json_t *meta = json_object_get(j, "meta");
+            struct import_doc d;
+            char why[200];
             lineno++;
             bytes += len + 1;
-            if (!json_is_string(id) || !json_is_string(text) || (meta && !json_is_object(meta))) {
-                /* what came before is still stored; then the import stops */
-                fprintf(stderr, "\nrosim: line %ld: %s\n", lineno, j == NULL ? je.text :
-                        "expected {\"id\": string, \"text\": string, \"meta\": object}");
+            if (parse_doc(line, (size_t)len, &d, why, sizeof(why)) != 0) {   /* the file changed */
+                fprintf(stderr, "\nrosim: line %ld: %s\n", lineno, why);
                 rc = 1;
-                len = -1;
-            } else {
-                ids[n] = strdup(json_string_value(id));
-                texts[n] = strdup(json_string_value(text));
-                metas[n] = meta ? json_dumps(meta, JSON_COMPACT) : strdup("{}");
-                if (ids[n] == NULL || texts[n] == NULL || metas[n] == NULL) {
-                    fprintf(stderr, "\nrosim: out of memory\n");
-                    json_decref(j);
-                    rc = 1;
-                    break;
-                }
-                n++;
+                break;
             }
-            json_decref(j);
+            ids[n] = strdup(d.id);
+            texts[n] = strdup(d.text);
+            metas[n] = d.meta ? json_dumps(d.meta, JSON_COMPACT) : strdup("{}");
+            json_decref(d.j);
+            if (ids[n] == NULL || texts[n] == NULL || metas[n] == NULL) {
+                fprintf(stderr, "\nrosim: out of memory\n");
+                n++;
+                rc = 1;
+                break;
+            }
+            n++;
         } else if (len == 0) {
             lineno++;
             bytes++;
             continue;
         }
-        flush = n == B || (len < 0 && n > 0);
-        if (flush) {
+        if (n == B || (len < 0 && n > 0)) {
             struct rs_error e;
             if (embed(m, st, texts, n, o->max_length, vecs, &e) != RS_OK) {
-                fprintf(stderr, "\nrosim: near line %ld: %s\n", lineno, e.msg);
+                fprintf(stderr, "\nrosim: line %ld: %s\n", lineno, e.msg);
                 rc = 1;
                 break;
             }
             for (int i = 0; i < n; i++)
                 docs[i] = (struct coll_doc){ ids[i], texts[i], metas[i], vecs + (size_t)i * (size_t)H };
             if (coll_upsert(c, docs, n, &e) != RS_OK) {
-                fprintf(stderr, "\nrosim: near line %ld: %s\n", lineno, e.msg);
+                fprintf(stderr, "\nrosim: line %ld: %s\n", lineno, e.msg);
                 rc = 1;
                 break;
             }
             done += n;
-            for (int i = 0; i < n; i++) {
-                free(ids[i]);
-                free(texts[i]);
-                free(metas[i]);
-                ids[i] = texts[i] = metas[i] = NULL;
-            }
+            stored_through = lineno;
+            batch_clear(ids, texts, metas, n);
             n = 0;
             if (len >= 0 && cli_now() - last > 0.2) {
                 progress(done, t0, bytes, total);
@@ -184,15 +311,18 @@ cmd_import(const struct rf_model *m, const struct options *o)
             break;
     }
     if (rc == 0) {
-        progress(done, t0, total ? total : bytes, total);
+        progress(done, t0, total, total);
         fprintf(stderr, "\n");
+    } else if (done > 0) {
+        fprintf(stderr, "rosim: lines 1 to %ld (%ld documents) were stored; the rest was not\n",
+                stored_through, done);
+    } else {
+        fprintf(stderr, "rosim: no document was stored\n");
     }
 done:
-    for (int i = 0; i < 64; i++) {
-        free(ids[i]);
-        free(texts[i]);
-        free(metas[i]);
-    }
+    batch_clear(ids, texts, metas, n);
+    if (src != NULL && src != stdin)
+        fclose(src);
     free(line);
     free(vecs);
     rf_state_free(st);
@@ -205,8 +335,8 @@ int
 cmd_search(const struct rf_model *m, const struct options *o)
 {
     const int H = rf_model_config(m)->d_model;
-    struct store *s;
-    struct coll *c;
+    struct store *s = NULL;
+    struct coll *c = NULL;
     struct rf_state *st = rf_state_new(m, 1, o->max_length);
     float *vec = malloc((size_t)H * sizeof(float));
     char *line = NULL;
@@ -221,9 +351,10 @@ cmd_search(const struct rf_model *m, const struct options *o)
         free(vec);
         return 1;
     }
-    if ((rc = open_collection(m, o, 0, &s, &c)) != 0) {
+    if ((rc = open_store(m, o, &s)) != 0 || (rc = get_collection(s, o, 0, &c)) != 0) {
         rf_state_free(st);
         free(vec);
+        store_close(s);
         return rc;
     }
     while (rc == 0 && (len = read_line(&line, &cap)) >= 0) {

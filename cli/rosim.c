@@ -83,7 +83,13 @@ emit(json_t *j)
 ssize_t
 read_line(char **line, size_t *cap)
 {
-    ssize_t n = getline(line, cap, stdin);
+    return read_line_from(stdin, line, cap);
+}
+
+ssize_t
+read_line_from(FILE *f, char **line, size_t *cap)
+{
+    ssize_t n = getline(line, cap, f);
 
     if (n > 0 && (*line)[n - 1] == '\n')
         (*line)[--n] = '\0';

@@ -1,32 +1,70 @@
 /*
- * store.c: a table of named collections with reference counts.
+ * store.c: a table of named collections with reference counts, on a
+ * locked data directory.
+ *
+ * Entries are open (coll set) or failed (coll NULL, reason set).  The
+ * table holds one reference to each open entry; store_get adds one per
+ * user.  A dropped entry leaves the table at once (its directory already
+ * renamed to a tombstone and the rename synced) and waits on the dropped
+ * list until its last user releases it; then it is closed and its
+ * tombstone removed.  A name stays busy while its dropped entry lives, so
+ * the closing collection (which may still write a snapshot into its old
+ * directory name) never meets a new collection of the same name.
  */
 #include "store.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define TOMB_PREFIX ".dropped-"
+
 struct entry {
     char *name;
-    struct coll *coll;
-    int refs;           /* users, plus one for the table itself */
+    struct coll *coll;    /* NULL when failed */
+    char *reason;         /* why it failed (scrubbed), or NULL */
+    char *tomb;           /* tombstone directory name once dropped */
+    int refs;             /* users, plus one for the table itself */
     struct entry *next;
 };
 
 struct store {
     char *dir;
+    int dirfd;            /* open and flocked while the store lives */
     struct store_options opts;
     char fingerprint[256], factory[128];
+    char problem[256];    /* "" when the directory is writable */
+    unsigned long tombs;  /* tombstone names handed out */
     pthread_mutex_t mu;
     struct entry *entries;
     struct entry *dropped;   /* dropped but still in use */
 };
+
+static void
+report(struct store *s, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+report(struct store *s, const char *name, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    if (s->opts.report == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    s->opts.report(s->opts.report_arg, name, msg);
+}
 
 int
 store_valid_name(const char *name)
@@ -47,30 +85,205 @@ store_valid_name(const char *name)
     return 1;
 }
 
+/* --- paths in messages ---------------------------------------------------- */
+
+/* Replace every occurrence of from in msg by to (no longer than from). */
+static void
+replace_all(char *msg, const char *from, const char *to)
+{
+    size_t lf = strlen(from), lt = strlen(to);
+    char *p = msg;
+
+    if (lf == 0 || lt > lf)
+        return;
+    while ((p = strstr(p, from)) != NULL) {
+        memmove(p + lt, p + lf, strlen(p + lf) + 1);
+        memcpy(p, to, lt);
+        p += lt;
+    }
+}
+
+void
+store_scrub(struct store *s, char *msg)
+{
+    char with_slash[4200];
+
+    snprintf(with_slash, sizeof(with_slash), "%s/", s->dir);
+    replace_all(msg, with_slash, "");
+    replace_all(msg, s->dir, "data");
+}
+
+const char *
+store_problem(struct store *s)
+{
+    return s->problem[0] ? s->problem : NULL;
+}
+
+/* --- files ---------------------------------------------------------------- */
+
+/* Remove the directory name inside the data directory and the files in
+ * it (a collection holds no subdirectories).  0, or -1 with errno. */
 static int
-open_one(struct store *s, const char *name, const char *factory, int create, struct rs_error *e)
+remove_dir(struct store *s, const char *name)
+{
+    int fd = openat(s->dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d;
+    struct dirent *de;
+    int rc = 0, saved = 0;
+
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    if ((d = fdopendir(fd)) == NULL) {
+        saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) != 0 && rc == 0) {
+            rc = -1;
+            saved = errno;
+        }
+    }
+    closedir(d);
+    if (rc == 0 && unlinkat(s->dirfd, name, AT_REMOVEDIR) != 0) {
+        rc = -1;
+        saved = errno;
+    }
+    errno = saved;
+    return rc;
+}
+
+static void
+remove_tomb(struct store *s, const char *tomb, const char *name)
+{
+    if (tomb != NULL && remove_dir(s, tomb) != 0)
+        report(s, name, "dropped, but its files in %s/%s could not be removed: %s (they are "
+               "removed at the next start)", s->dir, tomb, strerror(errno));
+}
+
+/* Why this process cannot use the collection directory name, or "" when
+ * it can: the directory and each file of the collection must be readable
+ * and writable (SQLite writes its -wal and -shm files beside docs.db). */
+static void
+check_access(struct store *s, const char *name, char *why, size_t len)
+{
+    static const char *const files[] = { "", "docs.db", "docs.db-wal", "docs.db-shm",
+                                         "index.snap" };
+    char path[200];
+    struct stat st;
+
+    why[0] = '\0';
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        int dir = files[i][0] == '\0', mode = dir ? R_OK | W_OK | X_OK : R_OK | W_OK;
+        snprintf(path, sizeof(path), "%s%s%s", name, dir ? "" : "/", files[i]);
+        if (faccessat(s->dirfd, path, mode, AT_EACCESS) == 0)
+            continue;
+        if (errno == ENOENT && !dir)
+            continue;
+        if (fstatat(s->dirfd, path, &st, 0) == 0)
+            snprintf(why, len, "%s is not readable and writable by this process (uid %d): it "
+                     "belongs to uid %d with mode %04o; give the collection to the user the "
+                     "server runs as", path, (int)geteuid(), (int)st.st_uid, (unsigned)(st.st_mode & 07777));
+        else
+            snprintf(why, len, "%s: %s", path, strerror(errno));
+        return;
+    }
+}
+
+/* --- the table ------------------------------------------------------------ */
+
+static struct entry *
+entry_new(const char *name)
+{
+    struct entry *en = calloc(1, sizeof(*en));
+
+    if (en != NULL && (en->name = strdup(name)) == NULL) {
+        free(en);
+        en = NULL;
+    }
+    return en;
+}
+
+static void
+entry_free(struct entry *en)
+{
+    free(en->name);
+    free(en->reason);
+    free(en->tomb);
+    free(en);
+}
+
+static struct entry *
+find(struct store *s, const char *name)
+{
+    for (struct entry *en = s->entries; en != NULL; en = en->next)
+        if (strcmp(en->name, name) == 0)
+            return en;
+    return NULL;
+}
+
+static int
+open_coll(struct store *s, const char *name, const char *factory, int create,
+          struct coll **c, struct rs_error *e)
 {
     char path[4200];
     struct coll_options o = { create, factory, s->opts.dim, s->fingerprint, s->opts.fsync,
                               s->opts.snapshot_every };
-    struct entry *en;
-    int rc;
 
     snprintf(path, sizeof(path), "%s/%s", s->dir, name);
-    en = calloc(1, sizeof(*en));
-    if (en == NULL || (en->name = strdup(name)) == NULL) {
-        free(en);
-        return rs_error_set(e, RS_ENOMEM, "out of memory");
-    }
-    if ((rc = coll_open(&en->coll, path, &o, e)) != RS_OK) {
-        free(en->name);
-        free(en);
-        return rc;
-    }
+    return coll_open(c, path, &o, e);
+}
+
+/* Add the collection found at start: open, or failed with its reason. */
+static int
+add_found(struct store *s, const char *name)
+{
+    struct entry *en = entry_new(name);
+    struct rs_error e;
+    char why[600];
+
+    if (en == NULL)
+        return RS_ENOMEM;
     en->refs = 1;
+    check_access(s, name, why, sizeof(why));
+    if (why[0] != '\0') {
+        report(s, name, "cannot be opened, serving the others: %s", why);
+    } else if (open_coll(s, name, NULL, 0, &en->coll, &e) != RS_OK) {
+        report(s, name, "cannot be opened, serving the others: %s", e.msg);
+        store_scrub(s, e.msg);
+        snprintf(why, sizeof(why), "%s", e.msg);
+    } else {
+        struct coll_stats st;
+        coll_get_stats(en->coll, &st);
+        /* a snapshot covers seq >= 1 whenever one was loaded */
+        if (st.seq > 0 && st.snapshot_seq == 0)
+            report(s, name, "no usable index snapshot: the index was rebuilt from its %ld "
+                   "stored vectors", st.documents);
+    }
+    if (en->coll == NULL && (en->reason = strdup(why)) == NULL) {
+        entry_free(en);
+        return RS_ENOMEM;
+    }
     en->next = s->entries;
     s->entries = en;
     return RS_OK;
+}
+
+/* Is this directory entry a collection?  Its docs.db exists, or cannot be
+ * looked at (then check_access says why). */
+static int
+is_collection(struct store *s, const char *name)
+{
+    char path[200];
+    struct stat st;
+
+    if (fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
+        return 0;
+    snprintf(path, sizeof(path), "%s/docs.db", name);
+    return fstatat(s->dirfd, path, &st, 0) == 0 || errno != ENOENT;
 }
 
 int
@@ -79,7 +292,7 @@ store_open(struct store **out, const char *dir, const struct store_options *o, s
     struct store *s;
     DIR *d;
     struct dirent *de;
-    int rc = RS_OK;
+    int rc = RS_OK, fd;
 
     *out = NULL;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
@@ -93,44 +306,61 @@ store_open(struct store **out, const char *dir, const struct store_options *o, s
     snprintf(s->fingerprint, sizeof(s->fingerprint), "%s", o->fingerprint ? o->fingerprint : "");
     snprintf(s->factory, sizeof(s->factory), "%s", o->default_factory ? o->default_factory : "Flat");
     pthread_mutex_init(&s->mu, NULL);
-    d = opendir(dir);
-    if (d == NULL) {
+    s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dirfd < 0) {
+        rc = rs_error_set(e, RS_EIO, "%s: %s", dir, strerror(errno));
         store_close(s);
-        return rs_error_set(e, RS_EIO, "%s: %s", dir, strerror(errno));
+        return rc;
+    }
+    if (flock(s->dirfd, LOCK_EX | LOCK_NB) != 0) {
+        rc = errno == EWOULDBLOCK
+           ? rs_error_set(e, RS_EBUSY, "%s is in use by another process (a running rosimd or "
+                          "rosim import); one process at a time may open a data directory", dir)
+           : rs_error_set(e, RS_EIO, "%s: cannot lock: %s", dir, strerror(errno));
+        close(s->dirfd);
+        s->dirfd = -1;
+        store_close(s);
+        return rc;
+    }
+    if (faccessat(s->dirfd, ".", R_OK | W_OK | X_OK, AT_EACCESS) != 0) {
+        snprintf(s->problem, sizeof(s->problem), "the data directory is not writable by the "
+                 "server (uid %d): collections cannot be created or dropped", (int)geteuid());
+        report(s, NULL, "%s: %s: %s", dir, strerror(errno), s->problem);
+    }
+    if ((fd = dup(s->dirfd)) < 0 || (d = fdopendir(fd)) == NULL) {
+        rc = rs_error_set(e, RS_EIO, "%s: %s", dir, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        store_close(s);
+        return rc;
     }
     while (rc == RS_OK && (de = readdir(d)) != NULL) {
-        char db[4400];
-        struct stat st;
-        if (!store_valid_name(de->d_name))
-            continue;
-        snprintf(db, sizeof(db), "%s/%s/docs.db", dir, de->d_name);
-        if (stat(db, &st) != 0)
-            continue;
-        if ((rc = open_one(s, de->d_name, NULL, 0, e)) != RS_OK)
-            rs_error_prefix(e, "collection '%s'", de->d_name);
+        if (strncmp(de->d_name, TOMB_PREFIX, strlen(TOMB_PREFIX)) == 0)
+            remove_tomb(s, de->d_name, NULL);
+        else if (store_valid_name(de->d_name) && is_collection(s, de->d_name))
+            rc = add_found(s, de->d_name);
     }
     closedir(d);
     if (rc != RS_OK) {
         store_close(s);
-        return rc;
+        return rs_error_set(e, rc, "out of memory");
     }
     *out = s;
     return RS_OK;
 }
 
+/* Close an open collection at shutdown, reporting a failed snapshot. */
 static void
-remove_files(const char *dir, const char *name)
+close_coll(struct store *s, const char *name, struct coll *c)
 {
-    static const char *const files[] = { "docs.db", "docs.db-wal", "docs.db-shm", "index.snap",
-                                         "index.snap.tmp" };
-    char path[4400];
+    struct coll_stats st;
+    struct rs_error e;
 
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s/%s", dir, name, files[i]);
-        unlink(path);
-    }
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    rmdir(path);
+    coll_get_stats(c, &st);
+    if (st.seq != st.snapshot_seq && coll_snapshot(c, &e) != RS_OK)
+        report(s, name, "the index snapshot could not be written (the next start replays or "
+               "rebuilds it): %s", e.msg);
+    coll_close(c);
 }
 
 void
@@ -140,29 +370,21 @@ store_close(struct store *s)
         return;
     for (struct entry *en = s->entries, *next; en != NULL; en = next) {
         next = en->next;
-        coll_close(en->coll);
-        free(en->name);
-        free(en);
+        if (en->coll != NULL)
+            close_coll(s, en->name, en->coll);
+        entry_free(en);
     }
     for (struct entry *en = s->dropped, *next; en != NULL; en = next) {
         next = en->next;
         coll_close(en->coll);
-        remove_files(s->dir, en->name);
-        free(en->name);
-        free(en);
+        remove_tomb(s, en->tomb, en->name);
+        entry_free(en);
     }
+    if (s->dirfd >= 0)
+        close(s->dirfd);   /* releases the lock */
     pthread_mutex_destroy(&s->mu);
     free(s->dir);
     free(s);
-}
-
-static struct entry *
-find(struct store *s, const char *name)
-{
-    for (struct entry *en = s->entries; en != NULL; en = en->next)
-        if (strcmp(en->name, name) == 0)
-            return en;
-    return NULL;
 }
 
 int
@@ -185,14 +407,49 @@ store_create(struct store *s, const char *name, const char *factory, int *create
             rc = rs_error_set(e, RS_EBUSY, "collection '%s' is still being dropped; retry", name);
     if (rc != RS_OK) {
         /* reported above */
+    } else if (en != NULL && en->coll == NULL) {
+        rc = rs_error_set(e, RS_EEXIST, "collection '%s' exists but cannot be opened (%s); "
+                          "it is left as it is: repair it and restart, or DELETE it", name,
+                          en->reason);
     } else if (en != NULL) {
         struct coll_stats st;
         coll_get_stats(en->coll, &st);
         if (strcmp(st.factory, factory) != 0)
             rc = rs_error_set(e, RS_EEXIST, "collection '%s' exists with index type '%s'",
                               name, st.factory);
-    } else if ((rc = open_one(s, name, factory, 1, e)) == RS_OK) {
+    } else if (s->problem[0] != '\0') {
+        rc = rs_error_set(e, RS_EIO, "%s", s->problem);
+    } else if ((en = entry_new(name)) == NULL) {
+        rc = rs_error_set(e, RS_ENOMEM, "out of memory");
+    } else if ((rc = open_coll(s, name, factory, 1, &en->coll, e)) != RS_OK) {
+        store_scrub(s, e->msg);
+        entry_free(en);
+    } else {
+        en->refs = 1;
+        en->next = s->entries;
+        s->entries = en;
         *created = 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int
+store_get(struct store *s, const char *name, struct coll **c, struct rs_error *e)
+{
+    struct entry *en;
+    int rc = RS_OK;
+
+    *c = NULL;
+    pthread_mutex_lock(&s->mu);
+    if ((en = find(s, name)) == NULL) {
+        rc = rs_error_set(e, RS_ENOTFOUND, "no collection '%s'", name);
+    } else if (en->coll == NULL) {
+        rc = rs_error_set(e, RS_EEXIST, "collection '%s' is unavailable: it could not be "
+                          "opened: %s", name, en->reason);
+    } else {
+        en->refs++;
+        *c = en->coll;
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -201,15 +458,9 @@ store_create(struct store *s, const char *name, const char *factory, int *create
 struct coll *
 store_acquire(struct store *s, const char *name)
 {
-    struct entry *en;
-    struct coll *c = NULL;
+    struct coll *c;
 
-    pthread_mutex_lock(&s->mu);
-    if ((en = find(s, name)) != NULL) {
-        en->refs++;
-        c = en->coll;
-    }
-    pthread_mutex_unlock(&s->mu);
+    store_get(s, name, &c, NULL);
     return c;
 }
 
@@ -223,9 +474,8 @@ unref(struct store *s, struct entry **list, struct coll *c)
         if (--en->refs == 0) {   /* only dropped entries reach zero */
             *p = en->next;
             coll_close(en->coll);
-            remove_files(s->dir, en->name);
-            free(en->name);
-            free(en);
+            remove_tomb(s, en->tomb, en->name);
+            entry_free(en);
         }
         return;
     }
@@ -242,55 +492,118 @@ store_release(struct store *s, struct coll *c)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Rename the collection's directory to a fresh tombstone name (kept in
+ * en->tomb) and sync the data directory.  RS_OK, or RS_EIO with *renamed
+ * saying whether the rename happened (then only the sync failed). */
+static int
+bury(struct store *s, struct entry *en, int *renamed, struct rs_error *e)
+{
+    char tomb[128];
+    int rc;
+
+    do {
+        snprintf(tomb, sizeof(tomb), TOMB_PREFIX "%s-%lu", en->name, s->tombs++);
+        rc = renameat(s->dirfd, en->name, s->dirfd, tomb);
+    } while (rc != 0 && (errno == EEXIST || errno == ENOTEMPTY));
+    *renamed = rc == 0;
+    if (rc != 0)
+        return rs_error_set(e, RS_EIO, "collection '%s' could not be dropped: %s%s%s", en->name,
+                            strerror(errno), s->problem[0] ? "; " : "", s->problem);
+    if ((en->tomb = strdup(tomb)) == NULL) {
+        /* a tombstone without a record is removed at the next start */
+        report(s, en->name, "out of memory: %s/%s is left for the next start", s->dir, tomb);
+    }
+    if (fsync(s->dirfd) != 0)
+        return rs_error_set(e, RS_EIO, "collection '%s' was dropped, but the drop could not "
+                            "be synced to disk: %s", en->name, strerror(errno));
+    return RS_OK;
+}
+
 int
 store_drop(struct store *s, const char *name, struct rs_error *e)
 {
     struct entry **p, *en = NULL;
+    int rc, renamed;
 
     pthread_mutex_lock(&s->mu);
-    for (p = &s->entries; *p != NULL; p = &(*p)->next) {
-        if (strcmp((*p)->name, name) == 0) {
-            en = *p;
-            *p = en->next;
+    for (p = &s->entries; *p != NULL; p = &(*p)->next)
+        if (strcmp((*p)->name, name) == 0)
             break;
-        }
-    }
-    if (en == NULL) {
+    if ((en = *p) == NULL) {
         pthread_mutex_unlock(&s->mu);
         return rs_error_set(e, RS_ENOTFOUND, "no collection '%s'", name);
     }
-    en->next = s->dropped;
-    s->dropped = en;
-    unref(s, &s->dropped, en->coll);   /* the table's own reference */
+    rc = bury(s, en, &renamed, e);
+    if (!renamed) {   /* still in place */
+        pthread_mutex_unlock(&s->mu);
+        return rc;
+    }
+    *p = en->next;
+    if (en->coll == NULL) {
+        remove_tomb(s, en->tomb, en->name);
+        entry_free(en);
+    } else {
+        en->next = s->dropped;
+        s->dropped = en;
+        unref(s, &s->dropped, en->coll);   /* the table's own reference */
+    }
     pthread_mutex_unlock(&s->mu);
-    return RS_OK;
+    return rc;
 }
+
+/* --- listing -------------------------------------------------------------- */
 
 static int
 by_name(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    return strcmp(((const struct store_info *)a)->name, ((const struct store_info *)b)->name);
 }
 
 int
-store_names(struct store *s, char ***names, int *n)
+store_list(struct store *s, struct store_info **list, int *n)
 {
+    struct store_info *out;
     int count = 0, i = 0;
-    char **out;
 
     pthread_mutex_lock(&s->mu);
     for (struct entry *en = s->entries; en != NULL; en = en->next)
         count++;
     out = calloc((size_t)count + 1, sizeof(*out));
-    for (struct entry *en = s->entries; out != NULL && en != NULL; en = en->next)
-        if ((out[i] = strdup(en->name)) != NULL)
-            i++;
+    for (struct entry *en = s->entries; out != NULL && en != NULL; en = en->next, i++) {
+        snprintf(out[i].name, sizeof(out[i].name), "%s", en->name);
+        out[i].failed = en->coll == NULL;
+        snprintf(out[i].reason, sizeof(out[i].reason), "%s", en->reason ? en->reason : "");
+    }
     pthread_mutex_unlock(&s->mu);
     if (out == NULL)
         return RS_ENOMEM;
-    qsort(out, (size_t)i, sizeof(*out), by_name);
+    qsort(out, (size_t)count, sizeof(*out), by_name);
+    *list = out;
+    *n = count;
+    return RS_OK;
+}
+
+int
+store_names(struct store *s, char ***names, int *n)
+{
+    struct store_info *list;
+    char **out;
+    int count, i;
+
+    if (store_list(s, &list, &count) != RS_OK)
+        return RS_ENOMEM;
+    out = calloc((size_t)count + 1, sizeof(*out));
+    for (i = 0; out != NULL && i < count; i++) {
+        if ((out[i] = strdup(list[i].name)) == NULL) {
+            store_names_free(out, i);
+            out = NULL;
+        }
+    }
+    free(list);
+    if (out == NULL)
+        return RS_ENOMEM;
     *names = out;
-    *n = i;
+    *n = count;
     return RS_OK;
 }
 

@@ -62,6 +62,18 @@ fail(struct api_reply *rp, const struct rs_error *e)
     }
 }
 
+/* The reply for an error from a collection or the store: files are named
+ * relative to the data directory, never by absolute path. */
+static void
+coll_fail(struct app *a, struct api_reply *rp, struct rs_error *e)
+{
+    store_scrub(a->store, e->msg);
+    if (e->code == RS_EIO)
+        api_error(rp, 500, "storage_error", "%s", e->msg);
+    else
+        fail(rp, e);
+}
+
 static void
 reply(struct api_reply *rp, int status, json_t *j)
 {
@@ -648,33 +660,73 @@ coll_json(const char *name, struct coll *c)
     struct coll_stats st;
 
     coll_get_stats(c, &st);
-    return json_pack("{s:s,s:s,s:i,s:I,s:I,s:b,s:I}", "name", name, "index", st.factory,
+    return json_pack("{s:s,s:s,s:s,s:i,s:I,s:I,s:b,s:I}", "name", name, "state", "open",
+                     "index", st.factory,
                      "dim", st.dim, "documents", (json_int_t)st.documents, "index_vectors",
                      (json_int_t)st.index_vectors, "trained", st.trained, "seq",
                      (json_int_t)st.seq);
 }
 
+/* A failed collection: its name, state and reason (no absolute paths). */
+static json_t *
+failed_json(const struct store_info *f)
+{
+    return json_pack("{s:s,s:s,s:s}", "name", f->name, "state", "failed", "reason", f->reason);
+}
+
 static void
 route_collections_list(struct app *a, struct api_reply *rp)
 {
-    char **names;
+    struct store_info *info;
     int n;
     json_t *list;
 
-    if (store_names(a->store, &names, &n) != RS_OK) {
+    if (store_list(a->store, &info, &n) != RS_OK) {
         api_error(rp, 503, "busy", "out of memory");
         return;
     }
     list = json_array();
     for (int i = 0; i < n; i++) {
-        struct coll *c = store_acquire(a->store, names[i]);
+        struct coll *c = info[i].failed ? NULL : store_acquire(a->store, info[i].name);
         if (c != NULL) {
-            json_array_append_new(list, coll_json(names[i], c));
+            json_array_append_new(list, coll_json(info[i].name, c));
             store_release(a->store, c);
+        } else if (info[i].failed) {
+            json_array_append_new(list, failed_json(&info[i]));
         }
     }
-    store_names_free(names, n);
+    free(info);
     reply(rp, 200, json_pack("{s:o}", "collections", list));
+}
+
+/* /readyz: ready once loaded; failed collections and an unwritable data
+ * directory are listed but do not make the server unready (the rest is
+ * served). */
+static void
+route_readyz(struct app *a, struct api_reply *rp)
+{
+    struct store_info *info;
+    int n, open = 0;
+    json_t *failed = json_array(), *j;
+    const char *problem = store_problem(a->store);
+
+    if (store_list(a->store, &info, &n) != RS_OK) {
+        json_decref(failed);
+        api_error(rp, 503, "busy", "out of memory");
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        if (info[i].failed)
+            json_array_append_new(failed, failed_json(&info[i]));
+        else
+            open++;
+    }
+    free(info);
+    j = json_pack("{s:s,s:i,s:o,s:b}", "status", "ready", "collections_open", open,
+                  "collections_failed", failed, "data_dir_writable", problem == NULL);
+    if (j != NULL && problem != NULL)
+        json_object_set_new(j, "warning", json_string(problem));
+    reply(rp, 200, j);
 }
 
 static void
@@ -705,7 +757,7 @@ route_collection_put(struct app *a, const struct api_request *rq, const char *na
         }
     }
     if (store_create(a->store, name, factory, &created, &e) != RS_OK) {
-        fail(rp, &e);
+        coll_fail(a, rp, &e);
         goto done;
     }
     c = store_acquire(a->store, name);
@@ -719,12 +771,19 @@ done:
     json_decref(body);
 }
 
+/* A reference to the named collection, or NULL with 404 (none) or 409
+ * (it failed to open: the reason is in the message). */
 static struct coll *
 find_collection(struct app *a, const char *name, struct api_reply *rp)
 {
-    struct coll *c = store_acquire(a->store, name);
-    if (c == NULL)
-        api_error(rp, 404, "not_found", "no collection '%s'", name);
+    struct coll *c;
+    struct rs_error e;
+    int rc = store_get(a->store, name, &c, &e);
+
+    if (rc == RS_EEXIST)
+        api_error(rp, 409, "collection_unavailable", "%s", e.msg);
+    else if (rc != RS_OK)
+        coll_fail(a, rp, &e);
     return c;
 }
 
@@ -821,7 +880,7 @@ route_documents_upsert(struct app *a, const struct api_request *rq, const char *
     for (i = 0; i < n; i++)
         cd[i].vec = em.vecs + i * (size_t)H;
     if (coll_upsert(c, cd, (int)n, &e) != RS_OK) {
-        fail(rp, &e);
+        coll_fail(a, rp, &e);
         goto done;
     }
     reply(rp, 200, json_pack("{s:I}", "upserted", (json_int_t)n));
@@ -915,7 +974,7 @@ route_search(struct app *a, const struct api_request *rq, const char *name, stru
             goto done;
     }
     if (coll_search(c, q ? q : em.vecs, (int)k, (float)min_score, &hits, &n, &e) != RS_OK) {
-        fail(rp, &e);
+        coll_fail(a, rp, &e);
         goto done;
     }
     list = json_array();
@@ -1042,7 +1101,7 @@ api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
         if (!method_is(rq, "GET", rp, "GET"))
             return;
         if (atomic_load(&a->ready)) {
-            reply(rp, 200, json_pack("{s:s}", "status", "ready"));
+            route_readyz(a, rp);
         } else {
             api_error(rp, 503, "not_ready", "the model and collections are still loading");
             rp->retry_after = 1;
@@ -1101,7 +1160,7 @@ api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
                 route_collection_put(a, rq, name, rp);
             } else if (strcmp(rq->method, "DELETE") == 0) {
                 if (store_drop(a->store, name, &e) != RS_OK)
-                    fail(rp, &e);
+                    coll_fail(a, rp, &e);
                 else
                     reply(rp, 200, json_pack("{s:s}", "deleted", name));
             } else if (method_is(rq, "GET", rp, "GET, PUT, DELETE")) {
@@ -1133,7 +1192,7 @@ api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
                 if ((c = find_collection(a, name, rp)) == NULL)
                     return;
                 if (coll_delete(c, id, &e) != RS_OK)
-                    fail(rp, &e);
+                    coll_fail(a, rp, &e);
                 else
                     reply(rp, 200, json_pack("{s:s}", "deleted", id));
                 store_release(a->store, c);
@@ -1141,7 +1200,7 @@ api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
                 if ((c = find_collection(a, name, rp)) == NULL)
                     return;
                 if (coll_get(c, id, &h, &e) != RS_OK) {
-                    fail(rp, &e);
+                    coll_fail(a, rp, &e);
                 } else {
                     reply(rp, 200, hit_json(&h, 0));
                     coll_hit_clear(&h);

@@ -82,6 +82,17 @@ watchdog(void *arg)
     return NULL;
 }
 
+/* What the store tells about its collections goes to the log. */
+static void
+log_store(void *arg, const char *collection, const char *what)
+{
+    (void)arg;
+    if (collection != NULL)
+        log_msg(LOG_WARN, "collection '%s': %s", collection, what);
+    else
+        log_msg(LOG_WARN, "%s", what);
+}
+
 /* Load the model (creating the demo model when allowed and needed) and
  * the collections, and set up app.  0, or -1 after logging why. */
 static int
@@ -115,9 +126,10 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
     log_msg(LOG_INFO, "model %s (%s) from %s", rf_model_fingerprint(*model),
             rf_model_format(*model), conf->model_dir);
     so = (struct store_options){ rf_model_config(*model)->d_model, rf_model_fingerprint(*model),
-                                 conf->fsync, conf->snapshot_every, conf->default_index };
+                                 conf->fsync, conf->snapshot_every, conf->default_index,
+                                 log_store, NULL };
     if (store_open(store, conf->data_dir, &so, &err) != RS_OK) {
-        log_msg(LOG_ERROR, "cannot open the collections: %s", err.msg);
+        log_msg(LOG_ERROR, "cannot open the data directory: %s", err.msg);
         rf_model_free(*model);
         return -1;
     }

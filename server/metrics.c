@@ -163,12 +163,45 @@ emit(struct out *o, const char *fmt, ...)
     }
 }
 
+/* Documents per open collection, one series per failed collection (the
+ * reason is in /v1/collections and the log), and whether the data
+ * directory is writable. */
+static void
+emit_collections(struct out *o, struct store *store)
+{
+    struct store_info *info;
+    int n;
+
+    if (store_list(store, &info, &n) != 0)
+        return;
+    emit(o, "# HELP rosim_collection_documents Documents per collection.\n"
+            "# TYPE rosim_collection_documents gauge\n");
+    for (int i = 0; i < n; i++) {
+        struct coll *c = info[i].failed ? NULL : store_acquire(store, info[i].name);
+        struct coll_stats st;
+        if (c == NULL)
+            continue;
+        coll_get_stats(c, &st);
+        store_release(store, c);
+        emit(o, "rosim_collection_documents{collection=\"%s\"} %ld\n", info[i].name,
+             st.documents);
+    }
+    emit(o, "# HELP rosim_collection_failed Collections that could not be opened (1 each; "
+            "the reason is in the log and GET /v1/collections).\n"
+            "# TYPE rosim_collection_failed gauge\n");
+    for (int i = 0; i < n; i++)
+        if (info[i].failed)
+            emit(o, "rosim_collection_failed{collection=\"%s\"} 1\n", info[i].name);
+    emit(o, "# HELP rosim_data_dir_writable Whether the data directory is writable (0 or 1).\n"
+            "# TYPE rosim_data_dir_writable gauge\nrosim_data_dir_writable %d\n",
+         store_problem(store) == NULL);
+    free(info);
+}
+
 char *
 metrics_render(struct store *store)
 {
     struct out o = { malloc(8192), 0, 8192, 0 };
-    char **names = NULL;
-    int n = 0;
 
     if (o.p == NULL)
         return NULL;
@@ -213,21 +246,8 @@ metrics_render(struct store *store)
     emit(&o, "# HELP rosim_queue_depth Requests waiting for the model.\n"
              "# TYPE rosim_queue_depth gauge\nrosim_queue_depth %ld\n", m.queue_depth);
     pthread_mutex_unlock(&m.mu);
-    emit(&o, "# HELP rosim_collection_documents Documents per collection.\n"
-             "# TYPE rosim_collection_documents gauge\n");
-    if (store != NULL && store_names(store, &names, &n) == 0) {
-        for (int i = 0; i < n; i++) {
-            struct coll *c = store_acquire(store, names[i]);
-            struct coll_stats st;
-            if (c == NULL)
-                continue;
-            coll_get_stats(c, &st);
-            store_release(store, c);
-            emit(&o, "rosim_collection_documents{collection=\"%s\"} %ld\n", names[i],
-                 st.documents);
-        }
-        store_names_free(names, n);
-    }
+    if (store != NULL)
+        emit_collections(&o, store);
     if (o.failed) {
         free(o.p);
         return NULL;

@@ -182,13 +182,21 @@ START_TEST(test_import_and_search)
     free(out);
     free(err);
 
-    /* a bad line stops the import with its number; what came before stays */
+    /* a bad line or an unknown field stops the import with its number
+     * before anything is stored */
     ck_assert_int_eq(tu_run(imp, "{\"id\":\"x\",\"text\":\"好\"}\n{\"id\":5}\n", &out, &err), 1);
     ck_assert_ptr_nonnull(strstr(err, "line 2: expected"));
+    ck_assert_ptr_nonnull(strstr(err, "nothing was imported"));
+    free(out);
+    free(err);
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"x\",\"text\":\"好\"}\n\n"
+                                 "{\"id\":\"y\",\"text\":\"好\",\"tags\":[1]}\n", &out, &err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "line 3: unknown field 'tags'"));
     free(out);
     free(err);
     ck_assert_int_eq(tu_run(srch, "好\n", &out, &err), 0);
-    ck_assert_ptr_nonnull(strstr(out, "\"id\":\"x\""));
+    ck_assert_ptr_null(strstr(out, "\"id\":\"x\""));
+    ck_assert_ptr_nonnull(strstr(out, "\"id\":\"zero\""));
     free(out);
     free(err);
     imp[7] = "../escape";

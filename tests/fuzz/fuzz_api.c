@@ -38,7 +38,7 @@ setup(void)
         rf_model_load(&m, "tests/fixtures/roformer-sim-tiny", &e))
         abort();
     so = (struct store_options){ rf_model_config(m)->d_model, rf_model_fingerprint(m),
-                                 COLL_FSYNC_OFF, 0, "Flat" };
+                                 COLL_FSYNC_OFF, 0, "Flat", NULL, NULL };
     if (store_open(&s, dir, &so, &e) || app_init(&app, &conf, m, s, &e))
         abort();
     atomic_store(&app.ready, 1);
