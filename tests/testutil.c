@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -129,8 +130,22 @@ tu_daemon_start(struct tu_daemon *d, const char *const extra[])
     return tu_daemon_start_ex(d, extra, 1);
 }
 
+static int start(struct tu_daemon *d, const char *const extra[], int wait_ready, uid_t uid);
+
 int
 tu_daemon_start_ex(struct tu_daemon *d, const char *const extra[], int wait_ready)
+{
+    return start(d, extra, wait_ready, (uid_t)-1);
+}
+
+int
+tu_daemon_start_as(struct tu_daemon *d, const char *const extra[], uid_t uid)
+{
+    return start(d, extra, 1, uid);
+}
+
+static int
+start(struct tu_daemon *d, const char *const extra[], int wait_ready, uid_t uid)
 {
     const char *argv[64];
     int n = 0, fd;
@@ -151,6 +166,9 @@ tu_daemon_start_ex(struct tu_daemon *d, const char *const extra[], int wait_read
     d->pid = fork();
     if (d->pid == 0) {
         dup2(fd, 2);
+        if (uid != (uid_t)-1 && (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 ||
+                                 setuid(uid) != 0))
+            _exit(126);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }

@@ -34,6 +34,10 @@ int tu_daemon_start(struct tu_daemon *d, const char *const extra[]);
 /* The same; with wait_ready 0 it returns once the port is known. */
 int tu_daemon_start_ex(struct tu_daemon *d, const char *const extra[], int wait_ready);
 
+/* tu_daemon_start as user and group uid (the caller must be root), so
+ * that file permissions apply to the daemon. */
+int tu_daemon_start_as(struct tu_daemon *d, const char *const extra[], uid_t uid);
+
 /* Send SIGTERM and wait; returns the exit status (or -1). */
 int tu_daemon_stop(struct tu_daemon *d);
 

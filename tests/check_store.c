@@ -1,0 +1,515 @@
+/*
+ * check_store.c: the data directory as a whole: collections that cannot
+ * open are kept as failed and reported while the others are served
+ * (in-process and through rosimd), a drop is durable when acknowledged,
+ * one process owns a data directory, and file permissions are checked at
+ * start (rosimd run as an unprivileged user, since root ignores them).
+ */
+#include <jansson.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../index/store.h"
+#include "suites.h"
+#include "testutil.h"
+
+#define DIM 16
+#define NOBODY 65534
+#define MODEL "tests/fixtures/roformer-sim-tiny"
+
+/* --- helpers -------------------------------------------------------------- */
+
+static char reports[8192];
+
+static void
+collect(void *arg, const char *collection, const char *what)
+{
+    size_t len = strlen(reports);
+    (void)arg;
+    snprintf(reports + len, sizeof(reports) - len, "%s: %s\n", collection ? collection : "-",
+             what);
+}
+
+static char *
+temp_dir(void)
+{
+    char *d = strdup("/tmp/rosim-store-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(d));
+    ck_assert_int_eq(chmod(d, 0755), 0);   /* the unprivileged daemon walks through it */
+    return d;
+}
+
+static void
+remove_tree(const char *d)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static struct store *
+open_store(const char *data, int dim, const char *fingerprint)
+{
+    struct store_options o = { dim, fingerprint, COLL_FSYNC_ALWAYS, 0, "Flat", collect, NULL };
+    struct store *s;
+    struct rs_error e;
+
+    ck_assert_msg(store_open(&s, data, &o, &e) == RS_OK, "%s", e.msg);
+    return s;
+}
+
+/* Create the collection name with one document. */
+static void
+make_coll(struct store *s, const char *name, int dim)
+{
+    float v[DIM] = { 1 };
+    struct coll_doc d = { "d1", "文本", NULL, v };
+    struct rs_error e;
+    struct coll *c;
+    int created;
+
+    ck_assert_int_eq(dim <= DIM, 1);
+    ck_assert_msg(store_create(s, name, NULL, &created, &e) == RS_OK, "%s", e.msg);
+    ck_assert_int_eq(store_get(s, name, &c, &e), RS_OK);
+    ck_assert_msg(coll_upsert(c, &d, 1, &e) == RS_OK, "%s", e.msg);
+    store_release(s, c);
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static int
+exists(const char *dir, const char *name)
+{
+    char path[1300];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return stat(path, &st) == 0;
+}
+
+/* The entry of list named name. */
+static const struct store_info *
+info_of(const struct store_info *list, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(list[i].name, name) == 0)
+            return &list[i];
+    return NULL;
+}
+
+/* --- in process ----------------------------------------------------------- */
+
+START_TEST(test_failed_collections_are_kept)
+{
+    char *dir = temp_dir(), data[600], path[700];
+    struct store *s;
+    struct store_info *list;
+    const struct store_info *in;
+    struct coll *c;
+    struct rs_error e;
+    int n, created;
+
+    snprintf(data, sizeof(data), "%s/data", dir);
+    s = open_store(data, DIM, "model-a");
+    make_coll(s, "other", DIM);
+    store_close(s);
+    s = open_store(data, 8, "model-b");
+    make_coll(s, "narrow", 8);
+    store_close(s);
+    s = open_store(data, DIM, "model-b");
+    make_coll(s, "good", DIM);
+    make_coll(s, "damaged", DIM);
+    store_close(s);
+    snprintf(path, sizeof(path), "%s/damaged/docs.db", data);
+    write_file(path, "this is not an SQLite database, not even close to one...........");
+    snprintf(path, sizeof(path), "%s/damaged/index.snap", data);
+    unlink(path);
+
+    reports[0] = '\0';
+    s = open_store(data, DIM, "model-b");
+    ck_assert_int_eq(store_list(s, &list, &n), RS_OK);
+    ck_assert_int_eq(n, 4);
+    ck_assert_str_eq(list[0].name, "damaged");   /* sorted */
+    ck_assert_int_eq(info_of(list, n, "good")->failed, 0);
+    in = info_of(list, n, "other");
+    ck_assert_int_eq(in->failed, 1);
+    ck_assert_msg(strstr(in->reason, "built with model model-a") != NULL, "%s", in->reason);
+    in = info_of(list, n, "narrow");
+    ck_assert_int_eq(in->failed, 1);
+    ck_assert_msg(strstr(in->reason, "8-dimensional") != NULL, "%s", in->reason);
+    ck_assert_int_eq(info_of(list, n, "damaged")->failed, 1);
+    for (int i = 0; i < n; i++)   /* no absolute paths */
+        ck_assert_msg(strstr(list[i].reason, dir) == NULL, "%s", list[i].reason);
+    free(list);
+    /* each failure reported once, by name */
+    ck_assert_msg(strstr(reports, "other: cannot be opened") != NULL, "%s", reports);
+    ck_assert_msg(strstr(reports, "narrow: cannot be opened") != NULL, "%s", reports);
+    ck_assert_msg(strstr(reports, "damaged: cannot be opened") != NULL, "%s", reports);
+    ck_assert_ptr_null(strstr(reports, "good:"));
+
+    ck_assert_int_eq(store_get(s, "good", &c, &e), RS_OK);
+    store_release(s, c);
+    ck_assert_int_eq(store_get(s, "other", &c, &e), RS_EEXIST);
+    ck_assert_ptr_null(c);
+    ck_assert_ptr_nonnull(strstr(e.msg, "model-a"));
+    ck_assert_ptr_null(store_acquire(s, "other"));
+    ck_assert_int_eq(store_get(s, "none", &c, &e), RS_ENOTFOUND);
+    /* never overwritten by a create */
+    ck_assert_int_eq(store_create(s, "damaged", NULL, &created, &e), RS_EEXIST);
+    ck_assert_ptr_nonnull(strstr(e.msg, "cannot be opened"));
+    snprintf(path, sizeof(path), "%s/damaged/docs.db", data);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    /* but dropped on request, and then the name is free */
+    ck_assert_int_eq(store_drop(s, "damaged", &e), RS_OK);
+    ck_assert_int_eq(exists(data, "damaged"), 0);
+    ck_assert_int_eq(store_create(s, "damaged", NULL, &created, &e), RS_OK);
+    ck_assert_int_eq(created, 1);
+    store_close(s);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_snapshot_problems_are_reported)
+{
+    char *dir = temp_dir(), data[600], path[700];
+    struct store *s;
+
+    snprintf(data, sizeof(data), "%s/data", dir);
+    s = open_store(data, DIM, "m");
+    make_coll(s, "c", DIM);
+    /* a directory where the snapshot's temporary file goes: the shutdown
+     * snapshot fails whoever runs this */
+    snprintf(path, sizeof(path), "%s/c/index.snap.tmp", data);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    reports[0] = '\0';
+    store_close(s);
+    ck_assert_msg(strstr(reports, "c: the index snapshot could not be written") != NULL,
+                  "%s", reports);
+    ck_assert_int_eq(rmdir(path), 0);
+    /* no snapshot at all: the index is rebuilt, and that is said */
+    reports[0] = '\0';
+    s = open_store(data, DIM, "m");
+    ck_assert_msg(strstr(reports, "c: no usable index snapshot: the index was rebuilt from its "
+                                  "1 stored vectors") != NULL, "%s", reports);
+    store_close(s);
+    reports[0] = '\0';
+    s = open_store(data, DIM, "m");   /* written at the last close */
+    ck_assert_str_eq(reports, "");
+    store_close(s);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_drop_is_durable)
+{
+    char *dir = temp_dir(), data[600], path[700];
+    struct store *s;
+    struct coll *c;
+    struct rs_error e;
+    char **names;
+    int n;
+
+    snprintf(data, sizeof(data), "%s/data", dir);
+    s = open_store(data, DIM, "m");
+    make_coll(s, "a", DIM);
+    make_coll(s, "b", DIM);
+    /* in use while dropped: the name is gone from the disk at once (a
+     * kill -9 now must not bring it back), the files go with the last user */
+    ck_assert_int_eq(store_get(s, "a", &c, &e), RS_OK);
+    ck_assert_int_eq(store_drop(s, "a", &e), RS_OK);
+    ck_assert_int_eq(exists(data, "a"), 0);
+    ck_assert_int_eq(exists(data, ".dropped-a-0"), 1);
+    store_release(s, c);
+    ck_assert_int_eq(exists(data, ".dropped-a-0"), 0);
+    ck_assert_int_eq(store_drop(s, "b", &e), RS_OK);
+    ck_assert_int_eq(exists(data, "b"), 0);
+    store_close(s);
+    /* tombstones left by a crash are removed at start and never opened */
+    snprintf(path, sizeof(path), "%s/.dropped-z-7", data);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/.dropped-z-7/docs.db", data);
+    write_file(path, "x");
+    s = open_store(data, DIM, "m");
+    ck_assert_int_eq(exists(data, ".dropped-z-7"), 0);
+    ck_assert_int_eq(store_names(s, &names, &n), RS_OK);
+    ck_assert_int_eq(n, 0);
+    store_names_free(names, n);
+    store_close(s);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_one_owner)
+{
+    char *dir = temp_dir();
+    struct store_options o = { DIM, "m", COLL_FSYNC_ALWAYS, 0, "Flat", NULL, NULL };
+    struct store *s, *s2;
+    struct rs_error e;
+
+    s = open_store(dir, DIM, "m");
+    ck_assert_int_eq(store_open(&s2, dir, &o, &e), RS_EBUSY);
+    ck_assert_msg(strstr(e.msg, "is in use by another process") != NULL, "%s", e.msg);
+    store_close(s);
+    ck_assert_int_eq(store_open(&s2, dir, &o, &e), RS_OK);
+    store_close(s2);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* --- rosimd --------------------------------------------------------------- */
+
+static json_t *
+get_json(int port, const char *method, const char *path, const char *body, long status)
+{
+    struct tu_response r;
+    json_error_t je;
+    json_t *j;
+
+    ck_assert_int_eq(tu_http(port, method, path, body ? "application/json" : NULL, body,
+                             body ? strlen(body) : 0, &r), 0);
+    ck_assert_msg(r.status == status, "%s %s: %ld, expected %ld: %s", method, path, r.status,
+                  status, r.body);
+    j = json_loads(r.body, 0, &je);
+    ck_assert_msg(j != NULL, "%s", r.body);
+    tu_response_free(&r);
+    return j;
+}
+
+static void
+call(int port, const char *method, const char *path, const char *body, long status)
+{
+    json_decref(get_json(port, method, path, body, status));
+}
+
+static char *
+read_log(const struct tu_daemon *d)
+{
+    static char buf[65536];
+    FILE *f = fopen(d->log_path, "r");
+    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* The error code of a reply, checked to carry no absolute path. */
+static void
+assert_error(json_t *j, const char *code, const char *dir)
+{
+    const char *got = NULL, *msg = NULL;
+    ck_assert_int_eq(json_unpack(j, "{s:{s:s,s:s}}", "error", "code", &got, "message", &msg), 0);
+    ck_assert_str_eq(got, code);
+    ck_assert_msg(strstr(msg, dir) == NULL, "absolute path in '%s'", msg);
+    json_decref(j);
+}
+
+static void
+sql(const char *db_path, const char *statement)
+{
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, statement, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+START_TEST(test_daemon_serves_the_rest)
+{
+    static const char doc[] = "{\"documents\":[{\"id\":\"a\",\"text\":\"今天天气不错\"}]}";
+    static const char query[] = "{\"text\":\"天气\"}";
+    char *dir = temp_dir(), path[700], *log;
+    const char *extra[] = { "--model", MODEL, "--data", dir, NULL };
+    struct tu_daemon d;
+    struct tu_response r;
+    json_t *j, *list;
+    size_t i;
+
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    for (i = 0; i < 3; i++) {
+        static const char *const names[] = { "good", "other", "damaged" };
+        char p[128];
+        snprintf(p, sizeof(p), "/v1/collections/%s", names[i]);
+        call(d.port, "PUT", p, NULL, 201);
+        snprintf(p, sizeof(p), "/v1/collections/%s/documents", names[i]);
+        call(d.port, "POST", p, doc, 200);
+    }
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    snprintf(path, sizeof(path), "%s/other/docs.db", dir);
+    sql(path, "UPDATE meta SET value = 'another-model' WHERE key = 'fingerprint'");
+    snprintf(path, sizeof(path), "%s/damaged/docs.db", dir);
+    write_file(path, "garbage where a database was, long enough to look like a header.....");
+
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    log = read_log(&d);
+    ck_assert_msg(strstr(log, "WARN collection 'other': cannot be opened") != NULL, "%s", log);
+    ck_assert_msg(strstr(log, "another-model") != NULL, "%s", log);
+    ck_assert_msg(strstr(log, "WARN collection 'damaged': cannot be opened") != NULL, "%s", log);
+
+    /* ready, but saying what failed */
+    j = get_json(d.port, "GET", "/readyz", NULL, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "ready");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "collections_open")), 1);
+    list = json_object_get(j, "collections_failed");
+    ck_assert_int_eq(json_array_size(list), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 0), "name")), "damaged");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 1), "name")), "other");
+    json_decref(j);
+    j = get_json(d.port, "GET", "/v1/collections", NULL, 200);
+    list = json_object_get(j, "collections");
+    ck_assert_int_eq(json_array_size(list), 3);
+    for (i = 0; i < 3; i++) {
+        json_t *c = json_array_get(list, i);
+        const char *name = json_string_value(json_object_get(c, "name"));
+        const char *state = json_string_value(json_object_get(c, "state"));
+        const char *reason = json_string_value(json_object_get(c, "reason"));
+        ck_assert_str_eq(state, strcmp(name, "good") == 0 ? "open" : "failed");
+        if (strcmp(name, "good") != 0) {
+            ck_assert_ptr_nonnull(reason);
+            ck_assert_msg(strstr(reason, dir) == NULL, "absolute path in %s", reason);
+        }
+        if (strcmp(name, "other") == 0)
+            ck_assert_ptr_nonnull(strstr(reason, "another-model"));
+    }
+    json_decref(j);
+    ck_assert_int_eq(tu_http(d.port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    ck_assert_ptr_nonnull(strstr(r.body, "rosim_collection_failed{collection=\"other\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "rosim_collection_failed{collection=\"damaged\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "rosim_collection_documents{collection=\"good\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "rosim_data_dir_writable 1\n"));
+    tu_response_free(&r);
+
+    /* the good one is served; the failed ones answer 409 */
+    call(d.port, "POST", "/v1/collections/good/search", query, 200);
+    assert_error(get_json(d.port, "POST", "/v1/collections/other/search", query, 409),
+                 "collection_unavailable", dir);
+    assert_error(get_json(d.port, "GET", "/v1/collections/other", NULL, 409),
+                 "collection_unavailable", dir);
+    assert_error(get_json(d.port, "POST", "/v1/collections/damaged/documents", doc, 409),
+                 "collection_unavailable", dir);
+    assert_error(get_json(d.port, "GET", "/v1/collections/damaged/documents/a", NULL, 409),
+                 "collection_unavailable", dir);
+    assert_error(get_json(d.port, "PUT", "/v1/collections/other", NULL, 409), "conflict", dir);
+    snprintf(path, sizeof(path), "%s/other/docs.db", dir);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    /* DELETE drops a failed collection; then the name is free */
+    call(d.port, "DELETE", "/v1/collections/damaged", NULL, 200);
+    call(d.port, "GET", "/v1/collections/damaged", NULL, 404);
+    call(d.port, "PUT", "/v1/collections/damaged", NULL, 201);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_second_process_is_refused)
+{
+    char *dir = temp_dir();
+    const char *extra[] = { "--model", MODEL, "--data", dir, NULL };
+    char *imp[] = { (char *)tu_program("ROSIM", "build/rosim"), "import", "--model", MODEL,
+                    "--data", dir, "--collection", "x", NULL };
+    char *second[] = { (char *)tu_program("ROSIMD", "build/rosimd"), "--listen", "127.0.0.1:0",
+                       "--model", MODEL, "--data", dir, NULL };
+    struct tu_daemon d;
+    char *err = NULL;
+    double t0;
+
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    t0 = tu_now();
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"a\",\"text\":\"好\"}\n", NULL, &err), 1);
+    ck_assert_msg(strstr(err, "is in use by another process") != NULL, "%s", err);
+    free(err);
+    ck_assert_int_eq(exists(dir, "x"), 0);
+    ck_assert_int_eq(tu_run(second, NULL, NULL, &err), 1);
+    ck_assert_msg(strstr(err, "is in use by another process") != NULL, "%s", err);
+    free(err);
+    ck_assert(tu_now() - t0 < 30);
+    call(d.port, "GET", "/readyz", NULL, 200);   /* the first is unharmed */
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    /* and once it is gone, the import runs */
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"a\",\"text\":\"好\"}\n", NULL, NULL), 0);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_permissions_checked_at_start)
+{
+    char *dir = temp_dir(), ro[600], data[600], *log;
+    const char *extra[] = { "--model", MODEL, "--data", ro, NULL };
+    char *imp[] = { (char *)tu_program("ROSIM", "build/rosim"), "import", "--model", MODEL,
+                    "--data", data, "--collection", "byroot", NULL };
+    struct tu_daemon d;
+    json_t *j;
+
+    /* a data directory the service user may not write */
+    snprintf(ro, sizeof(ro), "%s/ro", dir);
+    ck_assert_int_eq(mkdir(ro, 0755), 0);
+    ck_assert_int_eq(tu_daemon_start_as(&d, extra, NOBODY), 0);
+    log = read_log(&d);
+    ck_assert_msg(strstr(log, "WARN") != NULL && strstr(log, "is not writable") != NULL,
+                  "%s", log);
+    j = get_json(d.port, "GET", "/readyz", NULL, 200);
+    ck_assert(json_is_false(json_object_get(j, "data_dir_writable")));
+    json_decref(j);
+    assert_error(get_json(d.port, "PUT", "/v1/collections/x", NULL, 500), "storage_error", dir);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+
+    /* a collection imported by root into the service's data directory */
+    snprintf(data, sizeof(data), "%s/data", dir);
+    ck_assert_int_eq(mkdir(data, 0700), 0);
+    ck_assert_int_eq(chown(data, NOBODY, NOBODY), 0);
+    extra[3] = data;
+    ck_assert_int_eq(tu_daemon_start_as(&d, extra, NOBODY), 0);
+    call(d.port, "PUT", "/v1/collections/mine", NULL, 201);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"a\",\"text\":\"好\"}\n", NULL, NULL), 0);
+    ck_assert_int_eq(tu_daemon_start_as(&d, extra, NOBODY), 0);
+    log = read_log(&d);
+    ck_assert_msg(strstr(log, "WARN collection 'byroot': cannot be opened") != NULL &&
+                  strstr(log, "not readable and writable by this process (uid 65534)") != NULL,
+                  "%s", log);
+    j = get_json(d.port, "GET", "/v1/collections", NULL, 200);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "collections")), 2);
+    json_decref(j);
+    assert_error(get_json(d.port, "POST", "/v1/collections/byroot/search", "{\"text\":\"好\"}",
+                          409), "collection_unavailable", dir);
+    call(d.port, "POST", "/v1/collections/mine/search", "{\"text\":\"好\"}", 200);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+Suite *
+store_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("data directory");
+
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_failed_collections_are_kept);
+    tcase_add_test(tc, test_snapshot_problems_are_reported);
+    tcase_add_test(tc, test_drop_is_durable);
+    tcase_add_test(tc, test_one_owner);
+    tcase_add_test(tc, test_daemon_serves_the_rest);
+    tcase_add_test(tc, test_second_process_is_refused);
+    tcase_add_test(tc, test_permissions_checked_at_start);
+    suite_add_tcase(s, tc);
+    return s;
+}
