@@ -123,6 +123,7 @@ struct import_doc {
 static int
 parse_doc(const char *line, size_t len, struct import_doc *d, char *why, size_t wlen)
 {
+    static const char shape[] = "expected {\"id\": string, \"text\": string, \"meta\": object}";
     json_error_t je;
     const char *key;
     json_t *v;
@@ -133,7 +134,7 @@ parse_doc(const char *line, size_t len, struct import_doc *d, char *why, size_t 
         return -1;
     }
     if (!json_is_object(d->j)) {
-        snprintf(why, wlen, "expected {\"id\": string, \"text\": string, \"meta\": object}");
+        snprintf(why, wlen, "%s", shape);
         goto bad;
     }
     json_object_foreach(d->j, key, v) {
@@ -147,7 +148,7 @@ parse_doc(const char *line, size_t len, struct import_doc *d, char *why, size_t 
     d->text = json_string_value(json_object_get(d->j, "text"));
     if (d->id == NULL || d->text == NULL ||
         (d->meta != NULL && !json_is_object(d->meta))) {
-        snprintf(why, wlen, "expected {\"id\": string, \"text\": string, \"meta\": object}");
+        snprintf(why, wlen, "%s", shape);
         goto bad;
     }
     if (strlen(d->id) == 0 || strlen(d->id) > 256) {

@@ -496,6 +496,35 @@ START_TEST(test_permissions_checked_at_start)
 }
 END_TEST
 
+START_TEST(test_import_reads_a_file_twice)
+{
+    char *dir = temp_dir(), file[700], cmd[2400], *out = NULL;
+    const char *rosim = tu_program("ROSIM", "build/rosim");
+    char *srch[] = { (char *)rosim, "search", "--model", MODEL, "--data", NULL, "--collection",
+                     "f", NULL };
+    char data[700];
+
+    /* stdin a regular file: checked in a first pass, then read again */
+    snprintf(data, sizeof(data), "%s/data", dir);
+    snprintf(file, sizeof(file), "%s/docs.jsonl", dir);
+    write_file(file, "{\"id\":\"a\",\"text\":\"好\"}\n{\"id\":\"b\",\"text\":\"坏\"}\n"
+                     "{\"id\":\"c\",\"text\":\"中\",\"meta\":[]}\n");
+    snprintf(cmd, sizeof(cmd), "%s import --model %s --data %s --collection f < %s 2>/dev/null",
+             rosim, MODEL, data, file);
+    ck_assert_int_ne(system(cmd), 0);
+    ck_assert_int_eq(exists(data, "f"), 0);   /* nothing stored, not even the collection */
+    write_file(file, "{\"id\":\"a\",\"text\":\"好\"}\n{\"id\":\"b\",\"text\":\"坏\"}\n");
+    ck_assert_int_eq(system(cmd), 0);
+    srch[5] = data;
+    ck_assert_int_eq(tu_run(srch, "好\n", &out, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"id\":\"a\""));
+    ck_assert_ptr_nonnull(strstr(out, "\"id\":\"b\""));
+    free(out);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *
 store_suite(void)
 {
@@ -510,6 +539,7 @@ store_suite(void)
     tcase_add_test(tc, test_daemon_serves_the_rest);
     tcase_add_test(tc, test_second_process_is_refused);
     tcase_add_test(tc, test_permissions_checked_at_start);
+    tcase_add_test(tc, test_import_reads_a_file_twice);
     suite_add_tcase(s, tc);
     return s;
 }
