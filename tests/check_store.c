@@ -367,8 +367,8 @@ START_TEST(test_daemon_serves_the_rest)
     ck_assert_int_eq(json_integer_value(json_object_get(j, "collections_open")), 1);
     list = json_object_get(j, "collections_failed");
     ck_assert_int_eq(json_array_size(list), 2);
-    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 0), "name")), "damaged");
-    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, 1), "name")), "other");
+    ck_assert_str_eq(json_string_value(json_array_get(list, 0)), "damaged");
+    ck_assert_str_eq(json_string_value(json_array_get(list, 1)), "other");
     json_decref(j);
     j = get_json(d.port, "GET", "/v1/collections", NULL, 200);
     list = json_object_get(j, "collections");
