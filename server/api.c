@@ -17,6 +17,7 @@
 
 #include "../model/generate.h"
 #include "../model/tokenizer.h"
+#include "../model/vec.h"
 #include "metrics.h"
 
 #ifndef ROSIM_VERSION
@@ -289,6 +290,8 @@ embed(struct app *a, const char *const *texts, int n, int normalize, struct embe
     }
     if (rc == RS_OK)
         rc = batcher_encode(a->batcher, ids, lens, n, out->vecs, a->conf->request_timeout, &e);
+    if (rc == RS_OK && !vec_finite(out->vecs, (size_t)n * (size_t)H))
+        rc = rs_error_set(&e, RS_EINTERNAL, "model produced non-finite values");
 done:
     for (int i = 0; tok != NULL && i < n; i++)
         tok_output_free(&tok[i]);
@@ -301,24 +304,22 @@ done:
         fail(rp, &e);
         return -1;
     }
-    for (int i = 0; normalize && i < n; i++) {
-        float *v = out->vecs + (size_t)i * (size_t)H;
-        double norm = 0;
-        for (int j = 0; j < H; j++)
-            norm += (double)v[j] * v[j];
-        norm = sqrt(norm);
-        for (int j = 0; j < H && norm > 0; j++)
-            v[j] = (float)(v[j] / norm);
-    }
+    for (int i = 0; normalize && i < n; i++)
+        vec_normalize(out->vecs + (size_t)i * (size_t)H, H);
     return 0;
 }
 
+/* The whole vector or NULL (out of memory): never a shorter array. */
 static json_t *
 vector_json(const float *v, int n)
 {
     json_t *arr = json_array();
-    for (int i = 0; i < n; i++)
-        json_array_append_new(arr, json_real(v[i]));
+    for (int i = 0; arr != NULL && i < n; i++) {
+        if (json_array_append_new(arr, json_real(v[i])) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
     return arr;
 }
 
@@ -384,8 +385,17 @@ route_embed(struct app *a, const struct api_request *rq, struct api_reply *rp)
     if (embed(a, texts, n, norm == NULL || json_is_true(norm), &em, rp))
         goto done;
     list = json_array();
-    for (int i = 0; i < n; i++)
-        json_array_append_new(list, vector_json(em.vecs + (size_t)i * (size_t)H, H));
+    for (int i = 0; list != NULL && i < n; i++) {
+        if (json_array_append_new(list, vector_json(em.vecs + (size_t)i * (size_t)H, H)) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    if (list == NULL) {
+        free(em.vecs);
+        api_error(rp, 503, "busy", "out of memory");
+        goto done;
+    }
     reply(rp, 200, json_pack("{s:i,s:o,s:{s:I,s:i}}", "dim", H, "embeddings", list, "usage",
                              "tokens", (json_int_t)em.tokens, "truncated_texts", em.truncated));
     free(em.vecs);
@@ -519,12 +529,8 @@ route_similarity(struct app *a, const struct api_request *rq, struct api_reply *
     if (embed(a, all, n + 1, 1, &em, rp))
         goto done;
     scores = json_array();
-    for (int i = 1; i <= n; i++) {
-        double dot = 0;
-        for (int k = 0; k < H; k++)
-            dot += (double)em.vecs[k] * em.vecs[(size_t)i * (size_t)H + (size_t)k];
-        json_array_append_new(scores, json_real(dot));
-    }
+    for (int i = 1; i <= n; i++)
+        json_array_append_new(scores, json_real(vec_dot(em.vecs, em.vecs + (size_t)i * (size_t)H, H)));
     reply(rp, 200, json_pack("{s:o}", "scores", scores));
     free(em.vecs);
 done:
@@ -598,11 +604,25 @@ route_generate(struct app *a, const struct api_request *rq, struct api_reply *rp
     p.max_new = (int)max_length;
     p.beam = (int)beam;
     p.src_maxlen = c->max_length;
-    /* generation holds a slot and reserves its cost while it runs */
-    cost = (long)count * (beam > 0 ? beam : n) * max_length;
+    if (beam > 0 && json_object_get(body, "k") == NULL)
+        k = 1;
+    /* generation holds a slot and reserves its cost while it runs: source
+     * tokens (after truncation), generated tokens and re-ranking */
     {
+        struct tok_output tok = { 0 };
         struct rs_error e;
-        int rc = app_acquire(a, cost, &e);
+        int rc = RS_OK;
+        cost = 0;
+        for (int i = 0; i < count && rc == RS_OK; i++)
+            if ((rc = tok_encode(rf_model_vocab(a->model), texts[i], strlen(texts[i]),
+                                 c->max_length, &tok, &e)) == RS_OK)
+                cost += gen_cost(tok.n, &p);
+        tok_output_free(&tok);
+        if (rc != RS_OK) {
+            fail(rp, &e);
+            goto done;
+        }
+        rc = app_acquire(a, cost, &e);
         if (rc == RS_EINVAL) {
             api_error(rp, 422, "too_costly", "%s", e.msg);
             metrics_rejected("too_costly");
