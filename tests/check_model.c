@@ -10,6 +10,7 @@
  * - the same vectors alone and in a padded batch;
  * - truncated, corrupted and mismatched files, and a NaN weight in each
  *   format, fail with errors that name the file and tensor;
+ * - finite weights that overflow: rosimd answers 500, never short arrays;
  * - CRC32C from several threads at once (the first use sets up its tables).
  */
 #include <fcntl.h>
@@ -25,6 +26,7 @@
 #include "../model/roformer.h"
 #include "../model/weights.h"
 #include "suites.h"
+#include "testutil.h"
 
 #define TINY "tests/fixtures/roformer-sim-tiny"
 #define BERT "tests/fixtures/tf-checkpoint-bert-tiny"
@@ -602,6 +604,67 @@ START_TEST(test_nan_weights_refused)
 }
 END_TEST
 
+START_TEST(test_nonfinite_output_is_500)
+{
+    /* finite weights that overflow: the final LayerNorm's gain at 3e38
+     * makes hidden states infinite and vectors NaN.  rosimd must answer 500,
+     * never a shorter array or an empty list with 200 */
+    static const char *const files[] = { "config.json", "vocab.txt", NULL };
+    static const char *const bodies[][2] = {
+        { "/v1/embed", "{\"texts\":[\"你好\"]}" },
+        { "/v1/embeddings", "{\"input\":\"你好\"}" },
+        { "/v1/similarity", "{\"source\":\"你好\",\"targets\":[\"再见\"]}" },
+        { "/v1/generate", "{\"text\":\"你好\",\"n\":2,\"max_length\":3}" },
+    };
+    const char *name = "roformer.encoder.layer.1.output.LayerNorm.weight";
+    char dir[64], path[256], data_dir[64] = "/tmp/rosim-nan-XXXXXX";
+    const char *extra[] = { "--model", dir, "--data", data_dir, NULL };
+    struct wt_set *w;
+    const struct wt_tensor *t;
+    struct rs_error e;
+    struct tu_daemon d;
+    unsigned char *bytes, *at;
+    size_t size;
+    FILE *fp;
+
+    make_model_dir(dir, TINY, files);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    ck_assert_ptr_nonnull(fp = fopen(TINY "/model.safetensors", "rb"));
+    fseek(fp, 0, SEEK_END);
+    size = (size_t)ftell(fp);
+    rewind(fp);
+    ck_assert_ptr_nonnull(bytes = malloc(size));
+    ck_assert_uint_eq(fread(bytes, 1, size, fp), size);
+    fclose(fp);
+    ck_assert_int_eq(wt_open_safetensors(&w, TINY "/model.safetensors", &e), RS_OK);
+    ck_assert_ptr_nonnull(t = wt_find(w, name));
+    ck_assert_ptr_nonnull(at = memmem(bytes, size, t->data, (size_t)wt_numel(t) * 4));
+    for (int64_t i = 0; i < wt_numel(t); i++) {
+        const float big = 3e38f;
+        memcpy(at + i * 4, &big, 4);
+    }
+    wt_close(w);
+    ck_assert_ptr_nonnull(fp = fopen(path, "wb"));
+    ck_assert_uint_eq(fwrite(bytes, 1, size, fp), size);
+    fclose(fp);
+    free(bytes);
+
+    ck_assert_ptr_nonnull(mkdtemp(data_dir));
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        struct tu_response r;
+        ck_assert_int_eq(tu_http(d.port, "POST", bodies[i][0], "application/json", bodies[i][1],
+                                 strlen(bodies[i][1]), &r), 0);
+        ck_assert_msg(r.status == 500 && strstr(r.body, "model produced non-finite values"),
+                      "%s: %ld %.300s", bodies[i][0], r.status, r.body);
+        tu_response_free(&r);
+    }
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    remove_dir(data_dir);
+    remove_dir(dir);
+}
+END_TEST
+
 START_TEST(test_mismatched_config)
 {
     static const char *const files[] = { "vocab.txt", "model.safetensors", NULL };
@@ -656,6 +719,7 @@ model_suite(void)
     tcase_add_test(bad, test_corrupted_files);
     tcase_add_test(bad, test_mismatched_config);
     tcase_add_test(bad, test_nan_weights_refused);
+    tcase_add_test(bad, test_nonfinite_output_is_500);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, bad);
     return s;
