@@ -10,6 +10,8 @@
  * - the same vectors alone and in a padded batch;
  * - truncated, corrupted and mismatched files, and a NaN weight in each
  *   format, fail with errors that name the file and tensor;
+ * - PyTorch files: protocol-4 pickles (MEMOIZE) load; an overflowing index
+ *   and an exponential memo walk are refused quickly;
  * - finite weights that overflow: rosimd answers 500, never short arrays;
  * - CRC32C from several threads at once (the first use sets up its tables).
  */
@@ -368,6 +370,56 @@ START_TEST(test_crc_first_use_threads)
 }
 END_TEST
 
+START_TEST(test_torch_protocol4)
+{
+    /* torch.save(..., pickle_protocol=4): MEMOIZE numbers the memo by its
+     * size; a tensor reached twice, a transposed view, f16, i64, nesting */
+    static const struct { const char *name; int n; float v[6]; } want[] = {
+        { "w", 6, { 0, 0.25f, 0.5f, 0.75f, 1, 1.25f } },
+        { "w_t", 6, { 0, 0.75f, 0.25f, 1, 0.5f, 1.25f } },
+        { "tied", 6, { 0, 0.25f, 0.5f, 0.75f, 1, 1.25f } },
+        { "h", 3, { 1.5f, -2.25f, 65504 } },
+        { "sub.step", 2, { 7, -3 } },
+    };
+    struct wt_set *w;
+    struct rs_error e;
+    float buf[6];
+
+    ck_assert_msg(wt_open_torch(&w, "tests/fixtures/torch-protocol4/pytorch_model.bin", &e) ==
+                  RS_OK, "%s", e.msg);
+    ck_assert_int_eq(wt_count(w), 5);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        const struct wt_tensor *t = wt_find(w, want[i].name);
+        ck_assert_msg(t != NULL, "%s missing", want[i].name);
+        ck_assert_int_eq(wt_numel(t), want[i].n);
+        ck_assert_int_eq(wt_read_f32(w, t, buf, &e), RS_OK);
+        for (int k = 0; k < want[i].n; k++)
+            ck_assert_float_eq(buf[k], want[i].v[k]);
+    }
+    wt_close(w);
+}
+END_TEST
+
+START_TEST(test_torch_hostile)
+{
+    /* tests/tools/make_torch_hostile.py: an index that overflows int64
+     * (checked before the sum: UBSan aborts otherwise), and a small file
+     * whose memo makes the dict walk exponential (bounded by visits) */
+    static const char *const cases[][2] = {
+        { "tests/fixtures/torch-hostile/overflow.bin", "reaches outside its storage" },
+        { "tests/fixtures/torch-hostile/fanout.bin", "reaches more than" },
+    };
+    for (int i = 0; i < 2; i++) {
+        struct wt_set *w;
+        struct rs_error e;
+        double t0 = tu_now();
+        ck_assert_int_eq(wt_open_torch(&w, cases[i][0], &e), RS_EFORMAT);
+        ck_assert_msg(strstr(e.msg, cases[i][1]) != NULL, "%s", e.msg);
+        ck_assert_msg(tu_now() - t0 < 5, "%s took %.1f s", cases[i][0], tu_now() - t0);
+    }
+}
+END_TEST
+
 START_TEST(test_formats_agree)
 {
     /* every tensor of the TF checkpoint equals its counterpart in the other
@@ -715,6 +767,8 @@ model_suite(void)
     tcase_add_test(tc, test_tf_raw_values);
     tcase_add_test(tc, test_formats_agree);
     tcase_add_test(tc, test_crc_first_use_threads);
+    tcase_add_test(tc, test_torch_protocol4);
+    tcase_add_test(bad, test_torch_hostile);
     tcase_add_test(bad, test_truncated_files);
     tcase_add_test(bad, test_corrupted_files);
     tcase_add_test(bad, test_mismatched_config);
