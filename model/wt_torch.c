@@ -8,7 +8,9 @@
  * numbers, and tensors from torch._utils._rebuild_tensor_v2 over storages
  * named by persistent ids ('storage', <Type>Storage, key, location, numel).
  * Any other callable yields an opaque value, so unusual objects elsewhere in
- * the file do no harm.  Nested dicts are flattened with '.'.
+ * the file do no harm.  Nested dicts are flattened with '.'; the memo may
+ * name one dict many times, so the walk stops after WALK_LIMIT objects.
+ * Pickle protocols 2 to 5 as torch.save writes them (MEMOIZE included).
  * The legacy (pre-1.6, non-zip) format is refused with a clear message.
  */
 #include "weights_impl.h"
