@@ -21,7 +21,7 @@
  * truncated to src_maxlen, normalized and compared with vec.h), so a score
  * equals the /v1/similarity of the two texts.  With beam > 0, bert4keras
  * beam_search replaces sampling and yields one deterministic candidate, the
- * most likely sequence, so k must be 1.  Top_k 1 (greedy) yields one
+ * most likely sequence, so k must be 1.  With top_k 1 (greedy) there is one
  * distinct candidate whatever n.  The same seed gives the same output.
  * Thread-safe for distinct outputs; the model may be shared.
  */

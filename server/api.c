@@ -323,6 +323,19 @@ vector_json(const float *v, int n)
     return arr;
 }
 
+/* Whether list holds all n items it was built with; if not (a value jansson
+ * refused, or memory), list is released and the reply is an error: a client
+ * never gets a shorter array. */
+static int
+complete(json_t *list, int n, struct api_reply *rp)
+{
+    if (list != NULL && json_array_size(list) == (size_t)n)
+        return 1;
+    json_decref(list);
+    api_error(rp, 500, "internal", "model produced non-finite values or memory ran out");
+    return 0;
+}
+
 /* --- routes --------------------------------------------------------------- */
 
 static void
@@ -385,20 +398,13 @@ route_embed(struct app *a, const struct api_request *rq, struct api_reply *rp)
     if (embed(a, texts, n, norm == NULL || json_is_true(norm), &em, rp))
         goto done;
     list = json_array();
-    for (int i = 0; list != NULL && i < n; i++) {
-        if (json_array_append_new(list, vector_json(em.vecs + (size_t)i * (size_t)H, H)) != 0) {
-            json_decref(list);
-            list = NULL;
-        }
-    }
-    if (list == NULL) {
-        free(em.vecs);
-        api_error(rp, 503, "busy", "out of memory");
+    for (int i = 0; i < n; i++)
+        json_array_append_new(list, vector_json(em.vecs + (size_t)i * (size_t)H, H));
+    free(em.vecs);
+    if (!complete(list, n, rp))
         goto done;
-    }
     reply(rp, 200, json_pack("{s:i,s:o,s:{s:I,s:i}}", "dim", H, "embeddings", list, "usage",
                              "tokens", (json_int_t)em.tokens, "truncated_texts", em.truncated));
-    free(em.vecs);
 done:
     free(texts);
     json_decref(body);
@@ -490,6 +496,10 @@ route_openai_embeddings(struct app *a, const struct api_request *rq, struct api_
         json_array_append_new(data, json_pack("{s:s,s:i,s:o}", "object", "embedding",
                                               "index", i, "embedding", emb));
     }
+    if (!complete(data, n, rp)) {
+        free(em.vecs);
+        goto done;
+    }
     reply(rp, 200, json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data", data,
                              "model", json_is_string(model) ? json_string_value(model) : "rosim",
                              "usage", "prompt_tokens", (json_int_t)em.tokens, "total_tokens",
@@ -530,9 +540,11 @@ route_similarity(struct app *a, const struct api_request *rq, struct api_reply *
         goto done;
     scores = json_array();
     for (int i = 1; i <= n; i++)
-        json_array_append_new(scores, json_real(vec_dot(em.vecs, em.vecs + (size_t)i * (size_t)H, H)));
-    reply(rp, 200, json_pack("{s:o}", "scores", scores));
+        json_array_append_new(scores, json_real(vec_dot(em.vecs, em.vecs + (size_t)i * (size_t)H,
+                                                        H)));
     free(em.vecs);
+    if (complete(scores, n, rp))
+        reply(rp, 200, json_pack("{s:o}", "scores", scores));
 done:
     free(all);
     free(texts);
