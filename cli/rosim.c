@@ -418,7 +418,7 @@ main(int argc, char **argv)
     if (o.max_length < 0)
         o.max_length = strcmp(cmd, "tokenize") == 0 ? 0 : 64;
     if (o.k < 0)
-        o.k = strcmp(cmd, "search") == 0 ? 10 : 5;
+        o.k = strcmp(cmd, "search") == 0 ? 10 : o.gen.beam > 0 ? 1 : 5;
     rf_set_threads(o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
     if (rf_model_load(&m, o.model, &e) != RS_OK) {
         fprintf(stderr, "rosim: %s\n", e.msg);

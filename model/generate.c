@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "tokenizer.h"
+#include "vec.h"
 
 struct gen_params
 gen_default_params(void)
@@ -240,6 +241,16 @@ seq_add(struct gen_sequences *out, const int32_t *ids, int len, int max_new)
     out->n++;
 }
 
+/* The next-token distributions of the first rows rows are numbers: a model
+ * that overflows must fail, not sample from garbage. */
+static int
+probs_finite(const struct dec *d, int rows, int V, struct rs_error *e)
+{
+    if (vec_finite(dec_probs(d), (size_t)rows * (size_t)V))
+        return RS_OK;
+    return rs_error_set(e, RS_EINTERNAL, "model produced non-finite values");
+}
+
 /* bert4keras random_sample, min_ends = 1, minlen = 1. */
 static int
 run_sampling(const struct rf_model *m, struct dec *d, const struct gen_params *p,
@@ -267,6 +278,8 @@ run_sampling(const struct rf_model *m, struct dec *d, const struct gen_params *p
         sample[r] = r;
     for (int step = 0; step < N && rows > 0; step++) {
         int kept = 0;
+        if ((rc = probs_finite(d, rows, V, e)) != RS_OK)
+            goto done;
         for (int r = 0; r < rows; r++) {
             tok[r] = gen_sample_token(dec_probs(d) + (size_t)r * (size_t)V, V, p, &rng,
                                       work_idx, work_p);
@@ -343,6 +356,8 @@ run_beam(const struct rf_model *m, struct dec *d, const struct gen_params *p,
     }
     for (int step = 0; step < N; step++) {
         int nc = 0, kept = 0;
+        if ((rc = probs_finite(d, rows, V, e)) != RS_OK)
+            goto done;
         for (int r = 0; r < rows; r++)
             for (int v = 0; v < V; v++)
                 cand[nc++] = (struct beam_cand){
@@ -429,7 +444,7 @@ gen_paraphrases_free(struct gen_paraphrases *out)
 
 struct ranked {
     char *text;
-    float score;
+    double score;
     int order;
 };
 
@@ -442,21 +457,16 @@ by_rank(const void *x, const void *y)
     return a->order - b->order;
 }
 
-/* Sentence vectors of texts (no truncation but the model's own limit),
- * L2-normalized, into vecs[n * H]. */
+/* Normalized sentence vectors of n tokenized texts into vecs[n * H]: the
+ * vectors /v1/embed gives for the same tokens.  RS_EINTERNAL when the model
+ * produced a value that is not finite. */
 static int
-embed_all(const struct rf_model *m, char *const *texts, int n, float *vecs, struct rs_error *e)
+embed_tokens(const struct rf_model *m, const struct tok_output *toks, int n, float *vecs,
+             struct rs_error *e)
 {
-    const struct rf_config *c = rf_model_config(m);
-    const int H = c->d_model, chunk = 32;
-    const int limit = c->arch == RF_ARCH_BERT ? c->max_pos : 0;
-    struct tok_output *toks = calloc((size_t)n, sizeof(*toks));
+    const int H = rf_model_config(m)->d_model, chunk = 32;
     int rc = RS_OK;
 
-    if (toks == NULL)
-        return rs_error_set(e, RS_ENOMEM, "out of memory");
-    for (int i = 0; i < n && rc == RS_OK; i++)
-        rc = tok_encode(rf_model_vocab(m), texts[i], strlen(texts[i]), limit, &toks[i], e);
     for (int i = 0; i < n && rc == RS_OK; i += chunk) {
         int k = n - i < chunk ? n - i : chunk, maxlen = 1;
         const int32_t *ids[32];
@@ -469,25 +479,28 @@ embed_all(const struct rf_model *m, char *const *texts, int n, float *vecs, stru
                 maxlen = lens[j];
         }
         s = rf_state_new(m, k, maxlen);
-        if (s == NULL) {
-            rc = rs_error_set(e, RS_ENOMEM, "out of memory");
-            break;
-        }
+        if (s == NULL)
+            return rs_error_set(e, RS_ENOMEM, "out of memory");
         rc = rf_encode(m, s, ids, lens, k, RF_POOL_LINEAR, vecs + (size_t)i * (size_t)H, e);
         rf_state_free(s);
     }
-    for (int i = 0; i < n && rc == RS_OK; i++) {
-        float *v = vecs + (size_t)i * (size_t)H, norm = 0;
-        for (int j = 0; j < H; j++)
-            norm += v[j] * v[j];
-        norm = sqrtf(norm);
-        for (int j = 0; j < H && norm > 0; j++)
-            v[j] /= norm;
-    }
+    if (rc != RS_OK)
+        return rc;
+    if (!vec_finite(vecs, (size_t)n * (size_t)H))
+        return rs_error_set(e, RS_EINTERNAL, "model produced non-finite values");
     for (int i = 0; i < n; i++)
-        tok_output_free(&toks[i]);
-    free(toks);
-    return rc;
+        vec_normalize(vecs + (size_t)i * (size_t)H, H);
+    return RS_OK;
+}
+
+long
+gen_cost(int src_tokens, const struct gen_params *p)
+{
+    long rows = p->beam > 0 ? p->beam : p->n;
+    long ranked = p->beam > 0 ? 1 : p->n;
+    long cand = p->max_new + 2 < p->src_maxlen ? p->max_new + 2 : p->src_maxlen;
+
+    return 2L * src_tokens + rows * p->max_new + ranked * cand;
 }
 
 int
@@ -496,74 +509,88 @@ gen_paraphrase(const struct rf_model *m, const char *text, size_t len,
                struct rs_error *e)
 {
     const int H = rf_model_config(m)->d_model;
-    struct tok_output src = { 0 };
+    const struct tok_vocab *vocab = rf_model_vocab(m);
+    struct tok_output *toks = NULL;    /* toks[0]: the source; then the candidates */
     struct gen_sequences seqs = { 0 };
     struct dec *d = NULL;
-    char **texts = NULL;
+    char **texts = NULL;               /* texts[i]: candidate i, toks[i + 1] */
     struct ranked *r = NULL;
     float *vecs = NULL;
-    int rc, n_texts = 0;
+    int rc, n_texts = 0, n_toks = 1;
 
     memset(out, 0, sizeof(*out));
     if ((rc = gen_check_params(p, e)) != RS_OK)
         return rc;
     if (k < 1)
         return rs_error_set(e, RS_EINVAL, "k must be at least 1, not %d", k);
+    if (p->beam > 0 && k > 1)
+        return rs_error_set(e, RS_EINVAL, "beam search yields one paraphrase, the most likely "
+                            "sequence (as bert4keras beam_search); ask for k = 1, or sample "
+                            "(beam 0) for several");
     if (!rf_model_can_generate(m))
         return rs_error_set(e, RS_EINVAL, "this model has no MLM head, so it cannot generate");
-    if (memchr(text, '\0', len) != NULL)
-        return rs_error_set(e, RS_EINVAL, "text contains a NUL character");
-    if ((rc = tok_encode(rf_model_vocab(m), text, len, p->src_maxlen, &src, e)) != RS_OK)
-        return rc;
-    if (src.n <= 2) {
+    toks = calloc(1, sizeof(*toks));
+    if (toks == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    /* the source as the model was trained: truncated to src_maxlen, the
+     * same tokens the decoder starts from and the input's vector uses */
+    if ((rc = tok_encode(vocab, text, len, p->src_maxlen, &toks[0], e)) != RS_OK)
+        goto done;
+    if (toks[0].n <= 2) {
         rc = rs_error_set(e, RS_EINVAL, "text is empty (no tokens)");
         goto done;
     }
-    d = dec_new(m, src.n, p->max_new, p->beam > 0 ? p->beam : p->n);
+    d = dec_new(m, toks[0].n, p->max_new, p->beam > 0 ? p->beam : p->n);
     if (d == NULL) {
         rc = rs_error_set(e, RS_ENOMEM, "out of memory for the decoder");
         goto done;
     }
-    if ((rc = gen_run(m, d, src.ids, src.n, p, &seqs, e)) != RS_OK)
+    if ((rc = gen_run(m, d, toks[0].ids, toks[0].n, p, &seqs, e)) != RS_OK)
         goto done;
     dec_free(d);
     d = NULL;
     for (int i = 0; i < seqs.n; i++)
         out->n_generated += seqs.len[i];
 
-    /* decode, de-duplicate, drop the input; texts[0] is the input */
+    /* decode, de-duplicate, drop the input itself */
     texts = calloc((size_t)seqs.n + 1, sizeof(*texts));
-    if (texts == NULL || (texts[0] = strndup(text, len)) == NULL)
+    if (texts == NULL)
         goto oom;
-    n_texts = 1;
     for (int i = 0; i < seqs.n; i++) {
-        char *t = tok_decode(rf_model_vocab(m), seqs.ids + seqs.off[i], seqs.len[i]);
+        char *t = tok_decode(vocab, seqs.ids + seqs.off[i], seqs.len[i]);
         int dup = t != NULL && strlen(t) == len && memcmp(t, text, len) == 0;
         if (t == NULL)
             goto oom;
-        for (int j = 1; j < n_texts && !dup; j++)
+        for (int j = 0; j < n_texts && !dup; j++)
             dup = strcmp(texts[j], t) == 0;
         if (dup)
             free(t);
         else
             texts[n_texts++] = t;
     }
-    out->n_candidates = n_texts - 1;
-    if (n_texts > 1) {
-        vecs = malloc((size_t)n_texts * (size_t)H * sizeof(float));
+    out->n_candidates = n_texts;
+    if (n_texts > 0) {
+        struct tok_output *more = realloc(toks, ((size_t)n_texts + 1) * sizeof(*toks));
+        if (more == NULL)
+            goto oom;
+        toks = more;
+        memset(toks + 1, 0, (size_t)n_texts * sizeof(*toks));
+        n_toks = n_texts + 1;
+        vecs = malloc(((size_t)n_texts + 1) * (size_t)H * sizeof(float));
         r = malloc((size_t)n_texts * sizeof(*r));
         if (vecs == NULL || r == NULL)
             goto oom;
-        if ((rc = embed_all(m, texts, n_texts, vecs, e)) != RS_OK)
+        for (int i = 0; i < n_texts; i++)
+            if ((rc = tok_encode(vocab, texts[i], strlen(texts[i]), p->src_maxlen, &toks[i + 1],
+                                 e)) != RS_OK)
+                goto done;
+        if ((rc = embed_tokens(m, toks, n_texts + 1, vecs, e)) != RS_OK)
             goto done;
-        for (int i = 1; i < n_texts; i++) {
-            float dot = 0;
-            for (int j = 0; j < H; j++)
-                dot += vecs[j] * vecs[(size_t)i * (size_t)H + (size_t)j];
-            r[i - 1] = (struct ranked){ texts[i], dot, i };
-        }
-        qsort(r, (size_t)n_texts - 1, sizeof(*r), by_rank);
-        out->n = n_texts - 1 < k ? n_texts - 1 : k;
+        for (int i = 0; i < n_texts; i++)
+            r[i] = (struct ranked){ texts[i], vec_dot(vecs, vecs + (size_t)(i + 1) * (size_t)H, H),
+                                    i };
+        qsort(r, (size_t)n_texts, sizeof(*r), by_rank);
+        out->n = n_texts < k ? n_texts : k;
         out->items = calloc((size_t)out->n, sizeof(*out->items));
         if (out->items == NULL)
             goto oom;
@@ -587,6 +614,8 @@ done:
     free(vecs);
     dec_free(d);
     gen_sequences_free(&seqs);
-    tok_output_free(&src);
+    for (int i = 0; toks != NULL && i < n_toks; i++)
+        tok_output_free(&toks[i]);
+    free(toks);
     return rc;
 }

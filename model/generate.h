@@ -10,14 +10,19 @@
  *             printf("%.3f %s\n", out.items[i].score, out.items[i].text);
  *     gen_paraphrases_free(&out);
  *
- * The source is tokenized (truncated to src_maxlen), n continuations are
- * sampled in one batch over a shared source cache (bert4keras
- * random_sample: temperature, then top-k, then top-p, then one draw per
- * row; a row ends at [SEP] or after max_new tokens), decoded with the
- * bert4keras rules, de-duplicated, the input itself dropped, and the rest
- * ranked by the cosine similarity of their sentence vectors to the input's.
- * With beam > 0, bert4keras beam_search replaces sampling and yields one
- * deterministic candidate.  The same seed gives the same output.
+ * The source is tokenized and truncated to src_maxlen tokens, as the model
+ * was trained (bert4keras gen_synonyms: tokenizer.encode(text, maxlen)), n
+ * continuations are sampled in one batch over a shared source cache
+ * (bert4keras random_sample: temperature, then top-k, then top-p, then one
+ * draw per row; a row ends at [SEP] or after max_new tokens), decoded with
+ * the bert4keras rules, de-duplicated, the input itself dropped, and the
+ * rest ranked by the cosine similarity of their sentence vectors to the
+ * input's.  Those vectors are the ones /v1/embed gives (every text
+ * truncated to src_maxlen, normalized and compared with vec.h), so a score
+ * equals the /v1/similarity of the two texts.  With beam > 0, bert4keras
+ * beam_search replaces sampling and yields one deterministic candidate, the
+ * most likely sequence, so k must be 1.  With top_k 1 (greedy) there is one
+ * distinct candidate whatever n.  The same seed gives the same output.
  * Thread-safe for distinct outputs; the model may be shared.
  */
 #ifndef ROSIM_GENERATE_H
@@ -67,7 +72,7 @@ int gen_run(const struct rf_model *m, struct dec *d, const int32_t *src, int src
 
 struct gen_candidate {
     char *text;
-    float score;        /* cosine similarity to the input */
+    double score;       /* cosine similarity to the input */
 };
 
 struct gen_paraphrases {
@@ -78,10 +83,20 @@ struct gen_paraphrases {
 };
 void gen_paraphrases_free(struct gen_paraphrases *out);
 
-/* The whole procedure for one text: at most k paraphrases, best first. */
+/* The whole procedure for one text: at most k paraphrases, best first.
+ * RS_EINVAL for bad parameters or an empty text; RS_EINTERNAL when the
+ * model produces values that are not finite. */
 int gen_paraphrase(const struct rf_model *m, const char *text, size_t len,
                    const struct gen_params *p, int k, struct gen_paraphrases *out,
                    struct rs_error *e);
+
+/* The work of gen_paraphrase in tokens, for admission control: the source
+ * twice (decoder input and its vector), the generated tokens (rows x
+ * max_new, rows = n, or the beam width) and the vectors of the candidates
+ * (each at most min(max_new + 2, src_maxlen) tokens).  src_tokens: the
+ * source's length after truncation to p->src_maxlen, [CLS] and [SEP]
+ * included. */
+long gen_cost(int src_tokens, const struct gen_params *p);
 
 /* --- the sampler, exposed for tests ------------------------------------- */
 

@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +17,12 @@
 
 /* --- CRC-32C -------------------------------------------------------------- */
 
+/* The tables and the CPU check are set up once, by whichever thread needs
+ * them first (models load on several threads at once in the tests and the
+ * fingerprint hashes from any thread). */
 static uint32_t crc_table[8][256];
+static int crc_have_hw;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void
 crc_init(void)
@@ -29,6 +36,8 @@ crc_init(void)
     for (int t = 1; t < 8; t++)
         for (int i = 0; i < 256; i++)
             crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
+    __builtin_cpu_init();
+    crc_have_hw = __builtin_cpu_supports("sse4.2");
 }
 
 __attribute__((target("sse4.2"))) static uint32_t
@@ -65,15 +74,10 @@ crc_sw(uint32_t c, const unsigned char *p, size_t n)
 uint32_t
 wt_crc32c(uint32_t crc, const void *buf, size_t n)
 {
-    static int hw = -1;
     uint32_t c = ~crc;
 
-    if (hw < 0) {
-        crc_init();
-        __builtin_cpu_init();
-        hw = __builtin_cpu_supports("sse4.2");
-    }
-    c = hw ? crc_hw(c, buf, n) : crc_sw(c, buf, n);
+    pthread_once(&crc_once, crc_init);
+    c = crc_have_hw ? crc_hw(c, buf, n) : crc_sw(c, buf, n);
     return ~c;
 }
 
@@ -342,6 +346,10 @@ wt_read_f32(const struct wt_set *w, const struct wt_tensor *t, float *dst, struc
         for (int d = 0; d < t->ndim; d++)
             off += idx[d] * t->stride[d];
         dst[i] = element(t->data + off * (int64_t)es, t->dtype, t->big_endian);
+        if (!isfinite(dst[i]))
+            return rs_error_set(e, RS_EFORMAT, "%s: tensor '%s': element %lld is %s (the "
+                                "weights are damaged)", w->files[t->file].path, t->name,
+                                (long long)i, isnan(dst[i]) ? "NaN" : "infinite");
         for (int d = t->ndim - 1; d >= 0; d--) {
             if (++idx[d] < t->shape[d])
                 break;

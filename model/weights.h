@@ -5,7 +5,7 @@
  *     if (wt_open_dir(&w, "models/roformer-sim", &err) != RS_OK) ...
  *     const struct wt_tensor *t = wt_find(w, "bert/pooler/dense/kernel");
  *     float *buf = malloc(wt_numel(t) * sizeof(float));
- *     wt_read_f32(w, t, buf, &err);      // checks CRC, converts, gathers
+ *     wt_read_f32(w, t, buf, &err);      // checks CRC, converts, gathers, checks finite
  *     wt_close(w);
  *
  * Formats, detected from the directory (first match wins):
@@ -71,8 +71,9 @@ const struct wt_tensor *wt_find(const struct wt_set *w, const char *name);
 int64_t wt_numel(const struct wt_tensor *t);
 
 /* Convert t to float32, row-major, into dst[wt_numel(t)], verifying its
- * CRC when the format has one.  RS_EFORMAT on a CRC mismatch or a dtype
- * that is not a number. */
+ * CRC when the format has one.  RS_EFORMAT on a CRC mismatch, a dtype
+ * that is not a number, or an element that is NaN or infinite as float32
+ * (one damaged weight would otherwise poison every vector). */
 int wt_read_f32(const struct wt_set *w, const struct wt_tensor *t, float *dst,
                 struct rs_error *e);
 

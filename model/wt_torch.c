@@ -8,7 +8,9 @@
  * numbers, and tensors from torch._utils._rebuild_tensor_v2 over storages
  * named by persistent ids ('storage', <Type>Storage, key, location, numel).
  * Any other callable yields an opaque value, so unusual objects elsewhere in
- * the file do no harm.  Nested dicts are flattened with '.'.
+ * the file do no harm.  Nested dicts are flattened with '.'; the memo may
+ * name one dict many times, so the walk stops after WALK_LIMIT objects.
+ * Pickle protocols 2 to 5 as torch.save writes them (MEMOIZE included).
  * The legacy (pre-1.6, non-zip) format is refused with a clear message.
  */
 #include "weights_impl.h"
@@ -32,6 +34,20 @@ static uint32_t le32(const unsigned char *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 static uint64_t le64(const unsigned char *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
+
+static int
+entry_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+static int
+by_entry_name(const void *x, const void *y)
+{
+    const struct zip_entry *a = x, *b = y;
+    return entry_cmp(a->name, a->name_len, b->name, b->name_len);
+}
 
 static int
 zip_directory(const struct wt_file *f, struct zip_entry **out, int *n_out, struct rs_error *e)
@@ -102,6 +118,7 @@ zip_directory(const struct wt_file *f, struct zip_entry **out, int *n_out, struc
         }
         pos += 46 + name_len + extra_len + comment_len;
     }
+    qsort(ents, (size_t)n, sizeof(*ents), by_entry_name);
     *out = ents;
     *n_out = (int)n;
     return RS_OK;
@@ -128,15 +145,29 @@ zip_data(const struct wt_file *f, const struct zip_entry *z, uint64_t *off)
     return 0;
 }
 
+/* The entry prefix + rest of ents[0..n) sorted by name, or NULL: a lookup
+ * costs log n, however many tensors a file names. */
 static const struct zip_entry *
 zip_find(const struct zip_entry *ents, int n, const char *prefix, size_t plen, const char *rest)
 {
-    size_t rlen = strlen(rest);
+    char key[512];
+    size_t klen = plen + strlen(rest);
+    int lo = 0, hi = n;
 
-    for (int i = 0; i < n; i++)
-        if (ents[i].name_len == plen + rlen && memcmp(ents[i].name, prefix, plen) == 0 &&
-            memcmp(ents[i].name + plen, rest, rlen) == 0)
-            return &ents[i];
+    if (klen > sizeof(key))
+        return NULL;
+    memcpy(key, prefix, plen);
+    memcpy(key + plen, rest, klen - plen);
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        int c = entry_cmp(ents[mid].name, ents[mid].name_len, key, klen);
+        if (c == 0)
+            return &ents[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
@@ -164,8 +195,9 @@ struct vm {
     int n_o, cap_o;
     int *stack, sp, cap_stack;
     int *marks, n_marks, cap_marks;
-    int *memo;
-    size_t n_memo;
+    int *memo;              /* memo[i]: object id, -1 when unset */
+    size_t cap_memo;
+    size_t n_memo;          /* entries set: Python's len(memo), where MEMOIZE stores */
     const char *err;
 };
 
@@ -429,21 +461,23 @@ run_pickle(struct vm *v, const unsigned char *p, size_t n)
             else if (op == 'r') { NEED(4); idx = le32(p); p += 4; }
             else idx = v->n_memo;
             if (v->sp <= 0 || idx >= MEMO_LIMIT) return -1;
-            if (idx >= v->n_memo) {
-                size_t nn = idx + 1 > 2 * v->n_memo ? idx + 1 : 2 * v->n_memo;
+            if (idx >= v->cap_memo) {
+                size_t nn = idx + 1 > 2 * v->cap_memo ? idx + 1 : 2 * v->cap_memo;
                 int *mm = realloc(v->memo, nn * sizeof(int));
                 if (mm == NULL) return -1;
-                for (size_t i = v->n_memo; i < nn; i++) mm[i] = -1;
+                for (size_t i = v->cap_memo; i < nn; i++) mm[i] = -1;
                 v->memo = mm;
-                v->n_memo = nn;
+                v->cap_memo = nn;
             }
+            if (v->memo[idx] < 0)
+                v->n_memo++;
             v->memo[idx] = v->stack[v->sp - 1];
             break;
         }
         case 'h': case 'j': {                                      /* BINGET, LONG_BINGET */
             uint64_t idx;
             if (op == 'h') { NEED(1); idx = *p++; } else { NEED(4); idx = le32(p); p += 4; }
-            if (idx >= v->n_memo || v->memo[idx] < 0 || push(v, v->memo[idx])) return -1;
+            if (idx >= v->cap_memo || v->memo[idx] < 0 || push(v, v->memo[idx])) return -1;
             break;
         }
         case 'c': {                                                /* GLOBAL */
@@ -516,7 +550,10 @@ struct torch_ctx {
     size_t plen;
     int big_endian;
     const char *path;
+    int visits;             /* objects walked so far */
 };
+
+#define WALK_LIMIT (1 << 16)
 
 static int
 add_tensor(struct torch_ctx *x, const char *name, const struct obj *t, struct rs_error *e)
@@ -549,11 +586,13 @@ add_tensor(struct torch_ctx *x, const char *name, const struct obj *t, struct rs
         goto outside;
     if (wt_checked_numel(t->shape, t->ndim) > 0) {
         for (int d = 0; d < t->ndim; d++) {
+            int64_t reach;
             if (t->stride[d] < 0 || (t->shape[d] > 0 && t->stride[d] > INT64_MAX / t->shape[d]))
                 goto outside;
-            last += (t->shape[d] - 1) * t->stride[d];
-            if (last < 0)
+            reach = (t->shape[d] - 1) * t->stride[d];
+            if (reach > INT64_MAX - last)    /* checked before the sum, not after */
                 goto outside;
+            last += reach;
         }
         if (last >= st->i)
             goto outside;
@@ -581,6 +620,11 @@ walk(struct torch_ctx *x, int id, char *name, size_t name_len, int depth, struct
 
     if (depth > 16)
         return RS_OK;
+    /* the memo lets a small file name one dict many times at every level:
+     * the work is bounded by visits, not by the file's size */
+    if (++x->visits > WALK_LIMIT)
+        return rs_error_set(e, RS_EFORMAT, "%s: data.pkl reaches more than %d objects "
+                            "(a state dict has far fewer)", x->path, WALK_LIMIT);
     if (o->type == O_TENSOR)
         return add_tensor(x, name, o, e);
     if (o->type != O_DICT)
@@ -655,7 +699,7 @@ wt_open_torch(struct wt_set **out, const char *path, struct rs_error *e)
         rc = rs_error_set(e, RS_EFORMAT, "%s: no readable data.pkl record", path);
         goto fail;
     }
-    x = (struct torch_ctx){ w, &v, fi, ents, n_ents, pkl->name, pkl->name_len - 8, 0, path };
+    x = (struct torch_ctx){ w, &v, fi, ents, n_ents, pkl->name, pkl->name_len - 8, 0, path, 0 };
     bo = zip_find(ents, n_ents, x.prefix, x.plen, "byteorder");
     if (bo != NULL && zip_data(&w->files[fi], bo, &off) == 0 && bo->usize == 3 &&
         memcmp(w->files[fi].map + off, "big", 3) == 0)

@@ -17,6 +17,7 @@
 
 #include "../model/generate.h"
 #include "../model/tokenizer.h"
+#include "../model/vec.h"
 #include "metrics.h"
 
 #ifndef ROSIM_VERSION
@@ -301,6 +302,8 @@ embed(struct app *a, const char *const *texts, int n, int normalize, struct embe
     }
     if (rc == RS_OK)
         rc = batcher_encode(a->batcher, ids, lens, n, out->vecs, a->conf->request_timeout, &e);
+    if (rc == RS_OK && !vec_finite(out->vecs, (size_t)n * (size_t)H))
+        rc = rs_error_set(&e, RS_EINTERNAL, "model produced non-finite values");
 done:
     for (int i = 0; tok != NULL && i < n; i++)
         tok_output_free(&tok[i]);
@@ -313,25 +316,36 @@ done:
         fail(rp, &e);
         return -1;
     }
-    for (int i = 0; normalize && i < n; i++) {
-        float *v = out->vecs + (size_t)i * (size_t)H;
-        double norm = 0;
-        for (int j = 0; j < H; j++)
-            norm += (double)v[j] * v[j];
-        norm = sqrt(norm);
-        for (int j = 0; j < H && norm > 0; j++)
-            v[j] = (float)(v[j] / norm);
-    }
+    for (int i = 0; normalize && i < n; i++)
+        vec_normalize(out->vecs + (size_t)i * (size_t)H, H);
     return 0;
 }
 
+/* The whole vector or NULL (out of memory): never a shorter array. */
 static json_t *
 vector_json(const float *v, int n)
 {
     json_t *arr = json_array();
-    for (int i = 0; i < n; i++)
-        json_array_append_new(arr, json_real(v[i]));
+    for (int i = 0; arr != NULL && i < n; i++) {
+        if (json_array_append_new(arr, json_real(v[i])) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
     return arr;
+}
+
+/* Whether list holds all n items it was built with; if not (a value jansson
+ * refused, or memory), list is released and the reply is an error: a client
+ * never gets a shorter array. */
+static int
+complete(json_t *list, int n, struct api_reply *rp)
+{
+    if (list != NULL && json_array_size(list) == (size_t)n)
+        return 1;
+    json_decref(list);
+    api_error(rp, 500, "internal", "model produced non-finite values or memory ran out");
+    return 0;
 }
 
 /* --- routes --------------------------------------------------------------- */
@@ -398,9 +412,11 @@ route_embed(struct app *a, const struct api_request *rq, struct api_reply *rp)
     list = json_array();
     for (int i = 0; i < n; i++)
         json_array_append_new(list, vector_json(em.vecs + (size_t)i * (size_t)H, H));
+    free(em.vecs);
+    if (!complete(list, n, rp))
+        goto done;
     reply(rp, 200, json_pack("{s:i,s:o,s:{s:I,s:i}}", "dim", H, "embeddings", list, "usage",
                              "tokens", (json_int_t)em.tokens, "truncated_texts", em.truncated));
-    free(em.vecs);
 done:
     free(texts);
     json_decref(body);
@@ -492,6 +508,10 @@ route_openai_embeddings(struct app *a, const struct api_request *rq, struct api_
         json_array_append_new(data, json_pack("{s:s,s:i,s:o}", "object", "embedding",
                                               "index", i, "embedding", emb));
     }
+    if (!complete(data, n, rp)) {
+        free(em.vecs);
+        goto done;
+    }
     reply(rp, 200, json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data", data,
                              "model", json_is_string(model) ? json_string_value(model) : "rosim",
                              "usage", "prompt_tokens", (json_int_t)em.tokens, "total_tokens",
@@ -531,14 +551,12 @@ route_similarity(struct app *a, const struct api_request *rq, struct api_reply *
     if (embed(a, all, n + 1, 1, &em, rp))
         goto done;
     scores = json_array();
-    for (int i = 1; i <= n; i++) {
-        double dot = 0;
-        for (int k = 0; k < H; k++)
-            dot += (double)em.vecs[k] * em.vecs[(size_t)i * (size_t)H + (size_t)k];
-        json_array_append_new(scores, json_real(dot));
-    }
-    reply(rp, 200, json_pack("{s:o}", "scores", scores));
+    for (int i = 1; i <= n; i++)
+        json_array_append_new(scores, json_real(vec_dot(em.vecs, em.vecs + (size_t)i * (size_t)H,
+                                                        H)));
     free(em.vecs);
+    if (complete(scores, n, rp))
+        reply(rp, 200, json_pack("{s:o}", "scores", scores));
 done:
     free(all);
     free(texts);
@@ -610,11 +628,25 @@ route_generate(struct app *a, const struct api_request *rq, struct api_reply *rp
     p.max_new = (int)max_length;
     p.beam = (int)beam;
     p.src_maxlen = c->max_length;
-    /* generation holds a slot and reserves its cost while it runs */
-    cost = (long)count * (beam > 0 ? beam : n) * max_length;
+    if (beam > 0 && json_object_get(body, "k") == NULL)
+        k = 1;
+    /* generation holds a slot and reserves its cost while it runs: source
+     * tokens (after truncation), generated tokens and re-ranking */
     {
+        struct tok_output tok = { 0 };
         struct rs_error e;
-        int rc = app_acquire(a, cost, &e);
+        int rc = RS_OK;
+        cost = 0;
+        for (int i = 0; i < count && rc == RS_OK; i++)
+            if ((rc = tok_encode(rf_model_vocab(a->model), texts[i], strlen(texts[i]),
+                                 c->max_length, &tok, &e)) == RS_OK)
+                cost += gen_cost(tok.n, &p);
+        tok_output_free(&tok);
+        if (rc != RS_OK) {
+            fail(rp, &e);
+            goto done;
+        }
+        rc = app_acquire(a, cost, &e);
         if (rc == RS_EINVAL) {
             api_error(rp, 422, "too_costly", "%s", e.msg);
             metrics_rejected("too_costly");

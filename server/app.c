@@ -42,8 +42,9 @@ app_acquire(struct app *a, long cost, struct rs_error *e)
     int rc = 0, got = 0;
 
     if (cost > a->conf->max_generate_cost)
-        return rs_error_set(e, RS_EINVAL, "n x max_length = %ld is over the budget of %d; ask "
-                            "for fewer or shorter candidates", cost, a->conf->max_generate_cost);
+        return rs_error_set(e, RS_EINVAL, "the generation would cost %ld tokens, over the "
+                            "budget of %d; ask for fewer or shorter candidates or texts",
+                            cost, a->conf->max_generate_cost);
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += a->conf->request_timeout;
     pthread_mutex_lock(&a->mu);

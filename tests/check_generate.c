@@ -8,7 +8,13 @@
  *   duplication (beams) and a sampled [PAD];
  * - the sampler's draws follow the truncated distribution (chi-square);
  * - beam search at full width equals exhaustive search;
- * - bad parameters are clear errors; the same seed gives the same output.
+ * - bad parameters are clear errors; the same seed gives the same output;
+ * - the source is truncated to src_maxlen (also for its vector): a
+ *   paraphrase's score is the cosine of the two texts as /v1/similarity
+ *   gives it, within 1e-6, from the library and through rosimd;
+ * - the admission cost counts the source's tokens (a 5000-character text
+ *   with n 1, max_length 1 is not cost 1); beam search gives one paraphrase
+ *   and refuses k > 1; a source with NULs generates as without them.
  */
 #include <jansson.h>
 #include <math.h>
@@ -17,6 +23,7 @@
 #include <string.h>
 
 #include "../model/generate.h"
+#include "../model/vec.h"
 #include "suites.h"
 #include "testutil.h"
 
@@ -411,6 +418,246 @@ START_TEST(test_bad_parameters)
 }
 END_TEST
 
+/* The source truncated to src_maxlen tokens, as /v1/embed truncates. */
+static char *
+long_text(void)
+{
+    static const char unit[] = "微信和支付宝哪个好用";
+    char *t = malloc(sizeof(unit) * 20);
+    t[0] = '\0';
+    for (int i = 0; i < 20; i++)
+        strcat(t, unit);
+    return t;
+}
+
+/* The cosine of two texts the library way: each truncated to maxlen,
+ * encoded alone, normalized and compared with vec.h. */
+static double
+library_cosine(const struct rf_model *m, const char *a, const char *b, int maxlen)
+{
+    const int H = rf_model_config(m)->d_model;
+    const char *texts[2] = { a, b };
+    float vec[2][64];
+    struct rf_state *s = rf_state_new(m, 1, maxlen);
+    struct tok_output tok = { 0 };
+    struct rs_error e;
+
+    ck_assert_int_le(H, 64);
+    for (int i = 0; i < 2; i++) {
+        const int32_t *ids;
+        ck_assert_int_eq(tok_encode(rf_model_vocab(m), texts[i], strlen(texts[i]), maxlen,
+                                    &tok, &e), RS_OK);
+        ids = tok.ids;
+        ck_assert_int_eq(rf_encode(m, s, &ids, &tok.n, 1, RF_POOL_LINEAR, vec[i], &e), RS_OK);
+        vec_normalize(vec[i], H);
+    }
+    tok_output_free(&tok);
+    rf_state_free(s);
+    return vec_dot(vec[0], vec[1], H);
+}
+
+START_TEST(test_scores_are_cosines_of_truncated_texts)
+{
+    struct rf_model *m = load(TINY);
+    struct gen_params p = gen_default_params();
+    struct gen_paraphrases out = { 0 };
+    struct rs_error e;
+    char *text = long_text();
+
+    p.n = 20;
+    p.max_new = 8;
+    p.src_maxlen = 16;
+    p.seed = 3;
+    ck_assert_msg(gen_paraphrase(m, text, strlen(text), &p, 10, &out, &e) == RS_OK, "%s", e.msg);
+    ck_assert_int_gt(out.n, 1);
+    for (int i = 0; i < out.n; i++) {
+        double want = library_cosine(m, text, out.items[i].text, 16);
+        ck_assert_msg(fabs(out.items[i].score - want) <= 1e-6, "'%s': score %.9f, cosine %.9f",
+                      out.items[i].text, out.items[i].score, want);
+    }
+    gen_paraphrases_free(&out);
+    free(text);
+    rf_model_free(m);
+}
+END_TEST
+
+START_TEST(test_nul_in_source)
+{
+    /* U+0000 is dropped by the tokenizer (bert4keras): a text with NULs
+     * generates from the same tokens as the text without them */
+    static const char with[] = "微信\0和支付宝\0哪个好用", without[] = "微信和支付宝哪个好用";
+    struct rf_model *m = load(TINY);
+    struct gen_params p = gen_default_params();
+    struct gen_sequences a, b;
+    struct tok_output ta = { 0 }, tb = { 0 };
+    struct gen_paraphrases out = { 0 };
+    struct rs_error e;
+    struct dec *d;
+
+    p.n = 6;
+    p.max_new = 6;
+    p.seed = 11;
+    ck_assert_msg(gen_paraphrase(m, with, sizeof(with) - 1, &p, 3, &out, &e) == RS_OK, "%s",
+                  e.msg);
+    ck_assert_int_gt(out.n, 0);
+    gen_paraphrases_free(&out);
+    ck_assert_int_eq(tok_encode(rf_model_vocab(m), with, sizeof(with) - 1, 64, &ta, &e), RS_OK);
+    ck_assert_int_eq(tok_encode(rf_model_vocab(m), without, sizeof(without) - 1, 64, &tb, &e), RS_OK);
+    ck_assert_int_eq(ta.n, tb.n);
+    d = dec_new(m, ta.n, p.max_new, p.n);
+    ck_assert_int_eq(gen_run(m, d, ta.ids, ta.n, &p, &a, &e), RS_OK);
+    ck_assert_int_eq(gen_run(m, d, tb.ids, tb.n, &p, &b, &e), RS_OK);
+    ck_assert_int_eq(a.n, b.n);
+    for (int i = 0; i < a.n; i++) {
+        ck_assert_int_eq(a.len[i], b.len[i]);
+        ck_assert_int_eq(memcmp(a.ids + a.off[i], b.ids + b.off[i],
+                                (size_t)a.len[i] * sizeof(int32_t)), 0);
+    }
+    gen_sequences_free(&a);
+    gen_sequences_free(&b);
+    dec_free(d);
+    tok_output_free(&ta);
+    tok_output_free(&tb);
+    rf_model_free(m);
+}
+END_TEST
+
+START_TEST(test_beam_gives_one)
+{
+    struct rf_model *m = load(TINY);
+    struct gen_params p = gen_default_params();
+    struct gen_paraphrases out = { 0 };
+    struct rs_error e;
+    const char *text = "微信和支付宝哪个好用";
+
+    p.beam = 4;
+    p.max_new = 6;
+    ck_assert_int_eq(gen_paraphrase(m, text, strlen(text), &p, 3, &out, &e), RS_EINVAL);
+    ck_assert_msg(strstr(e.msg, "beam search yields one paraphrase") != NULL, "%s", e.msg);
+    ck_assert_int_eq(gen_paraphrase(m, text, strlen(text), &p, 1, &out, &e), RS_OK);
+    ck_assert_int_le(out.n, 1);
+    gen_paraphrases_free(&out);
+    rf_model_free(m);
+}
+END_TEST
+
+START_TEST(test_cost)
+{
+    struct gen_params p = gen_default_params();
+
+    /* 2 x source + generated + re-ranked candidates */
+    p.n = 1;
+    p.max_new = 1;
+    p.src_maxlen = 64;
+    ck_assert_int_eq(gen_cost(64, &p), 2 * 64 + 1 + 3);
+    p.n = 256;
+    p.max_new = 128;
+    ck_assert_int_eq(gen_cost(7, &p), 14 + 256 * 128 + 256 * 64);
+    p.beam = 4;
+    ck_assert_int_eq(gen_cost(7, &p), 14 + 4 * 128 + 64);
+}
+END_TEST
+
+/* --- through rosimd --------------------------------------------------------- */
+
+static json_t *
+post(int port, const char *path, const char *body, long want)
+{
+    struct tu_response r;
+    json_error_t je;
+    json_t *j;
+
+    ck_assert_int_eq(tu_http(port, "POST", path, "application/json", body, strlen(body), &r), 0);
+    ck_assert_msg(r.status == want, "%s: status %ld, want %ld: %.300s", path, r.status, want,
+                  r.body);
+    j = json_loads(r.body, 0, &je);
+    ck_assert_msg(j != NULL, "%s: not JSON: %.300s", path, r.body);
+    tu_response_free(&r);
+    return j;
+}
+
+static void
+start_daemon(struct tu_daemon *d, char *data, const char *opt1, const char *opt2)
+{
+    const char *extra[] = { "--model", TINY, "--data", data, "-o", opt1, "-o", opt2, NULL };
+
+    strcpy(data, "/tmp/rosim-gen-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(data));
+    ck_assert_int_eq(tu_daemon_start(d, extra), 0);
+}
+
+static void
+stop_daemon(struct tu_daemon *d, const char *data)
+{
+    char cmd[128];
+
+    ck_assert_int_eq(tu_daemon_stop(d), 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(test_api_scores_equal_similarity)
+{
+    struct tu_daemon d;
+    char data[64], *text = long_text(), *body = malloc(8192);
+    json_t *g, *sim, *targets = json_array(), *par, *req;
+    size_t i;
+
+    start_daemon(&d, data, "model.max_length=16", "limits.max_generate_cost=100000");
+    snprintf(body, 8192, "{\"text\":\"%s\",\"n\":20,\"k\":10,\"max_length\":8,\"seed\":3}", text);
+    g = post(d.port, "/v1/generate", body, 200);
+    par = json_object_get(g, "paraphrases");
+    ck_assert_int_gt(json_array_size(par), 1);
+    json_array_foreach(par, i, req)
+        json_array_append(targets, json_object_get(req, "text"));
+    req = json_pack("{s:s,s:O}", "source", text, "targets", targets);
+    free(body);
+    body = json_dumps(req, 0);
+    sim = post(d.port, "/v1/similarity", body, 200);
+    for (i = 0; i < json_array_size(par); i++) {
+        double got = json_number_value(json_object_get(json_array_get(par, i), "score"));
+        double want = json_number_value(json_array_get(json_object_get(sim, "scores"), i));
+        ck_assert_msg(fabs(got - want) <= 1e-6, "paraphrase %zu: score %.9f, similarity %.9f",
+                      i, got, want);
+    }
+    json_decref(req);
+    json_decref(sim);
+    json_decref(targets);
+    json_decref(g);
+    free(body);
+    free(text);
+    stop_daemon(&d, data);
+}
+END_TEST
+
+START_TEST(test_api_cost_and_beam)
+{
+    struct tu_daemon d;
+    char data[64], *body = malloc(5000 * 3 + 64);
+    json_t *j;
+
+    /* source 64 tokens after truncation: 2 x 64 + 1 + 3 = 132 > 100; "好": 10 */
+    start_daemon(&d, data, "model.max_length=64", "limits.max_generate_cost=100");
+    strcpy(body, "{\"text\":\"");
+    for (int i = 0; i < 5000; i++)
+        strcat(body + 9 + 3 * i, "天");
+    strcat(body, "\",\"n\":1,\"max_length\":1}");
+    j = post(d.port, "/v1/generate", body, 422);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                     "too_costly");
+    json_decref(j);
+    json_decref(post(d.port, "/v1/generate", "{\"text\":\"好\",\"n\":1,\"max_length\":1}", 200));
+    /* beam: one paraphrase; k > 1 refused */
+    j = post(d.port, "/v1/generate", "{\"text\":\"微信和支付宝哪个好用\",\"beam\":2,\"max_length\":4}", 200);
+    ck_assert_int_le(json_array_size(json_object_get(j, "paraphrases")), 1);
+    json_decref(j);
+    json_decref(post(d.port, "/v1/generate",
+                     "{\"text\":\"微信和支付宝哪个好用\",\"beam\":2,\"k\":3,\"max_length\":4}", 422));
+    free(body);
+    stop_daemon(&d, data);
+}
+END_TEST
+
 Suite *
 generate_suite(void)
 {
@@ -426,6 +673,12 @@ generate_suite(void)
     tcase_add_test(tc, test_beam_full_width_is_exact);
     tcase_add_test(tc, test_paraphrase_and_seeds);
     tcase_add_test(tc, test_bad_parameters);
+    tcase_add_test(tc, test_scores_are_cosines_of_truncated_texts);
+    tcase_add_test(tc, test_nul_in_source);
+    tcase_add_test(tc, test_beam_gives_one);
+    tcase_add_test(tc, test_cost);
+    tcase_add_test(tc, test_api_scores_equal_similarity);
+    tcase_add_test(tc, test_api_cost_and_beam);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -8,12 +8,17 @@
  * - tf-checkpoint-bert-tiny (a real TF-written BERT checkpoint): raw tensor
  *   values, every CRC, the BERT architecture with linear and tanh poolers;
  * - the same vectors alone and in a padded batch;
- * - truncated, corrupted and mismatched files fail with errors that name
- *   the file and tensor.
+ * - truncated, corrupted and mismatched files, and a NaN weight in each
+ *   format, fail with errors that name the file and tensor;
+ * - PyTorch files: protocol-4 pickles (MEMOIZE) load; an overflowing index
+ *   and an exponential memo walk are refused quickly;
+ * - finite weights that overflow: rosimd answers 500, never short arrays;
+ * - CRC32C from several threads at once (the first use sets up its tables).
  */
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +28,7 @@
 #include "../model/roformer.h"
 #include "../model/weights.h"
 #include "suites.h"
+#include "testutil.h"
 
 #define TINY "tests/fixtures/roformer-sim-tiny"
 #define BERT "tests/fixtures/tf-checkpoint-bert-tiny"
@@ -341,6 +347,79 @@ START_TEST(test_tf_raw_values)
 }
 END_TEST
 
+static void *
+crc_worker(void *arg)
+{
+    *(uint32_t *)arg = wt_crc32c(0, "123456789", 9);
+    return NULL;
+}
+
+START_TEST(test_crc_first_use_threads)
+{
+    /* the first calls of the process come from several threads at once;
+     * under ThreadSanitizer a lazily built table shows as a race */
+    pthread_t th[8];
+    uint32_t got[8];
+
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, crc_worker, &got[i]), 0);
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_uint_eq(got[i], 0xE3069283u);
+    }
+}
+END_TEST
+
+START_TEST(test_torch_protocol4)
+{
+    /* torch.save(..., pickle_protocol=4): MEMOIZE numbers the memo by its
+     * size; a tensor reached twice, a transposed view, f16, i64, nesting */
+    static const struct { const char *name; int n; float v[6]; } want[] = {
+        { "w", 6, { 0, 0.25f, 0.5f, 0.75f, 1, 1.25f } },
+        { "w_t", 6, { 0, 0.75f, 0.25f, 1, 0.5f, 1.25f } },
+        { "tied", 6, { 0, 0.25f, 0.5f, 0.75f, 1, 1.25f } },
+        { "h", 3, { 1.5f, -2.25f, 65504 } },
+        { "sub.step", 2, { 7, -3 } },
+    };
+    struct wt_set *w;
+    struct rs_error e;
+    float buf[6];
+
+    ck_assert_msg(wt_open_torch(&w, "tests/fixtures/torch-protocol4/pytorch_model.bin", &e) ==
+                  RS_OK, "%s", e.msg);
+    ck_assert_int_eq(wt_count(w), 5);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        const struct wt_tensor *t = wt_find(w, want[i].name);
+        ck_assert_msg(t != NULL, "%s missing", want[i].name);
+        ck_assert_int_eq(wt_numel(t), want[i].n);
+        ck_assert_int_eq(wt_read_f32(w, t, buf, &e), RS_OK);
+        for (int k = 0; k < want[i].n; k++)
+            ck_assert_float_eq(buf[k], want[i].v[k]);
+    }
+    wt_close(w);
+}
+END_TEST
+
+START_TEST(test_torch_hostile)
+{
+    /* tests/tools/make_torch_hostile.py: an index that overflows int64
+     * (checked before the sum: UBSan aborts otherwise), and a small file
+     * whose memo makes the dict walk exponential (bounded by visits) */
+    static const char *const cases[][2] = {
+        { "tests/fixtures/torch-hostile/overflow.bin", "reaches outside its storage" },
+        { "tests/fixtures/torch-hostile/fanout.bin", "reaches more than" },
+    };
+    for (int i = 0; i < 2; i++) {
+        struct wt_set *w;
+        struct rs_error e;
+        double t0 = tu_now();
+        ck_assert_int_eq(wt_open_torch(&w, cases[i][0], &e), RS_EFORMAT);
+        ck_assert_msg(strstr(e.msg, cases[i][1]) != NULL, "%s", e.msg);
+        ck_assert_msg(tu_now() - t0 < 5, "%s took %.1f s", cases[i][0], tu_now() - t0);
+    }
+}
+END_TEST
+
 START_TEST(test_formats_agree)
 {
     /* every tensor of the TF checkpoint equals its counterpart in the other
@@ -457,6 +536,187 @@ START_TEST(test_corrupted_files)
 }
 END_TEST
 
+/* Bytes [at, at + 4) of buf[0..n) chosen so that the CRC32C of buf is want:
+ * the CRC is affine in the data, so the 32 bits there are solved for. */
+static void
+forge_crc(unsigned char *buf, size_t n, size_t at, uint32_t want)
+{
+    unsigned char *zero = calloc(n, 1);
+    uint32_t rows[32], zcrc, need;
+    int pivot_bit[32];
+
+    ck_assert_ptr_nonnull(zero);
+    memset(buf + at, 0, 4);
+    zcrc = wt_crc32c(0, zero, n);
+    need = wt_crc32c(0, buf, n) ^ want;
+    for (int b = 0; b < 32; b++) {         /* the effect of each bit, alone */
+        zero[at + (size_t)b / 8] = (unsigned char)(1u << (b % 8));
+        rows[b] = wt_crc32c(0, zero, n) ^ zcrc;
+        zero[at + (size_t)b / 8] = 0;
+    }
+    /* Gaussian elimination over GF(2); rows[b] also records which input
+     * bits it combines, in combo[b] */
+    {
+        uint32_t combo[32];
+        for (int b = 0; b < 32; b++)
+            combo[b] = 1u << b;
+        for (int col = 0, r = 0; col < 32; col++) {
+            int piv = -1;
+            for (int i = r; i < 32 && piv < 0; i++)
+                if (rows[i] >> col & 1)
+                    piv = i;
+            ck_assert_int_ge(piv, 0);
+            uint32_t tr = rows[piv], tc = combo[piv];
+            rows[piv] = rows[r]; combo[piv] = combo[r];
+            rows[r] = tr; combo[r] = tc;
+            for (int i = 0; i < 32; i++)
+                if (i != r && (rows[i] >> col & 1)) {
+                    rows[i] ^= rows[r];
+                    combo[i] ^= combo[r];
+                }
+            pivot_bit[r++] = col;
+        }
+        uint32_t x = 0;
+        for (int r = 0; r < 32; r++)
+            if (need >> pivot_bit[r] & 1)
+                x ^= combo[r];
+        for (int b = 0; b < 4; b++)
+            buf[at + (size_t)b] = (unsigned char)(x >> (8 * b));
+    }
+    ck_assert_uint_eq(wt_crc32c(0, buf, n), want);
+    free(zero);
+}
+
+/* One weight file of TINY copied with element 0 of tensor `name` set to
+ * NaN (the CRC kept valid where the format has one): the model is refused
+ * at load with a message naming the file and the tensor. */
+static void
+check_nan_refused(const char *const files[], const char *victim, const char *name)
+{
+    char dir[64], path[256], src[256];
+    struct wt_set *w;
+    struct rs_error e;
+    const struct wt_tensor *t;
+    unsigned char *data, *copy;
+    size_t size, nbytes, off;
+    struct rf_model *m;
+    FILE *fp;
+    int rc;
+
+    make_model_dir(dir, TINY, files);
+    snprintf(src, sizeof(src), TINY "/%s", victim);
+    snprintf(path, sizeof(path), "%s/%s", dir, victim);
+    /* where the tensor's bytes are: found by their contents */
+    ck_assert_ptr_nonnull(fp = fopen(src, "rb"));
+    fseek(fp, 0, SEEK_END);
+    size = (size_t)ftell(fp);
+    rewind(fp);
+    ck_assert_ptr_nonnull(data = malloc(size));
+    ck_assert_uint_eq(fread(data, 1, size, fp), size);
+    fclose(fp);
+    ck_assert_int_eq(strcmp(victim, "model.safetensors") == 0
+                         ? wt_open_safetensors(&w, src, &e)
+                     : strcmp(victim, "pytorch_model.bin") == 0 ? wt_open_torch(&w, src, &e)
+                         : wt_open_tf(&w, TINY "/bert_model.ckpt", &e), RS_OK);
+    ck_assert_ptr_nonnull(t = wt_find(w, name));
+    nbytes = (size_t)wt_numel(t) * 4;
+    copy = memmem(data, size, t->data, nbytes);
+    ck_assert_ptr_nonnull(copy);
+    off = (size_t)(copy - data);
+    {
+        const float nan = NAN;
+        memcpy(data + off, &nan, 4);
+        if (t->has_crc)
+            forge_crc(data + off, nbytes, 4, t->crc32c);
+    }
+    wt_close(w);
+    ck_assert_ptr_nonnull(fp = fopen(path, "wb"));
+    ck_assert_uint_eq(fwrite(data, 1, size, fp), size);
+    fclose(fp);
+    free(data);
+    rc = rf_model_load(&m, dir, &e);
+    ck_assert_msg(rc == RS_EFORMAT, "%s with a NaN: rc %d (%s)", victim, rc, rc ? e.msg : "loaded");
+    ck_assert_msg(strstr(e.msg, victim) && strstr(e.msg, name) && strstr(e.msg, "NaN"),
+                  "%s", e.msg);
+    remove_dir(dir);
+}
+
+START_TEST(test_nan_weights_refused)
+{
+    static const char *const tf[] = { "bert_config.json", "vocab.txt",
+        "bert_model.ckpt.index", NULL };
+    static const char *const st[] = { "config.json", "vocab.txt", NULL };
+
+    check_nan_refused(tf, "bert_model.ckpt.data-00000-of-00001",
+                      "bert/encoder/layer_0/attention/output/dense/bias");
+    check_nan_refused(st, "model.safetensors",
+                      "roformer.encoder.layer.0.attention.output.dense.bias");
+    check_nan_refused(st, "pytorch_model.bin",
+                      "roformer.encoder.layer.0.attention.output.dense.bias");
+}
+END_TEST
+
+START_TEST(test_nonfinite_output_is_500)
+{
+    /* finite weights that overflow: the final LayerNorm's gain at 3e38
+     * makes hidden states infinite and vectors NaN.  rosimd must answer 500,
+     * never a shorter array or an empty list with 200 */
+    static const char *const files[] = { "config.json", "vocab.txt", NULL };
+    static const char *const bodies[][2] = {
+        { "/v1/embed", "{\"texts\":[\"你好\"]}" },
+        { "/v1/embeddings", "{\"input\":\"你好\"}" },
+        { "/v1/similarity", "{\"source\":\"你好\",\"targets\":[\"再见\"]}" },
+        { "/v1/generate", "{\"text\":\"你好\",\"n\":2,\"max_length\":3}" },
+    };
+    const char *name = "roformer.encoder.layer.1.output.LayerNorm.weight";
+    char dir[64], path[256], data_dir[64] = "/tmp/rosim-nan-XXXXXX";
+    const char *extra[] = { "--model", dir, "--data", data_dir, NULL };
+    struct wt_set *w;
+    const struct wt_tensor *t;
+    struct rs_error e;
+    struct tu_daemon d;
+    unsigned char *bytes, *at;
+    size_t size;
+    FILE *fp;
+
+    make_model_dir(dir, TINY, files);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    ck_assert_ptr_nonnull(fp = fopen(TINY "/model.safetensors", "rb"));
+    fseek(fp, 0, SEEK_END);
+    size = (size_t)ftell(fp);
+    rewind(fp);
+    ck_assert_ptr_nonnull(bytes = malloc(size));
+    ck_assert_uint_eq(fread(bytes, 1, size, fp), size);
+    fclose(fp);
+    ck_assert_int_eq(wt_open_safetensors(&w, TINY "/model.safetensors", &e), RS_OK);
+    ck_assert_ptr_nonnull(t = wt_find(w, name));
+    ck_assert_ptr_nonnull(at = memmem(bytes, size, t->data, (size_t)wt_numel(t) * 4));
+    for (int64_t i = 0; i < wt_numel(t); i++) {
+        const float big = 3e38f;
+        memcpy(at + i * 4, &big, 4);
+    }
+    wt_close(w);
+    ck_assert_ptr_nonnull(fp = fopen(path, "wb"));
+    ck_assert_uint_eq(fwrite(bytes, 1, size, fp), size);
+    fclose(fp);
+    free(bytes);
+
+    ck_assert_ptr_nonnull(mkdtemp(data_dir));
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        struct tu_response r;
+        ck_assert_int_eq(tu_http(d.port, "POST", bodies[i][0], "application/json", bodies[i][1],
+                                 strlen(bodies[i][1]), &r), 0);
+        ck_assert_msg(r.status == 500 && strstr(r.body, "model produced non-finite values"),
+                      "%s: %ld %.300s", bodies[i][0], r.status, r.body);
+        tu_response_free(&r);
+    }
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    remove_dir(data_dir);
+    remove_dir(dir);
+}
+END_TEST
+
 START_TEST(test_mismatched_config)
 {
     static const char *const files[] = { "vocab.txt", "model.safetensors", NULL };
@@ -506,9 +766,14 @@ model_suite(void)
     tcase_add_test(tc, test_bert_tiny);
     tcase_add_test(tc, test_tf_raw_values);
     tcase_add_test(tc, test_formats_agree);
+    tcase_add_test(tc, test_crc_first_use_threads);
+    tcase_add_test(tc, test_torch_protocol4);
+    tcase_add_test(bad, test_torch_hostile);
     tcase_add_test(bad, test_truncated_files);
     tcase_add_test(bad, test_corrupted_files);
     tcase_add_test(bad, test_mismatched_config);
+    tcase_add_test(bad, test_nan_weights_refused);
+    tcase_add_test(bad, test_nonfinite_output_is_500);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, bad);
     return s;

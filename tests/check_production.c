@@ -203,7 +203,7 @@ call_generate(void *arg)
 START_TEST(test_backpressure)
 {
     static const char *const more[] = { "-o", "model.workers=1", "-o", "limits.max_queue=1",
-                                        "-o", "limits.max_generate_cost=70000", NULL };
+                                        "-o", "limits.max_generate_cost=100000", NULL };
     struct tu_daemon d;
     pthread_t t[12];
     struct caller c[12];

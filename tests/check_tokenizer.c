@@ -2,7 +2,8 @@
  * check_tokenizer.c: the tokenizer against goldens made by bert4keras's
  * rules in an independent implementation: 6000 tokenizations with the
  * released vocabulary (tests/fixtures/tokenizer/golden-{fortunes,fuzz}),
- * 2500 decodings (golden-decode), and the fixtures' own token lists.
+ * 2500 decodings (golden-decode), and the fixtures' own token lists; NULs
+ * inside a text (passed with its length) are dropped as bert4keras does.
  */
 #include <fcntl.h>
 #include <jansson.h>
@@ -180,6 +181,38 @@ START_TEST(test_invalid_utf8_and_limits)
 }
 END_TEST
 
+/* bert4keras drops U+0000 (and U+FFFD, Cc, Cf) before splitting: a text
+ * with embedded NULs, passed with its length, tokenizes as without them;
+ * a NUL does not separate words. */
+START_TEST(test_nul_dropped)
+{
+    static const struct { const char *with; size_t len; const char *without; } cases[] = {
+        { "你\0好", 7, "你好" },
+        { "hel\0lo world", 12, "hello world" },
+        { "\0\0abc\0", 6, "abc" },
+        { "\0", 1, "" },
+        { "a\0\xef\xbf\xbd\0b", 7, "ab" },
+    };
+    struct tok_vocab *v = load_vocab(VOCAB);
+    struct tok_output a = { 0 }, b = { 0 };
+    struct rs_error e;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ck_assert_int_eq(tok_encode(v, cases[i].with, cases[i].len, 0, &a, &e), RS_OK);
+        ck_assert_int_eq(tok_encode(v, cases[i].without, strlen(cases[i].without), 0, &b, &e),
+                         RS_OK);
+        ck_assert_int_eq(a.n, b.n);
+        for (int k = 0; k < a.n; k++) {
+            ck_assert_int_eq(a.ids[k], b.ids[k]);
+            ck_assert_str_eq(a.pieces[k], b.pieces[k]);
+        }
+    }
+    tok_output_free(&a);
+    tok_output_free(&b);
+    tok_vocab_free(v);
+}
+END_TEST
+
 START_TEST(test_vocab_rules)
 {
     /* bert4keras load_vocab: first word of a line; a repeated token takes
@@ -228,6 +261,7 @@ tokenizer_suite(void)
     tcase_add_test(tc, test_fixture_pieces);
     tcase_add_test(tc, test_invalid_utf8_and_limits);
     tcase_add_test(tc, test_vocab_rules);
+    tcase_add_test(tc, test_nul_dropped);
     suite_add_tcase(s, tc);
     return s;
 }
