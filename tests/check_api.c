@@ -404,7 +404,6 @@ static const struct bad battery[] = {
     BN("POST", "/v1/embed", JSON, "{\"texts\":[\"abc\xe4\xbd\"]}", 400, "invalid_json"),
     B("POST", "/v1/embed", JSON, "{\"texts\":[\"\\ud800\"]}", 400, "invalid_json"),
     B("POST", "/v1/embed", JSON, "{\"texts\":[\"\\udc00x\"]}", 400, "invalid_json"),
-    B("POST", "/v1/embed", JSON, "{\"texts\":[\"a\\u0000b\"]}", 400, "invalid_json"),
     BN("POST", "/v1/embed", JSON, "{\"texts\":[\"a\0b\"]}", 400, "invalid_json"),
     BN("POST", "/v1/embed", JSON, "{\"texts\":[\"a\"]}\0", 400, "invalid_json"),
     /* numbers */
@@ -438,12 +437,20 @@ static const struct bad battery[] = {
     B("GET", "/v1/collections/c/documents/nope", NULL, NULL, 404, "not_found"),
     B("DELETE", "/v1/collections/c/documents/nope", NULL, NULL, 404, "not_found"),
     B("DELETE", "/v1/collections/nope", NULL, NULL, 404, "not_found"),
-    B("PUT", "/v1/collections/..", NULL, NULL, 400, "invalid_name"),
-    B("PUT", "/v1/collections/%2e%2e", NULL, NULL, 400, "invalid_name"),
-    B("PUT", "/v1/collections/..%2F..%2Fetc", NULL, NULL, 400, "invalid_name"),
-    B("PUT", "/v1/collections/a%2Fb", NULL, NULL, 400, "invalid_name"),
-    B("PUT", "/v1/collections/.hidden", NULL, NULL, 400, "invalid_name"),
-    B("PUT", "/v1/collections/a%00b", NULL, NULL, 400, "invalid_path"),
+    /* names and ids break their rules: 422 whatever the route or method */
+    B("PUT", "/v1/collections/..", NULL, NULL, 422, "invalid_name"),
+    B("PUT", "/v1/collections/%2e%2e", NULL, NULL, 422, "invalid_name"),
+    B("PUT", "/v1/collections/..%2F..%2Fetc", NULL, NULL, 422, "invalid_name"),
+    B("PUT", "/v1/collections/a%2Fb", NULL, NULL, 422, "invalid_name"),
+    B("PUT", "/v1/collections/.hidden", NULL, NULL, 422, "invalid_name"),
+    B("PUT", "/v1/collections/a%00b", NULL, NULL, 422, "invalid_name"),
+    B("GET", "/v1/collections/a%00b", NULL, NULL, 422, "invalid_name"),
+    B("PUT", "/v1/collections/%ff", NULL, NULL, 422, "invalid_name"),
+    B("GET", "/v1/collections/c/documents/a%00b", NULL, NULL, 422, "invalid_id"),
+    B("DELETE", "/v1/collections/c/documents/%ff", NULL, NULL, 422, "invalid_id"),
+    B("GET", "/v1/collections/c/documents/%e4%bd", NULL, NULL, 422, "invalid_id"),
+    B("GET", "/v1/collections/c/documents/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", NULL, NULL, 422, "invalid_id"),
+    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":\"a\\u0000b\",\"text\":\"b\"}]}", 422, "invalid_id"),
     B("PUT", "/v1/collections/a%zz", NULL, NULL, 400, "invalid_path"),
     B("PUT", "/v1/collections/x", JSON, "{\"index\":\"NoSuchIndex\"}", 422, "invalid"),
     B("PUT", "/v1/collections/x", JSON, "{\"index\":\"IVF100000000,Flat\"}", 422, "invalid"),
@@ -458,7 +465,8 @@ static const struct bad battery[] = {
     B("POST", "/v1/collections/c/search", JSON, "{\"text\":\"a\",\"k\":\"3\"}", 400, "invalid_type"),
     B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[]}", 422, "empty"),
     B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":{}}", 400, "invalid_type"),
-    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":1,\"text\":\"b\"}]}", 400, "invalid_id"),
+    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":1,\"text\":\"b\"}]}", 400, "invalid_type"),
+    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"text\":\"b\"}]}", 400, "missing_field"),
     B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":\"\",\"text\":\"b\"}]}", 422, "invalid_id"),
     B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":\"a\"}]}", 400, "missing_field"),
     B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":\"a\",\"text\":\"b\",\"meta\":[1]}]}", 400, "invalid_type"),
@@ -542,6 +550,87 @@ START_TEST(test_malformed_battery)
                            json_object_get(case_at(0), "embedding")) < 1e-4);
         json_decref(j);
     }
+    stop();
+}
+END_TEST
+
+/* The message of an error reply; the reply must be JSON of the documented
+ * shape with status want and code. */
+static char *
+error_message(const char *method, const char *path, const char *body, long want,
+              const char *code)
+{
+    json_t *j = call(method, path, body, want), *err = json_object_get(j, "error");
+    char *msg;
+
+    ck_assert_msg(json_is_string(json_object_get(err, "code")) &&
+                  strcmp(json_string_value(json_object_get(err, "code")), code) == 0,
+                  "%s %s: want code %s", method, path, code);
+    ck_assert(json_is_string(json_object_get(err, "message")));
+    msg = strdup(json_string_value(json_object_get(err, "message")));
+    json_decref(j);
+    return msg;
+}
+
+START_TEST(test_echo_nul_usage)
+{
+    char body[2048], *msg;
+    json_t *j, *a, *b;
+
+    start(NULL);
+    /* echoed input that is not UTF-8 is escaped, not a 500 */
+    msg = error_message("PUT", "/v1/collections/%ff", NULL, 422, "invalid_name");
+    ck_assert_ptr_nonnull(strstr(msg, "\\xff"));
+    free(msg);
+    msg = error_message("GET", "/v1/nothing%e4%bd%a0%ff", NULL, 404, "not_found");
+    ck_assert_ptr_nonnull(strstr(msg, "%e4%bd%a0%ff"));
+    free(msg);
+    /* a long echo is cut between characters */
+    strcpy(body, "{\"texts\":[\"a\"],\"");
+    for (int i = 0; i < 300; i++)
+        strcat(body, "字");
+    strcat(body, "\":1}");
+    msg = error_message("POST", "/v1/embed", body, 400, "unknown_field");
+    ck_assert_ptr_nonnull(strstr(msg, "unknown field '字字"));
+    ck_assert_uint_le(strlen(msg), 600);
+    ck_assert_str_eq(msg + strlen(msg) - 3, "...");
+    free(msg);
+    snprintf(body, sizeof(body), "{\"index\":\"%s\"}", "字字字字字字字字字字字字字字字字字字字字字字字字字字字字字字字字字");
+    json_decref(call("PUT", "/v1/collections/idx", body, 422));
+
+    /* \u0000 is valid JSON: texts may hold it, names and ids may not */
+    j = call("POST", "/v1/tokenize", "{\"texts\":[\"我a\\u0000b\",\"我ab\"]}", 200);
+    ck_assert(json_equal(json_array_get(json_object_get(j, "ids"), 0),
+                         json_array_get(json_object_get(j, "ids"), 1)));
+    json_decref(j);
+    a = call("POST", "/v1/embed", "{\"texts\":[\"我a\\u0000b\"]}", 200);
+    b = call("POST", "/v1/embed", "{\"texts\":[\"我ab\"]}", 200);
+    ck_assert(max_diff(json_array_get(json_object_get(a, "embeddings"), 0),
+                       json_array_get(json_object_get(b, "embeddings"), 0)) < 1e-6);
+    json_decref(a);
+    json_decref(b);
+    json_decref(call("PUT", "/v1/collections/c", NULL, 201));
+    msg = error_message("POST", "/v1/collections/c/documents",
+                        "{\"documents\":[{\"id\":\"a\\u0000\",\"text\":\"b\"}]}", 422, "invalid_id");
+    ck_assert_ptr_nonnull(strstr(msg, "U+0000"));
+    free(msg);
+    msg = error_message("DELETE", "/v1/collections/c/documents/a%00", NULL, 422, "invalid_id");
+    ck_assert_ptr_nonnull(strstr(msg, "U+0000"));
+    free(msg);
+    msg = error_message("PUT", "/v1/collections/c%00d", NULL, 422, "invalid_name");
+    ck_assert_ptr_nonnull(strstr(msg, "U+0000"));
+    free(msg);
+
+    /* /v1/similarity reports usage like /v1/embed */
+    strcpy(body, "{\"source\":\"");
+    for (int i = 0; i < 100; i++)
+        strcat(body, "好");
+    strcat(body, "\",\"targets\":[\"好\",\"坏\"]}");
+    j = call("POST", "/v1/similarity", body, 200);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "scores")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "usage"), "truncated_texts")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "usage"), "tokens")), 64 + 3 + 3);
+    json_decref(j);
     stop();
 }
 END_TEST
@@ -687,6 +776,7 @@ api_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_routes);
     tcase_add_test(tc, test_malformed_battery);
+    tcase_add_test(tc, test_echo_nul_usage);
     tcase_add_test(tc, test_concurrency);
     tcase_add_test(tc, test_openai_client);
     suite_add_tcase(s, tc);
