@@ -56,6 +56,7 @@ rs_status_name(int code)
     case RS_EEXIST: return "already exists";
     case RS_ENOSPC: return "no space left on device";
     case RS_EBUSY: return "busy";
+    case RS_ETIMEOUT: return "timed out";
     default: return "internal error";
     }
 }

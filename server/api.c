@@ -139,6 +139,11 @@ fail(struct api_reply *rp, const struct rs_error *e)
         rp->retry_after = 1;
         metrics_rejected("queue_full");
         break;
+    case RS_ETIMEOUT:
+        api_error(rp, 503, "timeout", "%s", e->msg);
+        rp->retry_after = 1;
+        metrics_rejected("timeout");
+        break;
     case RS_ENOMEM:
         api_error(rp, 503, "busy", "%s", e->msg);
         rp->retry_after = 1;

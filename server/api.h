@@ -6,8 +6,9 @@
  * status of DESIGN.md: 400 malformed JSON or wrong types, 404 unknown route
  * or thing, 405 wrong method, 409 conflicting collection, 413 over a
  * limit, 415 not JSON, 422 valid JSON that cannot be processed, 503 not
- * ready (with Retry-After), 429 queue full or over capacity (with
- * Retry-After), 507 disk full.
+ * ready or no room for the request within request_timeout (with
+ * Retry-After), 429 queue full or over capacity (with Retry-After), 507
+ * disk full.
  */
 #ifndef ROSIM_API_H
 #define ROSIM_API_H

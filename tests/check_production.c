@@ -1,7 +1,8 @@
 /*
  * check_production.c: what rosimd does as a service: API keys, metrics
- * (parsed by the reference Prometheus parser), backpressure, a graceful
- * SIGTERM, readiness while loading, and the systemd unit.
+ * (parsed by the reference Prometheus parser), backpressure and deadlines
+ * (also the batcher's, in process), a graceful SIGTERM, readiness while
+ * loading, and the systemd unit.
  */
 #include <jansson.h>
 #include <pthread.h>
@@ -13,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../server/batcher.h"
+#include "../server/metrics.h"
 #include "suites.h"
 #include "testutil.h"
 
@@ -239,6 +242,130 @@ START_TEST(test_backpressure)
 }
 END_TEST
 
+/* A request that waits past request_timeout gets 503 with Retry-After and
+ * is counted as rejected; the queue it waited in is empty afterwards. */
+START_TEST(test_timeout)
+{
+    static const char *const more[] = { "-o", "model.workers=1", "-o", "limits.request_timeout=1",
+                                        NULL };
+    struct tu_daemon d;
+    struct tu_response r;
+    pthread_t t;
+    struct caller c;
+    struct timespec nap = { 0, 300 * 1000000 };
+    json_t *m;
+    double t0;
+
+    start(&d, more, 1);
+    c = (struct caller){ d.port, SLOW_GENERATE, 0, 0 };
+    pthread_create(&t, NULL, call_generate, &c);
+    nanosleep(&nap, NULL);        /* it holds the only slot */
+    t0 = tu_now();
+    ck_assert_int_eq(tu_http(d.port, "POST", "/v1/generate", JSON, "{\"text\":\"好\",\"n\":1}",
+                             strlen("{\"text\":\"好\",\"n\":1}"), &r), 0);
+    ck_assert_msg(r.status == 503, "status %ld: %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"timeout\""));
+    ck_assert_ptr_nonnull(strstr(r.headers, "Retry-After: 1"));
+    ck_assert(tu_now() - t0 > 0.9);
+    tu_response_free(&r);
+    m = scrape(d.port);
+    ck_assert_double_eq(sample(m, "rosim_rejected_total{reason=timeout}"), 1);
+    ck_assert_double_eq(sample(m, "rosim_queue_depth{}"), 0);
+    json_decref(m);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(c.status, 200);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    cleanup();
+}
+END_TEST
+
+/* --- the batcher's deadlines, in process ---------------------------------- */
+
+struct enc_call {
+    struct batcher *b;
+    int n, timeout_s;
+    int rc;
+    double cpu;            /* CPU seconds of the waiting thread */
+    double secs;           /* wall seconds */
+};
+
+static void *
+encode_call(void *arg)
+{
+    struct enc_call *c = arg;
+    static int32_t seq[64];
+    const int32_t **ids = malloc((size_t)c->n * sizeof(*ids));
+    int *lens = malloc((size_t)c->n * sizeof(*lens));
+    float *out = malloc((size_t)c->n * 64 * sizeof(float));
+    struct timespec t0, t1;
+    struct rs_error e;
+    double w0 = tu_now();
+
+    ck_assert(ids != NULL && lens != NULL && out != NULL);
+    for (int i = 0; i < 64; i++)
+        seq[i] = 5 + i;
+    for (int i = 0; i < c->n; i++) {
+        ids[i] = seq;
+        lens[i] = 64;
+    }
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    c->rc = batcher_encode(c->b, ids, lens, c->n, out, c->timeout_s, &e);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+    c->cpu = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    c->secs = tu_now() - w0;
+    free(ids);
+    free(lens);
+    free(out);
+    return NULL;
+}
+
+/* A job still queued at its deadline is taken out (RS_ETIMEOUT) and the
+ * queue-depth gauge follows; a job taken before its deadline is waited
+ * for without spinning. */
+START_TEST(test_batcher_deadlines)
+{
+    struct rf_model *m;
+    struct rs_error e;
+    struct batcher *b;
+    struct enc_call cal, big, late;
+    pthread_t t;
+    char *text;
+    struct timespec nap = { 0, 200 * 1000000 };
+
+    ck_assert_int_eq(rf_model_load(&m, TINY, &e), RS_OK);
+    b = batcher_new(m, 4096, 0, 4, 64);
+    ck_assert_ptr_nonnull(b);
+    /* a job of about 3 s on this machine */
+    cal = (struct enc_call){ b, 256, 60, -1, 0, 0 };
+    encode_call(&cal);
+    ck_assert_int_eq(cal.rc, RS_OK);
+    big = (struct enc_call){ b, (int)(256 * 3.0 / (cal.secs > 1e-3 ? cal.secs : 1e-3)), 1, -1,
+                             0, 0 };
+    if (big.n > 200000)
+        big.n = 200000;
+    if (big.n < 256)
+        big.n = 256;
+    pthread_create(&t, NULL, encode_call, &big);
+    nanosleep(&nap, NULL);               /* taken by the worker by now */
+    late = (struct enc_call){ b, 1, 1, -1, 0, 0 };
+    encode_call(&late);
+    ck_assert_msg(late.rc == RS_ETIMEOUT, "rc %d after %.2f s (big job of %d)", late.rc,
+                  late.secs, big.n);
+    ck_assert(late.secs > 0.9 && late.secs < 2.5);
+    ck_assert_int_eq(batcher_depth(b), 0);
+    text = metrics_render(NULL);
+    ck_assert_ptr_nonnull(strstr(text, "\nrosim_queue_depth 0\n"));
+    free(text);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(big.rc, RS_OK);     /* taken in time: it gets its vectors */
+    ck_assert_msg(big.secs > 1.5, "the big job took %.2f s only", big.secs);
+    ck_assert_msg(big.cpu < 0.3, "the waiting thread used %.2f CPU-s in %.2f s", big.cpu,
+                  big.secs);
+    batcher_free(b);
+    rf_model_free(m);
+}
+END_TEST
+
 START_TEST(test_sigterm_finishes_requests)
 {
     struct tu_daemon d;
@@ -337,6 +464,8 @@ production_suite(void)
     tcase_add_test(tc, test_api_keys);
     tcase_add_test(tc, test_metrics);
     tcase_add_test(tc, test_backpressure);
+    tcase_add_test(tc, test_timeout);
+    tcase_add_test(tc, test_batcher_deadlines);
     tcase_add_test(tc, test_sigterm_finishes_requests);
     tcase_add_test(tc, test_readiness);
     tcase_add_test(tc, test_systemd_unit_verifies);
