@@ -20,7 +20,7 @@
 struct gen_params
 gen_default_params(void)
 {
-    struct gen_params p = { 20, 0, 0.95f, 1.0f, 64, 64, 0, 0 };
+    struct gen_params p = { 20, 0, 0.95f, 1.0f, 64, 64, 0, 0, NULL, NULL };
     return p;
 }
 
@@ -241,6 +241,16 @@ seq_add(struct gen_sequences *out, const int32_t *ids, int len, int max_new)
 }
 
 /* bert4keras random_sample, min_ends = 1, minlen = 1. */
+/* RS_ECANCELED when the caller asks to stop, else RS_OK. */
+static int
+check_cancel(const struct gen_params *p, struct rs_error *e)
+{
+    if (p->cancel != NULL && p->cancel(p->cancel_arg))
+        return rs_error_set(e, RS_ECANCELED, "generation stopped: the client went away or "
+                            "the server is stopping");
+    return RS_OK;
+}
+
 static int
 run_sampling(const struct rf_model *m, struct dec *d, const struct gen_params *p,
              struct gen_sequences *out, struct rs_error *e)
@@ -287,7 +297,7 @@ run_sampling(const struct rf_model *m, struct dec *d, const struct gen_params *p
             sample[i] = sample[keep[i]];
             tok[i] = tok[keep[i]];
         }
-        if ((rc = dec_select(d, keep, kept, e)) != RS_OK ||
+        if ((rc = check_cancel(p, e)) != RS_OK || (rc = dec_select(d, keep, kept, e)) != RS_OK ||
             (rc = dec_step(d, tok, e)) != RS_OK)
             goto done;
         rows = kept;
@@ -382,7 +392,7 @@ run_beam(const struct rf_model *m, struct dec *d, const struct gen_params *p,
         } else if ((rc = dec_select(d, parent, kept, e)) != RS_OK) {
             goto done;
         }
-        if ((rc = dec_step(d, tok, e)) != RS_OK)
+        if ((rc = check_cancel(p, e)) != RS_OK || (rc = dec_step(d, tok, e)) != RS_OK)
             goto done;
         rows = kept;
     }

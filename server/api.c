@@ -144,6 +144,10 @@ fail(struct api_reply *rp, const struct rs_error *e)
         rp->retry_after = 1;
         metrics_rejected("timeout");
         break;
+    case RS_ECANCELED:
+        api_error(rp, 503, "cancelled", "%s", e->msg);
+        rp->retry_after = 1;
+        break;
     case RS_ENOMEM:
         api_error(rp, 503, "busy", "%s", e->msg);
         rp->retry_after = 1;
@@ -702,6 +706,8 @@ route_generate(struct app *a, const struct api_request *rq, struct api_reply *rp
     p.max_new = (int)max_length;
     p.beam = (int)beam;
     p.src_maxlen = c->max_length;
+    p.cancel = rq->cancelled;
+    p.cancel_arg = rq->cancel_arg;
     /* generation holds a slot and reserves its cost while it runs */
     cost = (long)count * (beam > 0 ? beam : n) * max_length;
     {

@@ -24,6 +24,10 @@ struct api_request {
     const char *content_type;  /* NULL when absent */
     const char *body;          /* NUL-terminated; may hold NULs before body_len */
     size_t body_len;
+    /* nonzero when the work should stop (client gone, server stopping);
+     * asked between generation steps.  NULL: never. */
+    int (*cancelled)(void *arg);
+    void *cancel_arg;
 };
 
 struct api_reply {

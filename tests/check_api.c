@@ -635,6 +635,118 @@ START_TEST(test_echo_nul_usage)
 }
 END_TEST
 
+/* --- HTTP framing, on raw sockets ----------------------------------------- */
+
+#define POST_HEAD "POST /v1/tokenize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+/* Send raw on a new connection: the server must answer once with status
+ * and a JSON error of code, and close the connection within 5 s. */
+static void
+raw_expect(const char *what, const char *raw, size_t len, const char *fill, size_t fill_len,
+           int status, const char *code)
+{
+    char *reply, *p, *final = NULL, want[32];
+    int replies = 0;
+    json_error_t je;
+    json_t *j;
+
+    ck_assert_msg(tu_raw(daemon_.port, raw, len, fill, fill_len, 5.0, &reply, NULL) == 0,
+                  "%s: the connection stayed open: %s", what, reply);
+    for (p = reply; (p = strstr(p, "HTTP/1.1 ")) != NULL; p++) {
+        if ((p == reply || p[-1] == '\n') && strncmp(p + 9, "100 ", 4) != 0) {
+            /* a status line, not of a 100 Continue */
+            replies++;
+            final = p;
+        }
+    }
+    snprintf(want, sizeof(want), "HTTP/1.1 %d ", status);
+    ck_assert_msg(replies == 1, "%s: %d replies: %s", what, replies, reply);
+    ck_assert_msg(strncmp(final, want, strlen(want)) == 0, "%s: want %d: %s", what, status, reply);
+    ck_assert_msg(strstr(final, "\r\nX-Request-Id: ") != NULL, "%s: no request id", what);
+    p = strstr(final, "\r\n\r\n");
+    ck_assert_ptr_nonnull(p);
+    j = json_loads(p + 4, 0, &je);
+    ck_assert_msg(j != NULL, "%s: not JSON: %s", what, p + 4);
+    ck_assert_msg(strcmp(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                         code) == 0, "%s: %s", what, p + 4);
+    json_decref(j);
+    free(reply);
+}
+
+START_TEST(test_http_framing)
+{
+    static const struct { const char *what, *raw; int status; const char *code; } cases[] = {
+        { "two Content-Length", POST_HEAD "Content-Length: 0\r\nContent-Length: 37\r\n\r\n"
+          "GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_framing" },
+        { "Content-Length and chunked", POST_HEAD "Content-Length: 5\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "bad_framing" },
+        { "gzip, chunked", POST_HEAD "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400,
+          "bad_framing" },
+        { "identity", POST_HEAD "Transfer-Encoding: identity\r\n\r\n{}", 400, "bad_framing" },
+        { "two Transfer-Encoding", POST_HEAD "Transfer-Encoding: chunked\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "bad_framing" },
+        { "Content-Length 1x", POST_HEAD "Content-Length: 1x\r\n\r\n{}", 400, "bad_request" },
+        { "Content-Length -1", POST_HEAD "Content-Length: -1\r\n\r\n{}", 400, "bad_request" },
+        { "Content-Length +2", POST_HEAD "Content-Length: +2\r\n\r\n{}", 400, "bad_request" },
+        { "Content-Length 2^64", POST_HEAD "Content-Length: 18446744073709551616\r\n\r\n{}",
+          413, "body_too_large" },
+        { "a header line without a colon", "GET /v1/info HTTP/1.1\r\nHost: x\r\nfoo\r\n\r\n",
+          400, "bad_request" },
+        { "a malformed chunk", POST_HEAD "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+          400, "bad_request" },
+        { "Expect and a Content-Length over the cap", POST_HEAD "Expect: 100-continue\r\n"
+          "Content-Length: 70000\r\n\r\n", 413, "body_too_large" },
+    };
+    char big[40000], *reply;
+    size_t sent;
+    struct tu_response r;
+
+    start(NULL);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        raw_expect(cases[i].what, cases[i].raw, strlen(cases[i].raw), NULL, 0, cases[i].status,
+                   cases[i].code);
+    /* headers over the connection's memory */
+    snprintf(big, sizeof(big), "GET /v1/info HTTP/1.1\r\nHost: x\r\nX-Big: %0*d\r\n\r\n", 36000, 0);
+    raw_expect("36 kB of headers", big, strlen(big), NULL, 0, 431, "headers_too_large");
+    /* with Expect and a Content-Length over the cap there is no 100 */
+    ck_assert_int_eq(tu_raw(daemon_.port, POST_HEAD "Expect: 100-continue\r\nContent-Length: 70000\r\n\r\n",
+                            strlen(POST_HEAD "Expect: 100-continue\r\nContent-Length: 70000\r\n\r\n"),
+                            NULL, 0, 5.0, &reply, NULL), 0);
+    ck_assert_ptr_null(strstr(reply, "100 Continue"));
+    free(reply);
+    /* an endless chunked body: 413 as soon as the cap (64 kB) is passed,
+     * then the connection ends (with and without Expect) */
+    {
+        char fill[4096 + 8];
+        double t0 = tu_now();
+        size_t n = (size_t)snprintf(fill, sizeof(fill), "1000\r\n");
+        memset(fill + n, '0', 4096);
+        memcpy(fill + n + 4096, "\r\n", 2);
+        n += 4096 + 2;
+        raw_expect("endless chunked", POST_HEAD "Transfer-Encoding: chunked\r\n\r\n",
+                   strlen(POST_HEAD "Transfer-Encoding: chunked\r\n\r\n"), fill, n, 413,
+                   "body_too_large");
+        raw_expect("endless chunked after 100", POST_HEAD "Expect: 100-continue\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n",
+                   strlen(POST_HEAD "Expect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                   fill, n, 413, "body_too_large");
+        ck_assert_msg(tu_now() - t0 < 4.0, "%.1f s", tu_now() - t0);
+        ck_assert_int_eq(tu_raw(daemon_.port, POST_HEAD "Transfer-Encoding: chunked\r\n\r\n",
+                                strlen(POST_HEAD "Transfer-Encoding: chunked\r\n\r\n"), fill, n,
+                                5.0, &reply, &sent), 0);
+        ck_assert_msg(sent < 64 * 1024 * 1024, "the server read %zu bytes", sent);
+        free(reply);
+    }
+    /* a chunked body within the cap still works */
+    ck_assert_int_eq(tu_http_chunked(daemon_.port, "/v1/tokenize", "{\"texts\":[\"好\"]}",
+                                     strlen("{\"texts\":[\"好\"]}"), &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    tu_response_free(&r);
+    json_decref(call("GET", "/healthz", NULL, 200));
+    stop();
+}
+END_TEST
+
 /* --- concurrency ---------------------------------------------------------- */
 
 struct worker {
@@ -777,6 +889,7 @@ api_suite(void)
     tcase_add_test(tc, test_routes);
     tcase_add_test(tc, test_malformed_battery);
     tcase_add_test(tc, test_echo_nul_usage);
+    tcase_add_test(tc, test_http_framing);
     tcase_add_test(tc, test_concurrency);
     tcase_add_test(tc, test_openai_client);
     suite_add_tcase(s, tc);
