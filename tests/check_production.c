@@ -22,6 +22,9 @@
 #define TINY "tests/fixtures/roformer-sim-tiny"
 #define JSON "application/json"
 #define SLOW_GENERATE "{\"text\":\"我喜欢北京\",\"n\":256,\"max_length\":128,\"k\":3,\"seed\":1}"
+/* three times as long; needs limits.max_generate_cost >= 98304 */
+#define LONG_GENERATE "{\"texts\":[\"我喜欢北京\",\"手机坏了怎么办\",\"今天天气不错\"],\"n\":256," \
+                      "\"max_length\":128,\"k\":3,\"seed\":1}"
 
 static char data_dir[64];
 
@@ -385,6 +388,59 @@ START_TEST(test_sigterm_finishes_requests)
 }
 END_TEST
 
+/* A generation whose client goes away stops at its next decode step: the
+ * only slot is free again at once. */
+START_TEST(test_client_gone)
+{
+    static const char *const more[] = { "-o", "model.workers=1", "-o",
+                                        "limits.max_generate_cost=100000", NULL };
+    char raw[512], *reply;
+    struct tu_daemon d;
+    double t0;
+
+    start(&d, more, 1);
+    snprintf(raw, sizeof(raw), "POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: "
+             "application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen(LONG_GENERATE),
+             LONG_GENERATE);
+    ck_assert_int_eq(tu_raw(d.port, raw, strlen(raw), NULL, 0, 0.5, &reply, NULL), 1);
+    ck_assert_str_eq(reply, "");      /* still generating when the client left */
+    free(reply);
+    t0 = tu_now();
+    ck_assert_int_eq(status_of(d.port, "POST", "/v1/generate",
+                               "{\"text\":\"好\",\"n\":1,\"max_length\":2}", NULL), 200);
+    ck_assert_msg(tu_now() - t0 < 2.0, "the slot was free after %.1f s", tu_now() - t0);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    cleanup();
+}
+END_TEST
+
+/* shutdown_timeout bounds a stop: a long generation is stopped when it
+ * passes, and its client hears so. */
+START_TEST(test_sigterm_deadline)
+{
+    static const char *const more[] = { "-o", "server.shutdown_timeout=2", "-o",
+                                        "limits.max_generate_cost=100000", NULL };
+    struct tu_daemon d;
+    pthread_t t;
+    struct caller c;
+    struct timespec nap = { 0, 300 * 1000000 };
+    double t0;
+
+    start(&d, more, 1);
+    c = (struct caller){ d.port, LONG_GENERATE, 0, 0 };
+    pthread_create(&t, NULL, call_generate, &c);
+    nanosleep(&nap, NULL);        /* the request is running */
+    t0 = tu_now();
+    kill(d.pid, SIGTERM);
+    ck_assert_int_eq(tu_daemon_wait(&d), 0);
+    ck_assert_msg(tu_now() - t0 < 3.5, "stopped after %.1f s", tu_now() - t0);
+    pthread_join(t, NULL);
+    ck_assert_msg(c.status == 503, "status %ld", c.status);
+    ck_assert(c.retry_after);
+    cleanup();
+}
+END_TEST
+
 START_TEST(test_readiness)
 {
     char model[80];
@@ -467,6 +523,8 @@ production_suite(void)
     tcase_add_test(tc, test_timeout);
     tcase_add_test(tc, test_batcher_deadlines);
     tcase_add_test(tc, test_sigterm_finishes_requests);
+    tcase_add_test(tc, test_client_gone);
+    tcase_add_test(tc, test_sigterm_deadline);
     tcase_add_test(tc, test_readiness);
     tcase_add_test(tc, test_systemd_unit_verifies);
     suite_add_tcase(s, tc);
