@@ -1169,8 +1169,13 @@ api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
     rp->retry_after = 0;
     rp->allow = NULL;
     rp->route = "other";
-    if (strlen(rq->path) >= sizeof(buf) || split_path(rq->path, buf, sizeof(buf), seg, len, &n) != 0) {
-        api_error(rp, 400, "invalid_path", "the path is malformed or too long");
+    if (strlen(rq->path) >= sizeof(buf)) {
+        api_error(rp, 414, "uri_too_long", "the path has %zu bytes; the limit is %zu",
+                  strlen(rq->path), sizeof(buf) - 1);
+        return;
+    }
+    if (split_path(rq->path, buf, sizeof(buf), seg, len, &n) != 0) {
+        api_error(rp, 400, "invalid_path", "the path is malformed");
         return;
     }
     if (n == 1 && strcmp(seg[0], "healthz") == 0) {

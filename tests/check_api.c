@@ -708,6 +708,9 @@ START_TEST(test_http_framing)
     /* headers over the connection's memory */
     snprintf(big, sizeof(big), "GET /v1/info HTTP/1.1\r\nHost: x\r\nX-Big: %0*d\r\n\r\n", 36000, 0);
     raw_expect("36 kB of headers", big, strlen(big), NULL, 0, 431, "headers_too_large");
+    snprintf(big, sizeof(big), "GET /v1/%0*d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+             20000, 0);
+    raw_expect("a path of 20 kB", big, strlen(big), NULL, 0, 414, "uri_too_long");
     /* with Expect and a Content-Length over the cap there is no 100 */
     ck_assert_int_eq(tu_raw(daemon_.port, POST_HEAD "Expect: 100-continue\r\nContent-Length: 70000\r\n\r\n",
                             strlen(POST_HEAD "Expect: 100-continue\r\nContent-Length: 70000\r\n\r\n"),
