@@ -696,6 +696,11 @@ START_TEST(test_http_framing)
           400, "bad_request" },
         { "Expect and a Content-Length over the cap", POST_HEAD "Expect: 100-continue\r\n"
           "Content-Length: 70000\r\n\r\n", 413, "body_too_large" },
+        /* found by fuzz_api: echoed bytes that are not UTF-8 (were 500) */
+        { "a path byte 0xff", "GET /nf\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+          404, "not_found" },
+        { "a method byte 0xe4", "P\xe4T /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+          405, "method_not_allowed" },
     };
     char big[40000], *reply;
     size_t sent;
