@@ -321,7 +321,19 @@ request_cancelled(void *arg)
            (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
-/* The request line is read: the request begins. */
+/* "METHOD PATH" for the log, control characters made '?'. */
+static void
+set_line(struct request *req, const char *method, const char *url)
+{
+    size_t n = (size_t)snprintf(req->line, sizeof(req->line), "%.16s %.180s", method, url);
+
+    for (size_t i = 0; i < n && i < sizeof(req->line); i++)
+        if ((unsigned char)req->line[i] < ' ' || req->line[i] == 127)
+            req->line[i] = '?';
+}
+
+/* The request line is read: the request begins (its method is not known
+ * yet; on_request fills it in). */
 static void *
 on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
@@ -334,7 +346,7 @@ on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     req->route = "other";
     req->fd = MHD_INVALID_SOCKET;
     clock_gettime(CLOCK_MONOTONIC, &req->start);
-    snprintf(req->line, sizeof(req->line), "- %.180s", uri);
+    set_line(req, "-", uri);
     atomic_fetch_add(&s->inflight, 1);
     metrics_inflight(1);
     thread_req = req;
@@ -402,12 +414,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         req->begun = 1;
         req->fd = ci != NULL ? ci->connect_fd : MHD_INVALID_SOCKET;
         set_request_id(s, c, req);
-        {
-            size_t n = (size_t)snprintf(req->line, sizeof(req->line), "%.16s %.180s", method, url);
-            for (size_t i = 0; i < n && i < sizeof(req->line); i++)
-                if ((unsigned char)req->line[i] < ' ' || req->line[i] == 127)
-                    req->line[i] = '?';
-        }
+        set_line(req, method, url);
         if ((bad = framing_error(c)) != NULL) {
             reply_and_close(c, req, MHD_HTTP_BAD_REQUEST, "bad_framing", bad);
             return MHD_NO;
