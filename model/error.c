@@ -56,6 +56,8 @@ rs_status_name(int code)
     case RS_EEXIST: return "already exists";
     case RS_ENOSPC: return "no space left on device";
     case RS_EBUSY: return "busy";
+    case RS_ETIMEOUT: return "timed out";
+    case RS_ECANCELED: return "cancelled";
     default: return "internal error";
     }
 }

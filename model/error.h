@@ -21,6 +21,8 @@ enum rs_status {
     RS_ENOSPC = -7,     /* the disk is full */
     RS_EBUSY = -8,      /* a resource is exhausted; retry later */
     RS_EINTERNAL = -9,  /* a bug or a library failure */
+    RS_ETIMEOUT = -10,  /* a wait passed its deadline; retry later */
+    RS_ECANCELED = -11, /* the caller asked to stop */
 };
 
 struct rs_error {

@@ -21,7 +21,7 @@
 struct gen_params
 gen_default_params(void)
 {
-    struct gen_params p = { 20, 0, 0.95f, 1.0f, 64, 64, 0, 0 };
+    struct gen_params p = { 20, 0, 0.95f, 1.0f, 64, 64, 0, 0, NULL, NULL };
     return p;
 }
 
@@ -252,6 +252,16 @@ probs_finite(const struct dec *d, int rows, int V, struct rs_error *e)
 }
 
 /* bert4keras random_sample, min_ends = 1, minlen = 1. */
+/* RS_ECANCELED when the caller asks to stop, else RS_OK. */
+static int
+check_cancel(const struct gen_params *p, struct rs_error *e)
+{
+    if (p->cancel != NULL && p->cancel(p->cancel_arg))
+        return rs_error_set(e, RS_ECANCELED, "generation stopped: the client went away or "
+                            "the server is stopping");
+    return RS_OK;
+}
+
 static int
 run_sampling(const struct rf_model *m, struct dec *d, const struct gen_params *p,
              struct gen_sequences *out, struct rs_error *e)
@@ -300,7 +310,7 @@ run_sampling(const struct rf_model *m, struct dec *d, const struct gen_params *p
             sample[i] = sample[keep[i]];
             tok[i] = tok[keep[i]];
         }
-        if ((rc = dec_select(d, keep, kept, e)) != RS_OK ||
+        if ((rc = check_cancel(p, e)) != RS_OK || (rc = dec_select(d, keep, kept, e)) != RS_OK ||
             (rc = dec_step(d, tok, e)) != RS_OK)
             goto done;
         rows = kept;
@@ -397,7 +407,7 @@ run_beam(const struct rf_model *m, struct dec *d, const struct gen_params *p,
         } else if ((rc = dec_select(d, parent, kept, e)) != RS_OK) {
             goto done;
         }
-        if ((rc = dec_step(d, tok, e)) != RS_OK)
+        if ((rc = check_cancel(p, e)) != RS_OK || (rc = dec_step(d, tok, e)) != RS_OK)
             goto done;
         rows = kept;
     }

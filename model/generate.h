@@ -46,10 +46,14 @@ struct gen_params {
     int src_maxlen;     /* source truncation in tokens, >= 2 */
     uint64_t seed;
     int beam;           /* 0: sampling; > 0: beam search of this width */
+    /* asked before each decode step; nonzero stops the run with
+     * RS_ECANCELED (client gone, deadline passed).  NULL: never. */
+    int (*cancel)(void *arg);
+    void *cancel_arg;
 };
 
 /* n 20, top_p 0.95, top_k 0, temperature 1, max_new 64, src_maxlen 64,
- * seed 0, sampling. */
+ * seed 0, sampling, no cancel. */
 struct gen_params gen_default_params(void);
 
 /* RS_OK, or RS_EINVAL with a message naming the bad parameter. */

@@ -2,15 +2,19 @@
  * api.c: routes, request validation and the JSON of every reply.
  *
  * Validation happens here, before anything runs: a body must be a JSON
- * object (duplicate keys, NUL characters, invalid UTF-8 and non-finite or
- * overflowing numbers are refused by the parser; nesting is limited to
- * MAX_DEPTH), every field must be known and of the right type, and every
- * count and size is checked against [limits] in the configuration.
+ * object (duplicate keys, invalid UTF-8 and non-finite or overflowing
+ * numbers are refused by the parser; nesting is limited to MAX_DEPTH),
+ * every field must be known and of the right type, and every count and
+ * size is checked against [limits] in the configuration.  Strings may hold
+ * U+0000 (\u0000 is valid JSON), so texts travel with their lengths;
+ * collection names and document ids may not (they are refused with 422).
+ * Error messages that echo input are made valid UTF-8 (see api_error).
  */
 #include "api.h"
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,16 +30,97 @@
 
 #define MAX_DEPTH 32
 #define MAX_SEGMENTS 8
+#define MAX_MESSAGE 600      /* bytes of an error message */
+#define MAX_ID_BYTES 256     /* a document id */
+
+/* Length of the UTF-8 sequence at s[0..n) as JSON allows it (no overlong
+ * forms, surrogates or code points past U+10FFFF); 0 when s starts none. */
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
+{
+    size_t len;
+    uint32_t cp;
+
+    if (n == 0)
+        return 0;
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        len = 2;
+        cp = s[0] & 0x1fu;
+    } else if ((s[0] & 0xf0) == 0xe0) {
+        len = 3;
+        cp = s[0] & 0x0fu;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        len = 4;
+        cp = s[0] & 0x07u;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+static int
+utf8_valid(const char *s, size_t n)
+{
+    for (size_t i = 0, k; i < n; i += k)
+        if ((k = utf8_seq((const unsigned char *)s + i, n - i)) == 0)
+            return 0;
+    return 1;
+}
+
+/* src as valid UTF-8 in dst[0..cap): bytes that start no character become
+ * "\xNN"; when it does not fit, it is cut between characters and ends
+ * with "...". */
+static void
+utf8_echo(char *dst, size_t cap, const char *src)
+{
+    const size_t n = strlen(src);
+    size_t o = 0;
+
+    for (size_t i = 0, k; i < n; i += k) {
+        char esc[5];
+        const char *piece = src + i;
+        size_t plen = k = utf8_seq((const unsigned char *)src + i, n - i);
+        if (k == 0) {
+            snprintf(esc, sizeof(esc), "\\x%02x", (unsigned char)src[i]);
+            piece = esc;
+            plen = 4;
+            k = 1;
+        }
+        if (o + plen + 4 > cap) {
+            memcpy(dst + o, "...", 3);
+            o += 3;
+            break;
+        }
+        memcpy(dst + o, piece, plen);
+        o += plen;
+    }
+    dst[o] = '\0';
+}
 
 void
 api_error(struct api_reply *rp, int status, const char *code, const char *fmt, ...)
 {
-    char msg[600];
+    char msg[MAX_MESSAGE], *full = NULL;
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (vasprintf(&full, fmt, ap) < 0)
+        full = NULL;
     va_end(ap);
+    utf8_echo(msg, sizeof(msg), full != NULL ? full : "out of memory");
+    free(full);
     json_decref(rp->json);
     rp->status = status;
     rp->json = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
@@ -54,6 +139,15 @@ fail(struct api_reply *rp, const struct rs_error *e)
         api_error(rp, 429, "busy", "%s", e->msg);
         rp->retry_after = 1;
         metrics_rejected("queue_full");
+        break;
+    case RS_ETIMEOUT:
+        api_error(rp, 503, "timeout", "%s", e->msg);
+        rp->retry_after = 1;
+        metrics_rejected("timeout");
+        break;
+    case RS_ECANCELED:
+        api_error(rp, 503, "cancelled", "%s", e->msg);
+        rp->retry_after = 1;
         break;
     case RS_ENOMEM:
         api_error(rp, 503, "busy", "%s", e->msg);
@@ -130,7 +224,8 @@ body_object(const struct api_request *rq, struct api_reply *rp, const char *cons
                   "the body must be JSON, sent with Content-Type: application/json");
         return NULL;
     }
-    j = json_loadb(rq->body ? rq->body : "", rq->body_len, JSON_REJECT_DUPLICATES, &je);
+    j = json_loadb(rq->body ? rq->body : "", rq->body_len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+                   &je);
     if (j == NULL) {
         api_error(rp, 400, "invalid_json", "the body is not valid JSON: %s (line %d, column %d)",
                   je.text, je.line, je.column);
@@ -212,11 +307,23 @@ check_text(const struct app *a, json_t *t, const char *what, struct api_reply *r
     return 0;
 }
 
+/* A text of a request, borrowed from its JSON; may hold U+0000. */
+struct text {
+    const char *s;
+    size_t len;
+};
+
+static struct text
+text_of(json_t *str)
+{
+    return (struct text){ json_string_value(str), json_string_length(str) };
+}
+
 /* A required list of 1..max_texts strings (or, with allow_string, one
- * string).  Fills texts (borrowed from j) and n. */
+ * string).  Fills texts (malloc'd, borrowing from o) and n. */
 static int
 texts_field(const struct app *a, json_t *o, const char *key, int allow_string,
-            const char ***texts, int *n, struct api_reply *rp)
+            struct text **texts, int *n, struct api_reply *rp)
 {
     json_t *v = json_object_get(o, key), *t;
     size_t i;
@@ -231,7 +338,7 @@ texts_field(const struct app *a, json_t *o, const char *key, int allow_string,
         *texts = malloc(sizeof(**texts));
         if (*texts == NULL)
             return api_error(rp, 503, "busy", "out of memory"), -1;
-        (*texts)[0] = json_string_value(v);
+        (*texts)[0] = text_of(v);
         *n = 1;
         return 0;
     }
@@ -260,7 +367,7 @@ texts_field(const struct app *a, json_t *o, const char *key, int allow_string,
             *texts = NULL;
             return -1;
         }
-        (*texts)[i] = json_string_value(t);
+        (*texts)[i] = text_of(t);
     }
     *n = (int)json_array_size(v);
     return 0;
@@ -277,7 +384,7 @@ struct embedded {
 /* Embed texts (truncated to max_length the bert4keras way) through the
  * batcher; normalized when asked. */
 static int
-embed(struct app *a, const char *const *texts, int n, int normalize, struct embedded *out,
+embed(struct app *a, const struct text *texts, int n, int normalize, struct embedded *out,
       struct api_reply *rp)
 {
     const int H = rf_model_config(a->model)->d_model, maxlen = a->conf->max_length;
@@ -294,7 +401,7 @@ embed(struct app *a, const char *const *texts, int n, int normalize, struct embe
         goto done;
     }
     for (int i = 0; i < n && rc == RS_OK; i++) {
-        rc = tok_encode(rf_model_vocab(a->model), texts[i], strlen(texts[i]), maxlen, &tok[i], &e);
+        rc = tok_encode(rf_model_vocab(a->model), texts[i].s, texts[i].len, maxlen, &tok[i], &e);
         out->truncated += tok[i].truncated > 0;
         ids[i] = tok[i].ids;
         lens[i] = tok[i].n;
@@ -355,7 +462,7 @@ route_tokenize(struct app *a, const struct api_request *rq, struct api_reply *rp
 {
     static const char *const allowed[] = { "texts", NULL };
     json_t *body = body_object(rq, rp, allowed), *tokens, *ids;
-    const char **texts = NULL;
+    struct text *texts = NULL;
     struct tok_output out = { 0 };
     struct rs_error e;
     int n;
@@ -368,7 +475,7 @@ route_tokenize(struct app *a, const struct api_request *rq, struct api_reply *rp
     ids = json_array();
     for (int i = 0; i < n; i++) {
         json_t *t = json_array(), *d = json_array();
-        if (tok_encode(rf_model_vocab(a->model), texts[i], strlen(texts[i]), 0, &out, &e) != RS_OK) {
+        if (tok_encode(rf_model_vocab(a->model), texts[i].s, texts[i].len, 0, &out, &e) != RS_OK) {
             json_decref(t);
             json_decref(d);
             json_decref(tokens);
@@ -396,7 +503,7 @@ route_embed(struct app *a, const struct api_request *rq, struct api_reply *rp)
     static const char *const allowed[] = { "texts", "normalize", NULL };
     const int H = rf_model_config(a->model)->d_model;
     json_t *body = body_object(rq, rp, allowed), *list, *norm;
-    const char **texts = NULL;
+    struct text *texts = NULL;
     struct embedded em;
     int n;
 
@@ -450,7 +557,7 @@ route_openai_embeddings(struct app *a, const struct api_request *rq, struct api_
                                            "dimensions", NULL };
     const int H = rf_model_config(a->model)->d_model;
     json_t *body = body_object(rq, rp, allowed), *data, *fmt, *model, *dims;
-    const char **texts = NULL;
+    struct text *texts = NULL;
     struct embedded em;
     int n, b64 = 0;
 
@@ -528,7 +635,7 @@ route_similarity(struct app *a, const struct api_request *rq, struct api_reply *
     static const char *const allowed[] = { "source", "targets", NULL };
     const int H = rf_model_config(a->model)->d_model;
     json_t *body = body_object(rq, rp, allowed), *src, *scores;
-    const char **texts = NULL, **all = NULL;
+    struct text *texts = NULL, *all = NULL;
     struct embedded em;
     int n;
 
@@ -546,7 +653,7 @@ route_similarity(struct app *a, const struct api_request *rq, struct api_reply *
         api_error(rp, 503, "busy", "out of memory");
         goto done;
     }
-    all[0] = json_string_value(src);
+    all[0] = text_of(src);
     memcpy(all + 1, texts, (size_t)n * sizeof(*all));
     if (embed(a, all, n + 1, 1, &em, rp))
         goto done;
@@ -556,7 +663,8 @@ route_similarity(struct app *a, const struct api_request *rq, struct api_reply *
                                                         H)));
     free(em.vecs);
     if (complete(scores, n, rp))
-        reply(rp, 200, json_pack("{s:o}", "scores", scores));
+        reply(rp, 200, json_pack("{s:o,s:{s:I,s:i}}", "scores", scores, "usage", "tokens",
+                                 (json_int_t)em.tokens, "truncated_texts", em.truncated));
 done:
     free(all);
     free(texts);
@@ -564,13 +672,13 @@ done:
 }
 
 static json_t *
-paraphrase_json(const char *text, const struct gen_paraphrases *out)
+paraphrase_json(struct text text, const struct gen_paraphrases *out)
 {
     json_t *list = json_array();
     for (int i = 0; i < out->n; i++)
         json_array_append_new(list, json_pack("{s:s,s:f}", "text", out->items[i].text,
                                               "score", (double)out->items[i].score));
-    return json_pack("{s:s,s:i,s:o}", "text", text, "candidates", out->n_candidates,
+    return json_pack("{s:s%,s:i,s:o}", "text", text.s, text.len, "candidates", out->n_candidates,
                      "paraphrases", list);
 }
 
@@ -581,7 +689,7 @@ route_generate(struct app *a, const struct api_request *rq, struct api_reply *rp
                                            "temperature", "max_length", "seed", "beam", NULL };
     const struct conf *c = a->conf;
     json_t *body = body_object(rq, rp, allowed), *results = NULL;
-    const char **texts = NULL;
+    struct text *texts = NULL;
     struct gen_params p = gen_default_params();
     long long n = p.n, k = 5, top_k = 0, max_length = 64, seed = -1, beam = 0;
     double top_p = p.top_p, temperature = 1.0;
@@ -628,6 +736,8 @@ route_generate(struct app *a, const struct api_request *rq, struct api_reply *rp
     p.max_new = (int)max_length;
     p.beam = (int)beam;
     p.src_maxlen = c->max_length;
+    p.cancel = rq->cancelled;
+    p.cancel_arg = rq->cancel_arg;
     if (beam > 0 && json_object_get(body, "k") == NULL)
         k = 1;
     /* generation holds a slot and reserves its cost while it runs: source
@@ -638,7 +748,7 @@ route_generate(struct app *a, const struct api_request *rq, struct api_reply *rp
         int rc = RS_OK;
         cost = 0;
         for (int i = 0; i < count && rc == RS_OK; i++)
-            if ((rc = tok_encode(rf_model_vocab(a->model), texts[i], strlen(texts[i]),
+            if ((rc = tok_encode(rf_model_vocab(a->model), texts[i].s, texts[i].len,
                                  c->max_length, &tok, &e)) == RS_OK)
                 cost += gen_cost(tok.n, &p);
         tok_output_free(&tok);
@@ -663,7 +773,7 @@ route_generate(struct app *a, const struct api_request *rq, struct api_reply *rp
         struct rs_error e;
         p.seed = seed >= 0 ? (uint64_t)seed + (uint64_t)i
                            : ((uint64_t)random() << 31 ^ (uint64_t)random());
-        if (gen_paraphrase(a->model, texts[i], strlen(texts[i]), &p, (int)k, &out, &e) != RS_OK) {
+        if (gen_paraphrase(a->model, texts[i].s, texts[i].len, &p, (int)k, &out, &e) != RS_OK) {
             app_release(a, cost);
             json_decref(results);
             fail(rp, &e);
@@ -820,6 +930,29 @@ find_collection(struct app *a, const char *name, struct api_reply *rp)
     return c;
 }
 
+/* Document ids are 1 to MAX_ID_BYTES bytes of UTF-8 without U+0000 (they
+ * are keys in SQLite and FAISS's id map, and path segments).  1, or 0 with
+ * a 422 in rp; what names the id in the message. */
+static int
+valid_id(const char *id, size_t len, const char *what, struct api_reply *rp)
+{
+    if (len == 0 || len > MAX_ID_BYTES) {
+        api_error(rp, 422, "invalid_id", "%s has %zu bytes; a document id has 1 to %d", what,
+                  len, MAX_ID_BYTES);
+        return 0;
+    }
+    if (memchr(id, '\0', len) != NULL) {
+        api_error(rp, 422, "invalid_id", "%s contains U+0000, which document ids cannot hold",
+                  what);
+        return 0;
+    }
+    if (!utf8_valid(id, len)) {
+        api_error(rp, 422, "invalid_id", "%s is not valid UTF-8", what);
+        return 0;
+    }
+    return 1;
+}
+
 static void
 route_documents_upsert(struct app *a, const struct api_request *rq, const char *name,
                        struct api_reply *rp)
@@ -828,7 +961,7 @@ route_documents_upsert(struct app *a, const struct api_request *rq, const char *
     static const char *const doc_keys[] = { "id", "text", "meta" };
     const int H = rf_model_config(a->model)->d_model;
     json_t *body = body_object(rq, rp, allowed), *docs, *d;
-    const char **texts = NULL;
+    struct text *texts = NULL;
     char **metas = NULL;
     struct coll_doc *cd = NULL;
     struct embedded em = { 0 };
@@ -880,11 +1013,17 @@ route_documents_upsert(struct app *a, const struct api_request *rq, const char *
                 goto done;
             }
         }
-        if (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) > 256) {
-            api_error(rp, id == NULL || json_is_string(id) ? 422 : 400, "invalid_id",
-                      "documents[%zu].id must be a string of 1 to 256 bytes", i);
+        if (id == NULL) {
+            api_error(rp, 400, "missing_field", "documents[%zu].id is required", i);
             goto done;
         }
+        if (!json_is_string(id)) {
+            api_error(rp, 400, "invalid_type", "documents[%zu].id must be a string", i);
+            goto done;
+        }
+        snprintf(what, sizeof(what), "documents[%zu].id", i);
+        if (!valid_id(json_string_value(id), json_string_length(id), what, rp))
+            goto done;
         snprintf(what, sizeof(what), "documents[%zu].text", i);
         if (text == NULL) {
             api_error(rp, 400, "missing_field", "%s is required", what);
@@ -896,14 +1035,14 @@ route_documents_upsert(struct app *a, const struct api_request *rq, const char *
             api_error(rp, 400, "invalid_type", "documents[%zu].meta must be an object", i);
             goto done;
         }
-        texts[i] = json_string_value(text);
+        texts[i] = text_of(text);
         metas[i] = meta && json_is_object(meta) ? json_dumps(meta, JSON_COMPACT) : strdup("{}");
         if (metas[i] == NULL) {
             api_error(rp, 503, "busy", "out of memory");
             goto done;
         }
         cd[i].id = json_string_value(id);
-        cd[i].text = texts[i];
+        cd[i].text = texts[i].s;
         cd[i].meta = metas[i];
     }
     if ((c = find_collection(a, name, rp)) == NULL)
@@ -932,7 +1071,7 @@ static json_t *
 hit_json(const struct coll_hit *h, int with_score)
 {
     json_error_t je;
-    json_t *meta = json_loads(h->meta, 0, &je);
+    json_t *meta = json_loads(h->meta, JSON_ALLOW_NUL, &je);
 
     if (meta == NULL)
         meta = json_object();
@@ -1002,7 +1141,7 @@ route_search(struct app *a, const struct api_request *rq, const char *name, stru
     if ((c = find_collection(a, name, rp)) == NULL)
         goto done;
     if (text != NULL) {
-        const char *t = json_string_value(text);
+        struct text t = text_of(text);
         if (embed(a, &t, 1, 1, &em, rp))
             goto done;
     }
@@ -1031,10 +1170,11 @@ hexval(char ch)
          : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
 }
 
-/* Split the raw path into percent-decoded segments (in buf).  -1 when an
- * escape is malformed, decodes to NUL, or there are too many segments. */
+/* Split the raw path into percent-decoded segments (in buf, each also
+ * NUL-terminated; len[i] counts a decoded %00, strlen does not).  -1 when
+ * an escape is malformed or there are too many segments. */
 static int
-split_path(const char *path, char *buf, size_t buf_len, char *seg[], int *n)
+split_path(const char *path, char *buf, size_t buf_len, char *seg[], size_t len[], int *n)
 {
     size_t o = 0;
 
@@ -1049,7 +1189,7 @@ split_path(const char *path, char *buf, size_t buf_len, char *seg[], int *n)
             char ch = *p++;
             if (ch == '%') {
                 int hi = hexval(p[0]), lo = hi < 0 ? -1 : hexval(p[1]);
-                if (lo < 0 || (hi == 0 && lo == 0))
+                if (lo < 0)
                     return -1;
                 ch = (char)(hi * 16 + lo);
                 p += 2;
@@ -1058,13 +1198,14 @@ split_path(const char *path, char *buf, size_t buf_len, char *seg[], int *n)
                 return -1;
             buf[o++] = ch;
         }
+        len[*n - 1] = (size_t)(buf + o - seg[*n - 1]);
         buf[o++] = '\0';
         if (*p == '\0')
             break;
         p++;
     }
     /* a trailing slash leaves an empty last segment: ignore it */
-    if (*n > 1 && seg[*n - 1][0] == '\0')
+    if (*n > 1 && len[*n - 1] == 0)
         (*n)--;
     return 0;
 }
@@ -1112,6 +1253,7 @@ void
 api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
 {
     char buf[2048], *seg[MAX_SEGMENTS];
+    size_t len[MAX_SEGMENTS];
     int n;
 
     rp->status = 0;
@@ -1119,8 +1261,13 @@ api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
     rp->retry_after = 0;
     rp->allow = NULL;
     rp->route = "other";
-    if (strlen(rq->path) >= sizeof(buf) || split_path(rq->path, buf, sizeof(buf), seg, &n) != 0) {
-        api_error(rp, 400, "invalid_path", "the path is malformed or too long");
+    if (strlen(rq->path) >= sizeof(buf)) {
+        api_error(rp, 414, "uri_too_long", "the path has %zu bytes; the limit is %zu",
+                  strlen(rq->path), sizeof(buf) - 1);
+        return;
+    }
+    if (split_path(rq->path, buf, sizeof(buf), seg, len, &n) != 0) {
+        api_error(rp, 400, "invalid_path", "the path is malformed");
         return;
     }
     if (n == 1 && strcmp(seg[0], "healthz") == 0) {
@@ -1182,9 +1329,10 @@ api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
         const char *name = seg[2];
         struct coll *c;
         struct rs_error e;
-        if (!store_valid_name(name)) {
-            api_error(rp, 400, "invalid_name", "'%s' is not a collection name (1 to 64 letters, "
-                      "digits, '_', '-' or '.', starting with a letter or digit)", name);
+        if (strlen(name) != len[2] || !store_valid_name(name)) {
+            api_error(rp, 422, "invalid_name", "'%s'%s is not a collection name (1 to 64 "
+                      "letters, digits, '_', '-' or '.', starting with a letter or digit)", name,
+                      strlen(name) != len[2] ? " followed by U+0000" : "");
             return;
         }
         if (n == 3) {
@@ -1214,13 +1362,8 @@ api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
             const char *id = seg[4];
             rp->route = "/v1/collections/{name}/documents/{id}";
             struct coll_hit h;
-            json_t *check = json_string(id);   /* NULL unless valid UTF-8 */
-            if (strlen(id) == 0 || strlen(id) > 256 || check == NULL) {
-                json_decref(check);
-                api_error(rp, 400, "invalid_id", "a document id has 1 to 256 bytes of UTF-8");
+            if (!valid_id(id, len[4], "the document id", rp))
                 return;
-            }
-            json_decref(check);
             if (strcmp(rq->method, "DELETE") == 0) {
                 if ((c = find_collection(a, name, rp)) == NULL)
                     return;

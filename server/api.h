@@ -5,9 +5,11 @@
  * it fills in.  Every error reply is {"error":{"code","message"}} with the
  * status of DESIGN.md: 400 malformed JSON or wrong types, 404 unknown route
  * or thing, 405 wrong method, 409 conflicting collection, 413 over a
- * limit, 415 not JSON, 422 valid JSON that cannot be processed, 503 not
- * ready (with Retry-After), 429 queue full or over capacity (with
- * Retry-After), 507 disk full.
+ * limit, 414 path too long, 415 not JSON, 422 valid JSON that cannot be
+ * processed (and a collection name or document id that breaks its rules),
+ * 503 not ready, no room for the request within request_timeout, or work
+ * cancelled (with Retry-After), 429 queue full or over capacity (with
+ * Retry-After), 507 disk full.  Messages that echo input are valid UTF-8.
  */
 #ifndef ROSIM_API_H
 #define ROSIM_API_H
@@ -23,6 +25,10 @@ struct api_request {
     const char *content_type;  /* NULL when absent */
     const char *body;          /* NUL-terminated; may hold NULs before body_len */
     size_t body_len;
+    /* nonzero when the work should stop (client gone, server stopping);
+     * asked between generation steps.  NULL: never. */
+    int (*cancelled)(void *arg);
+    void *cancel_arg;
 };
 
 struct api_reply {

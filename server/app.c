@@ -65,7 +65,7 @@ app_acquire(struct app *a, long cost, struct rs_error *e)
     }
     pthread_mutex_unlock(&a->mu);
     if (!got)
-        return rs_error_set(e, RS_EBUSY, "the model stayed busy for %d s; retry",
+        return rs_error_set(e, RS_ETIMEOUT, "the model stayed busy for %d s; retry",
                             a->conf->request_timeout);
     return RS_OK;
 }

@@ -40,7 +40,8 @@ void app_deinit(struct app *a);
 
 /* Take a generation slot and reserve cost.  RS_OK; RS_EINVAL when the cost
  * alone passes the budget; RS_EBUSY when the budget is taken or max_queue
- * requests wait already (no wait then), or no slot came in time. */
+ * requests wait already (no wait then); RS_ETIMEOUT when no slot came
+ * within request_timeout. */
 int app_acquire(struct app *a, long cost, struct rs_error *e);
 void app_release(struct app *a, long cost);
 

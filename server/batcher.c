@@ -218,22 +218,26 @@ batcher_encode(struct batcher *b, const int32_t *const *ids, const int *lens, in
     b->depth++;
     metrics_queue_depth(b->depth);
     pthread_cond_signal(&b->work);
-    while (!j.done) {
-        if (pthread_cond_timedwait(&b->done, &b->mu, &until) == ETIMEDOUT && !j.taken) {
-            /* still queued: take it out and give up */
-            struct job **p = &b->head, *prev = NULL;
-            while (*p != &j) {
-                prev = *p;
-                p = &(*p)->next;
-            }
-            *p = j.next;
-            if (b->tail == &j)
-                b->tail = prev;
-            b->depth--;
-            pthread_mutex_unlock(&b->mu);
-            return rs_error_set(e, RS_EBUSY, "the model stayed busy for %d s; retry", timeout_s);
+    while (!j.taken && pthread_cond_timedwait(&b->done, &b->mu, &until) != ETIMEDOUT)
+        ;
+    if (!j.taken) {
+        /* still queued at the deadline: take it out and give up */
+        struct job **p = &b->head, *prev = NULL;
+        while (*p != &j) {
+            prev = *p;
+            p = &(*p)->next;
         }
+        *p = j.next;
+        if (b->tail == &j)
+            b->tail = prev;
+        b->depth--;
+        metrics_queue_depth(b->depth);
+        pthread_mutex_unlock(&b->mu);
+        return rs_error_set(e, RS_ETIMEOUT, "the model stayed busy for %d s; retry", timeout_s);
     }
+    /* taken: the encoder is running it, and the deadline no longer applies */
+    while (!j.done)
+        pthread_cond_wait(&b->done, &b->mu);
     pthread_mutex_unlock(&b->mu);
     if (j.rc != RS_OK && e != NULL)
         *e = j.err;

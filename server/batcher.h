@@ -10,7 +10,9 @@
  * few large matrix products, which is where the machine is fast.
  *
  * The queue is bounded: a request that finds max_queue jobs waiting is
- * refused at once (RS_EBUSY, which the API turns into 429).
+ * refused at once (RS_EBUSY, which the API turns into 429).  A job still
+ * queued when its request's deadline passes is taken out (RS_ETIMEOUT,
+ * 503); once the worker has taken it, the request waits for its vectors.
  */
 #ifndef ROSIM_BATCHER_H
 #define ROSIM_BATCHER_H
@@ -29,7 +31,8 @@ struct batcher *batcher_new(const struct rf_model *m, int max_tokens, int wait_u
 void batcher_free(struct batcher *b);
 
 /* Pooled (linear, not normalized) vectors of n sequences into out.
- * RS_EBUSY when the queue is full or the wait passed timeout_s seconds. */
+ * RS_EBUSY when the queue is full; RS_ETIMEOUT when the job was still
+ * queued after timeout_s seconds. */
 int batcher_encode(struct batcher *b, const int32_t *const *ids, const int *lens, int n,
                    float *out, int timeout_s, struct rs_error *e);
 

@@ -1,24 +1,40 @@
 /*
- * http.c: libmicrohttpd glue: request bodies, authentication, request ids,
- * the access log, metrics, and a graceful stop.
+ * http.c: libmicrohttpd glue: request framing and bodies, authentication,
+ * request ids, the access log, metrics, cancellation and a bounded stop.
  *
  * Each connection has its own thread (libmicrohttpd's thread-per-connection
  * mode), since a handler waits while the model works for it.
  *
- * libmicrohttpd calls on_request() several times per request: first with
- * the headers (we allocate a struct request, check the API key and
- * Content-Length, and may answer 401 or 413 at once), then once per chunk
- * of body (appended up to the size cap), then a last time with no data,
- * when the API runs and the reply is queued.  on_completed() logs the
- * request, records its metrics and frees the struct request, the only
- * place that owns it.
+ * on_uri() allocates the struct request as soon as the request line is
+ * read.  libmicrohttpd then calls on_request() several times: first with
+ * the headers (we check the framing, the API key and Content-Length, and
+ * may answer 400, 401 or 413 at once), then once per piece of body
+ * (appended up to the size cap), then a last time with no data, when the
+ * API runs and the reply is queued.  on_completed() logs the request,
+ * records its metrics and frees the struct request, the only place that
+ * owns it.
+ *
+ * libmicrohttpd 0.9.75 accepts framing that must be refused (several
+ * Content-Length headers, Content-Length with Transfer-Encoding, transfer
+ * codings other than chunked); it cannot queue a reply in the middle of a
+ * body, so a chunked body over the cap would be read to its end; and the
+ * replies it makes itself are HTML.  So a request whose connection must
+ * end gets its JSON reply written on the socket here (reply_and_close),
+ * and a reply the library is about to make is announced through its error
+ * log, from the connection's own thread, before it is built: on_mhd_error
+ * answers first and closes the write side, so the library's HTML cannot
+ * follow.  What comes before the request line is read (414 for a line
+ * over the connection's memory, 505, a malformed request line) stays the
+ * library's.
  */
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,6 +49,7 @@
 #include "metrics.h"
 
 #define MAX_KEYS 256
+#define STOP_GRACE_MS 500     /* after the stop deadline, for cancelled work to unwind */
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -41,6 +58,7 @@ struct http_server {
     int port;
     atomic_int inflight;
     atomic_uint next_id;
+    atomic_llong stop_at;     /* monotonic ms when work in flight must stop; 0: not stopping */
     char *keys[MAX_KEYS];     /* API keys; none: no authentication */
     int n_keys;
 };
@@ -49,8 +67,10 @@ struct request {
     char *body;            /* NUL-terminated, body_len bytes */
     size_t body_len;
     size_t body_cap;
-    int too_large;         /* body over the cap: answer 413 at its end */
-    int answered;          /* a reply is queued already (401, or 413 on Content-Length) */
+    int begun;             /* on_request has seen the headers */
+    int answered;          /* a reply is queued or sent already */
+    int closed;            /* answered on the socket: the connection ends */
+    MHD_socket fd;
     char id[72];           /* request id, echoed in X-Request-Id */
     struct timespec start;
     const char *route;     /* route template, for metrics */
@@ -59,12 +79,26 @@ struct request {
     struct http_server *server;
 };
 
+/* The request this connection thread is reading, and its connection, for
+ * on_mhd_error (libmicrohttpd's log callback does not name the
+ * connection).  Set by on_uri, cleared by on_completed. */
+static _Thread_local struct request *thread_req;
+static _Thread_local struct MHD_Connection *thread_conn;
+
 static double
 since(const struct timespec *t0)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) * 1e-9;
+}
+
+static long long
+now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* --- replies -------------------------------------------------------------- */
@@ -116,6 +150,59 @@ send_reply(struct MHD_Connection *c, struct request *req, struct api_reply *r)
         r->status = MHD_HTTP_INTERNAL_SERVER_ERROR;
     }
     return queue(c, req, r->status, "application/json", text, r);
+}
+
+/* Write all of buf on fd (non-blocking) within about a second. */
+static void
+write_all(MHD_socket fd, const char *buf, size_t len)
+{
+    long long until = now_ms() + 1000;
+
+    while (len > 0 && now_ms() < until) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            struct pollfd p = { fd, POLLOUT, 0 };
+            poll(&p, 1, 100);
+        } else {
+            return;
+        }
+    }
+}
+
+/* Answer with an error written on the socket itself and end the
+ * connection: our write side is closed at once, and libmicrohttpd closes
+ * the rest when the caller returns MHD_NO (or when its own reply fails).
+ * For errors after which the request's bytes cannot be trusted or need
+ * not be read. */
+static void
+reply_and_close(struct MHD_Connection *c, struct request *req, int status, const char *code,
+                const char *msg)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct api_reply r = { 0, NULL, 0, NULL, NULL };
+    const char *reason = MHD_get_reason_phrase_for((unsigned)status);
+    char *text, *out = NULL;
+    int n;
+
+    req->answered = req->closed = 1;
+    req->status = status;
+    if (ci == NULL)
+        return;
+    api_error(&r, status, code, "%s", msg);
+    text = r.json != NULL ? json_dumps(r.json, JSON_COMPACT) : NULL;
+    json_decref(r.json);
+    n = asprintf(&out, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                 "X-Request-Id: %s\r\nContent-Length: %zu\r\n\r\n%s", status,
+                 reason != NULL && *reason != '\0' ? reason : "Error", req->id,
+                 text != NULL ? strlen(text) : 0, text != NULL ? text : "");
+    if (n > 0)
+        write_all(ci->connect_fd, out, (size_t)n);
+    shutdown(ci->connect_fd, SHUT_WR);
+    free(out);
+    free(text);
 }
 
 /* --- authentication -------------------------------------------------------- */
@@ -176,6 +263,97 @@ load_keys(struct http_server *s, const char *path, struct rs_error *e)
 
 /* --- libmicrohttpd callbacks ---------------------------------------------- */
 
+struct framing {
+    int content_length, transfer_encoding;
+    const char *coding;
+};
+
+static enum MHD_Result
+count_framing(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct framing *f = cls;
+
+    (void)kind;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        f->content_length++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->transfer_encoding++;
+        f->coding = value;
+    }
+    return MHD_YES;
+}
+
+/* What is wrong with the body's framing, or NULL.  libmicrohttpd 0.9.75
+ * uses the first Content-Length and ignores the others (the body of one
+ * becomes the next request), prefers Transfer-Encoding to Content-Length
+ * (where intermediaries may not), and waits forever for a body in a
+ * coding other than chunked.  It refuses malformed values itself. */
+static const char *
+framing_error(struct MHD_Connection *c)
+{
+    struct framing f = { 0, 0, NULL };
+
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, &f);
+    if (f.content_length > 1)
+        return "more than one Content-Length header";
+    if (f.transfer_encoding > 1)
+        return "more than one Transfer-Encoding header";
+    if (f.content_length > 0 && f.transfer_encoding > 0)
+        return "both Content-Length and Transfer-Encoding";
+    if (f.transfer_encoding > 0 && strcasecmp(f.coding, "chunked") != 0)
+        return "Transfer-Encoding must be chunked (no other coding is supported)";
+    return NULL;
+}
+
+/* Whether the request should stop working: the stop deadline passed, or
+ * the client went away (its side of the connection is closed; a client
+ * that half-closes after its request counts as gone). */
+static int
+request_cancelled(void *arg)
+{
+    struct request *req = arg;
+    long long stop_at = atomic_load(&req->server->stop_at);
+    struct pollfd p = { req->fd, POLLRDHUP, 0 };
+
+    if (stop_at != 0 && now_ms() >= stop_at)
+        return 1;
+    return req->fd != MHD_INVALID_SOCKET && poll(&p, 1, 0) == 1 &&
+           (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+/* "METHOD PATH" for the log, control characters made '?'. */
+static void
+set_line(struct request *req, const char *method, const char *url)
+{
+    size_t n = (size_t)snprintf(req->line, sizeof(req->line), "%.16s %.180s", method, url);
+
+    for (size_t i = 0; i < n && i < sizeof(req->line); i++)
+        if ((unsigned char)req->line[i] < ' ' || req->line[i] == 127)
+            req->line[i] = '?';
+}
+
+/* The request line is read: the request begins (its method is not known
+ * yet; on_request fills it in). */
+static void *
+on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    struct http_server *s = cls;
+    struct request *req = calloc(1, sizeof(*req));
+
+    if (req == NULL)
+        return NULL;
+    req->server = s;
+    req->route = "other";
+    req->fd = MHD_INVALID_SOCKET;
+    clock_gettime(CLOCK_MONOTONIC, &req->start);
+    set_line(req, "-", uri);
+    atomic_fetch_add(&s->inflight, 1);
+    metrics_inflight(1);
+    thread_req = req;
+    thread_conn = c;
+    return req;
+}
+
 /* The client's X-Request-Id when it is short printable ASCII, else a new one. */
 static void
 set_request_id(struct http_server *s, struct MHD_Connection *c, struct request *req)
@@ -223,26 +401,23 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
     struct api_reply r = { 0, NULL, 0, NULL, NULL };
 
     (void)version;
-    if (req == NULL) {
+    if (req == NULL)
+        return MHD_NO;     /* on_uri ran out of memory */
+    if (!req->begun) {
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         int open_route = strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
                          (strcmp(url, "/metrics") == 0 && !s->conf->metrics_auth);
-        req = calloc(1, sizeof(*req));
-        if (req == NULL)
-            return MHD_NO;
-        *req_cls = req;
-        req->server = s;
-        req->route = "other";
-        clock_gettime(CLOCK_MONOTONIC, &req->start);
-        atomic_fetch_add(&s->inflight, 1);
-        metrics_inflight(1);
+        const char *bad;
+        req->begun = 1;
+        req->fd = ci != NULL ? ci->connect_fd : MHD_INVALID_SOCKET;
         set_request_id(s, c, req);
-        {
-            size_t n = (size_t)snprintf(req->line, sizeof(req->line), "%.16s %.180s", method, url);
-            for (size_t i = 0; i < n && i < sizeof(req->line); i++)
-                if ((unsigned char)req->line[i] < ' ' || req->line[i] == 127)
-                    req->line[i] = '?';
+        set_line(req, method, url);
+        if ((bad = framing_error(c)) != NULL) {
+            reply_and_close(c, req, MHD_HTTP_BAD_REQUEST, "bad_framing", bad);
+            return MHD_NO;
         }
         if (s->n_keys > 0 && !open_route && !authorized(s, c)) {
             req->answered = 1;
@@ -267,16 +442,13 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
     if (*upload_data_size != 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (req->too_large)
-            return MHD_YES;
         if (n > s->conf->max_body_bytes - req->body_len) {
-            /* drop what came and what comes; 413 once the upload ends
-             * (libmicrohttpd cannot answer in the middle of a body) */
-            req->too_large = 1;
-            free(req->body);
-            req->body = NULL;
-            req->body_len = req->body_cap = 0;
-            return MHD_YES;
+            /* a chunked body passed the cap: answer now and read no more */
+            char msg[128];
+            snprintf(msg, sizeof(msg), "request body is over the limit of %zu bytes",
+                     s->conf->max_body_bytes);
+            reply_and_close(c, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", msg);
+            return MHD_NO;
         }
         if (req->body_len + n + 1 > req->body_cap) {
             size_t cap = req->body_cap ? req->body_cap : 4096;
@@ -294,18 +466,13 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         req->body[req->body_len] = '\0';
         return MHD_YES;
     }
-    if (req->too_large) {
-        api_error(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-                  "request body is over the limit of %zu bytes", s->conf->max_body_bytes);
-        return send_reply(c, req, &r);
-    }
     if (strcmp(url, "/metrics") == 0)
         return serve_metrics(s, c, req, method);
     {
         struct api_request rq = {
             method, url,
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
-            req->body, req->body_len,
+            req->body, req->body_len, request_cancelled, req,
         };
         api_handle(s->app, &rq, &r);
     }
@@ -324,6 +491,14 @@ on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 
     if (req == NULL)
         return;
+    if (thread_req == req) {
+        thread_req = NULL;
+        thread_conn = NULL;
+    }
+    if (req->status == 0) {   /* a reply libmicrohttpd made, or none */
+        ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+        req->status = ci != NULL ? (int)ci->http_status : 0;
+    }
     secs = since(&req->start);
     ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci != NULL && ci->client_addr != NULL) {
@@ -335,8 +510,9 @@ on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                       addr, sizeof(addr));
     }
     metrics_request(req->route, req->status, secs);
-    log_msg(LOG_INFO, "req=%s %s %s %d %.1fms%s", req->id, addr, req->line, req->status,
-            secs * 1e3, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+    log_msg(LOG_INFO, "req=%s %s %s %d %.1fms%s", req->id[0] ? req->id : "-", addr, req->line,
+            req->status, secs * 1e3, req->closed ? " (closed)"
+            : toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
     metrics_inflight(-1);
     atomic_fetch_sub(&s->inflight, 1);
     free(req->body);
@@ -354,13 +530,47 @@ keep_escapes(void *cls, struct MHD_Connection *c, char *s)
     return strlen(s);
 }
 
+/* The library's own reply for the request this thread reads is about to be
+ * built: answer first, in JSON (see the top of the file). */
+static void
+answer_for_library(struct http_server *s, unsigned status)
+{
+    struct request *req = thread_req;
+    const char *code = "bad_request", *msg = "the request is not valid HTTP/1.1 (a header "
+                       "line, Content-Length or the chunked framing)";
+
+    if (req == NULL || req->answered || thread_conn == NULL)
+        return;
+    if (req->id[0] == '\0')
+        set_request_id(s, thread_conn, req);
+    if (status == MHD_HTTP_CONTENT_TOO_LARGE) {
+        code = "body_too_large";
+        msg = "Content-Length or a chunk size is too large";
+    } else if (status == MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE) {
+        code = "headers_too_large";
+        msg = "the request headers are too large";
+    } else if (status != MHD_HTTP_BAD_REQUEST) {
+        code = "http_error";
+        msg = MHD_get_reason_phrase_for(status);
+    }
+    reply_and_close(thread_conn, req, (int)status, code, msg);
+}
+
 static void
 on_mhd_error(void *cls, const char *fmt, va_list ap)
 {
+    static const char reply_notice[] = "Error processing request (HTTP response code is %u";
     char msg[512];
     size_t n;
 
-    (void)cls;
+    if (strncmp(fmt, reply_notice, sizeof(reply_notice) - 1) == 0) {
+        va_list aq;
+        va_copy(aq, ap);
+        answer_for_library(cls, va_arg(aq, unsigned));
+        va_end(aq);
+    }
+    if (thread_req != NULL && thread_req->closed)
+        return;   /* answered and logged: the library's notes on it are noise */
     vsnprintf(msg, sizeof(msg), fmt, ap);
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
@@ -425,6 +635,7 @@ http_server_start(const struct conf *conf, struct app *app, struct rs_error *e)
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)conf->connection_timeout,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_END);
     if (s->daemon == NULL) {
         rs_error_set(e, RS_EIO, "cannot listen on %s:%d (address in use, or not "
@@ -448,12 +659,13 @@ int
 http_server_drain(struct http_server *s, int timeout_s)
 {
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    struct timespec t0, nap = { 0, 10 * 1000000 };
+    struct timespec nap = { 0, 10 * 1000000 };
+    long long stop_at = now_ms() + (long long)timeout_s * 1000;
 
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (atomic_load(&s->inflight) > 0 && since(&t0) < timeout_s)
+    atomic_store(&s->stop_at, stop_at);
+    while (atomic_load(&s->inflight) > 0 && now_ms() < stop_at + STOP_GRACE_MS)
         nanosleep(&nap, NULL);
     return atomic_load(&s->inflight);
 }

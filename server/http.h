@@ -3,13 +3,19 @@
  *
  * http_server_start() binds the configured address and serves requests on
  * its own threads.  For a graceful stop, http_server_drain() stops
- * accepting and waits for the requests in flight; http_server_stop() then
- * closes what is left and joins the threads.  With [server] api_key_file,
- * every route but /healthz and /readyz (and /metrics unless metrics_auth)
- * needs a Bearer key.  Request bodies are
- * read incrementally up to server.max_body_bytes; larger ones get 413 as
- * soon as the limit (or a larger Content-Length) is seen.  Every error
- * response has the shape {"error":{"code":"...","message":"..."}}.
+ * accepting and waits for the requests in flight, which are asked to stop
+ * (generation between steps) when its timeout passes;
+ * http_server_stop() then closes what is left and joins the threads.  A
+ * generation also stops when its client goes away.  With [server]
+ * api_key_file, every route but /healthz and /readyz (and /metrics unless
+ * metrics_auth) needs a Bearer key.  Request bodies are read incrementally
+ * up to server.max_body_bytes; larger ones get 413 as soon as the limit
+ * (or a larger Content-Length) is seen, and the connection ends.  Framing
+ * that could be read two ways (several Content-Length headers, one with
+ * Transfer-Encoding, a coding other than chunked) gets 400 and the
+ * connection ends.  Every error response has the shape
+ * {"error":{"code":"...","message":"..."}}, but for the few that
+ * libmicrohttpd makes before a request line is read (see http.c).
  */
 #ifndef ROSIM_HTTP_H
 #define ROSIM_HTTP_H
@@ -29,7 +35,8 @@ struct http_server *http_server_start(const struct conf *conf, struct app *app,
 int http_server_port(const struct http_server *s);
 
 /* Stop accepting connections and wait up to timeout_s seconds for the
- * requests in flight to finish.  Returns how many are still running. */
+ * requests in flight to finish; then ask them to stop and give them half a
+ * second more.  Returns how many are still running. */
 int http_server_drain(struct http_server *s, int timeout_s);
 
 /* Close every connection and free s.  NULL is a no-op. */

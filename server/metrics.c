@@ -41,7 +41,7 @@ static struct {
     unsigned long batch_buckets[N_BATCH], batches;
     double batch_sum;
     unsigned long tokens, generated;
-    unsigned long rejected_queue, rejected_cost, rejected_auth;
+    unsigned long rejected_queue, rejected_cost, rejected_timeout, rejected_auth;
     long inflight, queue_depth;
 } m = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
@@ -107,6 +107,8 @@ metrics_rejected(const char *reason)
         m.rejected_queue++;
     else if (strcmp(reason, "too_costly") == 0)
         m.rejected_cost++;
+    else if (strcmp(reason, "timeout") == 0)
+        m.rejected_timeout++;
     else
         m.rejected_auth++;
     pthread_mutex_unlock(&m.mu);
@@ -239,8 +241,9 @@ metrics_render(struct store *store)
              "# TYPE rosim_rejected_total counter\n"
              "rosim_rejected_total{reason=\"queue_full\"} %lu\n"
              "rosim_rejected_total{reason=\"too_costly\"} %lu\n"
+             "rosim_rejected_total{reason=\"timeout\"} %lu\n"
              "rosim_rejected_total{reason=\"unauthorized\"} %lu\n",
-         m.rejected_queue, m.rejected_cost, m.rejected_auth);
+         m.rejected_queue, m.rejected_cost, m.rejected_timeout, m.rejected_auth);
     emit(&o, "# HELP rosim_inflight_requests Requests being served.\n"
              "# TYPE rosim_inflight_requests gauge\nrosim_inflight_requests %ld\n", m.inflight);
     emit(&o, "# HELP rosim_queue_depth Requests waiting for the model.\n"

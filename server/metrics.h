@@ -17,7 +17,8 @@ struct store;
 void metrics_request(const char *route, int status, double seconds);
 void metrics_batch(int sequences, long tokens);
 void metrics_generated(long tokens);
-void metrics_rejected(const char *reason);   /* "queue_full", "too_costly", "unauthorized" */
+/* reason: "queue_full", "too_costly", "timeout" or "unauthorized" */
+void metrics_rejected(const char *reason);
 void metrics_inflight(int delta);
 void metrics_queue_depth(int depth);
 

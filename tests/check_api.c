@@ -404,7 +404,6 @@ static const struct bad battery[] = {
     BN("POST", "/v1/embed", JSON, "{\"texts\":[\"abc\xe4\xbd\"]}", 400, "invalid_json"),
     B("POST", "/v1/embed", JSON, "{\"texts\":[\"\\ud800\"]}", 400, "invalid_json"),
     B("POST", "/v1/embed", JSON, "{\"texts\":[\"\\udc00x\"]}", 400, "invalid_json"),
-    B("POST", "/v1/embed", JSON, "{\"texts\":[\"a\\u0000b\"]}", 400, "invalid_json"),
     BN("POST", "/v1/embed", JSON, "{\"texts\":[\"a\0b\"]}", 400, "invalid_json"),
     BN("POST", "/v1/embed", JSON, "{\"texts\":[\"a\"]}\0", 400, "invalid_json"),
     /* numbers */
@@ -438,12 +437,20 @@ static const struct bad battery[] = {
     B("GET", "/v1/collections/c/documents/nope", NULL, NULL, 404, "not_found"),
     B("DELETE", "/v1/collections/c/documents/nope", NULL, NULL, 404, "not_found"),
     B("DELETE", "/v1/collections/nope", NULL, NULL, 404, "not_found"),
-    B("PUT", "/v1/collections/..", NULL, NULL, 400, "invalid_name"),
-    B("PUT", "/v1/collections/%2e%2e", NULL, NULL, 400, "invalid_name"),
-    B("PUT", "/v1/collections/..%2F..%2Fetc", NULL, NULL, 400, "invalid_name"),
-    B("PUT", "/v1/collections/a%2Fb", NULL, NULL, 400, "invalid_name"),
-    B("PUT", "/v1/collections/.hidden", NULL, NULL, 400, "invalid_name"),
-    B("PUT", "/v1/collections/a%00b", NULL, NULL, 400, "invalid_path"),
+    /* names and ids break their rules: 422 whatever the route or method */
+    B("PUT", "/v1/collections/..", NULL, NULL, 422, "invalid_name"),
+    B("PUT", "/v1/collections/%2e%2e", NULL, NULL, 422, "invalid_name"),
+    B("PUT", "/v1/collections/..%2F..%2Fetc", NULL, NULL, 422, "invalid_name"),
+    B("PUT", "/v1/collections/a%2Fb", NULL, NULL, 422, "invalid_name"),
+    B("PUT", "/v1/collections/.hidden", NULL, NULL, 422, "invalid_name"),
+    B("PUT", "/v1/collections/a%00b", NULL, NULL, 422, "invalid_name"),
+    B("GET", "/v1/collections/a%00b", NULL, NULL, 422, "invalid_name"),
+    B("PUT", "/v1/collections/%ff", NULL, NULL, 422, "invalid_name"),
+    B("GET", "/v1/collections/c/documents/a%00b", NULL, NULL, 422, "invalid_id"),
+    B("DELETE", "/v1/collections/c/documents/%ff", NULL, NULL, 422, "invalid_id"),
+    B("GET", "/v1/collections/c/documents/%e4%bd", NULL, NULL, 422, "invalid_id"),
+    B("GET", "/v1/collections/c/documents/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", NULL, NULL, 422, "invalid_id"),
+    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":\"a\\u0000b\",\"text\":\"b\"}]}", 422, "invalid_id"),
     B("PUT", "/v1/collections/a%zz", NULL, NULL, 400, "invalid_path"),
     B("PUT", "/v1/collections/x", JSON, "{\"index\":\"NoSuchIndex\"}", 422, "invalid"),
     B("PUT", "/v1/collections/x", JSON, "{\"index\":\"IVF100000000,Flat\"}", 422, "invalid"),
@@ -458,7 +465,8 @@ static const struct bad battery[] = {
     B("POST", "/v1/collections/c/search", JSON, "{\"text\":\"a\",\"k\":\"3\"}", 400, "invalid_type"),
     B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[]}", 422, "empty"),
     B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":{}}", 400, "invalid_type"),
-    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":1,\"text\":\"b\"}]}", 400, "invalid_id"),
+    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":1,\"text\":\"b\"}]}", 400, "invalid_type"),
+    B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"text\":\"b\"}]}", 400, "missing_field"),
     B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":\"\",\"text\":\"b\"}]}", 422, "invalid_id"),
     B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":\"a\"}]}", 400, "missing_field"),
     B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":\"a\",\"text\":\"b\",\"meta\":[1]}]}", 400, "invalid_type"),
@@ -542,6 +550,207 @@ START_TEST(test_malformed_battery)
                            json_object_get(case_at(0), "embedding")) < 1e-4);
         json_decref(j);
     }
+    stop();
+}
+END_TEST
+
+/* The message of an error reply; the reply must be JSON of the documented
+ * shape with status want and code. */
+static char *
+error_message(const char *method, const char *path, const char *body, long want,
+              const char *code)
+{
+    json_t *j = call(method, path, body, want), *err = json_object_get(j, "error");
+    char *msg;
+
+    ck_assert_msg(json_is_string(json_object_get(err, "code")) &&
+                  strcmp(json_string_value(json_object_get(err, "code")), code) == 0,
+                  "%s %s: want code %s", method, path, code);
+    ck_assert(json_is_string(json_object_get(err, "message")));
+    msg = strdup(json_string_value(json_object_get(err, "message")));
+    json_decref(j);
+    return msg;
+}
+
+START_TEST(test_echo_nul_usage)
+{
+    char body[2048], *msg;
+    json_t *j, *a, *b;
+
+    start(NULL);
+    /* echoed input that is not UTF-8 is escaped, not a 500 */
+    msg = error_message("PUT", "/v1/collections/%ff", NULL, 422, "invalid_name");
+    ck_assert_ptr_nonnull(strstr(msg, "\\xff"));
+    free(msg);
+    msg = error_message("GET", "/v1/nothing%e4%bd%a0%ff", NULL, 404, "not_found");
+    ck_assert_ptr_nonnull(strstr(msg, "%e4%bd%a0%ff"));
+    free(msg);
+    /* a long echo is cut between characters */
+    strcpy(body, "{\"texts\":[\"a\"],\"");
+    for (int i = 0; i < 300; i++)
+        strcat(body, "字");
+    strcat(body, "\":1}");
+    msg = error_message("POST", "/v1/embed", body, 400, "unknown_field");
+    ck_assert_ptr_nonnull(strstr(msg, "unknown field '字字"));
+    ck_assert_uint_le(strlen(msg), 600);
+    ck_assert_str_eq(msg + strlen(msg) - 3, "...");
+    free(msg);
+    snprintf(body, sizeof(body), "{\"index\":\"%s\"}", "字字字字字字字字字字字字字字字字字字字字字字字字字字字字字字字字字");
+    json_decref(call("PUT", "/v1/collections/idx", body, 422));
+
+    /* \u0000 is valid JSON: texts may hold it, names and ids may not */
+    j = call("POST", "/v1/tokenize", "{\"texts\":[\"我a\\u0000b\",\"我ab\"]}", 200);
+    ck_assert(json_equal(json_array_get(json_object_get(j, "ids"), 0),
+                         json_array_get(json_object_get(j, "ids"), 1)));
+    json_decref(j);
+    a = call("POST", "/v1/embed", "{\"texts\":[\"我a\\u0000b\"]}", 200);
+    b = call("POST", "/v1/embed", "{\"texts\":[\"我ab\"]}", 200);
+    ck_assert(max_diff(json_array_get(json_object_get(a, "embeddings"), 0),
+                       json_array_get(json_object_get(b, "embeddings"), 0)) < 1e-6);
+    json_decref(a);
+    json_decref(b);
+    json_decref(call("PUT", "/v1/collections/c", NULL, 201));
+    msg = error_message("POST", "/v1/collections/c/documents",
+                        "{\"documents\":[{\"id\":\"a\\u0000\",\"text\":\"b\"}]}", 422, "invalid_id");
+    ck_assert_ptr_nonnull(strstr(msg, "U+0000"));
+    free(msg);
+    msg = error_message("DELETE", "/v1/collections/c/documents/a%00", NULL, 422, "invalid_id");
+    ck_assert_ptr_nonnull(strstr(msg, "U+0000"));
+    free(msg);
+    msg = error_message("PUT", "/v1/collections/c%00d", NULL, 422, "invalid_name");
+    ck_assert_ptr_nonnull(strstr(msg, "U+0000"));
+    free(msg);
+
+    /* /v1/similarity reports usage like /v1/embed */
+    strcpy(body, "{\"source\":\"");
+    for (int i = 0; i < 100; i++)
+        strcat(body, "好");
+    strcat(body, "\",\"targets\":[\"好\",\"坏\"]}");
+    j = call("POST", "/v1/similarity", body, 200);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "scores")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "usage"), "truncated_texts")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "usage"), "tokens")), 64 + 3 + 3);
+    json_decref(j);
+    stop();
+}
+END_TEST
+
+/* --- HTTP framing, on raw sockets ----------------------------------------- */
+
+#define POST_HEAD "POST /v1/tokenize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+/* Send raw on a new connection: the server must answer once with status
+ * and a JSON error of code, and close the connection within 5 s. */
+static void
+raw_expect(const char *what, const char *raw, size_t len, const char *fill, size_t fill_len,
+           int status, const char *code)
+{
+    char *reply, *p, *final = NULL, want[32];
+    int replies = 0;
+    json_error_t je;
+    json_t *j;
+
+    ck_assert_msg(tu_raw(daemon_.port, raw, len, fill, fill_len, 5.0, &reply, NULL) == 0,
+                  "%s: the connection stayed open: %s", what, reply);
+    for (p = reply; (p = strstr(p, "HTTP/1.1 ")) != NULL; p++) {
+        if ((p == reply || p[-1] == '\n') && strncmp(p + 9, "100 ", 4) != 0) {
+            /* a status line, not of a 100 Continue */
+            replies++;
+            final = p;
+        }
+    }
+    snprintf(want, sizeof(want), "HTTP/1.1 %d ", status);
+    ck_assert_msg(replies == 1, "%s: %d replies: %s", what, replies, reply);
+    ck_assert_msg(strncmp(final, want, strlen(want)) == 0, "%s: want %d: %s", what, status, reply);
+    ck_assert_msg(strstr(final, "\r\nX-Request-Id: ") != NULL, "%s: no request id", what);
+    p = strstr(final, "\r\n\r\n");
+    ck_assert_ptr_nonnull(p);
+    j = json_loads(p + 4, 0, &je);
+    ck_assert_msg(j != NULL, "%s: not JSON: %s", what, p + 4);
+    ck_assert_msg(strcmp(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                         code) == 0, "%s: %s", what, p + 4);
+    json_decref(j);
+    free(reply);
+}
+
+START_TEST(test_http_framing)
+{
+    static const struct { const char *what, *raw; int status; const char *code; } cases[] = {
+        { "two Content-Length", POST_HEAD "Content-Length: 0\r\nContent-Length: 37\r\n\r\n"
+          "GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_framing" },
+        { "Content-Length and chunked", POST_HEAD "Content-Length: 5\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "bad_framing" },
+        { "gzip, chunked", POST_HEAD "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400,
+          "bad_framing" },
+        { "identity", POST_HEAD "Transfer-Encoding: identity\r\n\r\n{}", 400, "bad_framing" },
+        { "two Transfer-Encoding", POST_HEAD "Transfer-Encoding: chunked\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "bad_framing" },
+        { "Content-Length 1x", POST_HEAD "Content-Length: 1x\r\n\r\n{}", 400, "bad_request" },
+        { "Content-Length -1", POST_HEAD "Content-Length: -1\r\n\r\n{}", 400, "bad_request" },
+        { "Content-Length +2", POST_HEAD "Content-Length: +2\r\n\r\n{}", 400, "bad_request" },
+        { "Content-Length 2^64", POST_HEAD "Content-Length: 18446744073709551616\r\n\r\n{}",
+          413, "body_too_large" },
+        { "a header line without a colon", "GET /v1/info HTTP/1.1\r\nHost: x\r\nfoo\r\n\r\n",
+          400, "bad_request" },
+        { "a malformed chunk", POST_HEAD "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+          400, "bad_request" },
+        { "Expect and a Content-Length over the cap", POST_HEAD "Expect: 100-continue\r\n"
+          "Content-Length: 70000\r\n\r\n", 413, "body_too_large" },
+        /* found by fuzz_api: echoed bytes that are not UTF-8 (were 500) */
+        { "a path byte 0xff", "GET /nf\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+          404, "not_found" },
+        { "a method byte 0xe4", "P\xe4T /v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+          405, "method_not_allowed" },
+    };
+    char big[40000], *reply;
+    size_t sent;
+    struct tu_response r;
+
+    start(NULL);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        raw_expect(cases[i].what, cases[i].raw, strlen(cases[i].raw), NULL, 0, cases[i].status,
+                   cases[i].code);
+    /* headers over the connection's memory */
+    snprintf(big, sizeof(big), "GET /v1/info HTTP/1.1\r\nHost: x\r\nX-Big: %0*d\r\n\r\n", 36000, 0);
+    raw_expect("36 kB of headers", big, strlen(big), NULL, 0, 431, "headers_too_large");
+    snprintf(big, sizeof(big), "GET /v1/%0*d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+             20000, 0);
+    raw_expect("a path of 20 kB", big, strlen(big), NULL, 0, 414, "uri_too_long");
+    /* with Expect and a Content-Length over the cap there is no 100 */
+    ck_assert_int_eq(tu_raw(daemon_.port, POST_HEAD "Expect: 100-continue\r\nContent-Length: 70000\r\n\r\n",
+                            strlen(POST_HEAD "Expect: 100-continue\r\nContent-Length: 70000\r\n\r\n"),
+                            NULL, 0, 5.0, &reply, NULL), 0);
+    ck_assert_ptr_null(strstr(reply, "100 Continue"));
+    free(reply);
+    /* an endless chunked body: 413 as soon as the cap (64 kB) is passed,
+     * then the connection ends (with and without Expect) */
+    {
+        char fill[4096 + 8];
+        double t0 = tu_now();
+        size_t n = (size_t)snprintf(fill, sizeof(fill), "1000\r\n");
+        memset(fill + n, '0', 4096);
+        memcpy(fill + n + 4096, "\r\n", 2);
+        n += 4096 + 2;
+        raw_expect("endless chunked", POST_HEAD "Transfer-Encoding: chunked\r\n\r\n",
+                   strlen(POST_HEAD "Transfer-Encoding: chunked\r\n\r\n"), fill, n, 413,
+                   "body_too_large");
+        raw_expect("endless chunked after 100", POST_HEAD "Expect: 100-continue\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n",
+                   strlen(POST_HEAD "Expect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                   fill, n, 413, "body_too_large");
+        ck_assert_msg(tu_now() - t0 < 4.0, "%.1f s", tu_now() - t0);
+        ck_assert_int_eq(tu_raw(daemon_.port, POST_HEAD "Transfer-Encoding: chunked\r\n\r\n",
+                                strlen(POST_HEAD "Transfer-Encoding: chunked\r\n\r\n"), fill, n,
+                                5.0, &reply, &sent), 0);
+        ck_assert_msg(sent < 64 * 1024 * 1024, "the server read %zu bytes", sent);
+        free(reply);
+    }
+    /* a chunked body within the cap still works */
+    ck_assert_int_eq(tu_http_chunked(daemon_.port, "/v1/tokenize", "{\"texts\":[\"好\"]}",
+                                     strlen("{\"texts\":[\"好\"]}"), &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    tu_response_free(&r);
+    json_decref(call("GET", "/healthz", NULL, 200));
     stop();
 }
 END_TEST
@@ -687,6 +896,8 @@ api_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_routes);
     tcase_add_test(tc, test_malformed_battery);
+    tcase_add_test(tc, test_echo_nul_usage);
+    tcase_add_test(tc, test_http_framing);
     tcase_add_test(tc, test_concurrency);
     tcase_add_test(tc, test_openai_client);
     suite_add_tcase(s, tc);

@@ -1,7 +1,8 @@
 /*
  * check_production.c: what rosimd does as a service: API keys, metrics
- * (parsed by the reference Prometheus parser), backpressure, a graceful
- * SIGTERM, readiness while loading, and the systemd unit.
+ * (parsed by the reference Prometheus parser), backpressure and deadlines
+ * (also the batcher's, in process), a graceful SIGTERM, readiness while
+ * loading, and the systemd unit.
  */
 #include <jansson.h>
 #include <pthread.h>
@@ -13,12 +14,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../server/batcher.h"
+#include "../server/metrics.h"
 #include "suites.h"
 #include "testutil.h"
 
 #define TINY "tests/fixtures/roformer-sim-tiny"
 #define JSON "application/json"
 #define SLOW_GENERATE "{\"text\":\"我喜欢北京\",\"n\":256,\"max_length\":128,\"k\":3,\"seed\":1}"
+/* three times as long; needs limits.max_generate_cost >= 147504 (the cost of LONG_GENERATE) */
+#define LONG_GENERATE "{\"texts\":[\"我喜欢北京\",\"手机坏了怎么办\",\"今天天气不错\"],\"n\":256," \
+                      "\"max_length\":128,\"k\":3,\"seed\":1}"
 
 static char data_dir[64];
 
@@ -239,6 +245,130 @@ START_TEST(test_backpressure)
 }
 END_TEST
 
+/* A request that waits past request_timeout gets 503 with Retry-After and
+ * is counted as rejected; the queue it waited in is empty afterwards. */
+START_TEST(test_timeout)
+{
+    static const char *const more[] = { "-o", "model.workers=1", "-o", "limits.request_timeout=1",
+                                        NULL };
+    struct tu_daemon d;
+    struct tu_response r;
+    pthread_t t;
+    struct caller c;
+    struct timespec nap = { 0, 300 * 1000000 };
+    json_t *m;
+    double t0;
+
+    start(&d, more, 1);
+    c = (struct caller){ d.port, SLOW_GENERATE, 0, 0 };
+    pthread_create(&t, NULL, call_generate, &c);
+    nanosleep(&nap, NULL);        /* it holds the only slot */
+    t0 = tu_now();
+    ck_assert_int_eq(tu_http(d.port, "POST", "/v1/generate", JSON, "{\"text\":\"好\",\"n\":1}",
+                             strlen("{\"text\":\"好\",\"n\":1}"), &r), 0);
+    ck_assert_msg(r.status == 503, "status %ld: %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"timeout\""));
+    ck_assert_ptr_nonnull(strstr(r.headers, "Retry-After: 1"));
+    ck_assert(tu_now() - t0 > 0.9);
+    tu_response_free(&r);
+    m = scrape(d.port);
+    ck_assert_double_eq(sample(m, "rosim_rejected_total{reason=timeout}"), 1);
+    ck_assert_double_eq(sample(m, "rosim_queue_depth{}"), 0);
+    json_decref(m);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(c.status, 200);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    cleanup();
+}
+END_TEST
+
+/* --- the batcher's deadlines, in process ---------------------------------- */
+
+struct enc_call {
+    struct batcher *b;
+    int n, timeout_s;
+    int rc;
+    double cpu;            /* CPU seconds of the waiting thread */
+    double secs;           /* wall seconds */
+};
+
+static void *
+encode_call(void *arg)
+{
+    struct enc_call *c = arg;
+    static int32_t seq[64];
+    const int32_t **ids = malloc((size_t)c->n * sizeof(*ids));
+    int *lens = malloc((size_t)c->n * sizeof(*lens));
+    float *out = malloc((size_t)c->n * 64 * sizeof(float));
+    struct timespec t0, t1;
+    struct rs_error e;
+    double w0 = tu_now();
+
+    ck_assert(ids != NULL && lens != NULL && out != NULL);
+    for (int i = 0; i < 64; i++)
+        seq[i] = 5 + i;
+    for (int i = 0; i < c->n; i++) {
+        ids[i] = seq;
+        lens[i] = 64;
+    }
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    c->rc = batcher_encode(c->b, ids, lens, c->n, out, c->timeout_s, &e);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+    c->cpu = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    c->secs = tu_now() - w0;
+    free(ids);
+    free(lens);
+    free(out);
+    return NULL;
+}
+
+/* A job still queued at its deadline is taken out (RS_ETIMEOUT) and the
+ * queue-depth gauge follows; a job taken before its deadline is waited
+ * for without spinning. */
+START_TEST(test_batcher_deadlines)
+{
+    struct rf_model *m;
+    struct rs_error e;
+    struct batcher *b;
+    struct enc_call cal, big, late;
+    pthread_t t;
+    char *text;
+    struct timespec nap = { 0, 200 * 1000000 };
+
+    ck_assert_int_eq(rf_model_load(&m, TINY, &e), RS_OK);
+    b = batcher_new(m, 4096, 0, 4, 64);
+    ck_assert_ptr_nonnull(b);
+    /* a job of about 5 s on this machine */
+    cal = (struct enc_call){ b, 256, 60, -1, 0, 0 };
+    encode_call(&cal);
+    ck_assert_int_eq(cal.rc, RS_OK);
+    big = (struct enc_call){ b, (int)(256 * 5.0 / (cal.secs > 1e-3 ? cal.secs : 1e-3)), 1, -1,
+                             0, 0 };
+    if (big.n > 200000)
+        big.n = 200000;
+    if (big.n < 256)
+        big.n = 256;
+    pthread_create(&t, NULL, encode_call, &big);
+    nanosleep(&nap, NULL);               /* taken by the worker by now */
+    late = (struct enc_call){ b, 1, 1, -1, 0, 0 };
+    encode_call(&late);
+    ck_assert_msg(late.rc == RS_ETIMEOUT, "rc %d after %.2f s (big job of %d)", late.rc,
+                  late.secs, big.n);
+    ck_assert(late.secs > 0.9 && late.secs < 2.5);
+    ck_assert_int_eq(batcher_depth(b), 0);
+    text = metrics_render(NULL);
+    ck_assert_ptr_nonnull(strstr(text, "\nrosim_queue_depth 0\n"));
+    free(text);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(big.rc, RS_OK);     /* taken in time: it gets its vectors */
+    ck_assert_msg(big.secs > 1.5, "the big job took %.2f s only", big.secs);
+    ck_assert_msg(big.cpu < 0.3, "the waiting thread used %.2f CPU-s in %.2f s", big.cpu,
+                  big.secs);
+    batcher_free(b);
+    rf_model_free(m);
+}
+END_TEST
+
 START_TEST(test_sigterm_finishes_requests)
 {
     struct tu_daemon d;
@@ -254,6 +384,59 @@ START_TEST(test_sigterm_finishes_requests)
     pthread_join(t, NULL);
     ck_assert_int_eq(c.status, 200);
     ck_assert_int_eq(tu_daemon_wait(&d), 0);
+    cleanup();
+}
+END_TEST
+
+/* A generation whose client goes away stops at its next decode step: the
+ * only slot is free again at once. */
+START_TEST(test_client_gone)
+{
+    static const char *const more[] = { "-o", "model.workers=1", "-o",
+                                        "limits.max_generate_cost=200000", NULL };
+    char raw[512], *reply;
+    struct tu_daemon d;
+    double t0;
+
+    start(&d, more, 1);
+    snprintf(raw, sizeof(raw), "POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: "
+             "application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen(LONG_GENERATE),
+             LONG_GENERATE);
+    ck_assert_int_eq(tu_raw(d.port, raw, strlen(raw), NULL, 0, 0.5, &reply, NULL), 1);
+    ck_assert_str_eq(reply, "");      /* still generating when the client left */
+    free(reply);
+    t0 = tu_now();
+    ck_assert_int_eq(status_of(d.port, "POST", "/v1/generate",
+                               "{\"text\":\"好\",\"n\":1,\"max_length\":2}", NULL), 200);
+    ck_assert_msg(tu_now() - t0 < 2.0, "the slot was free after %.1f s", tu_now() - t0);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    cleanup();
+}
+END_TEST
+
+/* shutdown_timeout bounds a stop: a long generation is stopped when it
+ * passes, and its client hears so. */
+START_TEST(test_sigterm_deadline)
+{
+    static const char *const more[] = { "-o", "server.shutdown_timeout=2", "-o",
+                                        "limits.max_generate_cost=200000", NULL };
+    struct tu_daemon d;
+    pthread_t t;
+    struct caller c;
+    struct timespec nap = { 0, 300 * 1000000 };
+    double t0;
+
+    start(&d, more, 1);
+    c = (struct caller){ d.port, LONG_GENERATE, 0, 0 };
+    pthread_create(&t, NULL, call_generate, &c);
+    nanosleep(&nap, NULL);        /* the request is running */
+    t0 = tu_now();
+    kill(d.pid, SIGTERM);
+    ck_assert_int_eq(tu_daemon_wait(&d), 0);
+    ck_assert_msg(tu_now() - t0 < 3.5, "stopped after %.1f s", tu_now() - t0);
+    pthread_join(t, NULL);
+    ck_assert_msg(c.status == 503, "status %ld", c.status);
+    ck_assert(c.retry_after);
     cleanup();
 }
 END_TEST
@@ -337,7 +520,11 @@ production_suite(void)
     tcase_add_test(tc, test_api_keys);
     tcase_add_test(tc, test_metrics);
     tcase_add_test(tc, test_backpressure);
+    tcase_add_test(tc, test_timeout);
+    tcase_add_test(tc, test_batcher_deadlines);
     tcase_add_test(tc, test_sigterm_finishes_requests);
+    tcase_add_test(tc, test_client_gone);
+    tcase_add_test(tc, test_sigterm_deadline);
     tcase_add_test(tc, test_readiness);
     tcase_add_test(tc, test_systemd_unit_verifies);
     suite_add_tcase(s, tc);

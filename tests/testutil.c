@@ -341,6 +341,68 @@ tu_http_chunked(int port, const char *path, const char *body, size_t len, struct
 }
 
 int
+tu_raw(int port, const char *req, size_t len, const char *fill, size_t fill_len,
+       double timeout_s, char **reply, size_t *sent)
+{
+    struct sockaddr_in a = { 0 };
+    struct buf got = { 0 };
+    size_t off = 0, fill_off = 0, filled = 0;
+    double until = tu_now() + timeout_s;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), rc = 1, writing = 1;
+
+    if (fd < 0)
+        return -1;
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    buf_add(&got, "", 0);
+    while (tu_now() < until) {
+        struct pollfd p = { fd, POLLIN | (writing ? POLLOUT : 0), 0 };
+        if (poll(&p, 1, 50) < 0 && errno != EINTR)
+            break;
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+            char tmp[65536];
+            ssize_t n = read(fd, tmp, sizeof(tmp));
+            if (n > 0) {
+                buf_add(&got, tmp, (size_t)n);
+            } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                rc = 0;       /* closed (or reset) by the server */
+                break;
+            }
+        }
+        if (writing && (p.revents & POLLOUT)) {
+            ssize_t n;
+            if (off < len) {
+                n = send(fd, req + off, len - off, MSG_NOSIGNAL);
+                if (n > 0)
+                    off += (size_t)n;
+            } else if (fill_len > 0) {
+                n = send(fd, fill + fill_off, fill_len - fill_off, MSG_NOSIGNAL);
+                if (n > 0) {
+                    fill_off = (fill_off + (size_t)n) % fill_len;
+                    filled += (size_t)n;
+                }
+            } else {
+                writing = 0;
+                continue;
+            }
+            if (n < 0 && errno != EAGAIN && errno != EINTR)
+                writing = 0;  /* the server stopped reading */
+        }
+    }
+    close(fd);
+    *reply = got.data;
+    if (sent != NULL)
+        *sent = filled;
+    return rc;
+}
+
+int
 tu_http_truncated(int port, const char *path, const char *body, size_t content_length)
 {
     struct sockaddr_in a = { 0 };

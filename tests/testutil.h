@@ -70,4 +70,13 @@ int tu_http_chunked(int port, const char *path, const char *body, size_t len,
  * then close the connection.  0 when the bytes were sent. */
 int tu_http_truncated(int port, const char *path, const char *body, size_t content_length);
 
+/* Send exactly req[0..len) on a new connection, then keep sending fill
+ * (fill_len bytes, 0: nothing) over and over, while reading everything
+ * the server sends until it closes the connection or timeout_s passes.
+ * *reply (malloc'd, NUL-terminated) gets what was read.  Returns 0 when
+ * the server closed the connection, 1 on timeout, -1 when no connection.
+ * *sent (may be NULL) gets the bytes of fill sent. */
+int tu_raw(int port, const char *req, size_t len, const char *fill, size_t fill_len,
+           double timeout_s, char **reply, size_t *sent);
+
 #endif

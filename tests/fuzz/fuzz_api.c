@@ -1,7 +1,13 @@
 /*
  * fuzz_api.c: the HTTP API handler on arbitrary requests, in process with
- * the tiny model: "METHOD PATH\n" then the body.  The second byte picks the
+ * the tiny model: "METHOD PATH\n" then the body.  The first byte picks the
  * content type.  Collections made along the way are dropped after each run.
+ *
+ * Oracles (abort on failure): no reply is a 500 or a status the API does
+ * not document; every reply serializes to JSON (http.c would answer 500
+ * otherwise); an error is exactly {"error":{"code","message"}} with two
+ * non-empty strings, 429 and 503 carry Retry-After and 405 carries Allow;
+ * a success is a JSON object.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +23,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct app app;
 static struct conf conf;
+
+static void
+check(int ok, const char *what, const struct api_request *rq, const struct api_reply *rp)
+{
+    if (ok)
+        return;
+    fprintf(stderr, "oracle: %s: %s %s -> %d\n", what, rq->method, rq->path, rp->status);
+    abort();
+}
+
+static void
+check_reply(const struct api_request *rq, const struct api_reply *rp)
+{
+    static const int documented[] = { 200, 201, 400, 404, 405, 409, 413, 414, 415, 422, 429,
+                                      503, 507 };
+    json_t *err = json_object_get(rp->json, "error");
+    char *text = rp->json != NULL ? json_dumps(rp->json, JSON_COMPACT) : NULL;
+    int known = 0;
+
+    for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++)
+        known |= rp->status == documented[i];
+    check(known, "status not documented", rq, rp);
+    check(text != NULL, "reply does not serialize", rq, rp);
+    free(text);
+    check(json_is_object(rp->json), "reply is not an object", rq, rp);
+    if (rp->status < 400)
+        return;
+    check(json_object_size(rp->json) == 1 && json_is_object(err) && json_object_size(err) == 2,
+          "error shape", rq, rp);
+    check(json_is_string(json_object_get(err, "code")) &&
+          json_string_length(json_object_get(err, "code")) > 0, "error code", rq, rp);
+    check(json_is_string(json_object_get(err, "message")) &&
+          json_string_length(json_object_get(err, "message")) > 0, "error message", rq, rp);
+    check((rp->status != 429 && rp->status != 503) || rp->retry_after > 0, "Retry-After", rq, rp);
+    check(rp->status != 405 || rp->allow != NULL, "Allow", rq, rp);
+}
 
 static void
 setup(void)
@@ -79,8 +121,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             return 0;
         memcpy(body, nl + 1, blen);
         body[blen] = '\0';
-        rq = (struct api_request){ method, path, types[data[0] % 4], body, blen };
+        rq = (struct api_request){ method, path, types[data[0] % 4], body, blen, NULL, NULL };
         api_handle(&app, &rq, &rp);
+        check_reply(&rq, &rp);
         json_decref(rp.json);
         free(body);
     }
