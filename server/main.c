@@ -4,7 +4,9 @@
  *     rosimd [-c FILE] [-t] [--listen ADDR:PORT] [--model DIR] [--data DIR]
  *            [-o section.key=value]...
  *
- * Startup order: configuration (file, then command-line overrides), logging,
+ * Startup order: configuration (file, then ROSIM_<SECTION>_<KEY> environment
+ * variables, then command-line overrides; threads = auto becomes the CPUs
+ * available), logging,
  * the HTTP listener (answering 503 on /readyz and /v1 while loading), the
  * model (a random demo model is created first when the configured directory
  * is absent and demo_if_missing is on), the collections; then ready.  The
@@ -30,6 +32,7 @@
 #include "../model/demo.h"
 #include "app.h"
 #include "config.h"
+#include "cpus.h"
 #include "http.h"
 #include "log.h"
 
@@ -48,7 +51,8 @@ usage(FILE *out)
             "              [-o section.key=value]...\n"
             "  -c, --config FILE   configuration file (default conf/rosimd.conf if present,\n"
             "                      else " ROSIM_CONF_PATH ")\n"
-            "  -t, --test          check the configuration and exit\n"
+            "  -t, --test          check the configuration, print the values in effect\n"
+            "                      and where each came from, and exit\n"
             "  --listen ADDR:PORT  same as -o server.listen=ADDR:PORT\n"
             "  --model DIR         same as -o model.dir=DIR\n"
             "  --data DIR          same as -o storage.data=DIR\n"
@@ -130,6 +134,20 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
     return 0;
 }
 
+/* [model] threads = auto: the CPUs this process may use. */
+static void
+resolve_threads(struct conf *conf, struct conf_origins *origins)
+{
+    char n[16];
+    struct rs_error err;
+
+    if (conf->compute_threads != 0)
+        return;
+    snprintf(n, sizeof(n), "%d", cpus_available(256));
+    if (conf_set_traced(conf, "model.threads", n, CONF_SRC_AUTO, origins, &err) != RS_OK)
+        abort();  /* 1..256 is always valid */
+}
+
 /* Record an override; applied after the file so the command line wins. */
 struct override {
     const char *name;
@@ -154,6 +172,7 @@ main(int argc, char **argv)
     const char *config_path = NULL;
     struct rs_error err;
     struct conf conf;
+    struct conf_origins origins;
     struct http_server *http;
     pthread_t dog;
     uint64_t dog_usec = 0;
@@ -198,21 +217,26 @@ main(int argc, char **argv)
     memset(&app, 0, sizeof(app));
     app.conf = &conf;
     conf_defaults(&conf);
+    memset(&origins, 0, sizeof(origins));
     if (config_path == NULL)
         config_path = default_config_path();
-    if (conf_load(&conf, config_path, &err) != RS_OK) {
+    if (conf_load_traced(&conf, config_path, &origins, &err) != RS_OK ||
+        conf_env(&conf, environ, &origins, &err) != RS_OK) {
         fprintf(stderr, "rosimd: %s\n", err.msg);
         return 1;
     }
     for (int i = 0; i < n_ov; i++) {
-        if (conf_set(&conf, ov[i].name, ov[i].value, &err) != RS_OK) {
+        if (conf_set_traced(&conf, ov[i].name, ov[i].value, CONF_SRC_ARG, &origins,
+                            &err) != RS_OK) {
             fprintf(stderr, "rosimd: command line: %s\n", err.msg);
             return 1;
         }
     }
     free(ov);
+    resolve_threads(&conf, &origins);
     if (test_only) {
-        printf("rosimd: configuration %s is valid\n", config_path);
+        printf("# rosimd: configuration %s is valid; in effect:\n", config_path);
+        conf_print(stdout, &conf, &origins, config_path);
         return 0;
     }
     log_threshold = conf.log_level;
@@ -225,7 +249,8 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    log_msg(LOG_INFO, "rosimd %s starting with %s", ROSIM_VERSION, config_path);
+    log_msg(LOG_INFO, "rosimd %s starting with %s (%d compute threads)", ROSIM_VERSION,
+            config_path, conf.compute_threads);
     if (sd_watchdog_enabled(0, &dog_usec) > 0 && dog_usec > 0)
         have_dog = pthread_create(&dog, NULL, watchdog, &dog_usec) == 0;
     http = http_server_start(&conf, &app, &err);
