@@ -533,7 +533,7 @@ conf_print(FILE *out, const struct conf *c, const struct conf_origins *origins,
         }
         format_value(c, o, value, sizeof(value));
         snprintf(left, sizeof(left), "%s =%s%s", o->key, *value ? " " : "", value);
-        fprintf(out, "%-40s # ", left);
+        fprintf(out, "%-40s ; ", left);
         switch (origins->source[i]) {
         case CONF_SRC_FILE:
             fprintf(out, "%s:%d\n", path, origins->line[i]);

@@ -122,9 +122,10 @@ int conf_set_traced(struct conf *c, const char *name, const char *value,
 int conf_env(struct conf *c, char *const *env, struct conf_origins *o,
              struct rs_error *e);
 
-/* Write the effective configuration as an INI file, each value followed
- * by where it came from ("# default", "# FILE:LINE", "# environment
- * ROSIM_..", "# command line", "# auto"). */
+/* Write the effective configuration as an INI file that conf_load reads
+ * back, each value followed by where it came from as a ; comment
+ * ("; default", "; FILE:LINE", "; environment ROSIM_..", "; command line",
+ * "; auto: ..."). */
 void conf_print(FILE *out, const struct conf *c, const struct conf_origins *o,
                 const char *path);
 
