@@ -86,6 +86,38 @@ watchdog(void *arg)
     return NULL;
 }
 
+/* A directory rosimd must write in (often a bind mount owned by root):
+ * refused at startup, saying what to do, rather than at the first write.
+ * 0, or -1 after logging why. */
+static int
+need_writable(const char *what, const char *dir)
+{
+    if (access(dir, W_OK | X_OK) == 0)
+        return 0;
+    log_msg(LOG_ERROR, "%s: %s is not writable by uid %d (%s): make it writable by that "
+            "user, e.g. chown -R %d:%d %s", what, dir, (int)geteuid(), strerror(errno),
+            (int)geteuid(), (int)getegid(), dir);
+    return -1;
+}
+
+/* The nearest existing directory above path (where mkdir -p starts). */
+static void
+existing_parent(const char *path, char *out, size_t len)
+{
+    struct stat st;
+    char *slash;
+
+    snprintf(out, len, "%s", path);
+    do {
+        slash = strrchr(out, '/');
+        if (slash == NULL) {
+            snprintf(out, len, ".");
+            return;
+        }
+        slash[slash == out] = '\0';   /* keep "/" itself */
+    } while (slash != out && stat(out, &st) != 0);
+}
+
 /* Load the model (creating the demo model when allowed and needed) and
  * the collections, and set up app.  0, or -1 after logging why. */
 static int
@@ -94,8 +126,10 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
     struct rs_error err;
     struct stat st;
     struct store_options so;
+    char parent[CONF_PATH_MAX];
 
     if (stat(conf->model_dir, &st) != 0) {
+        existing_parent(conf->model_dir, parent, sizeof(parent));
         if (!conf->demo_if_missing) {
             log_msg(LOG_ERROR, "model directory %s does not exist", conf->model_dir);
             return -1;
@@ -103,6 +137,8 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
         log_msg(LOG_WARN, "model directory %s does not exist: creating a RANDOM DEMO MODEL "
                 "there; its vectors and generations are meaningless (set [model] dir to a "
                 "real RoFormer-Sim checkpoint)", conf->model_dir);
+        if (need_writable("cannot create the demo model", parent) != 0)
+            return -1;
         if (rf_demo_write(conf->model_dir, conf->demo_vocab, 20261129, &err) != RS_OK) {
             log_msg(LOG_ERROR, "cannot create the demo model: %s", err.msg);
             return -1;
@@ -118,6 +154,10 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
                 conf->model_dir);
     log_msg(LOG_INFO, "model %s (%s) from %s", rf_model_fingerprint(*model),
             rf_model_format(*model), conf->model_dir);
+    if (stat(conf->data_dir, &st) == 0 && need_writable("[storage] data", conf->data_dir) != 0) {
+        rf_model_free(*model);
+        return -1;
+    }
     so = (struct store_options){ rf_model_config(*model)->d_model, rf_model_fingerprint(*model),
                                  conf->fsync, conf->snapshot_every, conf->default_index };
     if (store_open(store, conf->data_dir, &so, &err) != RS_OK) {

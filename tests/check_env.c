@@ -9,6 +9,8 @@
  * - threads = auto: the CPU quota read from fake cgroup v1 and v2 trees,
  *   and rosimd under taskset.
  * - health probes are not logged at info level.
+ * - directories rosimd cannot write in (a bind mount owned by root) stop
+ *   it at startup with what to do, not at the first write.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -412,6 +414,40 @@ START_TEST(test_probes_not_logged_at_info)
 }
 END_TEST
 
+/* Run rosimd as nobody (when we are root) with a root-owned directory. */
+START_TEST(test_unwritable_dirs)
+{
+    char *argv[] = { "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                     (char *)tu_program("ROSIMD", "build/rosimd"), "-c", "conf/rosimd.conf",
+                     "-o", "server.listen=127.0.0.1:0", "--model", NULL, "--data",
+                     "/tmp/rosim-check-env-ro/data", NULL };
+    char *const *run = geteuid() == 0 ? argv : argv + 4;
+    char *err = NULL;
+
+    ck_assert_int_eq(system("rm -rf /tmp/rosim-check-env-ro && "
+                            "mkdir -m 0755 -p /tmp/rosim-check-env-ro/data"), 0);
+    if (geteuid() == 0 && access(argv[0], X_OK) != 0) {
+        fprintf(stderr, "check_env: no setpriv, skipping the unwritable directories\n");
+        return;
+    }
+    /* the demo model cannot be made in a directory we cannot write */
+    argv[10] = "/tmp/rosim-check-env-ro/models/roformer-sim";
+    ck_assert_int_eq(tu_run(run, NULL, NULL, &err), 1);
+    ck_assert_msg(strstr(err, "ERROR cannot create the demo model: /tmp/rosim-check-env-ro "
+                              "is not writable by uid ") != NULL, "%s", err);
+    ck_assert_ptr_nonnull(strstr(err, "e.g. chown -R "));
+    free(err);
+    /* nor the collections: refused before ready */
+    argv[10] = "tests/fixtures/roformer-sim-tiny";
+    ck_assert_int_eq(tu_run(run, NULL, NULL, &err), 1);
+    ck_assert_msg(strstr(err, "ERROR [storage] data: /tmp/rosim-check-env-ro/data is not "
+                              "writable by uid ") != NULL, "%s", err);
+    ck_assert_ptr_null(strstr(err, "ready"));
+    free(err);
+    ck_assert_int_eq(system("rm -rf /tmp/rosim-check-env-ro"), 0);
+}
+END_TEST
+
 Suite *
 env_suite(void)
 {
@@ -425,6 +461,7 @@ env_suite(void)
     tcase_add_test(tc, test_print_reloads);
     tcase_add_test(tc, test_daemon_env);
     tcase_add_test(tc, test_probes_not_logged_at_info);
+    tcase_add_test(tc, test_unwritable_dirs);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     tcase_add_test(cpu, test_threads_auto_in_config);
