@@ -47,10 +47,12 @@ LABEL org.opencontainers.image.title="rosim" \
       org.opencontainers.image.version="$VERSION" \
       org.opencontainers.image.documentation="README.md (Docker section)" \
       org.opencontainers.image.base.name="debian:bookworm-slim"
-RUN apt-get update && apt-get install -y --no-install-recommends \
-        libmicrohttpd12 libjansson4 libopenblas0-pthread libsqlite3-0 libinih1 \
-        libsystemd0 libutf8proc2 libgomp1 libstdc++6 curl ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
+# The shared libraries rosimd and rosim need (scripts/runtime-packages, also
+# used by scripts/systemd-test.sh), and curl for the health check.
+COPY scripts/runtime-packages /tmp/runtime-packages
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends $(cat /tmp/runtime-packages) \
+    && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages \
     && groupadd --system --gid 999 rosim \
     && useradd --system --uid 999 --gid 999 --home-dir /var/lib/rosim --create-home \
         --shell /usr/sbin/nologin rosim \
