@@ -11,6 +11,8 @@
  * - health probes are not logged at info level.
  * - directories rosimd cannot write in (a bind mount owned by root) stop
  *   it at startup with what to do, not at the first write.
+ * - `sh scripts/setup.sh && make` runs the setup once: the script writes
+ *   the stamp the Makefile checks.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -448,6 +450,31 @@ START_TEST(test_unwritable_dirs)
 }
 END_TEST
 
+/* In a copy of the repository's setup inputs (with the FAISS library and
+ * the npm package already there, so that setup only checks the Debian
+ * packages), make finds the setup done after setup.sh ran. */
+START_TEST(test_setup_stamp)
+{
+    const char *t = "/tmp/rosim-check-env-setup";
+    char cwd[512], cmd[2048];
+
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+    snprintf(cmd, sizeof(cmd),
+             "rm -rf %s && mkdir -p %s/scripts %s/build/faiss %s/tests/openai/node_modules/openai"
+             " && cp scripts/setup.sh %s/scripts/ && cp tests/openai/package-lock.json "
+             "%s/tests/openai/ && touch %s/build/faiss/libfaiss_c.a", t, t, t, t, t, t, t);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(cmd, sizeof(cmd), "make -s -q -C %s -f %s/Makefile build/.setup-done", t, cwd);
+    ck_assert_int_ne(system(cmd), 0);   /* not done yet */
+    snprintf(cmd, sizeof(cmd), "sh %s/scripts/setup.sh >/dev/null 2>&1", t);
+    ck_assert_msg(system(cmd) == 0, "scripts/setup.sh failed (are its packages installed?)");
+    snprintf(cmd, sizeof(cmd), "make -s -q -C %s -f %s/Makefile build/.setup-done", t, cwd);
+    ck_assert_msg(system(cmd) == 0, "make would run scripts/setup.sh again");
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", t);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 Suite *
 env_suite(void)
 {
@@ -462,6 +489,7 @@ env_suite(void)
     tcase_add_test(tc, test_daemon_env);
     tcase_add_test(tc, test_probes_not_logged_at_info);
     tcase_add_test(tc, test_unwritable_dirs);
+    tcase_add_test(tc, test_setup_stamp);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     tcase_add_test(cpu, test_threads_auto_in_config);
