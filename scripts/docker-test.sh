@@ -122,6 +122,9 @@ t0=$(ms)
 run "$tag-a" $vols || die "the container did not become ready: $(docker logs "$tag-a" 2>&1 | tail -5)"
 say "ready in $(( ($(ms) - t0) / 1000 )) s (first start: the demo model is created)"
 exercise_api docker
+docker exec "$tag-a" rosimd -t >"$work/t.out" 2>&1 || true
+check "docker exec rosimd -t shows the container's configuration" \
+    grep -Eq "^data = /var/lib/rosim/data +; environment ROSIM_STORAGE_DATA" "$work/t.out"
 check "Docker reports the container healthy" \
     wait_for 30 sh -c "[ \"\$(docker inspect -f '{{.State.Health.Status}}' $tag-a)\" = healthy ]"
 check "health probes are not logged at info level" \
