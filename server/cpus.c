@@ -103,7 +103,7 @@ dir_quota(const char *dir, int v2)
 static int
 hierarchy_quota(const char *mountinfo, int v2, const char *path)
 {
-    char root[PATH_MAX], point[PATH_MAX], dir[2 * PATH_MAX];
+    char root[PATH_MAX], point[PATH_MAX], dir[PATH_MAX];
     size_t rlen, plen;
     int best = 0;
 
@@ -112,7 +112,8 @@ hierarchy_quota(const char *mountinfo, int v2, const char *path)
     rlen = strcmp(root, "/") == 0 ? 0 : strlen(root);
     if (strncmp(path, root, rlen) != 0 || (path[rlen] != '/' && path[rlen] != '\0'))
         return 0;  /* the mount does not show our cgroup */
-    snprintf(dir, sizeof(dir), "%s%s", point, path + rlen);
+    if (snprintf(dir, sizeof(dir), "%s%s", point, path + rlen) >= (int)sizeof(dir))
+        return 0;
     plen = strlen(point);
     for (;;) {
         size_t n = strlen(dir);

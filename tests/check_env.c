@@ -146,7 +146,7 @@ START_TEST(test_every_option_from_env)
     memset(&o, 0, sizeof(o));
     text = printed(&c, &o, "x");
     for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
-        char key[64], value[300], var[128];
+        char key[64], value[300], var[420];
 
         if (sscanf(line, "[%31[a-z]]", section) == 1)
             continue;
