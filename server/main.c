@@ -129,7 +129,6 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
     char parent[CONF_PATH_MAX];
 
     if (stat(conf->model_dir, &st) != 0) {
-        existing_parent(conf->model_dir, parent, sizeof(parent));
         if (!conf->demo_if_missing) {
             log_msg(LOG_ERROR, "model directory %s does not exist", conf->model_dir);
             return -1;
@@ -137,6 +136,7 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
         log_msg(LOG_WARN, "model directory %s does not exist: creating a RANDOM DEMO MODEL "
                 "there; its vectors and generations are meaningless (set [model] dir to a "
                 "real RoFormer-Sim checkpoint)", conf->model_dir);
+        existing_parent(conf->model_dir, parent, sizeof(parent));
         if (need_writable("cannot create the demo model", parent) != 0)
             return -1;
         if (rf_demo_write(conf->model_dir, conf->demo_vocab, 20261129, &err) != RS_OK) {
