@@ -45,7 +45,6 @@ ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="rosim" \
       org.opencontainers.image.description="RoFormer-Sim sentence vectors, similarity, semantic search and paraphrase generation over HTTP" \
       org.opencontainers.image.version="$VERSION" \
-      org.opencontainers.image.documentation="README.md (Docker section)" \
       org.opencontainers.image.base.name="debian:bookworm-slim"
 # The shared libraries rosimd and rosim need (scripts/runtime-packages, also
 # used by scripts/systemd-test.sh), and curl for the health check.
