@@ -5,7 +5,9 @@
 #   make check SANITIZE=1 the same under AddressSanitizer + UBSan (build/san)
 #   make run              start rosimd with conf/rosimd.conf
 #   make bench [BENCH="encoder import generate search"]   benchmarks (bench/run.sh)
-#   make install PREFIX=/usr/local [DESTDIR=...]
+#   make install PREFIX=/usr/local [DESTDIR=...]   (PREFIX=/usr: config in /etc)
+#   make docker-test      build the image, run it for real (scripts/docker-test.sh)
+#   make systemd-test     boot the unit in systemd-nspawn (scripts/systemd-test.sh)
 #   make fuzz [FUZZ_SECONDS=600]   libFuzzer (clang) on every parser, in turn
 #   make drills           kill -9 under write load (50 rounds), overload, slowloris
 #
@@ -16,6 +18,14 @@
 VERSION   = 0.1.0
 PREFIX   ?= /usr/local
 DESTDIR  ?=
+# The configuration lives in /etc for a system install (PREFIX=/usr), else
+# beside the rest; unit files go where systemd looks for that prefix.
+ifeq ($(PREFIX),/usr)
+SYSCONFDIR ?= /etc
+else
+SYSCONFDIR ?= $(PREFIX)/etc
+endif
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
 CC       ?= cc
 CXX      ?= c++
 
@@ -34,7 +44,7 @@ WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wformat=2 -Werror=implicit-function-declaration
 PKGS      = libmicrohttpd jansson sqlite3 inih libsystemd libutf8proc openblas
 DEFS      = -DROSIM_VERSION='"$(VERSION)"' \
-            -DROSIM_CONF_PATH='"$(PREFIX)/etc/rosim/rosimd.conf"'
+            -DROSIM_CONF_PATH='"$(SYSCONFDIR)/rosim/rosimd.conf"'
 CFLAGS_ALL = $(STD) $(WARN) $(OPT) $(OPT_EXTRA) $(SAN) $(DEFS) -MMD -MP \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
 FAISS_LIB = build/faiss/libfaiss_c.a
@@ -61,13 +71,13 @@ else
 Q = @
 endif
 
-.PHONY: all check run bench install clean setup fuzz drills
+.PHONY: all check run bench install clean setup fuzz drills docker-test systemd-test FORCE
 all: $(BUILD)/rosimd $(BUILD)/rosim
 
 setup: $(SETUP)
+# setup.sh touches the stamp itself, so running it by hand counts too.
 $(SETUP): scripts/setup.sh tests/openai/package-lock.json
 	sh scripts/setup.sh
-	@mkdir -p $(dir $@) && touch $@
 
 # The encoder's element-wise loops are written to be vectorized: -O3 for model/.
 $(BUILD)/obj/model/%.o: OPT_EXTRA = -O3
@@ -76,6 +86,14 @@ $(BUILD)/obj/%.o: %.c $(SETUP)
 	@mkdir -p $(dir $@)
 	@[ "$(V)" = 1 ] || echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# main.c has the configuration path built in: rebuilt when the paths change
+# (`make` then `make install PREFIX=/usr` must not install a binary that
+# looks under /usr/local/etc).
+$(BUILD)/.paths: FORCE
+	@mkdir -p $(dir $@)
+	@echo "$(PREFIX) $(SYSCONFDIR)" | cmp -s - $@ || echo "$(PREFIX) $(SYSCONFDIR)" > $@
+$(call obj,server/main.c): $(BUILD)/.paths
 
 $(BUILD)/rosimd: $(call obj,server/main.c) $(SERVER_OBJ) $(LIB_OBJ)
 	@[ "$(V)" = 1 ] || echo "  LINK    $@"
@@ -99,15 +117,35 @@ run: all
 bench: all
 	sh bench/run.sh $(BUILD) $(BENCH)
 
+# An existing rosimd.conf is never overwritten: the shipped one is always
+# installed beside it as rosimd.conf.dist, and copied to rosimd.conf only
+# when there is none.
+CONF_DEST = $(DESTDIR)$(SYSCONFDIR)/rosim/rosimd.conf
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/rosim \
-	    $(DESTDIR)$(PREFIX)/share/rosim $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/rosim \
+	    $(DESTDIR)$(PREFIX)/share/rosim $(DESTDIR)$(PREFIX)/share/doc/rosim $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(BUILD)/rosimd $(BUILD)/rosim $(DESTDIR)$(PREFIX)/bin/
 	sed 's|^demo_vocab = .*|demo_vocab = $(PREFIX)/share/rosim/vocab.txt|' conf/rosimd.conf \
-	    > $(DESTDIR)$(PREFIX)/etc/rosim/rosimd.conf
+	    > $(CONF_DEST).dist
+	chmod 0644 $(CONF_DEST).dist
+	@if [ -e $(CONF_DEST) ]; then \
+	    echo "install: kept $(CONF_DEST); the shipped one is $(CONF_DEST).dist"; \
+	else \
+	    cp -p $(CONF_DEST).dist $(CONF_DEST) && echo "install: $(CONF_DEST)"; \
+	fi
 	install -m 0644 share/vocab.txt $(DESTDIR)$(PREFIX)/share/rosim/vocab.txt
-	sed 's|@PREFIX@|$(PREFIX)|g' systemd/rosimd.service \
-	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/rosimd.service
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/rosim/README.md
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' systemd/rosimd.service \
+	    > $(DESTDIR)$(UNITDIR)/rosimd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/rosimd.service
+
+# Deployment tests that run the real thing (need root, debootstrap, and
+# dockerd or systemd-nspawn; they say what is missing).
+docker-test:
+	sh scripts/docker-test.sh
+
+systemd-test:
+	sh scripts/systemd-test.sh
 
 # --- drills: rosimd killed, flooded and starved, checked from outside ---
 $(BUILD)/drill_%: $(call obj,tests/drills/%_drill.c tests/testutil.c)
@@ -153,6 +191,6 @@ build/fuzz/fuzz_tf build/fuzz/fuzz_safetensors build/fuzz/fuzz_torch: \
 	    -o $@ $< $(FUZZ_SRC) $(LIBS)
 
 clean:
-	rm -rf build/obj build/san build/fuzz build/rosimd build/rosim build/check_rosim
+	rm -rf build/obj build/san build/fuzz build/rosimd build/rosim build/check_rosim build/.paths
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -3,7 +3,10 @@
 #
 # Idempotent and fast when everything is already there: packages are
 # installed only when one is missing, and the FAISS C API library is built
-# only when build/faiss/libfaiss_c.a is absent.  Debian's libfaiss-dev ships
+# only when build/faiss/libfaiss_c.a is absent.  On success it touches
+# build/.setup-done, the stamp the Makefile's build rules depend on, so
+# `sh scripts/setup.sh && make` runs it once (and so does a Docker build,
+# whose context has no build/).  Debian's libfaiss-dev ships
 # the C API headers but not their code, so the code is compiled here from
 # Debian's own faiss source package (same version as the headers).
 #
@@ -59,7 +62,11 @@ fi
 # --- FAISS C API ----------------------------------------------------------
 
 lib="$build/faiss/libfaiss_c.a"
-[ -f "$lib" ] && exit 0
+stamp="$build/.setup-done"
+if [ -f "$lib" ]; then
+    touch "$stamp"
+    exit 0
+fi
 
 # A deb-src entry for the suite this machine runs, so `apt-get source` works.
 if ! grep -rqs '^Types:.*deb-src\|^deb-src' /etc/apt/sources.list /etc/apt/sources.list.d/; then
@@ -101,4 +108,5 @@ ar rcs "$lib.tmp" $objs
 mv "$lib.tmp" "$lib"
 rm -f $objs
 rm -rf "$work"
+touch "$stamp"
 echo "setup: built $lib" >&2

@@ -21,7 +21,8 @@
 
 
 enum opt_type { OPT_ADDR, OPT_INT, OPT_SIZE, OPT_PATH, OPT_ENUM, OPT_BOOL, OPT_STRING,
-                OPT_OPTIONAL_PATH };
+                OPT_OPTIONAL_PATH,
+                OPT_INT_AUTO };  /* OPT_INT, or "auto" stored as 0 */
 
 struct option {
     const char *section;
@@ -55,7 +56,7 @@ static const struct option options[] = {
     { "server", "metrics_auth", OPT_BOOL, OFF(metrics_auth), 0, 0, "no", booleans },
     { "server", "shutdown_timeout", OPT_INT, OFF(shutdown_timeout), 1, 3600, "30", NULL },
     { "model", "dir", OPT_PATH, OFF(model_dir), 0, 0, "models/roformer-sim", NULL },
-    { "model", "threads", OPT_INT, OFF(compute_threads), 1, 256, "2", NULL },
+    { "model", "threads", OPT_INT_AUTO, OFF(compute_threads), 1, 256, "auto", NULL },
     { "model", "workers", OPT_INT, OFF(workers), 1, 64, "1", NULL },
     { "model", "max_length", OPT_INT, OFF(max_length), 2, 4096, "64", NULL },
     { "model", "demo_if_missing", OPT_BOOL, OFF(demo_if_missing), 0, 0, "yes", booleans },
@@ -79,6 +80,7 @@ static const struct option options[] = {
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+_Static_assert(N_OPTIONS <= CONF_MAX_OPTIONS, "struct conf_origins is too small");
 
 static const struct option *
 find_option(const char *section, const char *key)
@@ -193,12 +195,18 @@ apply(struct conf *c, const struct option *o, const char *v, char *why, size_t w
     switch (o->type) {
     case OPT_ADDR:
         return parse_addr(v, (struct conf_addr *)field, why, why_len);
+    case OPT_INT_AUTO:
+        if (strcmp(v, "auto") == 0) {
+            *(int *)field = 0;
+            return NULL;
+        }
+        /* fall through */
     case OPT_INT:
     case OPT_SIZE:
         err = parse_integer(v, o->min, o->max, o->type == OPT_SIZE, &n, why, why_len);
         if (err != NULL)
             return err;
-        if (o->type == OPT_INT)
+        if (o->type != OPT_SIZE)
             *(int *)field = (int)n;
         else
             *(size_t *)field = (size_t)n;
@@ -255,6 +263,13 @@ conf_defaults(struct conf *c)
 int
 conf_set(struct conf *c, const char *name, const char *value, struct rs_error *e)
 {
+    return conf_set_traced(c, name, value, CONF_SRC_ARG, NULL, e);
+}
+
+int
+conf_set_traced(struct conf *c, const char *name, const char *value,
+                enum conf_source src, struct conf_origins *origins, struct rs_error *e)
+{
     char section[64], why[256];
     const char *dot = strchr(name, '.');
     const struct option *o;
@@ -271,6 +286,8 @@ conf_set(struct conf *c, const char *name, const char *value, struct rs_error *e
     err = apply(c, o, value, why, sizeof(why));
     if (err != NULL)
         return rs_error_set(e, RS_EINVAL, "[%s] %s: %s", section, o->key, err);
+    if (origins != NULL)
+        origins->source[o - options] = (unsigned char)src;
     return RS_OK;
 }
 
@@ -290,6 +307,7 @@ struct load_ctx {
     int error_line;             /* 0 while no error */
     char error[400];
     unsigned char seen[N_OPTIONS];
+    struct conf_origins *origins;   /* NULL: not recorded */
 };
 
 static void
@@ -360,17 +378,29 @@ on_value(void *user, const char *section, const char *key, const char *value)
     err = apply(x->conf, o, value, why, sizeof(why));
     if (err != NULL)
         load_fail(x, "[%s] %s: %s", section, key, err);
+    else if (x->origins != NULL) {
+        x->origins->source[o - options] = CONF_SRC_FILE;
+        x->origins->line[o - options] = x->line;
+    }
     return 1;
 }
 
 int
 conf_load(struct conf *c, const char *path, struct rs_error *e)
 {
+    return conf_load_traced(c, path, NULL, e);
+}
+
+int
+conf_load_traced(struct conf *c, const char *path, struct conf_origins *origins,
+                 struct rs_error *e)
+{
     struct load_ctx x;
     int r;
 
     memset(&x, 0, sizeof(x));
     x.conf = c;
+    x.origins = origins;
     x.fp = fopen(path, "r");
     if (x.fp == NULL)
         return rs_error_set(e, RS_EIO, "%s: cannot open: %s", path, strerror(errno));
@@ -384,4 +414,146 @@ conf_load(struct conf *c, const char *path, struct rs_error *e)
     if (r != 0)
         return rs_error_set(e, RS_EIO, "%s: cannot read", path);
     return RS_OK;
+}
+
+/* --- the environment ------------------------------------------------------ */
+
+#define ENV_PREFIX "ROSIM_"
+
+/* One ROSIM_<SECTION>_<KEY>=VALUE entry: 1 applied, 0 not ours, -1 error. */
+static int
+env_entry(struct conf *c, const char *entry, struct conf_origins *origins,
+          struct rs_error *e)
+{
+    char section[32], key[64], why[256];
+    const char *p = entry + strlen(ENV_PREFIX), *eq = strchr(entry, '=');
+    const struct option *o;
+    const char *err;
+    size_t i;
+
+    if (eq == NULL)
+        return 0;
+    for (i = 0; p < eq && *p != '_' && i + 1 < sizeof(section); p++)
+        section[i++] = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : '?');
+    section[i] = '\0';
+    if (p >= eq || *p != '_' || !section_known(section))
+        return 0;
+    for (i = 0, p++; p < eq && i + 1 < sizeof(key); p++)
+        key[i++] = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a'
+                          : (*p == '_' || (*p >= '0' && *p <= '9')) ? *p : '?');
+    key[i] = '\0';
+    o = p == eq ? find_option(section, key) : NULL;
+    if (o == NULL) {
+        rs_error_set(e, RS_EINVAL, "environment: %.*s: not an option of [%s]",
+                     (int)(eq - entry), entry, section);
+        return -1;
+    }
+    err = apply(c, o, eq + 1, why, sizeof(why));
+    if (err != NULL) {
+        rs_error_set(e, RS_EINVAL, "environment: %.*s: [%s] %s: %s", (int)(eq - entry),
+                     entry, section, o->key, err);
+        return -1;
+    }
+    if (origins != NULL)
+        origins->source[o - options] = CONF_SRC_ENV;
+    return 1;
+}
+
+int
+conf_env(struct conf *c, char *const *env, struct conf_origins *origins, struct rs_error *e)
+{
+    for (; *env != NULL; env++)
+        if (strncmp(*env, ENV_PREFIX, strlen(ENV_PREFIX)) == 0 &&
+            env_entry(c, *env, origins, e) < 0)
+            return RS_EINVAL;
+    return RS_OK;
+}
+
+/* --- the effective configuration ----------------------------------------- */
+
+/* The value of option o in c, written back as the file would spell it. */
+static void
+format_value(const struct conf *c, const struct option *o, char *buf, size_t len)
+{
+    const char *field = (const char *)c + o->offset;
+
+    switch (o->type) {
+    case OPT_ADDR: {
+        const struct conf_addr *a = (const struct conf_addr *)field;
+        snprintf(buf, len, strchr(a->host, ':') ? "[%s]:%d" : "%s:%d", a->host, a->port);
+        return;
+    }
+    case OPT_INT_AUTO:
+        if (*(const int *)field == 0) {
+            snprintf(buf, len, "auto");
+            return;
+        }
+        /* fall through */
+    case OPT_INT:
+        snprintf(buf, len, "%d", *(const int *)field);
+        return;
+    case OPT_SIZE: {
+        static const char suffix[] = "gmk";
+        unsigned long long n = *(const size_t *)field;
+        for (int i = 0; i < 3; i++) {
+            unsigned long long unit = 1ULL << (10 * (3 - i));
+            if (n >= unit && n % unit == 0) {
+                snprintf(buf, len, "%llu%c", n / unit, suffix[i]);
+                return;
+            }
+        }
+        snprintf(buf, len, "%llu", n);
+        return;
+    }
+    case OPT_PATH:
+    case OPT_OPTIONAL_PATH:
+    case OPT_STRING:
+        snprintf(buf, len, "%s", field);
+        return;
+    case OPT_ENUM:
+    case OPT_BOOL:
+        snprintf(buf, len, "%s", o->choices[*(const int *)field]);
+        return;
+    }
+}
+
+void
+conf_print(FILE *out, const struct conf *c, const struct conf_origins *origins,
+           const char *path)
+{
+    const char *section = "";
+
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const struct option *o = &options[i];
+        char value[CONF_PATH_MAX + 16], left[CONF_PATH_MAX + 96], var[96], *v;
+
+        if (strcmp(o->section, section) != 0) {
+            fprintf(out, "%s[%s]\n", i ? "\n" : "", o->section);
+            section = o->section;
+        }
+        format_value(c, o, value, sizeof(value));
+        snprintf(left, sizeof(left), "%s =%s%s", o->key, *value ? " " : "", value);
+        fprintf(out, "%-40s ; ", left);
+        switch (origins->source[i]) {
+        case CONF_SRC_FILE:
+            fprintf(out, "%s:%d\n", path, origins->line[i]);
+            break;
+        case CONF_SRC_ENV:
+            snprintf(var, sizeof(var), ENV_PREFIX "%s_%s", o->section, o->key);
+            for (v = var; *v; v++)
+                if (*v >= 'a' && *v <= 'z')
+                    *v = (char)(*v - 'a' + 'A');
+            fprintf(out, "environment %s\n", var);
+            break;
+        case CONF_SRC_ARG:
+            fprintf(out, "command line\n");
+            break;
+        case CONF_SRC_AUTO:
+            fprintf(out, "auto: the CPUs available to rosimd\n");
+            break;
+        default:
+            fprintf(out, "default\n");
+            break;
+        }
+    }
 }

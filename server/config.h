@@ -9,11 +9,18 @@
  *     conf/rosimd.conf:12: [model] threads: 0 is out of range (1..256)
  * Nothing is half-applied by a failed load as far as the caller is
  * concerned: on error the struct must be discarded.
+ *
+ * Layers, each over the one before: built-in defaults, the file, the
+ * environment (ROSIM_<SECTION>_<KEY>, e.g. ROSIM_MODEL_THREADS=4), the
+ * command line (-o section.key=value).  The *_traced variants record in a
+ * struct conf_origins where each value came from, which conf_print() shows
+ * (rosimd -t).
  */
 #ifndef ROSIM_CONFIG_H
 #define ROSIM_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "../model/error.h"
 
@@ -40,7 +47,7 @@ struct conf {
 
     /* [model] */
     char model_dir[CONF_PATH_MAX];
-    int compute_threads;       /* OpenBLAS threads for inference */
+    int compute_threads;       /* OpenBLAS threads for inference; 0 = auto */
     int workers;               /* model runs at the same time */
     int max_length;            /* tokens per text when embedding (bert4keras maxlen) */
     int demo_if_missing;       /* create a random demo model when dir is absent */
@@ -82,5 +89,44 @@ int conf_set(struct conf *c, const char *name, const char *value,
 
 /* Name of an fsync policy ("always", "batch", "off"). */
 const char *conf_fsync_name(int policy);
+
+/* --- layers and where each value came from ---------------------------- */
+
+enum conf_source {
+    CONF_SRC_DEFAULT,   /* the built-in default (a zeroed struct says this) */
+    CONF_SRC_FILE,      /* the configuration file, at line[] */
+    CONF_SRC_ENV,       /* a ROSIM_<SECTION>_<KEY> environment variable */
+    CONF_SRC_ARG,       /* the command line */
+    CONF_SRC_AUTO       /* "auto", resolved by rosimd (threads) */
+};
+
+#define CONF_MAX_OPTIONS 64
+
+/* Per option, in the order of the table (and of conf_print). */
+struct conf_origins {
+    unsigned char source[CONF_MAX_OPTIONS];   /* enum conf_source */
+    int line[CONF_MAX_OPTIONS];               /* CONF_SRC_FILE: its line */
+};
+
+/* conf_load and conf_set that also record origins (o may be NULL). */
+int conf_load_traced(struct conf *c, const char *path, struct conf_origins *o,
+                     struct rs_error *e);
+int conf_set_traced(struct conf *c, const char *name, const char *value,
+                    enum conf_source src, struct conf_origins *o, struct rs_error *e);
+
+/* Apply every ROSIM_<SECTION>_<KEY>=VALUE of env (a NULL-terminated
+ * environ-style array) whose SECTION is one of the file's sections, e.g.
+ * ROSIM_SERVER_LISTEN or ROSIM_LIMITS_MAX_TEXTS; other ROSIM_* names are
+ * not ours and are ignored.  An unknown KEY or a bad value is an error
+ * naming the variable.  Returns RS_OK or RS_EINVAL. */
+int conf_env(struct conf *c, char *const *env, struct conf_origins *o,
+             struct rs_error *e);
+
+/* Write the effective configuration as an INI file that conf_load reads
+ * back, each value followed by where it came from as a ; comment
+ * ("; default", "; FILE:LINE", "; environment ROSIM_..", "; command line",
+ * "; auto: ..."). */
+void conf_print(FILE *out, const struct conf *c, const struct conf_origins *o,
+                const char *path);
 
 #endif

@@ -479,6 +479,15 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
     return send_reply(c, req, &r);
 }
 
+/* Health probes that succeed come every few seconds (Docker's HEALTHCHECK,
+ * Kubernetes): logged at debug level so that they do not fill the log. */
+static int
+quiet_probe(const struct request *req)
+{
+    return req->status < 400 && req->route != NULL &&
+           (strcmp(req->route, "/healthz") == 0 || strcmp(req->route, "/readyz") == 0);
+}
+
 static void
 on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
              enum MHD_RequestTerminationCode toe)
@@ -510,8 +519,9 @@ on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                       addr, sizeof(addr));
     }
     metrics_request(req->route, req->status, secs);
-    log_msg(LOG_INFO, "req=%s %s %s %d %.1fms%s", req->id[0] ? req->id : "-", addr, req->line,
-            req->status, secs * 1e3, req->closed ? " (closed)"
+    log_msg(quiet_probe(req) ? LOG_DEBUG : LOG_INFO, "req=%s %s %s %d %.1fms%s",
+            req->id[0] ? req->id : "-", addr, req->line, req->status, secs * 1e3,
+            req->closed ? " (closed)"
             : toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
     metrics_inflight(-1);
     atomic_fetch_sub(&s->inflight, 1);

@@ -4,7 +4,9 @@
  *     rosimd [-c FILE] [-t] [--listen ADDR:PORT] [--model DIR] [--data DIR]
  *            [-o section.key=value]...
  *
- * Startup order: configuration (file, then command-line overrides), logging,
+ * Startup order: configuration (file, then ROSIM_<SECTION>_<KEY> environment
+ * variables, then command-line overrides; threads = auto becomes the CPUs
+ * available), logging,
  * the HTTP listener (answering 503 on /readyz and /v1 while loading), the
  * model (a random demo model is created first when the configured directory
  * is absent and demo_if_missing is on), the collections; then ready.  The
@@ -30,6 +32,7 @@
 #include "../model/demo.h"
 #include "app.h"
 #include "config.h"
+#include "cpus.h"
 #include "http.h"
 #include "log.h"
 
@@ -48,7 +51,8 @@ usage(FILE *out)
             "              [-o section.key=value]...\n"
             "  -c, --config FILE   configuration file (default conf/rosimd.conf if present,\n"
             "                      else " ROSIM_CONF_PATH ")\n"
-            "  -t, --test          check the configuration and exit\n"
+            "  -t, --test          check the configuration, print the values in effect\n"
+            "                      and where each came from, and exit\n"
             "  --listen ADDR:PORT  same as -o server.listen=ADDR:PORT\n"
             "  --model DIR         same as -o model.dir=DIR\n"
             "  --data DIR          same as -o storage.data=DIR\n"
@@ -93,6 +97,38 @@ log_store(void *arg, const char *collection, const char *what)
         log_msg(LOG_WARN, "%s", what);
 }
 
+/* A directory rosimd must write in (often a bind mount owned by root):
+ * refused at startup, saying what to do, rather than at the first write.
+ * 0, or -1 after logging why. */
+static int
+need_writable(const char *what, const char *dir)
+{
+    if (access(dir, W_OK | X_OK) == 0)
+        return 0;
+    log_msg(LOG_ERROR, "%s: %s is not writable by uid %d (%s): make it writable by that "
+            "user, e.g. chown -R %d:%d %s", what, dir, (int)geteuid(), strerror(errno),
+            (int)geteuid(), (int)getegid(), dir);
+    return -1;
+}
+
+/* The nearest existing directory above path (where mkdir -p starts). */
+static void
+existing_parent(const char *path, char *out, size_t len)
+{
+    struct stat st;
+    char *slash;
+
+    snprintf(out, len, "%s", path);
+    do {
+        slash = strrchr(out, '/');
+        if (slash == NULL) {
+            snprintf(out, len, ".");
+            return;
+        }
+        slash[slash == out] = '\0';   /* keep "/" itself */
+    } while (slash != out && stat(out, &st) != 0);
+}
+
 /* Load the model (creating the demo model when allowed and needed) and
  * the collections, and set up app.  0, or -1 after logging why. */
 static int
@@ -101,6 +137,7 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
     struct rs_error err;
     struct stat st;
     struct store_options so;
+    char parent[CONF_PATH_MAX];
 
     if (stat(conf->model_dir, &st) != 0) {
         if (!conf->demo_if_missing) {
@@ -110,6 +147,9 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
         log_msg(LOG_WARN, "model directory %s does not exist: creating a RANDOM DEMO MODEL "
                 "there; its vectors and generations are meaningless (set [model] dir to a "
                 "real RoFormer-Sim checkpoint)", conf->model_dir);
+        existing_parent(conf->model_dir, parent, sizeof(parent));
+        if (need_writable("cannot create the demo model", parent) != 0)
+            return -1;
         if (rf_demo_write(conf->model_dir, conf->demo_vocab, 20261129, &err) != RS_OK) {
             log_msg(LOG_ERROR, "cannot create the demo model: %s", err.msg);
             return -1;
@@ -125,6 +165,10 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
                 conf->model_dir);
     log_msg(LOG_INFO, "model %s (%s) from %s", rf_model_fingerprint(*model),
             rf_model_format(*model), conf->model_dir);
+    if (stat(conf->data_dir, &st) == 0 && need_writable("[storage] data", conf->data_dir) != 0) {
+        rf_model_free(*model);
+        return -1;
+    }
     so = (struct store_options){ rf_model_config(*model)->d_model, rf_model_fingerprint(*model),
                                  conf->fsync, conf->snapshot_every, conf->default_index,
                                  log_store, NULL };
@@ -140,6 +184,20 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
         return -1;
     }
     return 0;
+}
+
+/* [model] threads = auto: the CPUs this process may use. */
+static void
+resolve_threads(struct conf *conf, struct conf_origins *origins)
+{
+    char n[16];
+    struct rs_error err;
+
+    if (conf->compute_threads != 0)
+        return;
+    snprintf(n, sizeof(n), "%d", cpus_available(256));
+    if (conf_set_traced(conf, "model.threads", n, CONF_SRC_AUTO, origins, &err) != RS_OK)
+        abort();  /* 1..256 is always valid */
 }
 
 /* Record an override; applied after the file so the command line wins. */
@@ -166,6 +224,7 @@ main(int argc, char **argv)
     const char *config_path = NULL;
     struct rs_error err;
     struct conf conf;
+    struct conf_origins origins;
     struct http_server *http;
     pthread_t dog;
     uint64_t dog_usec = 0;
@@ -210,21 +269,26 @@ main(int argc, char **argv)
     memset(&app, 0, sizeof(app));
     app.conf = &conf;
     conf_defaults(&conf);
+    memset(&origins, 0, sizeof(origins));
     if (config_path == NULL)
         config_path = default_config_path();
-    if (conf_load(&conf, config_path, &err) != RS_OK) {
+    if (conf_load_traced(&conf, config_path, &origins, &err) != RS_OK ||
+        conf_env(&conf, environ, &origins, &err) != RS_OK) {
         fprintf(stderr, "rosimd: %s\n", err.msg);
         return 1;
     }
     for (int i = 0; i < n_ov; i++) {
-        if (conf_set(&conf, ov[i].name, ov[i].value, &err) != RS_OK) {
+        if (conf_set_traced(&conf, ov[i].name, ov[i].value, CONF_SRC_ARG, &origins,
+                            &err) != RS_OK) {
             fprintf(stderr, "rosimd: command line: %s\n", err.msg);
             return 1;
         }
     }
     free(ov);
+    resolve_threads(&conf, &origins);
     if (test_only) {
-        printf("rosimd: configuration %s is valid\n", config_path);
+        printf("# rosimd: configuration %s is valid; in effect:\n", config_path);
+        conf_print(stdout, &conf, &origins, config_path);
         return 0;
     }
     log_threshold = conf.log_level;
@@ -237,7 +301,8 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    log_msg(LOG_INFO, "rosimd %s starting with %s", ROSIM_VERSION, config_path);
+    log_msg(LOG_INFO, "rosimd %s starting with %s (%d compute threads)", ROSIM_VERSION,
+            config_path, conf.compute_threads);
     if (sd_watchdog_enabled(0, &dog_usec) > 0 && dog_usec > 0)
         have_dog = pthread_create(&dog, NULL, watchdog, &dog_usec) == 0;
     http = http_server_start(&conf, &app, &err);

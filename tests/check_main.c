@@ -12,6 +12,7 @@ main(void)
     SRunner *sr = srunner_create(config_suite());
     int failed;
 
+    srunner_add_suite(sr, env_suite());
     srunner_add_suite(sr, faiss_suite());
     srunner_add_suite(sr, tokenizer_suite());
     srunner_add_suite(sr, model_suite());

@@ -17,5 +17,6 @@ Suite *collection_suite(void);
 Suite *api_suite(void);
 Suite *production_suite(void);
 Suite *store_suite(void);
+Suite *env_suite(void);
 
 #endif
