@@ -3,7 +3,8 @@
 #   make                  build build/rosimd and build/rosim
 #   make check            build and run every libcheck suite
 #   make check SANITIZE=1 the same under AddressSanitizer + UBSan (build/san)
-#   make run              start rosimd with conf/rosimd.conf
+#   make check TSAN=1     the same under ThreadSanitizer (build/tsan)
+#   make run              start rosimd with conf/rosimd.conf (demo model if none)
 #   make bench [BENCH="encoder import generate search"]   benchmarks (bench/run.sh)
 #   make install PREFIX=/usr/local [DESTDIR=...]
 #   make fuzz [FUZZ_SECONDS=600]   libFuzzer (clang) on every parser, in turn
@@ -23,6 +24,16 @@ ifeq ($(SANITIZE),1)
 BUILD    ?= build/san
 SAN       = -fsanitize=address,undefined -fno-sanitize-recover=all
 OPT      ?= -O1 -g -fno-omit-frame-pointer
+else ifeq ($(TSAN),1)
+# FAISS, OpenBLAS and libgomp are not instrumented: OpenMP inside them
+# looks racy to TSan, so the suites run with one OpenMP thread (rosim's own
+# threads are all instrumented); tests/tsan.supp lists what remains, with
+# the reason for each line.
+BUILD    ?= build/tsan
+SAN       = -fsanitize=thread
+OPT      ?= -O1 -g -fno-omit-frame-pointer
+CHECK_ENV = OMP_NUM_THREADS=1 \
+            TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"
 else
 BUILD    ?= build
 SAN       =
@@ -91,10 +102,10 @@ $(BUILD)/check_rosim: $(call obj,$(TEST_SRC)) $(SERVER_OBJ) $(LIB_OBJ)
 
 # The suites find the binaries and fixtures through these variables.
 check: $(BUILD)/check_rosim $(BUILD)/rosimd $(BUILD)/rosim
-	ROSIMD=$(BUILD)/rosimd ROSIM=$(BUILD)/rosim $(BUILD)/check_rosim
+	$(CHECK_ENV) ROSIMD=$(BUILD)/rosimd ROSIM=$(BUILD)/rosim $(BUILD)/check_rosim
 
 run: all
-	$(BUILD)/rosimd -c conf/rosimd.conf
+	$(BUILD)/rosimd -c conf/rosimd.conf -o model.demo_if_missing=yes
 
 bench: all
 	sh bench/run.sh $(BUILD) $(BENCH)
@@ -103,7 +114,9 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/rosim \
 	    $(DESTDIR)$(PREFIX)/share/rosim $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 0755 $(BUILD)/rosimd $(BUILD)/rosim $(DESTDIR)$(PREFIX)/bin/
-	sed 's|^demo_vocab = .*|demo_vocab = $(PREFIX)/share/rosim/vocab.txt|' conf/rosimd.conf \
+	sed -e 's|^demo_vocab = .*|demo_vocab = $(PREFIX)/share/rosim/vocab.txt|' \
+	    -e 's|^dir = .*|dir = /var/lib/rosim/models/roformer-sim|' \
+	    -e 's|^data = .*|data = /var/lib/rosim/data|' conf/rosimd.conf \
 	    > $(DESTDIR)$(PREFIX)/etc/rosim/rosimd.conf
 	install -m 0644 share/vocab.txt $(DESTDIR)$(PREFIX)/share/rosim/vocab.txt
 	sed 's|@PREFIX@|$(PREFIX)|g' systemd/rosimd.service \
@@ -153,6 +166,6 @@ build/fuzz/fuzz_tf build/fuzz/fuzz_safetensors build/fuzz/fuzz_torch: \
 	    -o $@ $< $(FUZZ_SRC) $(LIBS)
 
 clean:
-	rm -rf build/obj build/san build/fuzz build/rosimd build/rosim build/check_rosim
+	rm -rf build/obj build/san build/tsan build/fuzz build/rosimd build/rosim build/check_rosim
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -9,17 +9,21 @@
  *     conf/rosimd.conf:12: [model] threads: 0 is out of range (1..256)
  * Nothing is half-applied by a failed load as far as the caller is
  * concerned: on error the struct must be discarded.
+ *
+ * Paths: a relative path written in a configuration file is relative to the
+ * directory of that file (conf_load stores it joined to that directory); a
+ * relative path given to conf_set (the command line) or left at its
+ * default is relative to the working directory.
  */
 #ifndef ROSIM_CONFIG_H
 #define ROSIM_CONFIG_H
 
 #include <stddef.h>
 
+#include "../index/collection.h"
 #include "../model/error.h"
 
 #define CONF_PATH_MAX 1024
-
-enum conf_fsync { CONF_FSYNC_ALWAYS, CONF_FSYNC_BATCH, CONF_FSYNC_OFF };
 
 struct conf_addr {
     char host[64];  /* numeric IPv4 or IPv6 address, without brackets */
@@ -62,7 +66,7 @@ struct conf {
 
     /* [storage] */
     char data_dir[CONF_PATH_MAX];
-    int fsync;                 /* enum conf_fsync */
+    int fsync;                 /* enum coll_fsync */
     char default_index[128];   /* FAISS factory string for new collections */
     int snapshot_every;        /* writes between index snapshots */
 };
@@ -71,8 +75,9 @@ struct conf {
 void conf_defaults(struct conf *c);
 
 /* Read the INI file at path over the values already in c.  Returns RS_OK,
- * or an error (RS_EIO: cannot read; RS_EINVAL: bad content) with a message
- * "path:line: [section] key: reason". */
+ * or an error (RS_EIO: cannot read, or not a regular file; RS_EINVAL: bad
+ * content, including a [section] header of no known section) with a
+ * message "path:line: [section] key: reason". */
 int conf_load(struct conf *c, const char *path, struct rs_error *e);
 
 /* Set one option by its full name "section.key" (e.g. "server.listen"),

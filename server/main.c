@@ -2,21 +2,22 @@
  * main.c: rosimd, the rosim daemon.
  *
  *     rosimd [-c FILE] [-t] [--listen ADDR:PORT] [--model DIR] [--data DIR]
- *            [-o section.key=value]...
+ *            [--api-key-file FILE] [-o section.key=value]...
  *
- * Startup order: configuration (file, then command-line overrides), logging,
- * the HTTP listener (answering 503 on /readyz and /v1 while loading), the
- * model (a random demo model is created first when the configured directory
- * is absent and demo_if_missing is on), the collections; then ready.  The
+ * Startup order: configuration (file, then command-line overrides), the
+ * checks that need no model (check_start: the same ones `rosimd -t` runs,
+ * so -t accepts exactly what gets a start that far), logging, the HTTP
+ * listener (answering 503 on /readyz and /v1 while loading), the model (a
+ * random demo model is created first when the configured directory is
+ * absent and demo_if_missing is on), the collections; then ready.  The
  * main thread waits for SIGTERM or SIGINT, stops accepting, lets the
  * requests in flight finish (up to shutdown_timeout), writes the index
  * snapshots and exits 0.  Under systemd it reports READY=1 once ready,
- * STOPPING=1 when stopping, and WATCHDOG=1 keep-alives when a watchdog is
- * set.  This is the only file that may exit().
+ * STOPPING=1 when stopping, and WATCHDOG=1 keep-alives while the request
+ * path makes progress (watchdog.h).  This is the only file that may exit().
  */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,14 +25,16 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "../index/collection.h"
 #include "../model/demo.h"
 #include "app.h"
 #include "config.h"
 #include "http.h"
+#include "keyfile.h"
 #include "log.h"
+#include "watchdog.h"
 
 #ifndef ROSIM_VERSION
 #define ROSIM_VERSION "0.1.0"
@@ -45,13 +48,14 @@ usage(FILE *out)
 {
     fprintf(out,
             "usage: rosimd [-c FILE] [-t] [--listen ADDR:PORT] [--model DIR] [--data DIR]\n"
-            "              [-o section.key=value]...\n"
+            "              [--api-key-file FILE] [-o section.key=value]...\n"
             "  -c, --config FILE   configuration file (default conf/rosimd.conf if present,\n"
             "                      else " ROSIM_CONF_PATH ")\n"
             "  -t, --test          check the configuration and exit\n"
             "  --listen ADDR:PORT  same as -o server.listen=ADDR:PORT\n"
             "  --model DIR         same as -o model.dir=DIR\n"
             "  --data DIR          same as -o storage.data=DIR\n"
+            "  --api-key-file FILE same as -o server.api_key_file=FILE\n"
             "  -o NAME=VALUE       set any option of the configuration file\n"
             "  -h, --help          this text;  -V, --version  the version\n");
 }
@@ -66,20 +70,44 @@ default_config_path(void)
     return ROSIM_CONF_PATH;
 }
 
-static atomic_int stopping;
-
-/* WATCHDOG=1 at half the interval systemd asked for. */
-static void *
-watchdog(void *arg)
+/* What a start can get wrong before the model loads: the model directory
+ * (missing without demo_if_missing, or not a directory), the demo
+ * vocabulary when a demo model is to be made, the API key file, the default
+ * index type.  RS_OK or an error naming the option. */
+static int
+check_start(const struct conf *c, struct rs_error *e)
 {
-    uint64_t usec = *(uint64_t *)arg;
-    struct timespec nap = { (time_t)(usec / 2 / 1000000), (long)(usec / 2 % 1000000) * 1000 };
+    struct rs_error why;
+    struct stat st;
 
-    while (!atomic_load(&stopping)) {
-        sd_notify(0, "WATCHDOG=1");
-        nanosleep(&nap, NULL);
+    if (stat(c->model_dir, &st) != 0) {
+        if (errno != ENOENT || !c->demo_if_missing)
+            return rs_error_set(e, RS_ENOTFOUND, "[model] dir: %s: %s (download a checkpoint "
+                                "with scripts/download-model.sh, or set [model] "
+                                "demo_if_missing = yes for a random demo model)",
+                                c->model_dir, strerror(errno));
+        if (stat(c->demo_vocab, &st) != 0)
+            return rs_error_set(e, RS_ENOTFOUND, "[model] demo_vocab: %s: %s", c->demo_vocab,
+                                strerror(errno));
+        if (!S_ISREG(st.st_mode))
+            return rs_error_set(e, RS_EINVAL, "[model] demo_vocab: %s is not a regular file",
+                                c->demo_vocab);
+    } else if (!S_ISDIR(st.st_mode)) {
+        return rs_error_set(e, RS_EINVAL, "[model] dir: %s is not a directory", c->model_dir);
     }
-    return NULL;
+    if (c->api_key_file[0] != '\0') {
+        char *keys[KEYFILE_MAX_KEYS];
+        int n;
+        if (keyfile_load(c->api_key_file, keys, KEYFILE_MAX_KEYS, &n, &why) != RS_OK)
+            return rs_error_set(e, why.code, "[server] api_key_file: %s", why.msg);
+        for (int i = 0; i < n; i++) {
+            memset(keys[i], 0, strlen(keys[i]));
+            free(keys[i]);
+        }
+    }
+    if (coll_index_type_check(c->default_index, &why) != RS_OK)
+        return rs_error_set(e, RS_EINVAL, "[storage] default_index: %s", why.msg);
+    return RS_OK;
 }
 
 /* Load the model (creating the demo model when allowed and needed) and
@@ -91,38 +119,34 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
     struct stat st;
     struct store_options so;
 
-    if (stat(conf->model_dir, &st) != 0) {
-        if (!conf->demo_if_missing) {
-            log_msg(LOG_ERROR, "model directory %s does not exist", conf->model_dir);
-            return -1;
-        }
-        log_msg(LOG_WARN, "model directory %s does not exist: creating a RANDOM DEMO MODEL "
+    if (stat(conf->model_dir, &st) != 0) {  /* check_start allowed the demo */
+        log_msg(RS_LOG_WARN, "model directory %s does not exist: creating a RANDOM DEMO MODEL "
                 "there; its vectors and generations are meaningless (set [model] dir to a "
                 "real RoFormer-Sim checkpoint)", conf->model_dir);
         if (rf_demo_write(conf->model_dir, conf->demo_vocab, 20261129, &err) != RS_OK) {
-            log_msg(LOG_ERROR, "cannot create the demo model: %s", err.msg);
+            log_msg(RS_LOG_ERROR, "cannot create the demo model: %s", err.msg);
             return -1;
         }
     }
     rf_set_threads(conf->compute_threads);
     if (rf_model_load(model, conf->model_dir, &err) != RS_OK) {
-        log_msg(LOG_ERROR, "cannot load the model: %s", err.msg);
+        log_msg(RS_LOG_ERROR, "cannot load the model: %s", err.msg);
         return -1;
     }
     if (rf_model_config(*model)->demo)
-        log_msg(LOG_WARN, "serving a RANDOM DEMO MODEL from %s: outputs are meaningless",
+        log_msg(RS_LOG_WARN, "serving a RANDOM DEMO MODEL from %s: outputs are meaningless",
                 conf->model_dir);
-    log_msg(LOG_INFO, "model %s (%s) from %s", rf_model_fingerprint(*model),
+    log_msg(RS_LOG_INFO, "model %s (%s) from %s", rf_model_fingerprint(*model),
             rf_model_format(*model), conf->model_dir);
     so = (struct store_options){ rf_model_config(*model)->d_model, rf_model_fingerprint(*model),
                                  conf->fsync, conf->snapshot_every, conf->default_index };
     if (store_open(store, conf->data_dir, &so, &err) != RS_OK) {
-        log_msg(LOG_ERROR, "cannot open the collections: %s", err.msg);
+        log_msg(RS_LOG_ERROR, "cannot open the collections: %s", err.msg);
         rf_model_free(*model);
         return -1;
     }
     if (app_init(app, conf, *model, *store, &err) != RS_OK) {
-        log_msg(LOG_ERROR, "%s", err.msg);
+        log_msg(RS_LOG_ERROR, "%s", err.msg);
         store_close(*store);
         rf_model_free(*model);
         return -1;
@@ -145,6 +169,7 @@ main(int argc, char **argv)
         { "listen", required_argument, NULL, 'L' },
         { "model", required_argument, NULL, 'M' },
         { "data", required_argument, NULL, 'D' },
+        { "api-key-file", required_argument, NULL, 'K' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -155,9 +180,9 @@ main(int argc, char **argv)
     struct rs_error err;
     struct conf conf;
     struct http_server *http;
-    pthread_t dog;
+    struct watchdog *dog = NULL;
     uint64_t dog_usec = 0;
-    int left, have_dog = 0;
+    int left;
     struct app app;
     struct rf_model *model = NULL;
     struct store *store = NULL;
@@ -175,6 +200,7 @@ main(int argc, char **argv)
         case 'L': ov[n_ov++] = (struct override){ "server.listen", optarg }; break;
         case 'M': ov[n_ov++] = (struct override){ "model.dir", optarg }; break;
         case 'D': ov[n_ov++] = (struct override){ "storage.data", optarg }; break;
+        case 'K': ov[n_ov++] = (struct override){ "server.api_key_file", optarg }; break;
         case 'o': {
             char *eq = strchr(optarg, '=');
             if (eq == NULL) {
@@ -211,10 +237,15 @@ main(int argc, char **argv)
         }
     }
     free(ov);
+    if (check_start(&conf, &err) != RS_OK) {
+        fprintf(stderr, "rosimd: %s\n", err.msg);
+        return 1;
+    }
     if (test_only) {
         printf("rosimd: configuration %s is valid\n", config_path);
         return 0;
     }
+    log_init();
     log_threshold = conf.log_level;
 
     /* Signals are taken synchronously by the main thread; every other
@@ -225,44 +256,46 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    log_msg(LOG_INFO, "rosimd %s starting with %s", ROSIM_VERSION, config_path);
-    if (sd_watchdog_enabled(0, &dog_usec) > 0 && dog_usec > 0)
-        have_dog = pthread_create(&dog, NULL, watchdog, &dog_usec) == 0;
+    log_msg(RS_LOG_INFO, "rosimd %s starting with %s", ROSIM_VERSION, config_path);
     http = http_server_start(&conf, &app, &err);
     if (http == NULL) {
-        log_msg(LOG_ERROR, "%s", err.msg);
+        log_msg(RS_LOG_ERROR, "%s", err.msg);
         return 1;
     }
-    log_msg(LOG_INFO, "listening on %s:%d", conf.listen.host, http_server_port(http));
+    log_msg(RS_LOG_INFO, "listening on %s:%d", conf.listen.host, http_server_port(http));
+    if (sd_watchdog_enabled(0, &dog_usec) > 0 && dog_usec > 0) {
+        dog = watchdog_start(dog_usec, &app, conf.listen.host, http_server_port(http));
+        if (dog == NULL) {
+            log_msg(RS_LOG_ERROR, "cannot start the watchdog thread");
+            http_server_stop(http);
+            return 1;
+        }
+    }
     if (load(&conf, &app, &model, &store) != 0) {
+        watchdog_stop(dog);
         http_server_stop(http);
-        atomic_store(&stopping, 1);
-        if (have_dog)
-            pthread_join(dog, NULL);
         return 1;
     }
     atomic_store(&app.ready, 1);
-    log_msg(LOG_INFO, "ready");
+    log_msg(RS_LOG_INFO, "ready");
     sd_notify(0, "READY=1\nSTATUS=serving");
 
     do {
         if (sigwait(&sigs, &sig) != 0)
             sig = 0;
     } while (sig != SIGTERM && sig != SIGINT);
-    log_msg(LOG_INFO, "%s received: finishing the requests in flight",
+    log_msg(RS_LOG_INFO, "%s received: finishing the requests in flight",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
     sd_notify(0, "STOPPING=1");
+    watchdog_stop(dog);
     left = http_server_drain(http, conf.shutdown_timeout);
     if (left > 0)
-        log_msg(LOG_WARN, "%d requests still running after %d s; closing them", left,
+        log_msg(RS_LOG_WARN, "%d requests still running after %d s; closing them", left,
                 conf.shutdown_timeout);
     http_server_stop(http);
     app_deinit(&app);
     store_close(store);
     rf_model_free(model);
-    atomic_store(&stopping, 1);
-    if (have_dog)
-        pthread_join(dog, NULL);
-    log_msg(LOG_INFO, "stopped");
+    log_msg(RS_LOG_INFO, "stopped");
     return 0;
 }

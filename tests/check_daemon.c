@@ -27,14 +27,17 @@ assert_error_reply(const struct tu_response *r, long status, const char *code)
 START_TEST(test_config_check)
 {
     char *argv[] = { (char *)tu_program("ROSIMD", "build/rosimd"), "-t", "-c",
-                     "tests/conf/bad/out-of-range.conf", NULL };
+                     "tests/conf/bad/out-of-range.conf", NULL, NULL, NULL };
     char *err = NULL;
 
     ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 1);
     ck_assert_ptr_nonnull(strstr(err, "tests/conf/bad/out-of-range.conf:3: [model] threads"));
     free(err);
     argv[3] = "conf/rosimd.conf";
+    argv[4] = "--model";
+    argv[5] = "tests/fixtures/roformer-sim-tiny";
     ck_assert_int_eq(tu_run(argv, NULL, NULL, NULL), 0);
+    argv[4] = NULL;
     argv[1] = "-o";
     argv[2] = "model.threads=0";
     argv[3] = "-t";

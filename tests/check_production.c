@@ -261,7 +261,7 @@ END_TEST
 START_TEST(test_readiness)
 {
     char model[80];
-    const char *more[] = { "--model", model, NULL };
+    const char *more[] = { "--model", model, "-o", "model.demo_if_missing=yes", NULL };
     struct tu_daemon d;
     struct tu_response r;
     int saw_503 = 0, ready = 0;
