@@ -47,6 +47,44 @@ START_TEST(test_config_check)
 }
 END_TEST
 
+/* `rosimd -t -c conf/rosimd.conf --model TINY OPTION VALUE` (a later -c
+ * wins): status 1 and a message containing want, as a start would fail. */
+static void
+refused(const char *option, const char *value, const char *want)
+{
+    char *argv[] = { (char *)tu_program("ROSIMD", "build/rosimd"), "-t", "-c", "conf/rosimd.conf",
+                     "--model", "tests/fixtures/roformer-sim-tiny", (char *)option, (char *)value,
+                     NULL };
+    char *err = NULL;
+
+    ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 1);
+    ck_assert_msg(strstr(err, want) != NULL, "got '%s', want '%s'", err, want);
+    free(err);
+}
+
+/* -t said "valid" for each of these, and a start then failed or served
+ * something else than configured. */
+START_TEST(test_config_check_catches_start_failures)
+{
+    char *ok[] = { (char *)tu_program("ROSIMD", "build/rosimd"), "-t", "--model",
+                   "tests/fixtures/roformer-sim-tiny", "--api-key-file",
+                   "tests/fixtures/api-keys", NULL };
+
+    refused("-c", "tests/conf", "tests/conf: not a regular file");
+    refused("-c", "tests/conf/bad/unknown-empty-section.conf",
+            "unknown-empty-section.conf:4: unknown section [gpu]");
+    refused("-o", "server.api_key_file=/nonexistent/keys",
+            "[server] api_key_file: /nonexistent/keys: cannot read the API keys");
+    refused("-o", "storage.default_index=Garbage",
+            "[storage] default_index: 'Garbage' in index type 'Garbage' is not a supported");
+    refused("--model", "/nonexistent/model",
+            "[model] dir: /nonexistent/model: No such file or directory");
+    refused("--model", "conf/rosimd.conf", "[model] dir: conf/rosimd.conf is not a directory");
+    /* the documented --api-key-file flag */
+    ck_assert_int_eq(tu_run(ok, NULL, NULL, NULL), 0);
+}
+END_TEST
+
 START_TEST(test_healthz_and_errors)
 {
     static const char *const extra[] = { "-o", "server.max_body_bytes=2k", "--model",
@@ -96,6 +134,7 @@ daemon_suite(void)
 
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_config_check);
+    tcase_add_test(tc, test_config_check_catches_start_failures);
     tcase_add_test(tc, test_healthz_and_errors);
     suite_add_tcase(s, tc);
     return s;
