@@ -59,12 +59,14 @@ keyfile_load(const char *path, char **keys, int max_keys, int *n_keys, struct rs
         lineno++;
         while (end > p && (end[-1] == '\n' || end[-1] == '\r'))
             end--;
-        if (end == p || *p == '#')
+        if (end == p)
             continue;
         while (p < end && (*p == ' ' || *p == '\t'))
             p++;
         while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
             end--;
+        if (p < end && *p == '#')
+            continue;
         if (end == p)
             why = "a line of only spaces (an empty key)";
         else

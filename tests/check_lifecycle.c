@@ -107,7 +107,7 @@ START_TEST(test_key_file_lines)
     /* the longest key allowed, a comment, an empty line, a CRLF line */
     memset(key, 'k', 512);
     key[512] = '\0';
-    snprintf(text, sizeof(text), "# keys\n%s\n\n  other\r\n", key);
+    snprintf(text, sizeof(text), "# keys\n%s\n\n  other\r\n  # indented comment\n", key);
     write_file(path, text);
     ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
