@@ -27,15 +27,14 @@ OPT      ?= -O1 -g -fno-omit-frame-pointer
 else ifeq ($(TSAN),1)
 # FAISS, OpenBLAS and libgomp are not instrumented: OpenMP inside them
 # looks racy to TSan, so the suites run with one OpenMP thread (rosim's own
-# threads are all instrumented); tests/tsan.supp lists what remains, with
-# the reason for each line.  Every process (the suites, and the rosimd and
-# rosim they start) writes its reports to $(BUILD)/tsan-report.PID; any
-# report fails the run.
+# threads are all instrumented).  No suppressions: none is needed then.
+# Every process (the suites, and the rosimd and rosim they start) writes its
+# reports to $(BUILD)/tsan-report.PID; any report fails the run.
 BUILD    ?= build/tsan
 SAN       = -fsanitize=thread
 OPT      ?= -O1 -g -fno-omit-frame-pointer
 CHECK_ENV = OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 \
-            suppressions=$(CURDIR)/tests/tsan.supp log_path=$(CURDIR)/$(BUILD)/tsan-report"
+            log_path=$(CURDIR)/$(BUILD)/tsan-report"
 CHECK_REPORTS = ; st=$$?; if ls $(BUILD)/tsan-report.* >/dev/null 2>&1; then \
             cat $(BUILD)/tsan-report.*; exit 1; fi; exit $$st
 else
