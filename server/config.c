@@ -301,7 +301,7 @@ conf_fsync_name(int policy)
 struct load_ctx {
     struct conf *conf;
     FILE *fp;
-    char base[CONF_PATH_MAX];   /* directory of the file; "" when it is "." */
+    char base[CONF_PATH_MAX];   /* directory of the file; "" when path has no '/' */
     int line;                   /* number of the line last read */
     int error_line;             /* 0 while no error */
     char error[400];
@@ -405,9 +405,9 @@ conf_load(struct conf *c, const char *path, struct rs_error *e)
     x.fp = fopen(path, "r");
     if (x.fp == NULL)
         return rs_error_set(e, RS_EIO, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fileno(x.fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fileno(x.fp), &st) == 0 && S_ISDIR(st.st_mode)) {  /* reads as empty */
         fclose(x.fp);
-        return rs_error_set(e, RS_EIO, "%s: not a regular file", path);
+        return rs_error_set(e, RS_EIO, "%s: is a directory", path);
     }
     r = ini_parse_stream(read_line, &x, on_value, &x);
     fclose(x.fp);

@@ -75,7 +75,7 @@ struct conf {
 void conf_defaults(struct conf *c);
 
 /* Read the INI file at path over the values already in c.  Returns RS_OK,
- * or an error (RS_EIO: cannot read, or not a regular file; RS_EINVAL: bad
+ * or an error (RS_EIO: cannot read, or a directory; RS_EINVAL: bad
  * content, including a [section] header of no known section) with a
  * message "path:line: [section] key: reason". */
 int conf_load(struct conf *c, const char *path, struct rs_error *e);

@@ -48,10 +48,9 @@ keyfile_load(const char *path, char **keys, int max_keys, int *n_keys, struct rs
     if (f == NULL)
         return rs_error_set(e, RS_EIO, "%s: cannot read the API keys: %s", path,
                             strerror(errno));
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
         fclose(f);
-        return rs_error_set(e, RS_EIO, "%s: cannot read the API keys: not a regular file",
-                            path);
+        return rs_error_set(e, RS_EIO, "%s: cannot read the API keys: is a directory", path);
     }
     while (rc == RS_OK && (got = getline(&line, &cap, f)) >= 0) {
         char *p = line, *end = line + got;

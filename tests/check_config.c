@@ -76,7 +76,7 @@ START_TEST(test_directory)
 
     conf_defaults(&c);
     ck_assert_int_eq(conf_load(&c, "tests/conf", &e), RS_EIO);
-    ck_assert_str_eq(e.msg, "tests/conf: not a regular file");
+    ck_assert_str_eq(e.msg, "tests/conf: is a directory");
 }
 END_TEST
 

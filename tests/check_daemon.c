@@ -70,7 +70,7 @@ START_TEST(test_config_check_catches_start_failures)
                    "tests/fixtures/roformer-sim-tiny", "--api-key-file",
                    "tests/fixtures/api-keys", NULL };
 
-    refused("-c", "tests/conf", "tests/conf: not a regular file");
+    refused("-c", "tests/conf", "tests/conf: is a directory");
     refused("-c", "tests/conf/bad/unknown-empty-section.conf",
             "unknown-empty-section.conf:4: unknown section [gpu]");
     refused("-o", "server.api_key_file=/nonexistent/keys",
