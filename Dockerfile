@@ -12,9 +12,10 @@
 # Configuration: ROSIM_<SECTION>_<KEY> environment variables (docker run -e),
 # or `-o section.key=value` arguments after the image name; see the README.
 # Data: the collections live in the volume /var/lib/rosim/data.  The model
-# is /var/lib/rosim/models/roformer-sim: without one, a random demo model is
-# created inside the container on start (and the log says so); mount a real
-# checkpoint there read-only (-v /srv/roformer-sim:/var/lib/rosim/models/roformer-sim:ro).
+# is /var/lib/rosim/models/roformer-sim: without one rosimd stops, unless
+# -e ROSIM_MODEL_DEMO_IF_MISSING=yes asks for a random demo model (created
+# inside the container on start; the log says so); mount a real checkpoint
+# there read-only (-v /srv/roformer-sim:/var/lib/rosim/models/roformer-sim:ro).
 # A bind mount must be writable by uid 999 (chown 999:999 DIR).
 #
 # Stopping: `docker stop` sends SIGTERM and kills after 10 s.  The image

@@ -3,7 +3,8 @@
 #   make                  build build/rosimd and build/rosim
 #   make check            build and run every libcheck suite
 #   make check SANITIZE=1 the same under AddressSanitizer + UBSan (build/san)
-#   make run              start rosimd with conf/rosimd.conf
+#   make check TSAN=1     the same under ThreadSanitizer (build/tsan)
+#   make run              start rosimd with conf/rosimd.conf (demo model if none)
 #   make bench [BENCH="encoder import generate search"]   benchmarks (bench/run.sh)
 #   make install PREFIX=/usr/local [DESTDIR=...]   (PREFIX=/usr: config in /etc)
 #   make docker-test      build the image, run it for real (scripts/docker-test.sh)
@@ -33,6 +34,19 @@ ifeq ($(SANITIZE),1)
 BUILD    ?= build/san
 SAN       = -fsanitize=address,undefined -fno-sanitize-recover=all
 OPT      ?= -O1 -g -fno-omit-frame-pointer
+else ifeq ($(TSAN),1)
+# FAISS, OpenBLAS and libgomp are not instrumented: OpenMP inside them
+# looks racy to TSan, so the suites run with one OpenMP thread (rosim's own
+# threads are all instrumented).  No suppressions: none is needed then.
+# Every process (the suites, and the rosimd and rosim they start) writes its
+# reports to $(BUILD)/tsan-report.PID; any report fails the run.
+BUILD    ?= build/tsan
+SAN       = -fsanitize=thread
+OPT      ?= -O1 -g -fno-omit-frame-pointer
+CHECK_ENV = OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 \
+            log_path=$(CURDIR)/$(BUILD)/tsan-report"
+CHECK_REPORTS = ; st=$$?; if ls $(BUILD)/tsan-report.* >/dev/null 2>&1; then \
+            cat $(BUILD)/tsan-report.*; exit 1; fi; exit $$st
 else
 BUILD    ?= build
 SAN       =
@@ -109,10 +123,11 @@ $(BUILD)/check_rosim: $(call obj,$(TEST_SRC)) $(SERVER_OBJ) $(LIB_OBJ)
 
 # The suites find the binaries and fixtures through these variables.
 check: $(BUILD)/check_rosim $(BUILD)/rosimd $(BUILD)/rosim
-	ROSIMD=$(BUILD)/rosimd ROSIM=$(BUILD)/rosim $(BUILD)/check_rosim
+	@rm -f $(BUILD)/tsan-report.*
+	$(CHECK_ENV) ROSIMD=$(BUILD)/rosimd ROSIM=$(BUILD)/rosim $(BUILD)/check_rosim $(CHECK_REPORTS)
 
 run: all
-	$(BUILD)/rosimd -c conf/rosimd.conf
+	$(BUILD)/rosimd -c conf/rosimd.conf -o model.demo_if_missing=yes
 
 bench: all
 	sh bench/run.sh $(BUILD) $(BENCH)
@@ -125,8 +140,9 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/rosim \
 	    $(DESTDIR)$(PREFIX)/share/rosim $(DESTDIR)$(PREFIX)/share/doc/rosim $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(BUILD)/rosimd $(BUILD)/rosim $(DESTDIR)$(PREFIX)/bin/
-	sed 's|^demo_vocab = .*|demo_vocab = $(PREFIX)/share/rosim/vocab.txt|' conf/rosimd.conf \
-	    > $(CONF_DEST).dist
+	sed -e 's|^demo_vocab = .*|demo_vocab = $(PREFIX)/share/rosim/vocab.txt|' \
+	    -e 's|^dir = .*|dir = /var/lib/rosim/models/roformer-sim|' \
+	    -e 's|^data = .*|data = /var/lib/rosim/data|' conf/rosimd.conf > $(CONF_DEST).dist
 	chmod 0644 $(CONF_DEST).dist
 	@if [ -e $(CONF_DEST) ]; then \
 	    echo "install: kept $(CONF_DEST); the shipped one is $(CONF_DEST).dist"; \
@@ -191,6 +207,6 @@ build/fuzz/fuzz_tf build/fuzz/fuzz_safetensors build/fuzz/fuzz_torch: \
 	    -o $@ $< $(FUZZ_SRC) $(LIBS)
 
 clean:
-	rm -rf build/obj build/san build/fuzz build/rosimd build/rosim build/check_rosim build/.paths
+	rm -rf build/obj build/san build/tsan build/fuzz build/rosimd build/rosim build/check_rosim build/.paths
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

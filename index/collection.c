@@ -199,6 +199,16 @@ factory_allowed(const char *f, char *why, size_t why_len)
     return 1;
 }
 
+int
+coll_index_type_check(const char *factory, struct rs_error *e)
+{
+    char why[256];
+
+    if (!factory_allowed(factory, why, sizeof(why)))
+        return rs_error_set(e, RS_EINVAL, "%s", why);
+    return RS_OK;
+}
+
 static int
 is_ivf_factory(const char *f)
 {

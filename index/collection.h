@@ -79,6 +79,11 @@ struct coll;
 int coll_open(struct coll **out, const char *dir, const struct coll_options *opts,
               struct rs_error *e);
 
+/* Whether coll_open would accept factory as the index type of a new
+ * collection (checked before any model is loaded, so without the FAISS
+ * trial that coll_open adds).  RS_OK, or RS_EINVAL with the reason. */
+int coll_index_type_check(const char *factory, struct rs_error *e);
+
 /* Write a snapshot if the index changed since the last one, then free.
  * NULL is a no-op. */
 void coll_close(struct coll *c);

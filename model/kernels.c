@@ -8,8 +8,10 @@
 #include <string.h>
 
 /* Compiled for AVX-512, AVX2 and the baseline; chosen when the program
- * starts (GCC; clang, used for fuzzing only, builds the baseline). */
-#if defined(__GNUC__) && !defined(__clang__)
+ * starts (GCC; clang, used for fuzzing only, builds the baseline).  Not
+ * under ThreadSanitizer: its instrumented ifunc resolvers would run before
+ * the sanitizer's runtime is up, and crash the program at load. */
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define VECTOR_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define VECTOR_KERNEL

@@ -95,13 +95,21 @@ check "runs as uid 999" [ "$(inspect '{{.Config.User}}')" = "999:999" ]
 
 # --- configuration -------------------------------------------------------
 
+# No checkpoint in these tests: the random demo model, chosen explicitly.
+demo="-e ROSIM_MODEL_DEMO_IF_MISSING=yes"
 docker run --rm "$image" -t >"$work/t.out" 2>&1 || true
+check "without a model (and no demo chosen) rosimd -t fails, saying how to get one" \
+    grep -q "demo_if_missing = yes" "$work/t.out"
+# shellcheck disable=SC2086
+docker run --rm $demo "$image" -t >"$work/t.out" 2>&1 || true
 check "rosimd -t finds /opt/rosim/etc/rosim/rosimd.conf" \
     grep -q "configuration /opt/rosim/etc/rosim/rosimd.conf is valid" "$work/t.out"
-docker run --rm -e ROSIM_LIMITS_MAX_K=7 "$image" -t -o limits.max_n=9 >"$work/t.out" 2>&1 || true
+# shellcheck disable=SC2086
+docker run --rm $demo -e ROSIM_LIMITS_MAX_K=7 "$image" -t -o limits.max_n=9 >"$work/t.out" 2>&1 || true
 check "ROSIM_LIMITS_MAX_K=7 is taken" grep -Eq "^max_k = 7 +; environment ROSIM_LIMITS_MAX_K" "$work/t.out"
 check "-o wins over the environment" grep -Eq "^max_n = 9 +; command line" "$work/t.out"
-docker run --rm --cpus 1 "$image" -t >"$work/t.out" 2>&1 || true
+# shellcheck disable=SC2086
+docker run --rm $demo --cpus 1 "$image" -t >"$work/t.out" 2>&1 || true
 check "threads = auto under --cpus 1 is 1" grep -Eq "^threads = 1 +; auto" "$work/t.out"
 
 # --- serving with named volumes -------------------------------------------
@@ -109,7 +117,8 @@ check "threads = auto under --cpus 1 is 1" grep -Eq "^threads = 1 +; auto" "$wor
 run() {   # run NAME [docker run options]: start a container, wait until ready
     n=$1
     shift
-    docker run -d --name "$n" -p 127.0.0.1::8080 --health-interval 2s "$@" "$image" >/dev/null \
+    # shellcheck disable=SC2086
+    docker run -d --name "$n" -p 127.0.0.1::8080 --health-interval 2s $demo "$@" "$image" >/dev/null \
         || return 1
     port=$(docker port "$n" 8080/tcp | head -n 1 | sed 's/.*://')
     base=http://127.0.0.1:$port
@@ -167,12 +176,14 @@ docker rm "$tag-b" >/dev/null
 # --- bind mounts owned by root ---------------------------------------------
 
 mkdir -p "$work/models" "$work/data"
-docker run --name "$tag-c" -v "$work/models:/var/lib/rosim/models" "$image" >"$work/c.log" 2>&1 || true
+# shellcheck disable=SC2086
+docker run --name "$tag-c" $demo -v "$work/models:/var/lib/rosim/models" "$image" >"$work/c.log" 2>&1 || true
 check "a root-owned models mount is refused, naming uid 999 and the chown" \
     grep -q "cannot create the demo model: /var/lib/rosim/models is not writable by uid 999 .*chown -R 999:999 /var/lib/rosim/models" "$work/c.log"
 check "with exit status 1" [ "$(docker inspect -f '{{.State.ExitCode}}' "$tag-c")" = 1 ]
 docker rm "$tag-c" >/dev/null
-docker run --name "$tag-d" -v "$work/data:/var/lib/rosim/data" "$image" >"$work/d.log" 2>&1 || true
+# shellcheck disable=SC2086
+docker run --name "$tag-d" $demo -v "$work/data:/var/lib/rosim/data" "$image" >"$work/d.log" 2>&1 || true
 check "a root-owned data mount is refused before ready" \
     grep -q "ERROR \[storage\] data: /var/lib/rosim/data is not writable by uid 999" "$work/d.log"
 docker rm "$tag-d" >/dev/null

@@ -101,6 +101,10 @@ make -s >/dev/null   # the host's build/rosimd back to the default PREFIX
 # --- boot ------------------------------------------------------------------
 
 ln -sf /usr/lib/systemd/system/rosimd.service "$root/etc/systemd/system/multi-user.target.wants/"
+# No checkpoint here: the random demo model, chosen explicitly in a drop-in.
+mkdir -p "$root/etc/systemd/system/rosimd.service.d"
+printf '[Service]\nEnvironment=ROSIM_MODEL_DEMO_IF_MISSING=yes\n' \
+    >"$root/etc/systemd/system/rosimd.service.d/demo.conf"
 # systemd's own debug messages show the sd_notify messages it gets.
 mkdir -p "$root/etc/systemd/system.conf.d"
 printf '[Manager]\nLogLevel=debug\n' >"$root/etc/systemd/system.conf.d/debug.conf"

@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "../model/generate.h"
 #include "../model/tokenizer.h"
@@ -682,6 +684,20 @@ paraphrase_json(struct text text, const struct gen_paraphrases *out)
                      "paraphrases", list);
 }
 
+/* The seed of a generation that names none: from the kernel, so seedless
+ * requests differ from each other and from those of earlier runs. */
+static uint64_t
+fresh_seed(void)
+{
+    uint64_t seed;
+    struct timespec t;
+
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) == (ssize_t)sizeof(seed))
+        return seed;
+    clock_gettime(CLOCK_REALTIME, &t);  /* entropy pool not ready yet */
+    return (uint64_t)t.tv_sec * 1000000007u ^ (uint64_t)t.tv_nsec ^ (uint64_t)(uintptr_t)&seed;
+}
+
 static void
 route_generate(struct app *a, const struct api_request *rq, struct api_reply *rp)
 {
@@ -772,7 +788,7 @@ route_generate(struct app *a, const struct api_request *rq, struct api_reply *rp
         struct gen_paraphrases out = { 0 };
         struct rs_error e;
         p.seed = seed >= 0 ? (uint64_t)seed + (uint64_t)i
-                           : ((uint64_t)random() << 31 ^ (uint64_t)random());
+                           : fresh_seed();
         if (gen_paraphrase(a->model, texts[i].s, texts[i].len, &p, (int)k, &out, &e) != RS_OK) {
             app_release(a, cost);
             json_decref(results);

@@ -32,10 +32,23 @@ struct batcher {
     pthread_cond_t done;     /* requests wait for their job */
     struct job *head, *tail;
     int depth, stopping;
+    int running;             /* a batch is being encoded */
+    unsigned long batches;   /* batches finished */
     pthread_t thread;
     struct rf_state *state;
     float *scratch;          /* [BATCH_SEQUENCES, H] vectors of one call */
 };
+
+unsigned long
+batcher_progress(struct batcher *b, int *busy)
+{
+    unsigned long n;
+    pthread_mutex_lock(&b->mu);
+    n = b->batches;
+    *busy = b->running || b->head != NULL;
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}
 
 int
 batcher_depth(struct batcher *b)
@@ -129,9 +142,12 @@ worker(void *arg)
                 break;
         }
         metrics_queue_depth(b->depth);
+        b->running = 1;
         pthread_mutex_unlock(&b->mu);
         run(b, batch, n);
         pthread_mutex_lock(&b->mu);
+        b->running = 0;
+        b->batches++;
         for (int i = 0; i < n; i++)
             batch[i]->done = 1;
         pthread_cond_broadcast(&b->done);

@@ -39,4 +39,9 @@ int batcher_encode(struct batcher *b, const int32_t *const *ids, const int *lens
 /* Jobs waiting now. */
 int batcher_depth(struct batcher *b);
 
+/* For liveness checks: the number of batches finished so far; *busy is 1
+ * while jobs wait or a batch runs.  Busy twice with the same count, a
+ * while apart, means the worker made no progress in between. */
+unsigned long batcher_progress(struct batcher *b, int *busy);
+
 #endif

@@ -5,8 +5,10 @@
  * default}; parsing a value and applying a default go through the same
  * setter, so a default that fails its own validation is caught by the tests.
  * libinih does the INI syntax; we feed it lines through our own reader so
- * that we know the line number of every key and can reject overlong lines
- * (inih would silently split them).
+ * that we know the line number of every key, can reject overlong lines
+ * (inih would silently split them) and unknown [section] headers (inih
+ * reports a section only through its keys, so an empty one went unseen).
+ * Relative paths from a file are joined to the file's directory here.
  */
 #include "config.h"
 
@@ -18,7 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
+#include <sys/stat.h>
+#include <unistd.h>
 
 enum opt_type { OPT_ADDR, OPT_INT, OPT_SIZE, OPT_PATH, OPT_ENUM, OPT_BOOL, OPT_STRING,
                 OPT_OPTIONAL_PATH,
@@ -35,7 +38,10 @@ struct option {
 };
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
+/* indexed by enum coll_fsync */
 static const char *const fsync_policies[] = { "always", "batch", "off", NULL };
+_Static_assert(COLL_FSYNC_ALWAYS == 0 && COLL_FSYNC_BATCH == 1 && COLL_FSYNC_OFF == 2,
+               "fsync_policies follows enum coll_fsync");
 static const char *const booleans[] = { "no", "yes", NULL };
 
 #ifndef ROSIM_SHARE_DIR
@@ -59,7 +65,7 @@ static const struct option options[] = {
     { "model", "threads", OPT_INT_AUTO, OFF(compute_threads), 1, 256, "auto", NULL },
     { "model", "workers", OPT_INT, OFF(workers), 1, 64, "1", NULL },
     { "model", "max_length", OPT_INT, OFF(max_length), 2, 4096, "64", NULL },
-    { "model", "demo_if_missing", OPT_BOOL, OFF(demo_if_missing), 0, 0, "yes", booleans },
+    { "model", "demo_if_missing", OPT_BOOL, OFF(demo_if_missing), 0, 0, "no", booleans },
     { "model", "demo_vocab", OPT_PATH, OFF(demo_vocab), 0, 0, ROSIM_SHARE_DIR "/vocab.txt", NULL },
     { "model", "batch_tokens", OPT_INT, OFF(batch_tokens), 64, 1 << 20, "4096", NULL },
     { "model", "batch_wait_us", OPT_INT, OFF(batch_wait_us), 0, 1000000, "2000", NULL },
@@ -185,8 +191,11 @@ bad:
     return why;
 }
 
+/* Set option o from text v.  base: the directory relative paths are
+ * joined to, or NULL to keep them as they are. */
 static const char *
-apply(struct conf *c, const struct option *o, const char *v, char *why, size_t why_len)
+apply(struct conf *c, const struct option *o, const char *v, const char *base, char *why,
+      size_t why_len)
 {
     char *field = (char *)c + o->offset;
     long long n;
@@ -215,6 +224,14 @@ apply(struct conf *c, const struct option *o, const char *v, char *why, size_t w
     case OPT_PATH:
         if (*v == '\0' && o->type == OPT_PATH)
             return "empty path";
+        if (*v != '\0' && *v != '/' && base != NULL) {
+            if (snprintf(field, CONF_PATH_MAX, "%s/%s", base, v) >= CONF_PATH_MAX) {
+                snprintf(why, why_len, "path longer than %d bytes once joined to %s",
+                         CONF_PATH_MAX - 1, base);
+                return why;
+            }
+            return NULL;
+        }
         if (strlen(v) >= CONF_PATH_MAX) {
             snprintf(why, why_len, "path longer than %d bytes", CONF_PATH_MAX - 1);
             return why;
@@ -254,7 +271,7 @@ conf_defaults(struct conf *c)
 
     memset(c, 0, sizeof(*c));
     for (size_t i = 0; i < N_OPTIONS; i++) {
-        const char *err = apply(c, &options[i], options[i].def, why, sizeof(why));
+        const char *err = apply(c, &options[i], options[i].def, NULL, why, sizeof(why));
         if (err != NULL)  /* a bug in the table, caught by the tests */
             abort();
     }
@@ -283,7 +300,7 @@ conf_set_traced(struct conf *c, const char *name, const char *value,
     o = find_option(section, dot + 1);
     if (o == NULL)
         return rs_error_set(e, RS_EINVAL, "unknown option '%s'", name);
-    err = apply(c, o, value, why, sizeof(why));
+    err = apply(c, o, value, NULL, why, sizeof(why));
     if (err != NULL)
         return rs_error_set(e, RS_EINVAL, "[%s] %s: %s", section, o->key, err);
     if (origins != NULL)
@@ -302,8 +319,8 @@ conf_fsync_name(int policy)
 struct load_ctx {
     struct conf *conf;
     FILE *fp;
+    char base[CONF_PATH_MAX];   /* directory of the file; "" when path has no '/' */
     int line;                   /* number of the line last read */
-    int section_line;           /* line of the last [section] header */
     int error_line;             /* 0 while no error */
     char error[400];
     unsigned char seen[N_OPTIONS];
@@ -326,6 +343,20 @@ load_fail(struct load_ctx *x, const char *fmt, ...)
     va_end(ap);
 }
 
+/* A [section] header must name a known section, even with no keys. */
+static void
+check_section(struct load_ctx *x, const char *line)
+{
+    const char *p = line + strspn(line, " \t"), *end;
+    char name[64];
+
+    if (*p != '[' || (end = strchr(p, ']')) == NULL)
+        return;  /* not a header, or one inih calls a syntax error */
+    snprintf(name, sizeof(name), "%.*s", (int)(end - p - 1), p + 1);
+    if (!section_known(name))
+        load_fail(x, "unknown section [%.*s]", (int)(end - p - 1), p + 1);
+}
+
 /* inih's line reader: fgets that counts lines and refuses long ones. */
 static char *
 read_line(char *buf, int size, void *stream)
@@ -337,8 +368,7 @@ read_line(char *buf, int size, void *stream)
     if (r == NULL)
         return NULL;
     x->line++;
-    if (buf[strspn(buf, " \t")] == '[')
-        x->section_line = x->line;
+    check_section(x, buf);
     len = strlen(buf);
     if (len == (size_t)size - 1 && buf[len - 1] != '\n' && !feof(x->fp)) {
         int ch;
@@ -358,12 +388,8 @@ on_value(void *user, const char *section, const char *key, const char *value)
     char why[256];
     const char *err;
 
-    if (!section_known(section)) {
-        int line = x->line;
-        if (x->section_line != 0)
-            x->line = x->section_line;
+    if (!section_known(section)) {  /* "" before the first header */
         load_fail(x, "unknown section [%s]", section);
-        x->line = line;
         return 1;
     }
     o = find_option(section, key);
@@ -375,7 +401,7 @@ on_value(void *user, const char *section, const char *key, const char *value)
         load_fail(x, "[%s] %s: duplicate (already set above)", section, key);
         return 1;
     }
-    err = apply(x->conf, o, value, why, sizeof(why));
+    err = apply(x->conf, o, value, x->base[0] ? x->base : NULL, why, sizeof(why));
     if (err != NULL)
         load_fail(x, "[%s] %s: %s", section, key, err);
     else if (x->origins != NULL) {
@@ -396,14 +422,24 @@ conf_load_traced(struct conf *c, const char *path, struct conf_origins *origins,
                  struct rs_error *e)
 {
     struct load_ctx x;
+    const char *slash = strrchr(path, '/');
+    struct stat st;
     int r;
 
     memset(&x, 0, sizeof(x));
     x.conf = c;
     x.origins = origins;
+    if (slash != NULL && (size_t)(slash - path) >= sizeof(x.base))
+        return rs_error_set(e, RS_EINVAL, "%s: path too long", path);
+    if (slash != NULL)
+        snprintf(x.base, sizeof(x.base), "%.*s", slash == path ? 1 : (int)(slash - path), path);
     x.fp = fopen(path, "r");
     if (x.fp == NULL)
         return rs_error_set(e, RS_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fileno(x.fp), &st) == 0 && S_ISDIR(st.st_mode)) {  /* reads as empty */
+        fclose(x.fp);
+        return rs_error_set(e, RS_EIO, "%s: is a directory", path);
+    }
     r = ini_parse_stream(read_line, &x, on_value, &x);
     fclose(x.fp);
     if (r > 0 && (x.error_line == 0 || r < x.error_line))
@@ -448,7 +484,7 @@ env_entry(struct conf *c, const char *entry, struct conf_origins *origins,
                      (int)(eq - entry), entry, section);
         return -1;
     }
-    err = apply(c, o, eq + 1, why, sizeof(why));
+    err = apply(c, o, eq + 1, NULL, why, sizeof(why));
     if (err != NULL) {
         rs_error_set(e, RS_EINVAL, "environment: %.*s: [%s] %s: %s", (int)(eq - entry),
                      entry, section, o->key, err);
@@ -506,7 +542,16 @@ format_value(const struct conf *c, const struct option *o, char *buf, size_t len
         return;
     }
     case OPT_PATH:
-    case OPT_OPTIONAL_PATH:
+    case OPT_OPTIONAL_PATH: {
+        /* absolute, so that the printed file means the same wherever it is
+         * put (relative paths in a file are relative to the file) */
+        char cwd[CONF_PATH_MAX];
+        if (field[0] != '\0' && field[0] != '/' && getcwd(cwd, sizeof(cwd)) != NULL)
+            snprintf(buf, len, "%s/%s", cwd, field);
+        else
+            snprintf(buf, len, "%s", field);
+        return;
+    }
     case OPT_STRING:
         snprintf(buf, len, "%s", field);
         return;

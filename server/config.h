@@ -15,6 +15,11 @@
  * command line (-o section.key=value).  The *_traced variants record in a
  * struct conf_origins where each value came from, which conf_print() shows
  * (rosimd -t).
+ *
+ * Paths: a relative path written in a configuration file is relative to the
+ * directory of that file (conf_load stores it joined to that directory); a
+ * relative path given to conf_set (the command line) or left at its
+ * default is relative to the working directory.
  */
 #ifndef ROSIM_CONFIG_H
 #define ROSIM_CONFIG_H
@@ -22,11 +27,10 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "../index/collection.h"
 #include "../model/error.h"
 
 #define CONF_PATH_MAX 1024
-
-enum conf_fsync { CONF_FSYNC_ALWAYS, CONF_FSYNC_BATCH, CONF_FSYNC_OFF };
 
 struct conf_addr {
     char host[64];  /* numeric IPv4 or IPv6 address, without brackets */
@@ -69,7 +73,7 @@ struct conf {
 
     /* [storage] */
     char data_dir[CONF_PATH_MAX];
-    int fsync;                 /* enum conf_fsync */
+    int fsync;                 /* enum coll_fsync */
     char default_index[128];   /* FAISS factory string for new collections */
     int snapshot_every;        /* writes between index snapshots */
 };
@@ -78,8 +82,9 @@ struct conf {
 void conf_defaults(struct conf *c);
 
 /* Read the INI file at path over the values already in c.  Returns RS_OK,
- * or an error (RS_EIO: cannot read; RS_EINVAL: bad content) with a message
- * "path:line: [section] key: reason". */
+ * or an error (RS_EIO: cannot read, or a directory; RS_EINVAL: bad
+ * content, including a [section] header of no known section) with a
+ * message "path:line: [section] key: reason". */
 int conf_load(struct conf *c, const char *path, struct rs_error *e);
 
 /* Set one option by its full name "section.key" (e.g. "server.listen"),

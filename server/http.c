@@ -45,10 +45,11 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "keyfile.h"
 #include "log.h"
 #include "metrics.h"
 
-#define MAX_KEYS 256
+#define MAX_KEYS KEYFILE_MAX_KEYS
 #define STOP_GRACE_MS 500     /* after the stop deadline, for cancelled work to unwind */
 
 struct http_server {
@@ -236,29 +237,7 @@ authorized(const struct http_server *s, struct MHD_Connection *c)
 static int
 load_keys(struct http_server *s, const char *path, struct rs_error *e)
 {
-    FILE *f = fopen(path, "r");
-    char line[1024];
-
-    if (f == NULL)
-        return rs_error_set(e, RS_EIO, "%s: cannot read the API keys", path);
-    while (fgets(line, sizeof(line), f) != NULL) {
-        char *p = line, *end;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        end = p + strcspn(p, " \t\r\n");
-        *end = '\0';
-        if (*p == '\0' || *p == '#')
-            continue;
-        if (s->n_keys == MAX_KEYS || (s->keys[s->n_keys] = strdup(p)) == NULL) {
-            fclose(f);
-            return rs_error_set(e, RS_EINVAL, "%s: more than %d keys", path, MAX_KEYS);
-        }
-        s->n_keys++;
-    }
-    fclose(f);
-    if (s->n_keys == 0)
-        return rs_error_set(e, RS_EINVAL, "%s: no API keys in the file", path);
-    return RS_OK;
+    return keyfile_load(path, s->keys, MAX_KEYS, &s->n_keys, e);
 }
 
 /* --- libmicrohttpd callbacks ---------------------------------------------- */
@@ -519,7 +498,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                       addr, sizeof(addr));
     }
     metrics_request(req->route, req->status, secs);
-    log_msg(quiet_probe(req) ? LOG_DEBUG : LOG_INFO, "req=%s %s %s %d %.1fms%s",
+    log_msg(quiet_probe(req) ? RS_LOG_DEBUG : RS_LOG_INFO, "req=%s %s %s %d %.1fms%s",
             req->id[0] ? req->id : "-", addr, req->line, req->status, secs * 1e3,
             req->closed ? " (closed)"
             : toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
@@ -585,7 +564,7 @@ on_mhd_error(void *cls, const char *fmt, va_list ap)
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    log_msg(LOG_WARN, "http: %s", msg);
+    log_msg(RS_LOG_WARN, "http: %s", msg);
 }
 
 /* --- lifecycle ------------------------------------------------------------ */

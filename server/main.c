@@ -2,23 +2,24 @@
  * main.c: rosimd, the rosim daemon.
  *
  *     rosimd [-c FILE] [-t] [--listen ADDR:PORT] [--model DIR] [--data DIR]
- *            [-o section.key=value]...
+ *            [--api-key-file FILE] [-o section.key=value]...
  *
  * Startup order: configuration (file, then ROSIM_<SECTION>_<KEY> environment
  * variables, then command-line overrides; threads = auto becomes the CPUs
- * available), logging,
- * the HTTP listener (answering 503 on /readyz and /v1 while loading), the
- * model (a random demo model is created first when the configured directory
- * is absent and demo_if_missing is on), the collections; then ready.  The
+ * available), the checks that need no model (check_start: the same ones
+ * `rosimd -t` runs, so -t accepts exactly what gets a start that far),
+ * logging, the HTTP listener (answering 503 on /readyz and /v1 while
+ * loading), the model (a random demo model is created first when the
+ * configured directory is absent and demo_if_missing is on), the
+ * collections; then ready.  The
  * main thread waits for SIGTERM or SIGINT, stops accepting, lets the
  * requests in flight finish (up to shutdown_timeout), writes the index
  * snapshots and exits 0.  Under systemd it reports READY=1 once ready,
- * STOPPING=1 when stopping, and WATCHDOG=1 keep-alives when a watchdog is
- * set.  This is the only file that may exit().
+ * STOPPING=1 when stopping, and WATCHDOG=1 keep-alives while the request
+ * path makes progress (watchdog.h).  This is the only file that may exit().
  */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,15 +27,17 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "../index/collection.h"
 #include "../model/demo.h"
 #include "app.h"
 #include "config.h"
 #include "cpus.h"
 #include "http.h"
+#include "keyfile.h"
 #include "log.h"
+#include "watchdog.h"
 
 #ifndef ROSIM_VERSION
 #define ROSIM_VERSION "0.1.0"
@@ -48,7 +51,7 @@ usage(FILE *out)
 {
     fprintf(out,
             "usage: rosimd [-c FILE] [-t] [--listen ADDR:PORT] [--model DIR] [--data DIR]\n"
-            "              [-o section.key=value]...\n"
+            "              [--api-key-file FILE] [-o section.key=value]...\n"
             "  -c, --config FILE   configuration file (default conf/rosimd.conf if present,\n"
             "                      else " ROSIM_CONF_PATH ")\n"
             "  -t, --test          check the configuration, print the values in effect\n"
@@ -56,6 +59,7 @@ usage(FILE *out)
             "  --listen ADDR:PORT  same as -o server.listen=ADDR:PORT\n"
             "  --model DIR         same as -o model.dir=DIR\n"
             "  --data DIR          same as -o storage.data=DIR\n"
+            "  --api-key-file FILE same as -o server.api_key_file=FILE\n"
             "  -o NAME=VALUE       set any option of the configuration file\n"
             "  -h, --help          this text;  -V, --version  the version\n");
 }
@@ -70,20 +74,44 @@ default_config_path(void)
     return ROSIM_CONF_PATH;
 }
 
-static atomic_int stopping;
-
-/* WATCHDOG=1 at half the interval systemd asked for. */
-static void *
-watchdog(void *arg)
+/* What a start can get wrong before the model loads: the model directory
+ * (missing without demo_if_missing, or not a directory), the demo
+ * vocabulary when a demo model is to be made, the API key file, the default
+ * index type.  RS_OK or an error naming the option. */
+static int
+check_start(const struct conf *c, struct rs_error *e)
 {
-    uint64_t usec = *(uint64_t *)arg;
-    struct timespec nap = { (time_t)(usec / 2 / 1000000), (long)(usec / 2 % 1000000) * 1000 };
+    struct rs_error why;
+    struct stat st;
 
-    while (!atomic_load(&stopping)) {
-        sd_notify(0, "WATCHDOG=1");
-        nanosleep(&nap, NULL);
+    if (stat(c->model_dir, &st) != 0) {
+        if (errno != ENOENT || !c->demo_if_missing)
+            return rs_error_set(e, RS_ENOTFOUND, "[model] dir: %s: %s (download a checkpoint "
+                                "with scripts/download-model.sh, or set [model] "
+                                "demo_if_missing = yes for a random demo model)",
+                                c->model_dir, strerror(errno));
+        if (stat(c->demo_vocab, &st) != 0)
+            return rs_error_set(e, RS_ENOTFOUND, "[model] demo_vocab: %s: %s", c->demo_vocab,
+                                strerror(errno));
+        if (!S_ISREG(st.st_mode))
+            return rs_error_set(e, RS_EINVAL, "[model] demo_vocab: %s is not a regular file",
+                                c->demo_vocab);
+    } else if (!S_ISDIR(st.st_mode)) {
+        return rs_error_set(e, RS_EINVAL, "[model] dir: %s is not a directory", c->model_dir);
     }
-    return NULL;
+    if (c->api_key_file[0] != '\0') {
+        char *keys[KEYFILE_MAX_KEYS];
+        int n;
+        if (keyfile_load(c->api_key_file, keys, KEYFILE_MAX_KEYS, &n, &why) != RS_OK)
+            return rs_error_set(e, why.code, "[server] api_key_file: %s", why.msg);
+        for (int i = 0; i < n; i++) {
+            memset(keys[i], 0, strlen(keys[i]));
+            free(keys[i]);
+        }
+    }
+    if (coll_index_type_check(c->default_index, &why) != RS_OK)
+        return rs_error_set(e, RS_EINVAL, "[storage] default_index: %s", why.msg);
+    return RS_OK;
 }
 
 /* What the store tells about its collections goes to the log. */
@@ -92,9 +120,9 @@ log_store(void *arg, const char *collection, const char *what)
 {
     (void)arg;
     if (collection != NULL)
-        log_msg(LOG_WARN, "collection '%s': %s", collection, what);
+        log_msg(RS_LOG_WARN, "collection '%s': %s", collection, what);
     else
-        log_msg(LOG_WARN, "%s", what);
+        log_msg(RS_LOG_WARN, "%s", what);
 }
 
 /* A directory rosimd must write in (often a bind mount owned by root):
@@ -105,7 +133,7 @@ need_writable(const char *what, const char *dir)
 {
     if (access(dir, W_OK | X_OK) == 0)
         return 0;
-    log_msg(LOG_ERROR, "%s: %s is not writable by uid %d (%s): make it writable by that "
+    log_msg(RS_LOG_ERROR, "%s: %s is not writable by uid %d (%s): make it writable by that "
             "user, e.g. chown -R %d:%d %s", what, dir, (int)geteuid(), strerror(errno),
             (int)geteuid(), (int)getegid(), dir);
     return -1;
@@ -139,31 +167,27 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
     struct store_options so;
     char parent[CONF_PATH_MAX];
 
-    if (stat(conf->model_dir, &st) != 0) {
-        if (!conf->demo_if_missing) {
-            log_msg(LOG_ERROR, "model directory %s does not exist", conf->model_dir);
-            return -1;
-        }
-        log_msg(LOG_WARN, "model directory %s does not exist: creating a RANDOM DEMO MODEL "
+    if (stat(conf->model_dir, &st) != 0) {  /* check_start allowed the demo */
+        log_msg(RS_LOG_WARN, "model directory %s does not exist: creating a RANDOM DEMO MODEL "
                 "there; its vectors and generations are meaningless (set [model] dir to a "
                 "real RoFormer-Sim checkpoint)", conf->model_dir);
         existing_parent(conf->model_dir, parent, sizeof(parent));
         if (need_writable("cannot create the demo model", parent) != 0)
             return -1;
         if (rf_demo_write(conf->model_dir, conf->demo_vocab, 20261129, &err) != RS_OK) {
-            log_msg(LOG_ERROR, "cannot create the demo model: %s", err.msg);
+            log_msg(RS_LOG_ERROR, "cannot create the demo model: %s", err.msg);
             return -1;
         }
     }
     rf_set_threads(conf->compute_threads);
     if (rf_model_load(model, conf->model_dir, &err) != RS_OK) {
-        log_msg(LOG_ERROR, "cannot load the model: %s", err.msg);
+        log_msg(RS_LOG_ERROR, "cannot load the model: %s", err.msg);
         return -1;
     }
     if (rf_model_config(*model)->demo)
-        log_msg(LOG_WARN, "serving a RANDOM DEMO MODEL from %s: outputs are meaningless",
+        log_msg(RS_LOG_WARN, "serving a RANDOM DEMO MODEL from %s: outputs are meaningless",
                 conf->model_dir);
-    log_msg(LOG_INFO, "model %s (%s) from %s", rf_model_fingerprint(*model),
+    log_msg(RS_LOG_INFO, "model %s (%s) from %s", rf_model_fingerprint(*model),
             rf_model_format(*model), conf->model_dir);
     if (stat(conf->data_dir, &st) == 0 && need_writable("[storage] data", conf->data_dir) != 0) {
         rf_model_free(*model);
@@ -173,12 +197,12 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
                                  conf->fsync, conf->snapshot_every, conf->default_index,
                                  log_store, NULL };
     if (store_open(store, conf->data_dir, &so, &err) != RS_OK) {
-        log_msg(LOG_ERROR, "cannot open the data directory: %s", err.msg);
+        log_msg(RS_LOG_ERROR, "cannot open the data directory: %s", err.msg);
         rf_model_free(*model);
         return -1;
     }
     if (app_init(app, conf, *model, *store, &err) != RS_OK) {
-        log_msg(LOG_ERROR, "%s", err.msg);
+        log_msg(RS_LOG_ERROR, "%s", err.msg);
         store_close(*store);
         rf_model_free(*model);
         return -1;
@@ -215,6 +239,7 @@ main(int argc, char **argv)
         { "listen", required_argument, NULL, 'L' },
         { "model", required_argument, NULL, 'M' },
         { "data", required_argument, NULL, 'D' },
+        { "api-key-file", required_argument, NULL, 'K' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
@@ -226,9 +251,9 @@ main(int argc, char **argv)
     struct conf conf;
     struct conf_origins origins;
     struct http_server *http;
-    pthread_t dog;
+    struct watchdog *dog = NULL;
     uint64_t dog_usec = 0;
-    int left, have_dog = 0;
+    int left;
     struct app app;
     struct rf_model *model = NULL;
     struct store *store = NULL;
@@ -246,6 +271,7 @@ main(int argc, char **argv)
         case 'L': ov[n_ov++] = (struct override){ "server.listen", optarg }; break;
         case 'M': ov[n_ov++] = (struct override){ "model.dir", optarg }; break;
         case 'D': ov[n_ov++] = (struct override){ "storage.data", optarg }; break;
+        case 'K': ov[n_ov++] = (struct override){ "server.api_key_file", optarg }; break;
         case 'o': {
             char *eq = strchr(optarg, '=');
             if (eq == NULL) {
@@ -286,11 +312,16 @@ main(int argc, char **argv)
     }
     free(ov);
     resolve_threads(&conf, &origins);
+    if (check_start(&conf, &err) != RS_OK) {
+        fprintf(stderr, "rosimd: %s\n", err.msg);
+        return 1;
+    }
     if (test_only) {
         printf("# rosimd: configuration %s is valid; in effect:\n", config_path);
         conf_print(stdout, &conf, &origins, config_path);
         return 0;
     }
+    log_init();
     log_threshold = conf.log_level;
 
     /* Signals are taken synchronously by the main thread; every other
@@ -301,45 +332,47 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    log_msg(LOG_INFO, "rosimd %s starting with %s (%d compute threads)", ROSIM_VERSION,
+    log_msg(RS_LOG_INFO, "rosimd %s starting with %s (%d compute threads)", ROSIM_VERSION,
             config_path, conf.compute_threads);
-    if (sd_watchdog_enabled(0, &dog_usec) > 0 && dog_usec > 0)
-        have_dog = pthread_create(&dog, NULL, watchdog, &dog_usec) == 0;
     http = http_server_start(&conf, &app, &err);
     if (http == NULL) {
-        log_msg(LOG_ERROR, "%s", err.msg);
+        log_msg(RS_LOG_ERROR, "%s", err.msg);
         return 1;
     }
-    log_msg(LOG_INFO, "listening on %s:%d", conf.listen.host, http_server_port(http));
+    log_msg(RS_LOG_INFO, "listening on %s:%d", conf.listen.host, http_server_port(http));
+    if (sd_watchdog_enabled(0, &dog_usec) > 0 && dog_usec > 0) {
+        dog = watchdog_start(dog_usec, &app, conf.listen.host, http_server_port(http));
+        if (dog == NULL) {
+            log_msg(RS_LOG_ERROR, "cannot start the watchdog thread");
+            http_server_stop(http);
+            return 1;
+        }
+    }
     if (load(&conf, &app, &model, &store) != 0) {
+        watchdog_stop(dog);
         http_server_stop(http);
-        atomic_store(&stopping, 1);
-        if (have_dog)
-            pthread_join(dog, NULL);
         return 1;
     }
     atomic_store(&app.ready, 1);
-    log_msg(LOG_INFO, "ready");
+    log_msg(RS_LOG_INFO, "ready");
     sd_notify(0, "READY=1\nSTATUS=serving");
 
     do {
         if (sigwait(&sigs, &sig) != 0)
             sig = 0;
     } while (sig != SIGTERM && sig != SIGINT);
-    log_msg(LOG_INFO, "%s received: finishing the requests in flight",
+    log_msg(RS_LOG_INFO, "%s received: finishing the requests in flight",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
     sd_notify(0, "STOPPING=1");
+    watchdog_stop(dog);
     left = http_server_drain(http, conf.shutdown_timeout);
     if (left > 0)
-        log_msg(LOG_WARN, "%d requests still running after %d s; closing them", left,
+        log_msg(RS_LOG_WARN, "%d requests still running after %d s; closing them", left,
                 conf.shutdown_timeout);
     http_server_stop(http);
     app_deinit(&app);
     store_close(store);
     rf_model_free(model);
-    atomic_store(&stopping, 1);
-    if (have_dog)
-        pthread_join(dog, NULL);
-    log_msg(LOG_INFO, "stopped");
+    log_msg(RS_LOG_INFO, "stopped");
     return 0;
 }

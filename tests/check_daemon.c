@@ -27,20 +27,61 @@ assert_error_reply(const struct tu_response *r, long status, const char *code)
 START_TEST(test_config_check)
 {
     char *argv[] = { (char *)tu_program("ROSIMD", "build/rosimd"), "-t", "-c",
-                     "tests/conf/bad/out-of-range.conf", NULL };
+                     "tests/conf/bad/out-of-range.conf", NULL, NULL, NULL };
     char *err = NULL;
 
     ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 1);
     ck_assert_ptr_nonnull(strstr(err, "tests/conf/bad/out-of-range.conf:3: [model] threads"));
     free(err);
     argv[3] = "conf/rosimd.conf";
+    argv[4] = "--model";
+    argv[5] = "tests/fixtures/roformer-sim-tiny";
     ck_assert_int_eq(tu_run(argv, NULL, NULL, NULL), 0);
+    argv[4] = NULL;
     argv[1] = "-o";
     argv[2] = "model.threads=0";
     argv[3] = "-t";
     ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 1);
     ck_assert_ptr_nonnull(strstr(err, "command line: [model] threads: 0 is out of range"));
     free(err);
+}
+END_TEST
+
+/* `rosimd -t -c conf/rosimd.conf --model TINY OPTION VALUE` (a later -c
+ * wins): status 1 and a message containing want, as a start would fail. */
+static void
+refused(const char *option, const char *value, const char *want)
+{
+    char *argv[] = { (char *)tu_program("ROSIMD", "build/rosimd"), "-t", "-c", "conf/rosimd.conf",
+                     "--model", "tests/fixtures/roformer-sim-tiny", (char *)option, (char *)value,
+                     NULL };
+    char *err = NULL;
+
+    ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 1);
+    ck_assert_msg(strstr(err, want) != NULL, "got '%s', want '%s'", err, want);
+    free(err);
+}
+
+/* -t said "valid" for each of these, and a start then failed or served
+ * something else than configured. */
+START_TEST(test_config_check_catches_start_failures)
+{
+    char *ok[] = { (char *)tu_program("ROSIMD", "build/rosimd"), "-t", "--model",
+                   "tests/fixtures/roformer-sim-tiny", "--api-key-file",
+                   "tests/fixtures/api-keys", NULL };
+
+    refused("-c", "tests/conf", "tests/conf: is a directory");
+    refused("-c", "tests/conf/bad/unknown-empty-section.conf",
+            "unknown-empty-section.conf:4: unknown section [gpu]");
+    refused("-o", "server.api_key_file=/nonexistent/keys",
+            "[server] api_key_file: /nonexistent/keys: cannot read the API keys");
+    refused("-o", "storage.default_index=Garbage",
+            "[storage] default_index: 'Garbage' in index type 'Garbage' is not a supported");
+    refused("--model", "/nonexistent/model",
+            "[model] dir: /nonexistent/model: No such file or directory");
+    refused("--model", "conf/rosimd.conf", "[model] dir: conf/rosimd.conf is not a directory");
+    /* the documented --api-key-file flag */
+    ck_assert_int_eq(tu_run(ok, NULL, NULL, NULL), 0);
 }
 END_TEST
 
@@ -93,6 +134,7 @@ daemon_suite(void)
 
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_config_check);
+    tcase_add_test(tc, test_config_check_catches_start_failures);
     tcase_add_test(tc, test_healthz_and_errors);
     suite_add_tcase(s, tc);
     return s;

@@ -371,12 +371,14 @@ END_TEST
 
 START_TEST(test_sigterm_finishes_requests)
 {
+    /* room for the slow request however slow the build (ThreadSanitizer) */
+    static const char *const more[] = { "-o", "server.shutdown_timeout=3600", NULL };
     struct tu_daemon d;
     pthread_t t;
     struct caller c;
     struct timespec nap = { 0, 300 * 1000000 };
 
-    start(&d, NULL, 1);
+    start(&d, more, 1);
     c = (struct caller){ d.port, SLOW_GENERATE, 0, 0 };
     pthread_create(&t, NULL, call_generate, &c);
     nanosleep(&nap, NULL);        /* the request is running */
@@ -444,7 +446,7 @@ END_TEST
 START_TEST(test_readiness)
 {
     char model[80];
-    const char *more[] = { "--model", model, NULL };
+    const char *more[] = { "--model", model, "-o", "model.demo_if_missing=yes", NULL };
     struct tu_daemon d;
     struct tu_response r;
     int saw_503 = 0, ready = 0;

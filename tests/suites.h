@@ -9,6 +9,7 @@
 Suite *config_suite(void);
 Suite *faiss_suite(void);
 Suite *daemon_suite(void);
+Suite *lifecycle_suite(void);
 Suite *tokenizer_suite(void);
 Suite *model_suite(void);
 Suite *cli_suite(void);
