@@ -31,6 +31,7 @@
 #include "api.h"
 #include "log.h"
 #include "metrics.h"
+#include "openai.h"
 
 #define MAX_KEYS 256
 
@@ -249,6 +250,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
             metrics_rejected("unauthorized");
             api_error(&r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
                       "this route needs \"Authorization: Bearer <API key>\"");
+            openai_error_for_path(url, &r);
             return send_reply(c, req, &r);
         }
         if (cl != NULL && strtoull(cl, NULL, 10) > s->conf->max_body_bytes) {
@@ -256,6 +258,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
             api_error(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
                       "request body of %s bytes is over the limit of %zu bytes",
                       cl, s->conf->max_body_bytes);
+            openai_error_for_path(url, &r);
             return send_reply(c, req, &r);
         }
         return MHD_YES;
@@ -297,6 +300,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
     if (req->too_large) {
         api_error(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
                   "request body is over the limit of %zu bytes", s->conf->max_body_bytes);
+        openai_error_for_path(url, &r);
         return send_reply(c, req, &r);
     }
     if (strcmp(url, "/metrics") == 0)
