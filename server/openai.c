@@ -126,8 +126,7 @@ route_model(struct app *a, char *seg[], int n, struct api_reply *rp)
         reply(rp, 200, model_json(a, id));
         return NULL;
     }
-    api_error(rp, 404, "model_not_found", "the model '%s' does not exist; this server has '%s'",
-              n == 3 ? seg[2] : "", id);
+    api_error(rp, 404, "model_not_found", "no model '%s' here; this server has '%s'", seg[2], id);
     return "model";
 }
 
