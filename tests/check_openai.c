@@ -363,6 +363,12 @@ START_TEST(test_keys)
         ck_assert_ptr_nonnull(strstr(r.headers, "WWW-Authenticate: Bearer"));
         tu_response_free(&r);
     }
+    ck_assert_int_eq(tu_http_with(daemon_.port, "GET", "/v1/models", NULL, NULL, 0,
+                                  "Authorization: Bearer the-key", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"id\":\"" TINY_ID "\""));
+    tu_response_free(&r);
+    /* the native routes keep their shape */
     ck_assert_int_eq(tu_http(daemon_.port, "GET", "/v1/info", NULL, NULL, 0, &r), 0);
     ck_assert_int_eq(r.status, 401);
     ck_assert_ptr_nonnull(strstr(r.body, "{\"error\":{\"code\":\"unauthorized\",\"message\":"));
