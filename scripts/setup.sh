@@ -46,16 +46,20 @@ if [ -n "$missing" ]; then
         apt-get install -y -q --no-install-recommends $missing
 fi
 
-# --- the official OpenAI client, for the API tests ------------------------
+# --- OpenAI clients (openai, @langchain/openai), for the API tests --------
 
-if [ "$mode" != "--build-only" ] && [ ! -d "$root/tests/openai/node_modules/openai" ]; then
+# npm writes node_modules/.package-lock.json on every install: reinstall
+# when it is missing or older than the lock file (packages added or moved).
+lock="$root/tests/openai/package-lock.json"
+installed="$root/tests/openai/node_modules/.package-lock.json"
+if [ "$mode" != "--build-only" ] && { [ ! -f "$installed" ] || [ "$lock" -nt "$installed" ]; }; then
     if ! command -v npm >/dev/null 2>&1; then
         echo "setup: installing nodejs and npm" >&2
         as_root apt-get update -q
         as_root env DEBIAN_FRONTEND=noninteractive \
             apt-get install -y -q --no-install-recommends nodejs npm
     fi
-    echo "setup: installing the openai npm package for the tests" >&2
+    echo "setup: installing the OpenAI client npm packages for the tests" >&2
     (cd "$root/tests/openai" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 

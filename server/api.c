@@ -11,6 +11,7 @@
  * Error messages that echo input are made valid UTF-8 (see api_error).
  */
 #include "api.h"
+#include "api_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -25,13 +26,13 @@
 #include "../model/tokenizer.h"
 #include "../model/vec.h"
 #include "metrics.h"
+#include "openai.h"
 
 #ifndef ROSIM_VERSION
 #define ROSIM_VERSION "0.1.0"
 #endif
 
 #define MAX_DEPTH 32
-#define MAX_SEGMENTS 8
 #define MAX_MESSAGE 600      /* bytes of an error message */
 #define MAX_ID_BYTES 256     /* a document id */
 
@@ -171,7 +172,7 @@ coll_fail(struct app *a, struct api_reply *rp, struct rs_error *e)
         fail(rp, e);
 }
 
-static void
+void
 reply(struct api_reply *rp, int status, json_t *j)
 {
     json_decref(rp->json);
@@ -210,7 +211,7 @@ depth(const json_t *j)
 
 /* Parse the body as a JSON object whose keys are all in allowed
  * (NULL-terminated).  Returns the object, or NULL with rp filled. */
-static json_t *
+json_t *
 body_object(const struct api_request *rq, struct api_reply *rp, const char *const allowed[])
 {
     json_error_t je;
@@ -309,13 +310,7 @@ check_text(const struct app *a, json_t *t, const char *what, struct api_reply *r
     return 0;
 }
 
-/* A text of a request, borrowed from its JSON; may hold U+0000. */
-struct text {
-    const char *s;
-    size_t len;
-};
-
-static struct text
+struct text
 text_of(json_t *str)
 {
     return (struct text){ json_string_value(str), json_string_length(str) };
@@ -323,7 +318,7 @@ text_of(json_t *str)
 
 /* A required list of 1..max_texts strings (or, with allow_string, one
  * string).  Fills texts (malloc'd, borrowing from o) and n. */
-static int
+int
 texts_field(const struct app *a, json_t *o, const char *key, int allow_string,
             struct text **texts, int *n, struct api_reply *rp)
 {
@@ -377,15 +372,9 @@ texts_field(const struct app *a, json_t *o, const char *key, int allow_string,
 
 /* --- running the model ---------------------------------------------------- */
 
-struct embedded {
-    float *vecs;          /* n * dim */
-    long tokens;
-    int truncated;        /* texts cut to max_length tokens */
-};
-
 /* Embed texts (truncated to max_length the bert4keras way) through the
  * batcher; normalized when asked. */
-static int
+int
 embed(struct app *a, const struct text *texts, int n, int normalize, struct embedded *out,
       struct api_reply *rp)
 {
@@ -431,7 +420,7 @@ done:
 }
 
 /* The whole vector or NULL (out of memory): never a shorter array. */
-static json_t *
+json_t *
 vector_json(const float *v, int n)
 {
     json_t *arr = json_array();
@@ -447,7 +436,7 @@ vector_json(const float *v, int n)
 /* Whether list holds all n items it was built with; if not (a value jansson
  * refused, or memory), list is released and the reply is an error: a client
  * never gets a shorter array. */
-static int
+int
 complete(json_t *list, int n, struct api_reply *rp)
 {
     if (list != NULL && json_array_size(list) == (size_t)n)
@@ -526,106 +515,6 @@ route_embed(struct app *a, const struct api_request *rq, struct api_reply *rp)
         goto done;
     reply(rp, 200, json_pack("{s:i,s:o,s:{s:I,s:i}}", "dim", H, "embeddings", list, "usage",
                              "tokens", (json_int_t)em.tokens, "truncated_texts", em.truncated));
-done:
-    free(texts);
-    json_decref(body);
-}
-
-static char *
-base64(const unsigned char *p, size_t n)
-{
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
-
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-        *o++ = tbl[v >> 18 & 63];
-        *o++ = tbl[v >> 12 & 63];
-        *o++ = i + 1 < n ? tbl[v >> 6 & 63] : '=';
-        *o++ = i + 2 < n ? tbl[v & 63] : '=';
-    }
-    *o = '\0';
-    return out;
-}
-
-/* OpenAI's /v1/embeddings: what the official clients send and expect. */
-static void
-route_openai_embeddings(struct app *a, const struct api_request *rq, struct api_reply *rp)
-{
-    static const char *const allowed[] = { "input", "model", "encoding_format", "user",
-                                           "dimensions", NULL };
-    const int H = rf_model_config(a->model)->d_model;
-    json_t *body = body_object(rq, rp, allowed), *data, *fmt, *model, *dims;
-    struct text *texts = NULL;
-    struct embedded em;
-    int n, b64 = 0;
-
-    if (body == NULL)
-        goto done;
-    fmt = json_object_get(body, "encoding_format");
-    model = json_object_get(body, "model");
-    dims = json_object_get(body, "dimensions");
-    if (fmt != NULL && !json_is_null(fmt)) {
-        if (!json_is_string(fmt)) {
-            api_error(rp, 400, "invalid_type", "'encoding_format' must be a string");
-            goto done;
-        }
-        if (strcmp(json_string_value(fmt), "base64") == 0) {
-            b64 = 1;
-        } else if (strcmp(json_string_value(fmt), "float") != 0) {
-            api_error(rp, 422, "invalid", "'encoding_format' must be \"float\" or \"base64\"");
-            goto done;
-        }
-    }
-    if (model != NULL && !json_is_null(model) && !json_is_string(model)) {
-        api_error(rp, 400, "invalid_type", "'model' must be a string");
-        goto done;
-    }
-    if (dims != NULL && !json_is_null(dims) &&
-        (!json_is_integer(dims) || json_integer_value(dims) != H)) {
-        api_error(rp, 422, "invalid", "this model makes %d-dimensional vectors only", H);
-        goto done;
-    }
-    if (texts_field(a, body, "input", 1, &texts, &n, rp))
-        goto done;
-    if (embed(a, texts, n, 1, &em, rp))
-        goto done;
-    data = json_array();
-    for (int i = 0; i < n; i++) {
-        const float *v = em.vecs + (size_t)i * (size_t)H;
-        json_t *emb;
-        if (b64) {
-            /* little-endian float32 bytes, as the OpenAI clients decode them */
-            unsigned char *bytes = malloc((size_t)H * 4);
-            char *s;
-            for (int k = 0; bytes != NULL && k < H; k++) {
-                uint32_t u;
-                memcpy(&u, &v[k], 4);
-                for (int b = 0; b < 4; b++)
-                    bytes[k * 4 + b] = (unsigned char)(u >> (8 * b));
-            }
-            s = bytes ? base64(bytes, (size_t)H * 4) : NULL;
-            free(bytes);
-            emb = s ? json_string(s) : json_null();
-            free(s);
-        } else {
-            emb = vector_json(v, H);
-        }
-        json_array_append_new(data, json_pack("{s:s,s:i,s:o}", "object", "embedding",
-                                              "index", i, "embedding", emb));
-    }
-    if (!complete(data, n, rp)) {
-        free(em.vecs);
-        goto done;
-    }
-    reply(rp, 200, json_pack("{s:s,s:o,s:s,s:{s:I,s:I}}", "object", "list", "data", data,
-                             "model", json_is_string(model) ? json_string_value(model) : "rosim",
-                             "usage", "prompt_tokens", (json_int_t)em.tokens, "total_tokens",
-                             (json_int_t)em.tokens));
-    free(em.vecs);
 done:
     free(texts);
     json_decref(body);
@@ -1189,7 +1078,7 @@ hexval(char ch)
 /* Split the raw path into percent-decoded segments (in buf, each also
  * NUL-terminated; len[i] counts a decoded %00, strlen does not).  -1 when
  * an escape is malformed or there are too many segments. */
-static int
+int
 split_path(const char *path, char *buf, size_t buf_len, char *seg[], size_t len[], int *n)
 {
     size_t o = 0;
@@ -1226,7 +1115,7 @@ split_path(const char *path, char *buf, size_t buf_len, char *seg[], size_t len[
     return 0;
 }
 
-static int
+int
 method_is(const struct api_request *rq, const char *m, struct api_reply *rp, const char *allow)
 {
     if (strcmp(rq->method, m) == 0 || (strcmp(m, "GET") == 0 && strcmp(rq->method, "HEAD") == 0))
@@ -1308,6 +1197,8 @@ api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
         api_error(rp, 404, "not_found", "no route %s", rq->path);
         return;
     }
+    if (openai_handle(a, rq, seg, n, rp))
+        return;
     if (!atomic_load(&a->ready)) {
         api_error(rp, 503, "not_ready", "the model and collections are still loading");
         rp->retry_after = 1;
@@ -1325,10 +1216,6 @@ api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp)
         rp->route = "/v1/embed";
         if (method_is(rq, "POST", rp, "POST"))
             route_embed(a, rq, rp);
-    } else if (n == 2 && strcmp(seg[1], "embeddings") == 0) {
-        rp->route = "/v1/embeddings";
-        if (method_is(rq, "POST", rp, "POST"))
-            route_openai_embeddings(a, rq, rp);
     } else if (n == 2 && strcmp(seg[1], "similarity") == 0) {
         rp->route = "/v1/similarity";
         if (method_is(rq, "POST", rp, "POST"))

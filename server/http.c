@@ -48,6 +48,7 @@
 #include "keyfile.h"
 #include "log.h"
 #include "metrics.h"
+#include "openai.h"
 
 #define MAX_KEYS KEYFILE_MAX_KEYS
 #define STOP_GRACE_MS 500     /* after the stop deadline, for cancelled work to unwind */
@@ -179,20 +180,26 @@ write_all(MHD_socket fd, const char *buf, size_t len)
  * For errors after which the request's bytes cannot be trusted or need
  * not be read. */
 static void
-reply_and_close(struct MHD_Connection *c, struct request *req, int status, const char *code,
-                const char *msg)
+reply_and_close(struct MHD_Connection *c, struct request *req, const char *url, int status,
+                const char *code, const char *msg)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     struct api_reply r = { 0, NULL, 0, NULL, NULL };
-    const char *reason = MHD_get_reason_phrase_for((unsigned)status);
+    const char *reason;
     char *text, *out = NULL;
     int n;
 
     req->answered = req->closed = 1;
-    req->status = status;
-    if (ci == NULL)
-        return;
     api_error(&r, status, code, "%s", msg);
+    if (url != NULL)
+        openai_error_for_path(url, &r);   /* in OpenAI's shape on its routes */
+    status = r.status;
+    req->status = status;
+    reason = MHD_get_reason_phrase_for((unsigned)status);
+    if (ci == NULL) {
+        json_decref(r.json);
+        return;
+    }
     text = r.json != NULL ? json_dumps(r.json, JSON_COMPACT) : NULL;
     json_decref(r.json);
     n = asprintf(&out, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
@@ -395,7 +402,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         set_request_id(s, c, req);
         set_line(req, method, url);
         if ((bad = framing_error(c)) != NULL) {
-            reply_and_close(c, req, MHD_HTTP_BAD_REQUEST, "bad_framing", bad);
+            reply_and_close(c, req, url, MHD_HTTP_BAD_REQUEST, "bad_framing", bad);
             return MHD_NO;
         }
         if (s->n_keys > 0 && !open_route && !authorized(s, c)) {
@@ -403,6 +410,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
             metrics_rejected("unauthorized");
             api_error(&r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
                       "this route needs \"Authorization: Bearer <API key>\"");
+            openai_error_for_path(url, &r);
             return send_reply(c, req, &r);
         }
         if (cl != NULL && strtoull(cl, NULL, 10) > s->conf->max_body_bytes) {
@@ -410,6 +418,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
             api_error(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
                       "request body of %s bytes is over the limit of %zu bytes",
                       cl, s->conf->max_body_bytes);
+            openai_error_for_path(url, &r);
             return send_reply(c, req, &r);
         }
         return MHD_YES;
@@ -426,7 +435,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
             char msg[128];
             snprintf(msg, sizeof(msg), "request body is over the limit of %zu bytes",
                      s->conf->max_body_bytes);
-            reply_and_close(c, req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", msg);
+            reply_and_close(c, req, url, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large", msg);
             return MHD_NO;
         }
         if (req->body_len + n + 1 > req->body_cap) {
@@ -542,7 +551,7 @@ answer_for_library(struct http_server *s, unsigned status)
         code = "http_error";
         msg = MHD_get_reason_phrase_for(status);
     }
-    reply_and_close(thread_conn, req, (int)status, code, msg);
+    reply_and_close(thread_conn, req, NULL, (int)status, code, msg);
 }
 
 static void

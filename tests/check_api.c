@@ -394,7 +394,6 @@ static const struct bad battery[] = {
     B("POST", "/v1/similarity", JSON, "{\"source\":\"a\",\"targets\":[]}", 422, "empty"),
     /* empty and oversized batches and texts */
     B("POST", "/v1/embed", JSON, "{\"texts\":[]}", 422, "empty"),
-    B("POST", "/v1/embeddings", JSON, "{\"input\":[]}", 422, "empty"),
     B("POST", "/v1/embed", JSON, "{\"texts\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"]}", 413, "too_many_texts"),
     /* invalid UTF-8 and NULs */
     BN("POST", "/v1/embed", JSON, "{\"texts\":[\"\xc0\xaf\"]}", 400, "invalid_json"),
@@ -426,9 +425,6 @@ static const struct bad battery[] = {
     B("POST", "/v1/generate", JSON, "{\"n\":3}", 400, "missing_field"),
     B("POST", "/v1/generate", JSON, "{\"text\":\"a\",\"texts\":[\"b\"]}", 400, "missing_field"),
     B("POST", "/v1/generate", JSON, "{\"text\":[\"a\"]}", 400, "invalid_type"),
-    B("POST", "/v1/embeddings", JSON, "{\"input\":\"a\",\"encoding_format\":\"hex\"}", 422, "invalid"),
-    B("POST", "/v1/embeddings", JSON, "{\"input\":\"a\",\"dimensions\":3}", 422, "invalid"),
-    B("POST", "/v1/embeddings", JSON, "{\"input\":[[1,2,3]]}", 400, "invalid_type"),
     B("POST", "/v1/embeddings", JSON, "{\"input\":5}", 400, "invalid_type"),
     /* collections, documents, search */
     B("GET", "/v1/collections/nope", NULL, NULL, 404, "not_found"),

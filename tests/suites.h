@@ -19,5 +19,6 @@ Suite *api_suite(void);
 Suite *production_suite(void);
 Suite *store_suite(void);
 Suite *env_suite(void);
+Suite *openai_suite(void);
 
 #endif
