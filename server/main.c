@@ -74,6 +74,17 @@ default_config_path(void)
     return ROSIM_CONF_PATH;
 }
 
+static pthread_t main_thread;
+
+/* A stop signal taken by a thread that does not block it: pending on the
+ * main thread, where sigwait() collects it (pthread_kill is
+ * async-signal-safe). */
+static void
+forward_to_main(int sig)
+{
+    pthread_kill(main_thread, sig);
+}
+
 /* What a start can get wrong before the model loads: the model directory
  * (missing without demo_if_missing, or not a directory), the demo
  * vocabulary when a demo model is to be made, the API key file, the default
@@ -324,8 +335,19 @@ main(int argc, char **argv)
     log_init();
     log_threshold = conf.log_level;
 
-    /* Signals are taken synchronously by the main thread; every other
-     * thread inherits the blocked mask. */
+    /* Signals are taken synchronously by the main thread (sigwait); every
+     * thread it starts inherits the blocked mask.  Threads that libraries
+     * start before main (OpenBLAS's) do not block them: a handler sends a
+     * stop signal delivered to one of those on to the main thread. */
+    main_thread = pthread_self();
+    {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = forward_to_main;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+    }
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);

@@ -2,14 +2,15 @@
  * check_lifecycle.c: rosimd's life as a process, checked from outside:
  * the API key file, the explicit demo model, log priorities under the
  * journal, the systemd watchdog (keep-alives only while the request path
- * makes progress, no delay on stop), and seedless generation across
- * restarts.
+ * makes progress, no delay on stop), seedless generation across
+ * restarts, and a stop signal taken by any thread.
  *
  * The watchdog tests play systemd: a datagram socket named by
  * NOTIFY_SOCKET receives what sd_notify() sends, and WATCHDOG_USEC sets the
  * interval.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <syslog.h>
@@ -412,6 +414,47 @@ START_TEST(test_seedless_generation_differs_across_runs)
 }
 END_TEST
 
+/* A thread that does not block SIGTERM (OpenBLAS starts its threads before
+ * main) took a SIGTERM meant for the process and the default action killed
+ * rosimd: a stop right after "ready" was sometimes a kill.  Such a thread
+ * is sent SIGTERM directly; rosimd must still stop cleanly. */
+START_TEST(test_sigterm_to_any_thread_stops_cleanly)
+{
+    static const char *const extra[] = { "--model", TINY, "-o", "model.threads=2", NULL };
+    struct tu_daemon d;
+    char path[64], line[256];
+    pid_t victim = 0;
+    DIR *tasks;
+    struct dirent *t;
+
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)d.pid);
+    tasks = opendir(path);
+    ck_assert_ptr_nonnull(tasks);
+    while (victim == 0 && (t = readdir(tasks)) != NULL) {
+        char status[128];
+        FILE *f;
+        /* not the main thread: in sigwait() it shows SIGTERM unblocked */
+        if (t->d_name[0] == '.' || atoi(t->d_name) == (int)d.pid)
+            continue;
+        snprintf(status, sizeof(status), "/proc/%d/task/%.20s/status", (int)d.pid, t->d_name);
+        if ((f = fopen(status, "r")) == NULL)
+            continue;
+        while (fgets(line, sizeof(line), f) != NULL) {
+            unsigned long long blocked;
+            if (sscanf(line, "SigBlk: %llx", &blocked) == 1 &&
+                !(blocked & 1ULL << (SIGTERM - 1)))
+                victim = (pid_t)atoi(t->d_name);
+        }
+        fclose(f);
+    }
+    closedir(tasks);
+    ck_assert_msg(victim != 0, "every thread blocks SIGTERM: nothing to test");
+    ck_assert_int_eq(syscall(SYS_tgkill, d.pid, victim, SIGTERM), 0);
+    ck_assert_int_eq(tu_daemon_wait(&d), 0);
+}
+END_TEST
+
 Suite *
 lifecycle_suite(void)
 {
@@ -425,6 +468,7 @@ lifecycle_suite(void)
     tcase_add_test(tc, test_watchdog_stop_is_immediate);
     tcase_add_test(tc, test_watchdog_silent_when_batcher_stuck);
     tcase_add_test(tc, test_seedless_generation_differs_across_runs);
+    tcase_add_test(tc, test_sigterm_to_any_thread_stops_cleanly);
     suite_add_tcase(s, tc);
     return s;
 }
