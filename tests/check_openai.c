@@ -424,7 +424,8 @@ START_TEST(test_not_ready)
 
     memset(&a, 0, sizeof(a));       /* no model yet: ready is 0 */
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-        struct api_request rq = { i ? "GET" : "POST", paths[i], JSON, "{}", 2 };
+        struct api_request rq = { .method = i ? "GET" : "POST", .path = paths[i],
+                                  .content_type = JSON, .body = "{}", .body_len = 2 };
         api_handle(&a, &rq, &rp);
         ck_assert_int_eq(rp.status, 503);
         ck_assert_int_eq(rp.retry_after, 1);
