@@ -63,7 +63,14 @@ TEST_SRC   = $(wildcard tests/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ    = $(call obj,$(MODEL_SRC) $(INDEX_SRC))
-SERVER_OBJ = $(call obj,$(SERVER_SRC))
+SERVER_OBJ = $(call obj,$(SERVER_SRC)) $(WEB_OBJ)
+
+# The playground and the OpenAPI document, compiled into rosimd (server/web.h):
+# URL=file pairs turned into a C source in the build tree.
+WEB_FILES = /=server/web/index.html /playground.js=server/web/playground.js \
+            /playground.css=server/web/playground.css /openapi.json=docs/openapi.json
+WEB_GEN   = $(BUILD)/gen/web_files.c
+WEB_OBJ   = $(call obj,$(WEB_GEN))
 
 ifeq ($(V),1)
 Q =
@@ -94,6 +101,12 @@ $(BUILD)/.paths: FORCE
 	@mkdir -p $(dir $@)
 	@echo "$(PREFIX) $(SYSCONFDIR)" | cmp -s - $@ || echo "$(PREFIX) $(SYSCONFDIR)" > $@
 $(call obj,server/main.c): $(BUILD)/.paths
+
+$(WEB_GEN): scripts/embed-files.sh $(foreach f,$(WEB_FILES),$(word 2,$(subst =, ,$(f))))
+	@mkdir -p $(dir $@)
+	@[ "$(V)" = 1 ] || echo "  GEN     $@"
+	$(Q)sh scripts/embed-files.sh $@ $(WEB_FILES)
+$(WEB_OBJ): OPT_EXTRA = -I.
 
 $(BUILD)/rosimd: $(call obj,server/main.c) $(SERVER_OBJ) $(LIB_OBJ)
 	@[ "$(V)" = 1 ] || echo "  LINK    $@"
@@ -160,8 +173,8 @@ drills: $(BUILD)/drill_crash $(BUILD)/drill_overload $(BUILD)/rosimd
 FUZZ_TARGETS = tokenizer tf safetensors torch config api snapshot
 FUZZ_SECONDS ?= 600
 FUZZ_CC      ?= clang
-FUZZ_SRC      = $(MODEL_SRC) $(INDEX_SRC) $(SERVER_SRC)
-FUZZ_FLAGS    = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+FUZZ_SRC      = $(MODEL_SRC) $(INDEX_SRC) $(SERVER_SRC) $(WEB_GEN)
+FUZZ_FLAGS    = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -I. \
                 -fno-sanitize-recover=undefined $(STD) $(DEFS) \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
