@@ -1,7 +1,8 @@
 # Makefile for rosim: the rosimd daemon, the rosim command-line tool, tests.
 #
 #   make                  build build/rosimd and build/rosim
-#   make check            build and run every libcheck suite
+#   make check            build and run every libcheck suite, then check every
+#                         reply they got against docs/openapi.json
 #   make check SANITIZE=1 the same under AddressSanitizer + UBSan (build/san)
 #   make run              start rosimd with conf/rosimd.conf
 #   make bench [BENCH="encoder import generate search"]   benchmarks (bench/run.sh)
@@ -83,7 +84,7 @@ all: $(BUILD)/rosimd $(BUILD)/rosim
 
 setup: $(SETUP)
 # setup.sh touches the stamp itself, so running it by hand counts too.
-$(SETUP): scripts/setup.sh tests/openai/package-lock.json
+$(SETUP): scripts/setup.sh tests/openai/package-lock.json tests/web/package-lock.json
 	sh scripts/setup.sh
 
 # The encoder's element-wise loops are written to be vectorized: -O3 for model/.
@@ -120,9 +121,14 @@ $(BUILD)/check_rosim: $(call obj,$(TEST_SRC)) $(SERVER_OBJ) $(LIB_OBJ)
 	@[ "$(V)" = 1 ] || echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(TEST_LIBS)
 
-# The suites find the binaries and fixtures through these variables.
+# The suites find the binaries and fixtures through these variables.  Every
+# reply they receive is logged, then checked against docs/openapi.json.
+API_LOG = $(abspath $(BUILD))/api-replies.log
 check: $(BUILD)/check_rosim $(BUILD)/rosimd $(BUILD)/rosim
-	ROSIMD=$(BUILD)/rosimd ROSIM=$(BUILD)/rosim $(BUILD)/check_rosim
+	@rm -f $(API_LOG)
+	ROSIMD=$(BUILD)/rosimd ROSIM=$(BUILD)/rosim ROSIM_API_LOG=$(API_LOG) \
+	    WEB_SCREENSHOT=$(BUILD)/playground.png $(BUILD)/check_rosim
+	node tests/web/validate.mjs docs/openapi.json $(API_LOG)
 
 run: all
 	$(BUILD)/rosimd -c conf/rosimd.conf
@@ -204,6 +210,6 @@ build/fuzz/fuzz_tf build/fuzz/fuzz_safetensors build/fuzz/fuzz_torch: \
 	    -o $@ $< $(FUZZ_SRC) $(LIBS)
 
 clean:
-	rm -rf build/obj build/san build/fuzz build/rosimd build/rosim build/check_rosim build/.paths
+	rm -rf build/obj build/gen build/san build/fuzz build/rosimd build/rosim build/check_rosim build/.paths
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

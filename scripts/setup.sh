@@ -23,7 +23,8 @@ libmicrohttpd-dev libjansson-dev libfaiss-dev libopenblas-dev check
 libsqlite3-dev libinih-dev libsystemd-dev libutf8proc-dev libcurl4-openssl-dev"
 mode=${1:-}
 if [ "$mode" != "--build-only" ]; then
-    packages="$packages python3 python3-prometheus-client systemd clang libclang-rt-14-dev"
+    packages="$packages python3 python3-prometheus-client systemd clang libclang-rt-14-dev
+chromium fonts-wqy-microhei"
 fi
 if [ "$mode" = "--bench" ]; then
     packages="$packages python3-numpy fortunes-zh bc wrk"
@@ -57,6 +58,13 @@ if [ "$mode" != "--build-only" ] && [ ! -d "$root/tests/openai/node_modules/open
     fi
     echo "setup: installing the openai npm package for the tests" >&2
     (cd "$root/tests/openai" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+# --- the OpenAPI validator, ajv and puppeteer-core, for tests/web ----------
+
+if [ "$mode" != "--build-only" ] && [ ! -d "$root/tests/web/node_modules/puppeteer-core" ]; then
+    echo "setup: installing the npm packages of tests/web" >&2
+    (cd "$root/tests/web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
 # --- FAISS C API ----------------------------------------------------------

@@ -23,6 +23,7 @@ main(void)
     srunner_add_suite(sr, api_suite());
     srunner_add_suite(sr, production_suite());
     srunner_add_suite(sr, daemon_suite());
+    srunner_add_suite(sr, web_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

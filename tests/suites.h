@@ -18,5 +18,6 @@ Suite *api_suite(void);
 Suite *production_suite(void);
 Suite *store_suite(void);
 Suite *env_suite(void);
+Suite *web_suite(void);
 
 #endif
