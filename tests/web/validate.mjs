@@ -129,6 +129,21 @@ function check(e, tmpl, method) {
                                     (x.params && Object.keys(x.params).length ? ' ' + JSON.stringify(x.params) : ''));
 }
 
+// Replies the HTTP layer gives before a request is routed (bad framing, no
+// key, a body over max_body_bytes), on any path and method; the document
+// says so in info.description.
+const BEFORE_ROUTING = [400, 401, 413];
+function errorShape(e) {
+  if (e.method === 'HEAD') return [];
+  let v;
+  try {
+    v = JSON.parse(e.body.toString('utf8'));
+  } catch (err) {
+    return ['the body is not JSON: ' + err.message];
+  }
+  return schemaCheck('#/components/schemas/Error')(v) ? [] : ['not the error shape'];
+}
+
 const seen = new Map();      // "METHOD template" -> Set of statuses
 let total = 0, unrouted = 0, notAllowed = 0;
 const failures = [];
@@ -139,19 +154,27 @@ for (const e of entries(readFileSync(logPath))) {
   let problems;
   if (tmpl === null) {
     unrouted++;
-    // no route: the API's error shape, with a status the router gives before routing
-    problems = [400, 401, 404, 413, 414].includes(e.status) && e.method !== 'HEAD'
-      ? (schemaCheck('#/components/schemas/Error')(JSON.parse(e.body.toString('utf8') || 'null'))
-        ? [] : ['not the error shape'])
-      : e.method === 'HEAD' ? [] : ['status ' + e.status + ' for a path no route matches'];
+    problems = [...BEFORE_ROUTING, 404, 414].includes(e.status) ? errorShape(e)
+      : ['status ' + e.status + ' for a path no route matches'];
   } else if (!doc.paths[tmpl][method]) {
     notAllowed++;
     // an undocumented method: 405, or an error that comes before the method
     // is looked at (a bad name, no key), as documented on some operation
     const ops = METHODS.filter((m) => doc.paths[tmpl][m]);
-    const owner = ops.find((m) => responseOf(tmpl, m, e.status)) ?? ops[0];
-    problems = e.status >= 400 ? check(e, tmpl, owner)
-                               : [e.method + ' is not documented on ' + tmpl + ' but got ' + e.status];
+    const owner = ops.find((m) => responseOf(tmpl, m, e.status));
+    if (owner === undefined) {
+      problems = BEFORE_ROUTING.includes(e.status) ? errorShape(e)
+        : [e.method + ' is not documented on ' + tmpl + ' and got ' + e.status];
+    } else {
+      problems = check(e, tmpl, owner);
+    }
+    if (e.status === 405) {   // the 405 each operation of the path documents
+      for (const m of ops) {
+        const key = m.toUpperCase() + ' ' + tmpl;
+        if (!seen.has(key)) seen.set(key, new Set());
+        seen.get(key).add(405);
+      }
+    }
   } else {
     const key = method.toUpperCase() + ' ' + tmpl;
     if (!seen.has(key)) seen.set(key, new Set());
@@ -187,6 +210,8 @@ for (const f of failures) console.error('openapi: does not conform: ' + f);
 for (const u of unexercised) console.error('openapi: never exercised: ' + u);
 if (failures.length > 0 || unexercised.length > 0) {
   console.error('openapi: ' + failures.length + ' non-conforming replies, ' + unexercised.length + ' operations never exercised');
+  console.error('openapi: ' + (total - failures.length) + ' passed, ' + failures.length + ' failed');
   process.exit(1);
 }
 console.log('openapi: every reply conforms to ' + docPath);
+console.log('openapi: ' + total + ' passed, 0 failed');
