@@ -25,9 +25,10 @@
 #define JSON "application/json"
 #define KEY "web-test-key-0123"
 #define AUTH "Authorization: Bearer " KEY
+#define CT "Content-Type: application/json\r\n"   /* a header block, for the log */
 
 static struct tu_daemon daemon_;
-static char data_dir[64], keys[64];
+static char data_dir[64], keys[80];
 
 static void
 start(void)
@@ -244,14 +245,16 @@ START_TEST(test_routes_match_document)
 END_TEST
 
 /* validate.mjs finds a reply that breaks the document: a wrong value, an
- * undocumented status, a wrong Content-Type; and passes a right one. */
+ * undocumented status, a wrong Content-Type, a missing header; and passes
+ * a right one. */
 START_TEST(test_validator_rejects)
 {
     static const char *const cases[] = {
-        "GET\t200\t8\t16\t15\n/healthzapplication/json{\"status\":\"ok\"}",
-        "GET\t200\t7\t16\t16\n/readyzapplication/json{\"status\":\"bad\"}",
-        "GET\t201\t9\t16\t15\n/healthz/application/json{\"status\":\"ok\"}",
-        "GET\t200\t8\t10\t15\n/healthztext/plain{\"status\":\"ok\"}",
+        "GET\t200\t8\t32\t15\n/healthz" CT "{\"status\":\"ok\"}",
+        "GET\t200\t7\t32\t16\n/readyz" CT "{\"status\":\"bad\"}",
+        "GET\t201\t9\t32\t15\n/healthz/" CT "{\"status\":\"ok\"}",
+        "GET\t200\t8\t26\t15\n/healthzContent-Type: text/plain\r\n{\"status\":\"ok\"}",
+        "POST\t405\t8\t32\t36\n/healthz" CT "{\"error\":{\"code\":\"x\",\"message\":\"y\"}}",
     };
     char log[] = "/tmp/rosim-web-log-XXXXXX", *out = NULL, *err = NULL;
     char *argv[] = { "/usr/bin/env", "node", "tests/web/validate.mjs", "docs/openapi.json", log,
@@ -270,7 +273,9 @@ START_TEST(test_validator_rejects)
     ck_assert_msg(strstr(err, "does not conform: GET /healthz/ -> 201") != NULL, "%s", err);
     ck_assert_msg(strstr(err, "does not conform: GET /healthz -> 200 text/plain") != NULL, "%s",
                   err);
-    ck_assert_msg(strstr(err, "3 non-conforming replies") != NULL, "%s", err);
+    ck_assert_msg(strstr(err, "does not conform: POST /healthz -> 405 application/json:\n"
+                              "    no Allow header") != NULL, "%s", err);
+    ck_assert_msg(strstr(err, "4 non-conforming replies") != NULL, "%s", err);
     free(out);
     free(err);
     unlink(log);

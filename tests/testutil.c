@@ -235,38 +235,24 @@ tu_http(int port, const char *method, const char *path, const char *content_type
     return tu_http_with(port, method, path, content_type, body, body_len, NULL, r);
 }
 
-/* The value of the last Content-Type header in a raw header block, in
- * dst (empty when there is none). */
-static void
-content_type_of(const char *headers, char *dst, size_t cap)
-{
-    dst[0] = '\0';
-    for (const char *h = headers; h != NULL; h = strchr(h, '\n'), h = h ? h + 1 : NULL) {
-        if (strncasecmp(h, "Content-Type:", 13) == 0) {
-            const char *v = h + 13 + strspn(h + 13, " ");
-            snprintf(dst, cap, "%.*s", (int)strcspn(v, "\r\n"), v);
-        }
-    }
-}
-
 /* With ROSIM_API_LOG set, append the exchange to that file for
  * tests/web/validate.mjs, which checks each reply against
- * docs/openapi.json: a line "method\tstatus\tpath bytes\ttype bytes\tbody
- * bytes", then the path, type and body, then a newline.  One write(2) in
- * append mode, so concurrent tests (threads, forked cases) do not mix. */
+ * docs/openapi.json: a line "method\tstatus\tpath bytes\theader bytes\tbody
+ * bytes", then the path, the reply's raw header block and its body, then a
+ * newline.  One write(2) in append mode, so concurrent tests (threads,
+ * forked cases) do not mix. */
 static void
 log_exchange(const char *method, const char *path, const struct tu_response *r)
 {
     const char *file = getenv("ROSIM_API_LOG");
-    char type[256], *rec = NULL;
+    char *rec = NULL;
     size_t len;
     int fd, n;
 
     if (file == NULL || *file == '\0' || r->status == 0)
         return;
-    content_type_of(r->headers, type, sizeof(type));
     n = asprintf(&rec, "%s\t%ld\t%zu\t%zu\t%zu\n%s%s", method, r->status, strlen(path),
-                 strlen(type), r->body_len, path, type);
+                 strlen(r->headers), r->body_len, path, r->headers);
     if (n < 0)
         abort();
     rec = realloc(rec, (size_t)n + r->body_len + 1);

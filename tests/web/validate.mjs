@@ -8,7 +8,8 @@
 // method (HEAD as GET) must be documented there, or the reply must be the
 // 405 (or another error documented on that path); the status must be
 // documented for the operation; the Content-Type must be the documented one;
-// the body must conform to its schema (JSON Schema 2020-12, OpenAPI 3.1's
+// the headers the document marks required must be there; the body must
+// conform to its schema (JSON Schema 2020-12, OpenAPI 3.1's
 // dialect, with ajv).  A path no template matches may only get an error in
 // the API's error shape.  Exits 1 on any non-conforming reply or any
 // documented operation that no test exercised.
@@ -32,7 +33,17 @@ if (!checked.valid) {
 }
 
 // --- the log -----------------------------------------------------------------
-// "method\tstatus\tpathlen\ttypelen\tbodylen\n" path type body "\n"
+// "method\tstatus\tpathlen\theaderlen\tbodylen\n" path headers body "\n"; the
+// header block is the reply's, status line included (the last one counts).
+function headersOf(block) {
+  const h = {};
+  for (const line of block.split(/\r?\n/)) {
+    if (line.startsWith('HTTP/')) for (const k of Object.keys(h)) delete h[k];
+    const colon = line.indexOf(':');
+    if (colon > 0) h[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  return h;
+}
 function* entries(buf) {
   let at = 0;
   while (at < buf.length) {
@@ -40,11 +51,11 @@ function* entries(buf) {
     const [method, status, pl, tl, bl] = buf.subarray(at, nl).toString('latin1').split('\t');
     let p = nl + 1;
     const path = buf.subarray(p, (p += Number(pl))).toString('latin1');
-    const type = buf.subarray(p, (p += Number(tl))).toString('latin1');
+    const headers = headersOf(buf.subarray(p, (p += Number(tl))).toString('latin1'));
     const body = buf.subarray(p, (p += Number(bl)));
     if (buf[p] !== 10 || Number.isNaN(Number(status))) throw new Error(logPath + ': malformed at byte ' + at);
     at = p + 1;
-    yield { method, status: Number(status), path, type, body };
+    yield { method, status: Number(status), path, headers, type: headers['content-type'] ?? '', body };
   }
 }
 
@@ -105,6 +116,9 @@ function check(e, tmpl, method) {
   if (!found) return ['status ' + e.status + ' is not documented for ' + method.toUpperCase() + ' ' + tmpl];
   const { r, ptr } = found;
   const noBody = e.method === 'HEAD';
+  const missing = Object.entries(r.headers ?? {}).filter(([name, h]) => deref(h).required &&
+                                                         e.headers[name.toLowerCase()] === undefined);
+  if (missing.length > 0) return missing.map(([name]) => 'no ' + name + ' header');
   if (!r.content) {
     return e.body.length === 0 ? [] : ['a ' + e.status + ' reply must have no body'];
   }
