@@ -282,6 +282,28 @@ START_TEST(test_validator_rejects)
 }
 END_TEST
 
+/* The document itself goes through the OpenAPI 3.1 validator: one without
+ * info.version is refused before any reply is looked at. */
+START_TEST(test_validator_checks_document)
+{
+    char doc[] = "/tmp/rosim-web-doc-XXXXXX", *out = NULL, *err = NULL;
+    char *argv[] = { "/usr/bin/env", "node", "tests/web/validate.mjs", doc, "/dev/null", NULL };
+    int fd = mkstemp(doc);
+    FILE *f = fdopen(fd, "w");
+
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"openapi\":\"3.1.0\",\"info\":{\"title\":\"t\"},\"paths\":{\"/a\":{\"get\":"
+          "{\"responses\":{\"200\":{}}}}}}", f);
+    fclose(f);
+    ck_assert_int_eq(tu_run(argv, NULL, &out, &err), 1);
+    ck_assert_msg(strstr(err, "not a valid OpenAPI 3.1 document") != NULL, "%s", err);
+    ck_assert_msg(strstr(err, "required property 'version'") != NULL, "%s", err);
+    free(out);
+    free(err);
+    unlink(doc);
+}
+END_TEST
+
 START_TEST(test_playground_in_chromium)
 {
     const char *docs = "{\"documents\":["
@@ -320,6 +342,7 @@ web_suite(void)
     tcase_add_test(tc, test_files);
     tcase_add_test(tc, test_routes_match_document);
     tcase_add_test(tc, test_validator_rejects);
+    tcase_add_test(tc, test_validator_checks_document);
     tcase_add_test(tc, test_playground_in_chromium);
     suite_add_tcase(s, tc);
     return s;
