@@ -1,7 +1,8 @@
 # Makefile for rosim: the rosimd daemon, the rosim command-line tool, tests.
 #
 #   make                  build build/rosimd and build/rosim
-#   make check            build and run every libcheck suite
+#   make check            build and run every libcheck suite, then check every
+#                         reply they got against docs/openapi.json
 #   make check SANITIZE=1 the same under AddressSanitizer + UBSan (build/san)
 #   make check TSAN=1     the same under ThreadSanitizer (build/tsan)
 #   make run              start rosimd with conf/rosimd.conf (demo model if none)
@@ -77,7 +78,14 @@ TEST_SRC   = $(wildcard tests/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ    = $(call obj,$(MODEL_SRC) $(INDEX_SRC))
-SERVER_OBJ = $(call obj,$(SERVER_SRC))
+SERVER_OBJ = $(call obj,$(SERVER_SRC)) $(WEB_OBJ)
+
+# The playground and the OpenAPI document, compiled into rosimd (server/web.h):
+# URL=file pairs turned into a C source in the build tree.
+WEB_FILES = /=server/web/index.html /playground.js=server/web/playground.js \
+            /playground.css=server/web/playground.css /openapi.json=docs/openapi.json
+WEB_GEN   = $(BUILD)/gen/web_files.c
+WEB_OBJ   = $(call obj,$(WEB_GEN))
 
 ifeq ($(V),1)
 Q =
@@ -90,7 +98,7 @@ all: $(BUILD)/rosimd $(BUILD)/rosim
 
 setup: $(SETUP)
 # setup.sh touches the stamp itself, so running it by hand counts too.
-$(SETUP): scripts/setup.sh tests/openai/package-lock.json
+$(SETUP): scripts/setup.sh tests/openai/package-lock.json tests/web/package-lock.json
 	sh scripts/setup.sh
 
 # The encoder's element-wise loops are written to be vectorized: -O3 for model/.
@@ -109,6 +117,12 @@ $(BUILD)/.paths: FORCE
 	@echo "$(PREFIX) $(SYSCONFDIR)" | cmp -s - $@ || echo "$(PREFIX) $(SYSCONFDIR)" > $@
 $(call obj,server/main.c): $(BUILD)/.paths
 
+$(WEB_GEN): scripts/embed-files.sh $(foreach f,$(WEB_FILES),$(word 2,$(subst =, ,$(f))))
+	@mkdir -p $(dir $@)
+	@[ "$(V)" = 1 ] || echo "  GEN     $@"
+	$(Q)sh scripts/embed-files.sh $@ $(WEB_FILES)
+$(WEB_OBJ): OPT_EXTRA = -I.
+
 $(BUILD)/rosimd: $(call obj,server/main.c) $(SERVER_OBJ) $(LIB_OBJ)
 	@[ "$(V)" = 1 ] || echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
@@ -121,10 +135,14 @@ $(BUILD)/check_rosim: $(call obj,$(TEST_SRC)) $(SERVER_OBJ) $(LIB_OBJ)
 	@[ "$(V)" = 1 ] || echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(TEST_LIBS)
 
-# The suites find the binaries and fixtures through these variables.
+# The suites find the binaries and fixtures through these variables.  Every
+# reply they receive is logged, then checked against docs/openapi.json.
+API_LOG = $(abspath $(BUILD))/api-replies.log
 check: $(BUILD)/check_rosim $(BUILD)/rosimd $(BUILD)/rosim
-	@rm -f $(BUILD)/tsan-report.*
-	$(CHECK_ENV) ROSIMD=$(BUILD)/rosimd ROSIM=$(BUILD)/rosim $(BUILD)/check_rosim $(CHECK_REPORTS)
+	@rm -f $(BUILD)/tsan-report.* $(API_LOG)
+	$(CHECK_ENV) ROSIMD=$(BUILD)/rosimd ROSIM=$(BUILD)/rosim ROSIM_API_LOG=$(API_LOG) \
+	    WEB_SCREENSHOT=$(BUILD)/playground.png $(BUILD)/check_rosim $(CHECK_REPORTS)
+	node tests/web/validate.mjs docs/openapi.json $(API_LOG)
 
 run: all
 	$(BUILD)/rosimd -c conf/rosimd.conf -o model.demo_if_missing=yes
@@ -176,8 +194,8 @@ drills: $(BUILD)/drill_crash $(BUILD)/drill_overload $(BUILD)/rosimd
 FUZZ_TARGETS = tokenizer tf safetensors torch config api snapshot
 FUZZ_SECONDS ?= 600
 FUZZ_CC      ?= clang
-FUZZ_SRC      = $(MODEL_SRC) $(INDEX_SRC) $(SERVER_SRC)
-FUZZ_FLAGS    = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+FUZZ_SRC      = $(MODEL_SRC) $(INDEX_SRC) $(SERVER_SRC) $(WEB_GEN)
+FUZZ_FLAGS    = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -I. \
                 -fno-sanitize-recover=undefined $(STD) $(DEFS) \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
@@ -207,6 +225,6 @@ build/fuzz/fuzz_tf build/fuzz/fuzz_safetensors build/fuzz/fuzz_torch: \
 	    -o $@ $< $(FUZZ_SRC) $(LIBS)
 
 clean:
-	rm -rf build/obj build/san build/tsan build/fuzz build/rosimd build/rosim build/check_rosim build/.paths
+	rm -rf build/obj build/gen build/san build/tsan build/fuzz build/rosimd build/rosim build/check_rosim build/.paths
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

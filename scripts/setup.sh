@@ -23,7 +23,8 @@ libmicrohttpd-dev libjansson-dev libfaiss-dev libopenblas-dev check
 libsqlite3-dev libinih-dev libsystemd-dev libutf8proc-dev libcurl4-openssl-dev"
 mode=${1:-}
 if [ "$mode" != "--build-only" ]; then
-    packages="$packages python3 python3-prometheus-client systemd clang libclang-rt-14-dev"
+    packages="$packages python3 python3-prometheus-client systemd clang libclang-rt-14-dev
+chromium fonts-wqy-microhei"
 fi
 if [ "$mode" = "--bench" ]; then
     packages="$packages python3-numpy fortunes-zh bc wrk"
@@ -46,21 +47,30 @@ if [ -n "$missing" ]; then
         apt-get install -y -q --no-install-recommends $missing
 fi
 
-# --- OpenAI clients (openai, @langchain/openai), for the API tests --------
-
+# --- npm packages of the tests ---------------------------------------------
+# tests/openai: the OpenAI clients (openai, @langchain/openai);
+# tests/web: the OpenAPI validator, ajv and puppeteer-core.
 # npm writes node_modules/.package-lock.json on every install: reinstall
 # when it is missing or older than the lock file (packages added or moved).
-lock="$root/tests/openai/package-lock.json"
-installed="$root/tests/openai/node_modules/.package-lock.json"
-if [ "$mode" != "--build-only" ] && { [ ! -f "$installed" ] || [ "$lock" -nt "$installed" ]; }; then
+
+npm_install() {   # npm_install DIR
+    if [ -f "$1/node_modules/.package-lock.json" ] &&
+       ! [ "$1/package-lock.json" -nt "$1/node_modules/.package-lock.json" ]; then
+        return 0
+    fi
     if ! command -v npm >/dev/null 2>&1; then
         echo "setup: installing nodejs and npm" >&2
         as_root apt-get update -q
         as_root env DEBIAN_FRONTEND=noninteractive \
             apt-get install -y -q --no-install-recommends nodejs npm
     fi
-    echo "setup: installing the OpenAI client npm packages for the tests" >&2
-    (cd "$root/tests/openai" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "setup: installing the npm packages of ${1#"$root"/}" >&2
+    (cd "$1" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
+if [ "$mode" != "--build-only" ]; then
+    npm_install "$root/tests/openai"
+    npm_install "$root/tests/web"
 fi
 
 # --- FAISS C API ----------------------------------------------------------

@@ -49,6 +49,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "openai.h"
+#include "web.h"
 
 #define MAX_KEYS KEYFILE_MAX_KEYS
 #define STOP_GRACE_MS 500     /* after the stop deadline, for cancelled work to unwind */
@@ -357,20 +358,65 @@ set_request_id(struct http_server *s, struct MHD_Connection *c, struct request *
                  atomic_fetch_add(&s->next_id, 1));
 }
 
+/* 1 for GET or HEAD; else 0 with a 405 queued in *ret. */
+static int
+get_only(struct MHD_Connection *c, struct request *req, const char *method,
+         enum MHD_Result *ret)
+{
+    struct api_reply r = { 0, NULL, 0, NULL, NULL };
+
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+        return 1;
+    api_error(&r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+              "%s is not allowed here; use GET", method);
+    r.allow = "GET";
+    *ret = send_reply(c, req, &r);
+    return 0;
+}
+
+/* A file compiled in (web.h), or 304 when the client's copy is current. */
+static enum MHD_Result
+serve_file(struct MHD_Connection *c, struct request *req, const char *method,
+           const struct web_file *f)
+{
+    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                  MHD_HTTP_HEADER_IF_NONE_MATCH);
+    int status = inm != NULL && strstr(inm, f->etag) != NULL ? MHD_HTTP_NOT_MODIFIED
+                                                            : MHD_HTTP_OK;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    req->route = f->path;
+    if (!get_only(c, req, method, &ret))
+        return ret;
+    resp = MHD_create_response_from_buffer(status == MHD_HTTP_OK ? f->len : 0, (void *)f->data,
+                                           MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL)
+        return MHD_NO;
+    if (status == MHD_HTTP_OK)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, f->type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, f->etag);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, WEB_CACHE_CONTROL);
+    MHD_add_response_header(resp, "Content-Security-Policy", WEB_CSP);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(resp, "X-Request-Id", req->id);
+    req->status = status;
+    ret = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 static enum MHD_Result
 serve_metrics(struct http_server *s, struct MHD_Connection *c, struct request *req,
               const char *method)
 {
-    struct api_reply r = { 0, NULL, 0, NULL, "/metrics" };
+    enum MHD_Result ret;
     char *text;
 
     req->route = "/metrics";
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        api_error(&r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-                  "%s is not allowed here; use GET", method);
-        r.allow = "GET";
-        return send_reply(c, req, &r);
-    }
+    if (!get_only(c, req, method, &ret))
+        return ret;
     text = metrics_render(atomic_load(&s->app->ready) ? s->app->store : NULL);
     if (text == NULL)
         return MHD_NO;
@@ -395,7 +441,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         int open_route = strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
-                         (strcmp(url, "/metrics") == 0 && !s->conf->metrics_auth);
+                         (strcmp(url, "/metrics") == 0 && !s->conf->metrics_auth) ||
+                         web_find(url) != NULL;
         const char *bad;
         req->begun = 1;
         req->fd = ci != NULL ? ci->connect_fd : MHD_INVALID_SOCKET;
@@ -456,6 +503,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
     }
     if (strcmp(url, "/metrics") == 0)
         return serve_metrics(s, c, req, method);
+    if (web_find(url) != NULL)
+        return serve_file(c, req, method, web_find(url));
     {
         struct api_request rq = {
             method, url,

@@ -7,8 +7,8 @@
  * (generation between steps) when its timeout passes;
  * http_server_stop() then closes what is left and joins the threads.  A
  * generation also stops when its client goes away.  With [server]
- * api_key_file, every route but /healthz and /readyz (and /metrics unless
- * metrics_auth) needs a Bearer key.  Request bodies are read incrementally
+ * api_key_file, every route but /healthz, /readyz, the files of web.h
+ * (/, /openapi.json) and /metrics unless metrics_auth needs a Bearer key.  Request bodies are read incrementally
  * up to server.max_body_bytes; larger ones get 413 as soon as the limit
  * (or a larger Content-Length) is seen, and the connection ends.  Framing
  * that could be read two ways (several Content-Length headers, one with

@@ -55,7 +55,8 @@ static int
 is_openai_route(char *seg[], int n)
 {
     return n >= 2 && strcmp(seg[0], "v1") == 0 &&
-           ((n == 2 && strcmp(seg[1], "embeddings") == 0) || strcmp(seg[1], "models") == 0);
+           ((n == 2 && strcmp(seg[1], "embeddings") == 0) ||
+            (n <= 3 && strcmp(seg[1], "models") == 0));
 }
 
 void

@@ -469,7 +469,8 @@ static const struct bad battery[] = {
     B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[{\"id\":\"a\",\"text\":\"b\",\"x\":1}]}", 400, "unknown_field"),
     B("POST", "/v1/collections/c/documents", JSON, "{\"documents\":[5]}", 400, "invalid_type"),
     /* routes and methods */
-    B("GET", "/", NULL, NULL, 404, "not_found"),
+    B("GET", "/index.html", NULL, NULL, 404, "not_found"),
+    B("POST", "/", JSON, "{}", 405, "method_not_allowed"),
     B("GET", "/v2/info", NULL, NULL, 404, "not_found"),
     B("GET", "/v1/nothing", NULL, NULL, 404, "not_found"),
     B("GET", "/v1/collections/c/documents/a/b", NULL, NULL, 404, "not_found"),

@@ -481,7 +481,7 @@ START_TEST(test_unwritable_dirs)
 END_TEST
 
 /* In a copy of the repository's setup inputs (with the FAISS library and
- * the npm package already there, so that setup only checks the Debian
+ * the npm packages already there, so that setup only checks the Debian
  * packages), make finds the setup done after setup.sh ran. */
 START_TEST(test_setup_stamp)
 {
@@ -491,9 +491,12 @@ START_TEST(test_setup_stamp)
     ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
     snprintf(cmd, sizeof(cmd),
              "rm -rf %s && mkdir -p %s/scripts %s/build/faiss %s/tests/openai/node_modules/openai"
+             " %s/tests/web/node_modules/puppeteer-core"
              " && cp scripts/setup.sh %s/scripts/ && cp tests/openai/package-lock.json "
-             "%s/tests/openai/ && touch %s/build/faiss/libfaiss_c.a "
-             "%s/tests/openai/node_modules/.package-lock.json", t, t, t, t, t, t, t, t);
+             "%s/tests/openai/ && cp tests/web/package-lock.json %s/tests/web/"
+             " && touch %s/build/faiss/libfaiss_c.a "
+             "%s/tests/openai/node_modules/.package-lock.json"
+             " %s/tests/web/node_modules/.package-lock.json", t, t, t, t, t, t, t, t, t, t, t);
     ck_assert_int_eq(system(cmd), 0);
     snprintf(cmd, sizeof(cmd), "make -s -q -C %s -f %s/Makefile build/.setup-done", t, cwd);
     ck_assert_int_ne(system(cmd), 0);   /* not done yet */

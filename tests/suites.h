@@ -20,5 +20,6 @@ Suite *production_suite(void);
 Suite *store_suite(void);
 Suite *env_suite(void);
 Suite *openai_suite(void);
+Suite *web_suite(void);
 
 #endif

@@ -235,10 +235,47 @@ tu_http(int port, const char *method, const char *path, const char *content_type
     return tu_http_with(port, method, path, content_type, body, body_len, NULL, r);
 }
 
-/* Send the request prepared on c to path with headers hdrs (both consumed)
- * and collect the reply in r.  Returns curl's result. */
+/* With ROSIM_API_LOG set, append the exchange to that file for
+ * tests/web/validate.mjs, which checks each reply against
+ * docs/openapi.json: a line "method\tstatus\tpath bytes\theader bytes\tbody
+ * bytes", then the path, the reply's raw header block and its body, then a
+ * newline.  One write(2) in append mode, so concurrent tests (threads,
+ * forked cases) do not mix. */
+static void
+log_exchange(const char *method, const char *path, const struct tu_response *r)
+{
+    const char *file = getenv("ROSIM_API_LOG");
+    char *rec = NULL;
+    size_t len;
+    int fd, n;
+
+    if (file == NULL || *file == '\0' || r->status == 0)
+        return;
+    n = asprintf(&rec, "%s\t%ld\t%zu\t%zu\t%zu\n%s%s", method, r->status, strlen(path),
+                 strlen(r->headers), r->body_len, path, r->headers);
+    if (n < 0)
+        abort();
+    rec = realloc(rec, (size_t)n + r->body_len + 1);
+    if (rec == NULL)
+        abort();
+    memcpy(rec + n, r->body, r->body_len);
+    rec[(size_t)n + r->body_len] = '\n';
+    len = (size_t)n + r->body_len + 1;
+    fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, rec, len) != (ssize_t)len) {
+        fprintf(stderr, "ROSIM_API_LOG=%s: cannot append: %s\n", file, strerror(errno));
+        abort();
+    }
+    close(fd);
+    free(rec);
+}
+
+/* Send the request prepared on c (method, as sent) to path with headers
+ * hdrs (both consumed) and collect the reply in r.  Returns curl's
+ * result. */
 static CURLcode
-perform(CURL *c, int port, const char *path, struct curl_slist *hdrs, struct tu_response *r)
+perform(CURL *c, const char *method, int port, const char *path, struct curl_slist *hdrs,
+        struct tu_response *r)
 {
     struct buf b = { 0 }, h = { 0 };
     char url[1024];
@@ -265,6 +302,8 @@ perform(CURL *c, int port, const char *path, struct curl_slist *hdrs, struct tu_
     r->body = b.data;
     r->body_len = b.len;
     r->headers = h.data;
+    if (rc == CURLE_OK)
+        log_exchange(method, path, r);
     return rc;
 }
 
@@ -291,7 +330,7 @@ tu_http_with(int port, const char *method, const char *path, const char *content
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     }
-    return perform(c, port, path, hdrs, r) == CURLE_OK ? 0 : -1;
+    return perform(c, method, port, path, hdrs, r) == CURLE_OK ? 0 : -1;
 }
 
 void
@@ -335,7 +374,7 @@ tu_http_chunked(int port, const char *path, const char *body, size_t len, struct
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
     curl_easy_setopt(c, CURLOPT_READDATA, &rd);
-    rc = perform(c, port, path, hdrs, r);
+    rc = perform(c, "POST", port, path, hdrs, r);
     /* the server may answer 413 and close before the upload ends */
     return rc == CURLE_OK || r->status != 0 ? 0 : -1;
 }

@@ -1,6 +1,8 @@
 /*
  * testutil.h: helpers shared by the suites: running programs, starting a
- * rosimd on a free loopback port, and HTTP requests through libcurl.
+ * rosimd on a free loopback port, and HTTP requests through libcurl
+ * (with ROSIM_API_LOG set, each exchange is appended to that file, for
+ * tests/web/validate.mjs).
  */
 #ifndef ROSIM_TESTUTIL_H
 #define ROSIM_TESTUTIL_H
