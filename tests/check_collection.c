@@ -93,7 +93,7 @@ put_docs(struct coll *c, struct mirror *m, int from, int to)
         m->alive[i] = 1;
         snprintf(ids[k], sizeof(ids[k]), "doc-%d", i);
         snprintf(texts[k], sizeof(texts[k]), "text of %d", i);
-        d[k] = (struct coll_doc){ ids[k], texts[k], "{\"n\":1}", m->vec[i] };
+        d[k] = (struct coll_doc){ ids[k], texts[k], "{\"n\":1}", m->vec[i], 0 };
         if (++k == 64 || i == to - 1) {
             struct rs_error e;
             ck_assert_msg(coll_upsert(c, d, k, &e) == RS_OK, "%s", e.msg);
@@ -360,7 +360,7 @@ START_TEST(test_refuses_other_model)
     o.create = 1;
     snprintf(path, sizeof(path), "%s/bad", dir);
     ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EINVAL);
-    ck_assert_ptr_nonnull(strstr(e.msg, "'NoSuchIndex' in index type"));
+    ck_assert_ptr_nonnull(strstr(e.msg, "'NoSuchIndex' is not a supported component"));
     /* absurd sizes are refused before FAISS allocates anything */
     o.factory = "IVF100000000,Flat";
     ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EINVAL);
@@ -368,10 +368,10 @@ START_TEST(test_refuses_other_model)
     ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EINVAL);
     o.factory = "Flat,";
     ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EINVAL);
-    /* a well-formed type FAISS cannot build is refused by FAISS */
+    /* a type FAISS cannot build for this dimension is refused, saying why */
     o.factory = "PQ5";
     ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EINVAL);
-    ck_assert_ptr_nonnull(strstr(e.msg, "index type 'PQ5' is not valid"));
+    ck_assert_ptr_nonnull(strstr(e.msg, "PQ5: 5 sub-quantizers do not divide dimension 16"));
     snprintf(path, sizeof(path), "%s/none", dir);
     o.create = 0;
     ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_ENOTFOUND);
@@ -397,7 +397,7 @@ START_TEST(test_disk_full)
         random_vec(m.vec[i]);
         snprintf(id, sizeof(id), "doc-%d", i);
         snprintf(text, sizeof(text), "%0150d", i);
-        d = (struct coll_doc){ id, text, NULL, m.vec[i] };
+        d = (struct coll_doc){ id, text, NULL, m.vec[i], 0 };
         if (coll_upsert(c, &d, 1, &e) == RS_OK) {
             m.alive[i] = 1;
             acked++;
@@ -445,7 +445,7 @@ crash_writer(const char *path, int fd, int start)
             v[j] = (float)((n * 31 + j * 7) % 97) + 1.0f;
         snprintf(id, sizeof(id), "doc-%d", n);
         snprintf(text, sizeof(text), "version %d of %d", i, n);
-        d = (struct coll_doc){ id, text, NULL, v };
+        d = (struct coll_doc){ id, text, NULL, v, 0 };
         if (coll_upsert(c, &d, 1, &e) != RS_OK)
             _exit(4);
         snprintf(line, sizeof(line), "%d %d\n", n, i);
