@@ -614,25 +614,45 @@ search_index(struct coll *c, const float *q, long k, struct ranked *r, long *liv
     return rc;
 }
 
-/* Turn ranked labels into at most k hits with score >= min_score; *cut
- * says whether min_score ended the list. */
 static int
-fill_hits(struct coll *c, const struct ranked *r, long k, float min_score,
+cmp_hit_desc(const void *a, const void *b)
+{
+    float x = ((const struct coll_hit *)a)->score, y = ((const struct coll_hit *)b)->score;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Turn ranked labels into at most k hits with score >= min_score, scored
+ * exactly against their stored vectors (a compressed index only ranks) and
+ * sorted; *cut says whether a candidate fell below min_score. */
+static int
+fill_hits(struct coll *c, const float *q, const struct ranked *r, long k, float min_score,
           struct coll_hit *out, int *n, int *cut, struct rs_error *e)
 {
+    float *v = malloc((size_t)c->dim * sizeof(float));
+
     *cut = 0;
+    if (v == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
     for (long i = 0; i < r->n && *n < k; i++) {
-        int rc;
-        if (r->dist[i] < min_score) {
-            *cut = 1;
-            break;
-        }
-        rc = ds_get_label(c->ds, r->labels[i], &out[*n], e);
-        if (rc == RS_OK)
-            out[(*n)++].score = r->dist[i];
-        else if (rc != RS_ENOTFOUND)   /* a label replaced meanwhile is skipped */
+        int rc = ds_get_label(c->ds, r->labels[i], &out[*n], v, e);
+        float dot = 0;
+        if (rc == RS_ENOTFOUND)   /* a label replaced meanwhile is skipped */
+            continue;
+        if (rc != RS_OK) {
+            free(v);
             return rc;
+        }
+        for (int j = 0; j < c->dim; j++)
+            dot += q[j] * v[j];
+        if (dot < min_score) {
+            coll_hit_clear(&out[*n]);
+            *cut = 1;
+            continue;
+        }
+        out[(*n)++].score = dot;
     }
+    free(v);
+    qsort(out, (size_t)*n, sizeof(*out), cmp_hit_desc);
     return RS_OK;
 }
 
@@ -665,7 +685,7 @@ coll_search(struct coll *c, const float *query, int k, float min_score,
     normalize(query, q, c->dim);
     rc = search_index(c, q, k, &r, &live, e);
     if (rc == RS_OK)
-        rc = fill_hits(c, &r, k, min_score, out, &n, &cut, e);
+        rc = fill_hits(c, q, &r, k, min_score, out, &n, &cut, e);
     /* an approximate index (an HNSW graph, IVF lists, filtered places) may
      * come short of the k documents that exist: search exactly then */
     if (rc == RS_OK && !cut && n < k && n < live) {
@@ -674,7 +694,7 @@ coll_search(struct coll *c, const float *query, int k, float min_score,
         if ((out = calloc((size_t)k, sizeof(*out))) == NULL)
             rc = rs_error_set(e, RS_ENOMEM, "out of memory");
         else if ((rc = search_exact(c, q, k, &r, e)) == RS_OK)
-            rc = fill_hits(c, &r, k, min_score, out, &n, &cut, e);
+            rc = fill_hits(c, q, &r, k, min_score, out, &n, &cut, e);
     }
 out:
     free(q);

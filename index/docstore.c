@@ -364,7 +364,7 @@ fill_hit(sqlite3_stmt *st, int col, struct coll_hit *h)
 
 static int
 get_by(struct docstore *ds, const char *sql, const char *id, int64_t label,
-       struct coll_hit *out, struct rs_error *e)
+       struct coll_hit *out, float *vec, struct rs_error *e)
 {
     sqlite3_stmt *st;
     int rc;
@@ -377,9 +377,17 @@ get_by(struct docstore *ds, const char *sql, const char *id, int64_t label,
     else
         sqlite3_bind_int64(st, 1, label);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        rc = fill_hit(st, 0, out) == 0 ? RS_OK : rs_error_set(e, RS_ENOMEM, "out of memory");
-    else if (rc == SQLITE_DONE)
+    if (rc == SQLITE_ROW && vec != NULL &&
+        sqlite3_column_bytes(st, 3) != ds->dim * (int)sizeof(float))
+        rc = rs_error_set(e, RS_EFORMAT, "%s: the vector of label %lld has the wrong size",
+                          ds->dir, (long long)label);
+    else if (rc == SQLITE_ROW && fill_hit(st, 0, out) != 0)
+        rc = rs_error_set(e, RS_ENOMEM, "out of memory");
+    else if (rc == SQLITE_ROW) {
+        if (vec != NULL)
+            memcpy(vec, sqlite3_column_blob(st, 3), (size_t)ds->dim * sizeof(float));
+        rc = RS_OK;
+    } else if (rc == SQLITE_DONE)
         rc = id ? rs_error_set(e, RS_ENOTFOUND, "no document '%s'", id)
                 : rs_error_set(e, RS_ENOTFOUND, "no document with label %lld", (long long)label);
     else
@@ -391,13 +399,15 @@ get_by(struct docstore *ds, const char *sql, const char *id, int64_t label,
 int
 ds_get(struct docstore *ds, const char *id, struct coll_hit *out, struct rs_error *e)
 {
-    return get_by(ds, "SELECT id, text, meta FROM docs WHERE id = ?", id, 0, out, e);
+    return get_by(ds, "SELECT id, text, meta FROM docs WHERE id = ?", id, 0, out, NULL, e);
 }
 
 int
-ds_get_label(struct docstore *ds, int64_t label, struct coll_hit *out, struct rs_error *e)
+ds_get_label(struct docstore *ds, int64_t label, struct coll_hit *out, float *vec,
+             struct rs_error *e)
 {
-    return get_by(ds, "SELECT id, text, meta FROM docs WHERE label = ?", NULL, label, out, e);
+    return get_by(ds, "SELECT id, text, meta, vector FROM docs WHERE label = ?", NULL, label,
+                  out, vec, e);
 }
 
 int

@@ -76,10 +76,11 @@ int ds_upsert(struct docstore *ds, const struct coll_doc *docs, const float *vec
 int ds_delete(struct docstore *ds, const char *id, int64_t seq, int64_t *label,
               struct rs_error *e);
 
-/* One document by id or by label into out (new strings; coll_hit_clear).
- * RS_ENOTFOUND when absent. */
+/* One document by id or by label into out (new strings; coll_hit_clear),
+ * by label also its vector into vec (dim floats).  RS_ENOTFOUND when
+ * absent. */
 int ds_get(struct docstore *ds, const char *id, struct coll_hit *out, struct rs_error *e);
-int ds_get_label(struct docstore *ds, int64_t label, struct coll_hit *out,
+int ds_get_label(struct docstore *ds, int64_t label, struct coll_hit *out, float *vec,
                  struct rs_error *e);
 
 /* fn(label, vector, arg) for each document stored by a write after seq

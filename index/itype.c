@@ -115,7 +115,7 @@ transform(struct parse *p, const char *s)
         (v = number_after(s, "PCA", 1, p->dim, &end)) != 0) {
         if (v < 0 || *end != '\0')
             return refuse(p, "%s: the output dimension must be 1 to %ld", s, (long)p->dim);
-        need_training(p, p->dim);
+        need_training(p, ITYPE_TRAIN_FACTOR * (long)p->dim);
         p->dim = (int)v;
         return RS_OK;
     }

@@ -23,9 +23,9 @@
  * (RFlat, Refine(Flat)) are refused: FAISS cannot give them labels.
  *
  * Training: a component that learns from data (a quantizer with k
- * centroids or levels) needs ITYPE_TRAIN_FACTOR x k vectors, a PCA as many
- * vectors as input dimensions; train_min is the largest of these (0 when
- * nothing trains).  Until the collection holds train_min vectors it
+ * centroids or levels) needs ITYPE_TRAIN_FACTOR x k vectors, a PCA
+ * ITYPE_TRAIN_FACTOR x its input dimension; train_min is the largest of
+ * these (0 when nothing trains).  Until the collection holds train_min vectors it
  * searches exactly with a flat index.
  *
  * Pure functions; thread-safe.
