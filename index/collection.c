@@ -700,7 +700,7 @@ out:
     free(q);
     free(r.dist);
     free(r.labels);
-    if (rc != RS_OK) {
+    if (rc != RS_OK || n == 0) {
         coll_hits_free(out, n);
         return rc;
     }

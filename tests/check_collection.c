@@ -782,6 +782,82 @@ START_TEST(test_concurrent_writes_and_reads)
 }
 END_TEST
 
+static double
+now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct slow_reader {
+    struct coll *c;
+    atomic_int stop;
+    double max_latency;
+    long searches;
+};
+
+static void *
+timed_reader(void *arg)
+{
+    struct slow_reader *r = arg;
+    float q[DIM] = { 0.5f, 1, -1 };
+
+    while (!atomic_load(&r->stop)) {
+        struct coll_hit *hits;
+        struct rs_error e;
+        double t0 = now_s();
+        int n;
+        ck_assert_int_eq(coll_search(r->c, q, 10, -2.0f, &hits, &n, &e), RS_OK);
+        ck_assert_int_eq(n, 10);
+        coll_hits_free(hits, n);
+        if (now_s() - t0 > r->max_latency)
+            r->max_latency = now_s() - t0;
+        r->searches++;
+    }
+    return NULL;
+}
+
+/* An HNSW index rebuilt for its filtered labels is built aside: searches
+ * go on meanwhile instead of waiting for the whole rebuild. */
+START_TEST(test_rebuild_does_not_block_searches)
+{
+    char *dir = temp_dir(), path[600];
+    struct coll_options o = { 1, "HNSW32,Flat", DIM, "test-model", COLL_FSYNC_OFF, 0 };
+    struct mirror m = mirror_new(8000);
+    struct slow_reader r = { 0 };
+    struct coll_stats st;
+    struct rs_error e;
+    pthread_t t;
+    double slowest = 0;
+
+    snprintf(path, sizeof(path), "%s/c", dir);
+    ck_assert_msg(coll_open(&r.c, path, &o, &e) == RS_OK, "%s", e.msg);
+    put_docs(r.c, &m, 0, 8000);
+    atomic_init(&r.stop, 0);
+    ck_assert_int_eq(pthread_create(&t, NULL, timed_reader, &r), 0);
+    /* replacing 2001 documents passes the rebuild point (> 1000 and > 1/4) */
+    for (int i = 0; i < 2048; i += 64) {
+        double t0 = now_s();
+        put_docs(r.c, &m, i, i + 64);
+        if (now_s() - t0 > slowest)
+            slowest = now_s() - t0;
+    }
+    atomic_store(&r.stop, 1);
+    pthread_join(t, NULL);
+    coll_get_stats(r.c, &st);
+    ck_assert_int_lt(st.filtered, 100);   /* it was rebuilt */
+    ck_assert_int_gt(r.searches, 0);
+    ck_assert_msg(r.max_latency < slowest / 2, "a search waited %.3f s; the rebuild took %.3f s",
+                  r.max_latency, slowest);
+    ck_assert(recall(r.c, &m, 20, 10) >= 0.95);
+    coll_close(r.c);
+    mirror_free(&m);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
 /* The fsync policy by what it does: sync calls per acknowledged write. */
 static double
 syncs_per_write(int policy, int writes)
@@ -900,6 +976,7 @@ collection_suite(void)
     tcase_add_test(tc, test_text_with_nul);
     tcase_add_test(tc, test_concurrent_writes_and_reads);
     tcase_add_test(tc, test_fsync_policy);
+    tcase_add_test(tc, test_rebuild_does_not_block_searches);
     suite_add_tcase(s, tc);
     return s;
 }
