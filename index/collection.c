@@ -566,9 +566,10 @@ score_one(int64_t label, const float *v, void *arg)
     return 0;
 }
 
-/* Exact search over the stored vectors: the k best into r. */
+/* Exact search over the stored vectors: the r->cap best into r (more than
+ * k, for documents replaced while the hits are read). */
 static int
-search_exact(struct coll *c, const float *q, long k, struct ranked *r, struct rs_error *e)
+search_exact(struct coll *c, const float *q, struct ranked *r, struct rs_error *e)
 {
     struct exact x = { NULL, 0, 0, q, c->dim };
     int rc = ds_vectors(c->ds, 0, score_one, &x, e);
@@ -576,7 +577,7 @@ search_exact(struct coll *c, const float *q, long k, struct ranked *r, struct rs
     if (rc == RS_OK) {
         qsort(x.all, x.n, sizeof(*x.all), cmp_score_desc);
         r->n = 0;
-        for (size_t i = 0; i < x.n && r->n < k && r->n < r->cap; i++, r->n++) {
+        for (size_t i = 0; i < x.n && r->n < r->cap; i++, r->n++) {
             r->dist[r->n] = x.all[i].score;
             r->labels[r->n] = x.all[i].label;
         }
@@ -693,7 +694,7 @@ coll_search(struct coll *c, const float *query, int k, float min_score,
         n = 0;
         if ((out = calloc((size_t)k, sizeof(*out))) == NULL)
             rc = rs_error_set(e, RS_ENOMEM, "out of memory");
-        else if ((rc = search_exact(c, q, k, &r, e)) == RS_OK)
+        else if ((rc = search_exact(c, q, &r, e)) == RS_OK)
             rc = fill_hits(c, q, &r, k, min_score, out, &n, &cut, e);
     }
 out:

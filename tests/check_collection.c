@@ -703,7 +703,8 @@ END_TEST
 /* Writers, readers and statistics at once (run under ThreadSanitizer too):
  * every search sees min(k, documents) live hits. */
 struct race {
-    struct coll *c;
+    struct coll *c, *flat;
+    const char *dir;
     int id;
     atomic_int stop;
 };
@@ -743,8 +744,30 @@ race_reader(void *arg)
         ck_assert_int_eq(coll_search(r->c, q, 10, -2.0f, &hits, &n, &e), RS_OK);
         ck_assert_int_le(n, 10);
         coll_hits_free(hits, n);
+        ck_assert_int_eq(coll_search(r->flat, q, 3, -2.0f, &hits, &n, &e), RS_OK);
+        ck_assert_int_eq(n, 1);
+        coll_hits_free(hits, n);
         coll_get_stats(r->c, &st);
         ck_assert_int_ge(st.seq, st.snapshot_seq);
+    }
+    return NULL;
+}
+
+/* Collections opened while others search (FAISS has process-wide
+ * settings). */
+static void *
+race_opener(void *arg)
+{
+    struct race *r = arg;
+
+    for (int i = 0; i < 20; i++) {
+        char path[600];
+        struct coll_options o = { 1, "Flat", DIM, "test-model", COLL_FSYNC_OFF, 0 };
+        struct coll *c;
+        struct rs_error e;
+        snprintf(path, sizeof(path), "%s/o%d", r->dir, i);
+        ck_assert_msg(coll_open(&c, path, &o, &e) == RS_OK, "%s", e.msg);
+        coll_close(c);
     }
     return NULL;
 }
@@ -754,12 +777,19 @@ START_TEST(test_concurrent_writes_and_reads)
     char *dir = temp_dir(), path[600];
     struct coll_options o = { 1, "HNSW16", DIM, "test-model", COLL_FSYNC_OFF, 50 };
     struct race w[2], rd = { 0 };
-    pthread_t tw[2], tr[2];
+    pthread_t tw[2], tr[2], to;
     struct coll_stats st;
     struct rs_error e;
+    float v[DIM] = { 1 };
+    struct coll_doc d = { "one", "t", NULL, v, 0 };
 
     snprintf(path, sizeof(path), "%s/c", dir);
     ck_assert_msg(coll_open(&rd.c, path, &o, &e) == RS_OK, "%s", e.msg);
+    snprintf(path, sizeof(path), "%s/flat", dir);
+    o.factory = "Flat";
+    ck_assert_msg(coll_open(&rd.flat, path, &o, &e) == RS_OK, "%s", e.msg);
+    ck_assert_int_eq(coll_upsert(rd.flat, &d, 1, &e), RS_OK);
+    rd.dir = dir;
     atomic_init(&rd.stop, 0);
     for (int i = 0; i < 2; i++) {
         w[i].c = rd.c;
@@ -768,8 +798,10 @@ START_TEST(test_concurrent_writes_and_reads)
     }
     for (int i = 0; i < 2; i++)
         ck_assert_int_eq(pthread_create(&tw[i], NULL, race_writer, &w[i]), 0);
+    ck_assert_int_eq(pthread_create(&to, NULL, race_opener, &rd), 0);
     for (int i = 0; i < 2; i++)
         pthread_join(tw[i], NULL);
+    pthread_join(to, NULL);
     atomic_store(&rd.stop, 1);
     for (int i = 0; i < 2; i++)
         pthread_join(tr[i], NULL);
@@ -777,6 +809,7 @@ START_TEST(test_concurrent_writes_and_reads)
     ck_assert_int_eq(st.documents, 2 * 40 - 2 * 5);   /* ids 6, 13, ..., 34 end deleted */
     ck_assert_int_eq(st.seq, 2 * (300 + 300 / 7));
     coll_close(rd.c);
+    coll_close(rd.flat);
     remove_tree(dir);
     free(dir);
 }
@@ -974,8 +1007,12 @@ collection_suite(void)
     tcase_add_test(tc, test_index_types_refused);
     tcase_add_test(tc, test_search_returns_min_k_live);
     tcase_add_test(tc, test_text_with_nul);
-    tcase_add_test(tc, test_concurrent_writes_and_reads);
     tcase_add_test(tc, test_fsync_policy);
+    suite_add_tcase(s, tc);
+    /* threads: alone with CK_RUN_CASE=threads (e.g. under ThreadSanitizer) */
+    tc = tcase_create("threads");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_concurrent_writes_and_reads);
     tcase_add_test(tc, test_rebuild_does_not_block_searches);
     suite_add_tcase(s, tc);
     return s;
