@@ -41,11 +41,16 @@
 
 #include "../model/error.h"
 
+/* When an acknowledged write is on disk: ALWAYS, before the acknowledgement
+ * (one sync per write); BATCH, at the next WAL checkpoint (syncs batched,
+ * about one per 1000 WAL pages: safe from a crash of the process, not from
+ * a power loss); OFF, when the OS writes it back (no sync). */
 enum coll_fsync { COLL_FSYNC_ALWAYS, COLL_FSYNC_BATCH, COLL_FSYNC_OFF };
 
 struct coll_options {
     int create;               /* create when missing */
-    const char *factory;      /* FAISS index_factory string, e.g. "Flat", "HNSW32,Flat" */
+    const char *factory;      /* index type (itype.h), e.g. "Flat", "HNSW32,Flat"; NULL:
+                                 the stored one, or Flat for a new collection */
     int dim;                  /* vector dimension */
     const char *fingerprint;  /* the model's; a collection refuses another */
     int fsync;                /* enum coll_fsync */
