@@ -368,7 +368,7 @@ bench_one_index(const char *factory, int dim, int n, int queries)
         int k = n - i < 1000 ? n - i : 1000;
         for (int j = 0; j < k; j++) {
             snprintf(ids[j], sizeof(ids[j]), "%d", i + j);
-            docs[j] = (struct coll_doc){ ids[j], "", NULL, vecs + (size_t)(i + j) * (size_t)dim };
+            docs[j] = (struct coll_doc){ ids[j], "", NULL, vecs + (size_t)(i + j) * (size_t)dim, 0 };
         }
         if (coll_upsert(c, docs, k, &e) != RS_OK) {
             fprintf(stderr, "rosim: %s\n", e.msg);

@@ -293,7 +293,7 @@ cmd_import(const struct rf_model *m, const struct options *o)
                 break;
             }
             for (int i = 0; i < n; i++)
-                docs[i] = (struct coll_doc){ ids[i], texts[i], metas[i], vecs + (size_t)i * (size_t)H };
+                docs[i] = (struct coll_doc){ ids[i], texts[i], metas[i], vecs + (size_t)i * (size_t)H, 0 };
             if (coll_upsert(c, docs, n, &e) != RS_OK) {
                 fprintf(stderr, "\nrosim: line %ld: %s\n", lineno, e.msg);
                 rc = 1;

@@ -1,140 +1,57 @@
 /*
- * collection.c: SQLite as the source of truth, a FAISS index beside it.
- * See collection.h for the design; the invariants the code keeps:
+ * collection.c: a collection is a document store (docstore.h, the source
+ * of truth) with a FAISS index beside it (faissidx.h), kept in step and
+ * snapshotted (snapshot.h).  See collection.h for the design; the
+ * invariants the code keeps:
  *
  *   - labels are the sequence numbers of the writes that stored them, so a
  *     label > snapshot_seq was never in the snapshot;
- *   - docs holds exactly the acknowledged documents, `deleted` the labels
+ *   - the store holds exactly the acknowledged documents, and the labels
  *     retired since the last snapshot (pruned once a snapshot covers them);
- *   - the index holds the labels of docs, plus, for index types that cannot
- *     remove, retired labels listed in the filter set.
+ *   - the index holds the labels of the stored documents, plus, for index
+ *     types that cannot remove, retired labels listed in the filter set.
+ *
+ * Locks: wmu serializes writers (and snapshots, which must pair an index
+ * with the sequence it covers); the rwlock guards index, filter, trained,
+ * removable and documents: searches take it shared, a writer exclusively
+ * and only while it changes them.  seq and snapshot_seq are atomics:
+ * written under wmu, read anywhere.
  */
 #include "collection.h"
 
 #include <errno.h>
-#include <faiss/c_api/AutoTune_c.h>
-#include <faiss/c_api/IndexIVF_c.h>
-#include <faiss/c_api/Index_c.h>
-#include <faiss/c_api/error_c.h>
-#include <faiss/c_api/impl/AuxIndexStructures_c.h>
-#include <faiss/c_api/index_factory_c.h>
-#include <faiss/c_api/index_io_c.h>
-#include <faiss/c_api/utils/distances_c.h>
-#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
-#include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../model/weights.h"
+#include "docstore.h"
+#include "faissidx.h"
+#include "itype.h"
+#include "labels.h"
+#include "snapshot.h"
 
-#define SNAP_MAGIC "ROSIMSNP"
-#define SNAP_VERSION 1u
-#define SCHEMA_VERSION "1"
-#define IVF_TRAIN_FACTOR 39      /* vectors per list before IVF training */
-#define HNSW_EF_SEARCH 128
-#define IVF_NPROBE 16
-
-/* --- a set of labels (open addressing, never shrinks) --------------------- */
-
-struct label_set {
-    int64_t *slots;   /* -1 = empty */
-    size_t cap, n;
-};
-
-static int
-set_has(const struct label_set *s, int64_t x)
-{
-    if (s->cap == 0)
-        return 0;
-    for (size_t i = (size_t)x * 0x9E3779B97F4A7C15ULL & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
-        if (s->slots[i] == x)
-            return 1;
-        if (s->slots[i] == -1)
-            return 0;
-    }
-}
-
-static int
-set_add(struct label_set *s, int64_t x)
-{
-    if (set_has(s, x))
-        return 0;
-    if (2 * (s->n + 1) > s->cap) {
-        struct label_set t = { NULL, s->cap ? 2 * s->cap : 64, 0 };
-        t.slots = malloc(t.cap * sizeof(int64_t));
-        if (t.slots == NULL)
-            return -1;
-        memset(t.slots, 0xff, t.cap * sizeof(int64_t));
-        for (size_t i = 0; i < s->cap; i++)
-            if (s->slots[i] != -1)
-                set_add(&t, s->slots[i]);
-        free(s->slots);
-        *s = t;
-    }
-    for (size_t i = (size_t)x * 0x9E3779B97F4A7C15ULL & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
-        if (s->slots[i] == -1) {
-            s->slots[i] = x;
-            s->n++;
-            return 0;
-        }
-    }
-}
-
-static void
-set_clear(struct label_set *s)
-{
-    free(s->slots);
-    memset(s, 0, sizeof(*s));
-}
-
-/* --- the collection ------------------------------------------------------- */
+#define FILTER_REBUILD_MIN 1000   /* filtered labels before a rebuild is considered */
 
 struct coll {
     char *dir;
-    char factory[128];
-    char fingerprint[256];
-    int dim, fsync, snapshot_every;
-    sqlite3 *wdb;              /* writer connection (under wmu) */
-    sqlite3 *rdb;              /* reader connection (serialized by SQLite) */
-    pthread_mutex_t wmu;       /* one writer at a time */
-    pthread_rwlock_t lock;     /* the index */
-    FaissIndex *index;
-    int ivf_nlist;             /* > 0 for IVF factories */
-    int trained;               /* the real index is in use (always, but IVF early) */
-    int removable;             /* remove_ids works on this index */
-    struct label_set filter;   /* retired labels still in the index */
-    int64_t seq, snapshot_seq;
-    long writes_since_snapshot;
+    struct itype type;
+    int dim, snapshot_every;
+    struct docstore *ds;
+    pthread_mutex_t wmu;        /* one writer at a time */
+    pthread_rwlock_t lock;      /* the fields below, up to documents */
+    struct fx_index *index;
+    int trained;                /* the real index is in use (not the interim flat one) */
+    int removable;              /* remove_ids works on index */
+    struct label_set filter;    /* retired labels still in the index */
     long documents;
+    _Atomic int64_t seq, snapshot_seq;
+    long writes_since_snapshot; /* under wmu */
 };
-
-static int
-db_error(sqlite3 *db, struct rs_error *e, const char *what, const char *dir)
-{
-    int code = sqlite3_extended_errcode(db) & 0xff;
-    int rc = code == SQLITE_FULL ? RS_ENOSPC
-           : code == SQLITE_CORRUPT || code == SQLITE_NOTADB ? RS_EFORMAT
-           : code == SQLITE_BUSY || code == SQLITE_LOCKED ? RS_EBUSY : RS_EIO;
-    return rs_error_set(e, rc, "%s: %s: %s", dir, what, sqlite3_errmsg(db));
-}
-
-static int
-faiss_error(struct rs_error *e, const char *what)
-{
-    const char *msg = faiss_get_last_error();
-    return rs_error_set(e, RS_EINTERNAL, "faiss: %s: %s", what, msg ? msg : "failed");
-}
-
-static int
-exec(sqlite3 *db, const char *sql)
-{
-    return sqlite3_exec(db, sql, NULL, NULL, NULL);
-}
 
 static void
 normalize(const float *in, float *out, int dim)
@@ -148,497 +65,248 @@ normalize(const float *in, float *out, int dim)
         out[i] = norm > 0 ? (float)(in[i] / norm) : 0.0f;
 }
 
-/* Index types this service builds: comma-separated components from a known
- * set, each number bounded, so a request cannot ask FAISS for an absurd
- * allocation (IVF100000000 would allocate billions of list heads). */
-static int
-factory_allowed(const char *f, char *why, size_t why_len)
-{
-    static const struct { const char *prefix; long max; } parts[] = {
-        { "IVF", 65536 }, { "HNSW", 256 }, { "PQ", 768 }, { "OPQ", 768 }, { "PCA", 8192 },
-        { "PCAR", 8192 }, { "SQ", 16 }, { "Flat", 0 }, { "IDMap2", 0 }, { "IDMap", 0 },
-        { "L2norm", 0 }, { "SQfp16", 0 }, { "RFlat", 0 }, { "Refine(Flat)", 0 },
-    };
-    char buf[128], *save = NULL;
+/* --- the index ------------------------------------------------------------- */
 
-    if (strlen(f) == 0 || strlen(f) >= sizeof(buf)) {
-        snprintf(why, why_len, "the index type must have 1 to %zu characters", sizeof(buf) - 1);
+/* Remove labels from the index, or filter them when it cannot remove. */
+static int
+retire_labels(struct fx_index *index, int *removable, struct label_set *filter,
+              const int64_t *labels, size_t n)
+{
+    if (n == 0)
         return 0;
+    if (*removable && fx_remove(index, labels, n) == 0)
+        return 0;
+    *removable = 0;
+    for (size_t i = 0; i < n; i++)
+        if (label_set_add(filter, labels[i]) != 0)
+            return -1;
+    return 0;
+}
+
+/* Every stored vector, gathered for a rebuild. */
+struct gathered {
+    float *vecs;
+    int64_t *labels;
+    size_t n, cap;
+    int dim;
+};
+
+static int
+gather(int64_t label, const float *v, void *arg)
+{
+    struct gathered *g = arg;
+
+    if (g->n == g->cap) {
+        size_t nc = g->cap ? 2 * g->cap : 1024;
+        float *vv = realloc(g->vecs, nc * (size_t)g->dim * sizeof(float));
+        int64_t *l;
+        if (vv == NULL)
+            return RS_ENOMEM;
+        g->vecs = vv;
+        if ((l = realloc(g->labels, nc * sizeof(int64_t))) == NULL)
+            return RS_ENOMEM;
+        g->labels = l;
+        g->cap = nc;
     }
-    strcpy(buf, f);
-    for (char *tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-        int ok = 0;
-        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]) && !ok; i++) {
-            size_t n = strlen(parts[i].prefix);
-            const char *rest = tok + n;
-            if (strncmp(tok, parts[i].prefix, n) != 0)
-                continue;
-            if (parts[i].max == 0) {
-                ok = *rest == '\0';
-            } else {
-                /* digits, optionally "x" or "_" and more digits (PQ16x8, OPQ16_64) */
-                char *end;
-                long v = strtol(rest, &end, 10);
-                if (end != rest && v >= 1 && v <= parts[i].max) {
-                    if ((*end == 'x' || *end == '_') && end[1] >= '0' && end[1] <= '9') {
-                        long w = strtol(end + 1, &end, 10);
-                        ok = *end == '\0' && w >= 1 && w <= parts[i].max;
-                    } else {
-                        ok = *end == '\0';
-                    }
-                }
-            }
-        }
-        if (!ok) {
-            snprintf(why, why_len, "'%s' in index type '%s' is not a supported component "
-                     "(Flat, HNSW<M>, IVF<n>, PQ<m>, SQ<bits>, PCA<d>, ..., numbers bounded)",
-                     tok, f);
-            return 0;
-        }
+    g->labels[g->n] = label;
+    memcpy(g->vecs + g->n * (size_t)g->dim, v, (size_t)g->dim * sizeof(float));
+    g->n++;
+    return 0;
+}
+
+/* Build a new index from every stored vector, off to the side: the caller
+ * swaps it in.  The real index when enough vectors exist to train it,
+ * else the interim flat one. */
+static int
+build_index(struct coll *c, struct fx_index **out, int *trained, long *documents,
+            struct rs_error *e)
+{
+    struct gathered g = { NULL, NULL, 0, 0, c->dim };
+    struct fx_index *idx = NULL;
+    int rc, interim;
+
+    *out = NULL;
+    rc = ds_vectors(c->ds, 0, gather, &g, e);
+    interim = (long)g.n < c->type.train_min;
+    if (rc == RS_OK)
+        rc = fx_new(&c->type, c->dim, interim, &idx, e);
+    if (rc == RS_OK && !fx_is_trained(idx))
+        rc = fx_train(idx, g.n, g.vecs, e);
+    if (rc == RS_OK)
+        rc = fx_add(idx, g.n, g.vecs, g.labels, e);
+    free(g.vecs);
+    free(g.labels);
+    if (rc != RS_OK) {
+        fx_free(idx);
+        return rc;
     }
+    *out = idx;
+    *trained = !interim;
+    *documents = (long)g.n;
+    return RS_OK;
+}
+
+/* Rebuild and swap the new index in; the write lock is held only for the
+ * swap.  Called by the writer (wmu held) or while opening. */
+static int
+rebuild(struct coll *c, struct rs_error *e)
+{
+    struct fx_index *idx, *old;
+    int trained, rc;
+    long documents;
+
+    if ((rc = build_index(c, &idx, &trained, &documents, e)) != RS_OK)
+        return rc;
+    pthread_rwlock_wrlock(&c->lock);
+    old = c->index;
+    c->index = idx;
+    c->trained = trained;
+    c->removable = c->type.removable;
+    c->documents = documents;
+    label_set_clear(&c->filter);
+    pthread_rwlock_unlock(&c->lock);
+    fx_free(old);
+    return RS_OK;
+}
+
+/* Whether the index should be rebuilt: it can train now, or too many
+ * filtered labels take places in results.  Under the lock. */
+static int
+needs_rebuild(const struct coll *c)
+{
+    return (!c->trained && c->documents >= c->type.train_min) ||
+           (c->filter.n > FILTER_REBUILD_MIN && (long)c->filter.n > c->documents / 4);
+}
+
+/* --- snapshots ------------------------------------------------------------- */
+
+int
+coll_snapshot(struct coll *c, struct rs_error *e)
+{
+    struct snap_state s;
+    char *buf = NULL;
+    size_t len = 0;
+    int rc;
+
+    pthread_mutex_lock(&c->wmu);
+    pthread_rwlock_rdlock(&c->lock);
+    s = (struct snap_state){ c->dim, atomic_load(&c->seq), c->trained, c->removable, &c->filter,
+                             c->index };
+    rc = snap_encode(&s, &buf, &len, e);
+    pthread_rwlock_unlock(&c->lock);
+    if (rc == RS_OK)
+        rc = snap_save(c->dir, buf, len, e);
+    free(buf);
+    if (rc == RS_OK) {
+        /* retired labels up to seq are now in the snapshot's own state; a
+         * failed prune only keeps rows that replay skips */
+        ds_prune_retired(c->ds, s.seq, NULL);
+        atomic_store(&c->snapshot_seq, s.seq);
+        c->writes_since_snapshot = 0;
+    }
+    pthread_mutex_unlock(&c->wmu);
+    return rc;
+}
+
+static int
+replay_retired(int64_t label, void *arg)
+{
+    struct coll *c = arg;
+    return retire_labels(c->index, &c->removable, &c->filter, &label, 1) == 0 ? 0 : RS_ENOMEM;
+}
+
+static int
+replay_added(int64_t label, const float *v, void *arg)
+{
+    struct coll *c = arg;
+    return fx_add(c->index, 1, v, &label, NULL) == RS_OK ? 0 : RS_EFORMAT;
+}
+
+/* Load the snapshot and bring it up to date with the writes after it;
+ * 0 when there is no usable snapshot. */
+static int
+load_snapshot(struct coll *c, struct rs_error *e, int *rc)
+{
+    struct snap_state s = { .filter = &c->filter };
+    int64_t seq = atomic_load(&c->seq);
+
+    *rc = RS_OK;
+    if (snap_load(c->dir, c->dim, seq, &s) != RS_OK)
+        return 0;
+    c->index = s.index;
+    c->trained = s.trained;
+    c->removable = s.removable;
+    atomic_store(&c->snapshot_seq, s.seq);
+    if ((*rc = ds_retired(c->ds, s.seq, s.seq, replay_retired, c, e)) == RS_OK)
+        *rc = ds_vectors(c->ds, s.seq, replay_added, c, e);
     return 1;
+}
+
+/* --- opening --------------------------------------------------------------- */
+
+/* Release everything c holds (no snapshot). */
+static void
+coll_free(struct coll *c)
+{
+    ds_close(c->ds);
+    fx_free(c->index);
+    label_set_clear(&c->filter);
+    pthread_mutex_destroy(&c->wmu);
+    pthread_rwlock_destroy(&c->lock);
+    free(c->dir);
+    free(c);
+}
+
+/* Check the store's settings against o, or write them into a new store. */
+static int
+settle(struct coll *c, const struct coll_options *o, struct rs_error *e)
+{
+    struct ds_settings set;
+    int rc = ds_settings_get(c->ds, &set, e);
+
+    if (rc == RS_ENOTFOUND) {
+        const char *factory = o->factory ? o->factory : "Flat";
+        struct fx_index *probe;
+        if ((rc = itype_parse(factory, c->dim, &c->type, e)) != RS_OK)
+            return rc;
+        /* the real index is built only once it can train: try it now */
+        if ((rc = fx_new(&c->type, c->dim, 0, &probe, e)) != RS_OK) {
+            rs_error_prefix(e, "index type '%s' is not valid", factory);
+            if (e != NULL)
+                e->code = RS_EINVAL;
+            return RS_EINVAL;
+        }
+        fx_free(probe);
+        memset(&set, 0, sizeof(set));
+        snprintf(set.factory, sizeof(set.factory), "%s", factory);
+        set.dim = c->dim;
+        snprintf(set.fingerprint, sizeof(set.fingerprint), "%s", o->fingerprint ? o->fingerprint : "");
+        return ds_settings_init(c->ds, &set, e);
+    }
+    if (rc != RS_OK)
+        return rc;
+    if (o->factory != NULL && strcmp(set.factory, o->factory) != 0)
+        return rs_error_set(e, RS_EEXIST, "%s exists with index type '%s', not '%s'", c->dir,
+                            set.factory, o->factory);
+    if (set.dim != c->dim)
+        return rs_error_set(e, RS_EINVAL, "%s holds %d-dimensional vectors; the model makes %d",
+                            c->dir, set.dim, c->dim);
+    if (set.fingerprint[0] != '\0' && o->fingerprint != NULL &&
+        strcmp(set.fingerprint, o->fingerprint) != 0)
+        return rs_error_set(e, RS_EINVAL, "%s was built with model %s, but the loaded model "
+                            "is %s; use the same model or a new collection", c->dir,
+                            set.fingerprint, o->fingerprint);
+    if ((rc = itype_parse(set.factory, c->dim, &c->type, e)) != RS_OK)
+        rs_error_prefix(e, "%s", c->dir);
+    return rc;
 }
 
 int
 coll_index_type_check(const char *factory, struct rs_error *e)
 {
-    char why[256];
+    struct itype t;
 
-    if (!factory_allowed(factory, why, sizeof(why)))
-        return rs_error_set(e, RS_EINVAL, "%s", why);
-    return RS_OK;
-}
-
-static int
-is_ivf_factory(const char *f)
-{
-    return strstr(f, "IVF") != NULL;
-}
-
-/* A new, empty index: the real one, or an exact interim one while an IVF
- * index waits for enough vectors to train. */
-static int
-new_index(struct coll *c, int interim, FaissIndex **out, struct rs_error *e)
-{
-    char spec[160];
-    FaissIndex *idx = NULL;
-    FaissParameterSpace *ps = NULL;
-
-    if (interim)
-        snprintf(spec, sizeof(spec), "IDMap2,Flat");
-    else if (is_ivf_factory(c->factory) || strncmp(c->factory, "IDMap", 5) == 0)
-        snprintf(spec, sizeof(spec), "%s", c->factory);
-    else
-        snprintf(spec, sizeof(spec), "IDMap2,%s", c->factory);
-    if (faiss_index_factory(&idx, c->dim, spec, METRIC_INNER_PRODUCT) != 0)
-        return faiss_error(e, c->factory);
-    if (!interim && faiss_ParameterSpace_new(&ps) == 0) {
-        /* raise HNSW's and IVF's search effort from their low defaults; an
-         * index without the parameter refuses it, which is fine */
-        if (strstr(c->factory, "HNSW") != NULL)
-            faiss_ParameterSpace_set_index_parameter(ps, idx, "efSearch", HNSW_EF_SEARCH);
-        if (is_ivf_factory(c->factory))
-            faiss_ParameterSpace_set_index_parameter(ps, idx, "nprobe", IVF_NPROBE);
-        faiss_ParameterSpace_free(ps);
-    }
-    *out = idx;
-    return RS_OK;
-}
-
-/* Whether remove_ids can work on the index type (FAISS's HNSW throws, and
- * its C API prints every exception, so it is not even tried there). */
-static int
-removable_type(const struct coll *c)
-{
-    return strstr(c->factory, "HNSW") == NULL;
-}
-
-/* Remove labels from the index, or filter them when it cannot remove. */
-static int
-retire_labels(struct coll *c, const int64_t *labels, size_t n)
-{
-    FaissIDSelectorBatch *sel = NULL;
-    size_t removed;
-
-    if (n == 0)
-        return 0;
-    if (c->removable && faiss_IDSelectorBatch_new(&sel, n, labels) == 0) {
-        int rc = faiss_Index_remove_ids(c->index, (FaissIDSelector *)sel, &removed);
-        faiss_IDSelector_free((FaissIDSelector *)sel);
-        if (rc == 0)
-            return 0;
-        c->removable = 0;   /* e.g. HNSW: "remove_ids not implemented" */
-    }
-    for (size_t i = 0; i < n; i++)
-        if (set_add(&c->filter, labels[i]) != 0)
-            return -1;
-    return 0;
-}
-
-/* Build the index from every stored vector. */
-static int
-rebuild(struct coll *c, struct rs_error *e)
-{
-    sqlite3_stmt *st = NULL;
-    float *vecs = NULL;
-    int64_t *labels = NULL;
-    size_t n = 0, cap = 0;
-    FaissIndex *idx = NULL;
-    int rc, interim;
-
-    if (sqlite3_prepare_v2(c->rdb, "SELECT label, vector FROM docs", -1, &st, NULL) != SQLITE_OK)
-        return db_error(c->rdb, e, "read vectors", c->dir);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (sqlite3_column_bytes(st, 1) != c->dim * (int)sizeof(float)) {
-            sqlite3_finalize(st);
-            free(vecs);
-            free(labels);
-            return rs_error_set(e, RS_EFORMAT, "%s: a stored vector has the wrong size", c->dir);
-        }
-        if (n == cap) {
-            size_t nc = cap ? 2 * cap : 1024;
-            float *v = realloc(vecs, nc * (size_t)c->dim * sizeof(float));
-            int64_t *l = v ? realloc(labels, nc * sizeof(int64_t)) : NULL;
-            if (v) vecs = v;
-            if (l) labels = l;
-            if (v == NULL || l == NULL) {
-                sqlite3_finalize(st);
-                free(vecs);
-                free(labels);
-                return rs_error_set(e, RS_ENOMEM, "out of memory");
-            }
-            cap = nc;
-        }
-        labels[n] = sqlite3_column_int64(st, 0);
-        memcpy(vecs + n * (size_t)c->dim, sqlite3_column_blob(st, 1), (size_t)c->dim * sizeof(float));
-        n++;
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        free(vecs);
-        free(labels);
-        return db_error(c->rdb, e, "read vectors", c->dir);
-    }
-    interim = c->ivf_nlist > 0 && n < (size_t)c->ivf_nlist * IVF_TRAIN_FACTOR;
-    rc = new_index(c, interim, &idx, e);
-    if (rc == RS_OK && !interim && !faiss_Index_is_trained(idx) &&
-        faiss_Index_train(idx, (idx_t)n, vecs) != 0)
-        rc = faiss_error(e, "train");
-    if (rc == RS_OK && n > 0 && faiss_Index_add_with_ids(idx, (idx_t)n, vecs, labels) != 0)
-        rc = faiss_error(e, "add");
-    free(vecs);
-    free(labels);
-    if (rc != RS_OK) {
-        faiss_Index_free(idx);
-        return rc;
-    }
-    faiss_Index_free(c->index);
-    c->index = idx;
-    c->trained = !interim;
-    c->removable = removable_type(c);
-    set_clear(&c->filter);
-    c->documents = (long)n;
-    return RS_OK;
-}
-
-/* --- snapshots ------------------------------------------------------------- */
-
-static int
-fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    int rc;
-
-    if (fd < 0)
-        return -1;
-    rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
-struct crc_writer {
-    FILE *f;
-    uint32_t crc;
-    int failed;
-};
-
-static void
-put(struct crc_writer *w, const void *p, size_t n)
-{
-    if (w->failed || fwrite(p, 1, n, w->f) != n) {
-        w->failed = 1;
-        return;
-    }
-    w->crc = wt_crc32c(w->crc, p, n);
-}
-
-int
-coll_snapshot(struct coll *c, struct rs_error *e)
-{
-    char path[4200], tmp[4300];
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem;
-    struct crc_writer w = { NULL, 0, 0 };
-    uint32_t u32;
-    uint64_t u64;
-    int64_t seq;
-    int rc = RS_OK, saved_errno;
-
-    /* writers wait: the snapshot must pair an index with the seq it covers */
-    pthread_mutex_lock(&c->wmu);
-    pthread_rwlock_rdlock(&c->lock);
-    seq = c->seq;
-    mem = open_memstream(&buf, &len);
-    if (mem == NULL || faiss_write_index(c->index, mem) != 0) {
-        pthread_rwlock_unlock(&c->lock);
-        pthread_mutex_unlock(&c->wmu);
-        if (mem)
-            fclose(mem);
-        free(buf);
-        return faiss_error(e, "serialize the index");
-    }
-    fclose(mem);
-    snprintf(path, sizeof(path), "%s/index.snap", c->dir);
-    snprintf(tmp, sizeof(tmp), "%s/index.snap.tmp", c->dir);
-    w.f = fopen(tmp, "wb");
-    if (w.f == NULL) {
-        pthread_rwlock_unlock(&c->lock);
-        pthread_mutex_unlock(&c->wmu);
-        free(buf);
-        return rs_error_set(e, errno == ENOSPC ? RS_ENOSPC : RS_EIO, "%s: %s", tmp, strerror(errno));
-    }
-    put(&w, SNAP_MAGIC, 8);
-    u32 = SNAP_VERSION; put(&w, &u32, 4);
-    u32 = (uint32_t)c->dim; put(&w, &u32, 4);
-    put(&w, &seq, 8);
-    u32 = (uint32_t)c->trained; put(&w, &u32, 4);
-    u32 = (uint32_t)c->removable; put(&w, &u32, 4);
-    u64 = c->filter.n; put(&w, &u64, 8);
-    for (size_t i = 0; i < c->filter.cap; i++)
-        if (c->filter.slots[i] != -1)
-            put(&w, &c->filter.slots[i], 8);
-    pthread_rwlock_unlock(&c->lock);
-    u64 = len; put(&w, &u64, 8);
-    put(&w, buf, len);
-    u32 = w.crc;
-    if (!w.failed && fwrite(&u32, 1, 4, w.f) != 4)
-        w.failed = 1;
-    free(buf);
-    if (w.failed || fflush(w.f) != 0 || fsync(fileno(w.f)) != 0)
-        w.failed = 1;
-    saved_errno = errno;
-    if (fclose(w.f) != 0)
-        w.failed = 1;
-    if (w.failed) {
-        unlink(tmp);
-        pthread_mutex_unlock(&c->wmu);
-        return rs_error_set(e, saved_errno == ENOSPC ? RS_ENOSPC : RS_EIO,
-                            "%s: cannot write the snapshot: %s", tmp, strerror(saved_errno));
-    }
-    if (rename(tmp, path) != 0 || fsync_dir(c->dir) != 0) {
-        rc = rs_error_set(e, RS_EIO, "%s: %s", path, strerror(errno));
-        unlink(tmp);
-        pthread_mutex_unlock(&c->wmu);
-        return rc;
-    }
-    /* retired labels up to seq are now in the snapshot's own state */
-    {
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(c->wdb, "DELETE FROM deleted WHERE seq <= ?", -1, &st, NULL) == SQLITE_OK) {
-            sqlite3_bind_int64(st, 1, seq);
-            sqlite3_step(st);
-            sqlite3_finalize(st);
-        }
-    }
-    c->snapshot_seq = seq;
-    c->writes_since_snapshot = 0;
-    pthread_mutex_unlock(&c->wmu);
-    return rc;
-}
-
-/* Load index.snap if it is intact and not newer than the database. */
-static int
-load_snapshot(struct coll *c)
-{
-    char path[4200];
-    FILE *f, *mem;
-    unsigned char *buf = NULL;
-    long size;
-    size_t off = 0;
-    uint32_t u32, crc, dim, trained, removable;
-    uint64_t n_filter, faiss_len;
-    int64_t seq;
-    FaissIndex *idx = NULL;
-    int ok = 0;
-
-    snprintf(path, sizeof(path), "%s/index.snap", c->dir);
-    f = fopen(path, "rb");
-    if (f == NULL)
-        return 0;
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 52 || fseek(f, 0, SEEK_SET) != 0 ||
-        (buf = malloc((size_t)size)) == NULL || fread(buf, 1, (size_t)size, f) != (size_t)size)
-        goto out;
-    memcpy(&crc, buf + size - 4, 4);
-    if (wt_crc32c(0, buf, (size_t)size - 4) != crc || memcmp(buf, SNAP_MAGIC, 8) != 0)
-        goto out;
-    off = 8;
-#define TAKE(dst, n) do { if (off + (n) > (size_t)size - 4) goto out; memcpy((dst), buf + off, (n)); off += (n); } while (0)
-    TAKE(&u32, 4);
-    if (u32 != SNAP_VERSION)
-        goto out;
-    TAKE(&dim, 4);
-    TAKE(&seq, 8);
-    TAKE(&trained, 4);
-    TAKE(&removable, 4);
-    TAKE(&n_filter, 8);
-    if ((int)dim != c->dim || seq > c->seq || seq < 0 || n_filter > (uint64_t)size / 8)
-        goto out;
-    set_clear(&c->filter);
-    for (uint64_t i = 0; i < n_filter; i++) {
-        int64_t label;
-        TAKE(&label, 8);
-        if (set_add(&c->filter, label) != 0)
-            goto out;
-    }
-    TAKE(&faiss_len, 8);
-#undef TAKE
-    if (faiss_len != (uint64_t)size - 4 - off)
-        goto out;
-    mem = fmemopen(buf + off, (size_t)faiss_len, "rb");
-    if (mem == NULL)
-        goto out;
-    if (faiss_read_index(mem, 0, &idx) == 0 && faiss_Index_d(idx) == c->dim) {
-        faiss_Index_free(c->index);
-        c->index = idx;
-        idx = NULL;
-        c->snapshot_seq = seq;
-        c->trained = (int)trained;
-        c->removable = (int)removable;
-        ok = 1;
-    }
-    fclose(mem);
-    faiss_Index_free(idx);
-out:
-    if (!ok)
-        set_clear(&c->filter);
-    free(buf);
-    fclose(f);
-    return ok;
-}
-
-/* Bring a snapshot up to date with the rows written after it. */
-static int
-replay(struct coll *c, struct rs_error *e)
-{
-    sqlite3_stmt *st = NULL;
-    int rc;
-
-    if (sqlite3_prepare_v2(c->rdb, "SELECT label FROM deleted WHERE seq > ? AND label <= ?",
-                           -1, &st, NULL) != SQLITE_OK)
-        return db_error(c->rdb, e, "replay", c->dir);
-    sqlite3_bind_int64(st, 1, c->snapshot_seq);
-    sqlite3_bind_int64(st, 2, c->snapshot_seq);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t label = sqlite3_column_int64(st, 0);
-        if (retire_labels(c, &label, 1) != 0) {
-            sqlite3_finalize(st);
-            return rs_error_set(e, RS_ENOMEM, "out of memory");
-        }
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return db_error(c->rdb, e, "replay", c->dir);
-    if (sqlite3_prepare_v2(c->rdb, "SELECT label, vector FROM docs WHERE seq > ?", -1, &st,
-                           NULL) != SQLITE_OK)
-        return db_error(c->rdb, e, "replay", c->dir);
-    sqlite3_bind_int64(st, 1, c->snapshot_seq);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t label = sqlite3_column_int64(st, 0);
-        if (sqlite3_column_bytes(st, 1) != c->dim * (int)sizeof(float) ||
-            faiss_Index_add_with_ids(c->index, 1, sqlite3_column_blob(st, 1), &label) != 0) {
-            sqlite3_finalize(st);
-            return rs_error_set(e, RS_EFORMAT, "%s: cannot replay document with label %lld",
-                                c->dir, (long long)label);
-        }
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return db_error(c->rdb, e, "replay", c->dir);
-    return RS_OK;
-}
-
-/* --- opening -------------------------------------------------------------- */
-
-static const char *
-meta_get(sqlite3 *db, const char *key, char *buf, size_t len)
-{
-    sqlite3_stmt *st;
-    const char *r = NULL;
-
-    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?", -1, &st, NULL) != SQLITE_OK)
-        return NULL;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL) {
-        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
-        r = buf;
-    }
-    sqlite3_finalize(st);
-    return r;
-}
-
-static int
-meta_put(sqlite3 *db, const char *key, const char *value)
-{
-    sqlite3_stmt *st;
-    int rc;
-
-    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", -1,
-                           &st, NULL) != SQLITE_OK)
-        return SQLITE_ERROR;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-static const char schema[] =
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS docs (id TEXT PRIMARY KEY, label INTEGER NOT NULL UNIQUE,"
-    " text TEXT NOT NULL, meta TEXT NOT NULL, vector BLOB NOT NULL, seq INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS docs_seq ON docs (seq);"
-    "CREATE TABLE IF NOT EXISTS deleted (label INTEGER PRIMARY KEY, seq INTEGER NOT NULL);";
-
-static int
-open_db(struct coll *c, sqlite3 **db, int create, struct rs_error *e)
-{
-    char path[4200];
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
-    static const char *const sync[] = { "PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL",
-                                        "PRAGMA synchronous=OFF" };
-
-    snprintf(path, sizeof(path), "%s/docs.db", c->dir);
-    if (sqlite3_open_v2(path, db, flags, NULL) != SQLITE_OK)
-        return db_error(*db, e, "open docs.db", c->dir);
-    sqlite3_busy_timeout(*db, 5000);
-    if (exec(*db, "PRAGMA journal_mode=WAL") != SQLITE_OK || exec(*db, sync[c->fsync]) != SQLITE_OK)
-        return db_error(*db, e, "open docs.db", c->dir);
-    return RS_OK;
-}
-
-/* Release everything c holds (databases closed without a snapshot). */
-static void
-coll_free(struct coll *c)
-{
-    sqlite3_close(c->wdb);
-    sqlite3_close(c->rdb);
-    faiss_Index_free(c->index);
-    set_clear(&c->filter);
-    pthread_mutex_destroy(&c->wmu);
-    pthread_rwlock_destroy(&c->lock);
-    free(c->dir);
-    free(c);
+    return itype_parse(factory, 0, &t, e);
 }
 
 int
@@ -646,13 +314,10 @@ coll_open(struct coll **out, const char *dir, const struct coll_options *o, stru
 {
     struct coll *c;
     struct stat st;
-    char buf[512];
+    int64_t seq;
     int rc, exists;
 
     *out = NULL;
-    /* exact search of one query through sgemm rather than FAISS's scalar
-     * loop: 2.5x faster on Debian's generic build (a process-wide setting) */
-    faiss_set_distance_compute_blas_threshold(1);
     exists = stat(dir, &st) == 0;
     if (!exists && !o->create)
         return rs_error_set(e, RS_ENOTFOUND, "%s: no such collection", dir);
@@ -666,109 +331,27 @@ coll_open(struct coll **out, const char *dir, const struct coll_options *o, stru
     pthread_mutex_init(&c->wmu, NULL);
     pthread_rwlock_init(&c->lock, NULL);
     c->dim = o->dim;
-    c->fsync = o->fsync;
     c->snapshot_every = o->snapshot_every;
-    snprintf(c->fingerprint, sizeof(c->fingerprint), "%s", o->fingerprint ? o->fingerprint : "");
-    snprintf(c->factory, sizeof(c->factory), "%s", o->factory ? o->factory : "Flat");
 
-    if ((rc = open_db(c, &c->wdb, 1, e)) != RS_OK || (rc = open_db(c, &c->rdb, 0, e)) != RS_OK)
+    if ((rc = ds_open(&c->ds, dir, 1, o->fsync, e)) != RS_OK ||
+        (rc = settle(c, o, e)) != RS_OK || (rc = ds_seq(c->ds, &seq, e)) != RS_OK ||
+        (rc = ds_count(c->ds, &c->documents, e)) != RS_OK)
         goto fail;
-    if (exec(c->wdb, schema) != SQLITE_OK) {
-        rc = db_error(c->wdb, e, "create tables", dir);
+    atomic_store(&c->seq, seq);
+    if (!load_snapshot(c, e, &rc))
+        rc = rebuild(c, e);
+    else if (rc == RS_OK && needs_rebuild(c))   /* e.g. an IVF index that can train now */
+        rc = rebuild(c, e);
+    if (rc != RS_OK)
         goto fail;
-    }
-    if (meta_get(c->wdb, "schema", buf, sizeof(buf)) == NULL) {
-        char dim[32];
-        FaissIndex *probe = NULL;
-        /* a new collection: the factory string must be one we allow and
-         * make an index */
-        if (!factory_allowed(c->factory, buf, sizeof(buf))) {
-            rc = rs_error_set(e, RS_EINVAL, "%s", buf);
-            goto fail;
-        }
-        if ((rc = new_index(c, 0, &probe, e)) != RS_OK) {
-            rc = rs_error_set(e, RS_EINVAL, "index type '%s' is not valid: %s", c->factory, e->msg);
-            goto fail;
-        }
-        faiss_Index_free(probe);
-        snprintf(dim, sizeof(dim), "%d", c->dim);
-        if (exec(c->wdb, "BEGIN") != SQLITE_OK || meta_put(c->wdb, "schema", SCHEMA_VERSION) ||
-            meta_put(c->wdb, "factory", c->factory) || meta_put(c->wdb, "dim", dim) ||
-            meta_put(c->wdb, "fingerprint", c->fingerprint) || meta_put(c->wdb, "seq", "0") ||
-            exec(c->wdb, "COMMIT") != SQLITE_OK) {
-            rc = db_error(c->wdb, e, "initialize", dir);
-            goto fail;
-        }
-    } else {
-        char f[128], fp[256];
-        if (meta_get(c->wdb, "factory", f, sizeof(f)) == NULL ||
-            meta_get(c->wdb, "dim", buf, sizeof(buf)) == NULL) {
-            rc = rs_error_set(e, RS_EFORMAT, "%s: docs.db lacks its settings", dir);
-            goto fail;
-        }
-        if (o->factory != NULL && strcmp(f, o->factory) != 0) {
-            rc = rs_error_set(e, RS_EEXIST, "%s exists with index type '%s', not '%s'", dir, f,
-                              o->factory);
-            goto fail;
-        }
-        snprintf(c->factory, sizeof(c->factory), "%s", f);
-        if (atoi(buf) != c->dim) {
-            rc = rs_error_set(e, RS_EINVAL, "%s holds %s-dimensional vectors; the model makes %d",
-                              dir, buf, c->dim);
-            goto fail;
-        }
-        if (meta_get(c->wdb, "fingerprint", fp, sizeof(fp)) != NULL && o->fingerprint != NULL &&
-            strcmp(fp, o->fingerprint) != 0) {
-            rc = rs_error_set(e, RS_EINVAL, "%s was built with model %s, but the loaded model "
-                              "is %s; use the same model or a new collection", dir, fp,
-                              o->fingerprint);
-            goto fail;
-        }
-    }
-    c->seq = meta_get(c->wdb, "seq", buf, sizeof(buf)) ? atoll(buf) : 0;
-    if (is_ivf_factory(c->factory)) {
-        FaissIndex *probe = NULL;
-        if ((rc = new_index(c, 0, &probe, e)) != RS_OK)
-            goto fail;
-        c->ivf_nlist = faiss_IndexIVF_cast(probe) ? (int)faiss_IndexIVF_nlist(faiss_IndexIVF_cast(probe)) : 1;
-        faiss_Index_free(probe);
-    }
-    {
-        sqlite3_stmt *q;
-        if (sqlite3_prepare_v2(c->rdb, "SELECT count(*) FROM docs", -1, &q, NULL) != SQLITE_OK ||
-            sqlite3_step(q) != SQLITE_ROW) {
-            sqlite3_finalize(q);
-            rc = db_error(c->rdb, e, "count documents", dir);
-            goto fail;
-        }
-        c->documents = (long)sqlite3_column_int64(q, 0);
-        sqlite3_finalize(q);
-    }
-    c->removable = removable_type(c);
-    if (load_snapshot(c)) {
-        if ((rc = replay(c, e)) != RS_OK)
-            goto fail;
-    } else if ((rc = rebuild(c, e)) != RS_OK) {
-        goto fail;
-    }
-    c->writes_since_snapshot = c->seq - c->snapshot_seq;
-    /* an IVF index that has since gathered enough vectors trains now */
-    if (c->ivf_nlist > 0 && !c->trained && c->documents >= (long)c->ivf_nlist * IVF_TRAIN_FACTOR &&
-        (rc = rebuild(c, e)) != RS_OK)
-        goto fail;
+    c->writes_since_snapshot = (long)(seq - atomic_load(&c->snapshot_seq));
     *out = c;
     return RS_OK;
 fail:
-    sqlite3_close(c->wdb);
-    sqlite3_close(c->rdb);
-    c->wdb = c->rdb = NULL;
+    ds_close(c->ds);
+    c->ds = NULL;
     if (!exists) {   /* a collection that failed to come into being leaves nothing */
-        static const char *const files[] = { "docs.db", "docs.db-wal", "docs.db-shm" };
-        char path[4200];
-        for (int i = 0; i < 3; i++) {
-            snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-            unlink(path);
-        }
+        ds_remove_files(dir);
         rmdir(dir);
     }
     coll_free(c);
@@ -780,48 +363,37 @@ coll_close(struct coll *c)
 {
     if (c == NULL)
         return;
-    if (c->seq != c->snapshot_seq)
+    if (atomic_load(&c->seq) != atomic_load(&c->snapshot_seq))
         coll_snapshot(c, NULL);
     coll_free(c);
 }
 
-/* --- writes --------------------------------------------------------------- */
+/* --- writes ---------------------------------------------------------------- */
 
-static int
-set_seq(sqlite3 *db, int64_t seq)
-{
-    char buf[32];
-    snprintf(buf, sizeof(buf), "%lld", (long long)seq);
-    return meta_put(db, "seq", buf);
-}
-
-/* After a successful commit: apply the change to the index (write lock)
- * and snapshot when enough writes have gathered. */
+/* After a commit (wmu held): apply the change to the index under the
+ * write lock; rebuild aside when the index failed to follow the store,
+ * can train now, or filters too much. */
 static int
 after_commit(struct coll *c, const int64_t *retired, size_t n_retired, const float *vecs,
              const int64_t *labels, size_t n_added, long doc_delta, struct rs_error *e)
 {
-    int rc = RS_OK, retrain;
+    int rc = RS_OK, again;
 
     pthread_rwlock_wrlock(&c->lock);
-    if (retire_labels(c, retired, n_retired) != 0)
+    if (retire_labels(c->index, &c->removable, &c->filter, retired, n_retired) != 0)
         rc = rs_error_set(e, RS_ENOMEM, "out of memory");
-    if (rc == RS_OK && n_added > 0 &&
-        faiss_Index_add_with_ids(c->index, (idx_t)n_added, vecs, labels) != 0)
-        rc = faiss_error(e, "add");
+    if (rc == RS_OK)
+        rc = fx_add(c->index, n_added, vecs, labels, e);
     c->documents += doc_delta;
-    retrain = (c->ivf_nlist > 0 && !c->trained &&
-               c->documents >= (long)c->ivf_nlist * IVF_TRAIN_FACTOR) ||
-              (!c->removable && c->filter.n > 1000 && (long)c->filter.n > c->documents / 4);
-    /* an index that failed to follow the database, one that must train,
-     * or one with too many filtered labels is rebuilt from the stored vectors */
-    if (rc != RS_OK || retrain) {
+    again = rc != RS_OK || needs_rebuild(c);
+    pthread_rwlock_unlock(&c->lock);
+    if (again) {
         struct rs_error e2;
+        /* the write is committed: it stands even when the rebuild fails */
         if (rebuild(c, &e2) == RS_OK)
             rc = RS_OK;
     }
-    pthread_rwlock_unlock(&c->lock);
-    c->writes_since_snapshot += (long)(n_added + (n_added ? 0 : 1));
+    c->writes_since_snapshot += (long)(n_added ? n_added : 1);
     return rc;
 }
 
@@ -840,15 +412,34 @@ validate_doc(const struct coll_doc *d, int dim, struct rs_error *e)
     return RS_OK;
 }
 
+/* Keep only the last version of each id in the batch (labels and vectors
+ * compacted in place); the count kept. */
+static size_t
+last_versions(const struct coll_doc *docs, int n, float *vecs, int64_t *labels, int dim)
+{
+    size_t k = 0;
+
+    for (int i = 0; i < n; i++) {
+        int later = 0;
+        for (int j = i + 1; j < n && !later; j++)
+            later = strcmp(docs[j].id, docs[i].id) == 0;
+        if (later)
+            continue;
+        memmove(vecs + k * (size_t)dim, vecs + (size_t)i * (size_t)dim,
+                (size_t)dim * sizeof(float));
+        labels[k++] = labels[i];
+    }
+    return k;
+}
+
 int
 coll_upsert(struct coll *c, const struct coll_doc *docs, int n, struct rs_error *e)
 {
-    sqlite3_stmt *find = NULL, *ret = NULL, *put = NULL;
     float *vecs = NULL;
-    int64_t *labels = NULL, *retired = NULL, seq;
-    size_t n_retired = 0;
+    int64_t *labels = NULL, *retired = NULL, first;
+    size_t n_retired = 0, k = 0;
     long new_docs = 0;
-    int rc = RS_OK;
+    int rc = RS_OK, snapshot = 0;
 
     if (n < 1)
         return rs_error_set(e, RS_EINVAL, "no documents");
@@ -859,99 +450,31 @@ coll_upsert(struct coll *c, const struct coll_doc *docs, int n, struct rs_error 
     labels = malloc((size_t)n * sizeof(int64_t));
     retired = malloc((size_t)n * sizeof(int64_t));
     if (vecs == NULL || labels == NULL || retired == NULL) {
-        free(vecs);
-        free(labels);
-        free(retired);
-        return rs_error_set(e, RS_ENOMEM, "out of memory");
+        rc = rs_error_set(e, RS_ENOMEM, "out of memory");
+        goto out;
     }
+    for (int i = 0; i < n; i++)
+        normalize(docs[i].vec, vecs + (size_t)i * (size_t)c->dim, c->dim);
     pthread_mutex_lock(&c->wmu);
-    seq = c->seq;
-    if (exec(c->wdb, "BEGIN IMMEDIATE") != SQLITE_OK ||
-        sqlite3_prepare_v2(c->wdb, "SELECT label FROM docs WHERE id = ?", -1, &find, NULL) ||
-        sqlite3_prepare_v2(c->wdb, "INSERT OR REPLACE INTO deleted (label, seq) VALUES (?, ?)",
-                           -1, &ret, NULL) ||
-        sqlite3_prepare_v2(c->wdb, "INSERT OR REPLACE INTO docs (id, label, text, meta, vector, seq)"
-                           " VALUES (?, ?, ?, ?, ?, ?)", -1, &put, NULL)) {
-        rc = db_error(c->wdb, e, "upsert", c->dir);
-        goto rollback;
-    }
-    for (int i = 0; i < n; i++) {
-        float *v = vecs + (size_t)i * (size_t)c->dim;
-        int found = 0;
-        normalize(docs[i].vec, v, c->dim);
-        labels[i] = ++seq;
-        sqlite3_bind_text(find, 1, docs[i].id, -1, SQLITE_STATIC);
-        if (sqlite3_step(find) == SQLITE_ROW) {
-            found = 1;
-            retired[n_retired] = sqlite3_column_int64(find, 0);
-            sqlite3_bind_int64(ret, 1, retired[n_retired]);
-            sqlite3_bind_int64(ret, 2, seq);
-            if (sqlite3_step(ret) != SQLITE_DONE)
-                goto db_fail;
-            sqlite3_reset(ret);
-            n_retired++;
-        }
-        sqlite3_reset(find);
-        /* an id repeated within the batch retires its earlier label too */
-        for (int j = 0; j < i && !found; j++)
-            if (strcmp(docs[j].id, docs[i].id) == 0)
-                found = 1;
-        new_docs += !found;
-        sqlite3_bind_text(put, 1, docs[i].id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(put, 2, labels[i]);
-        sqlite3_bind_text(put, 3, docs[i].text, -1, SQLITE_STATIC);
-        sqlite3_bind_text(put, 4, docs[i].meta ? docs[i].meta : "{}", -1, SQLITE_STATIC);
-        sqlite3_bind_blob(put, 5, v, c->dim * (int)sizeof(float), SQLITE_STATIC);
-        sqlite3_bind_int64(put, 6, seq);
-        if (sqlite3_step(put) != SQLITE_DONE)
-            goto db_fail;
-        sqlite3_reset(put);
-    }
-    if (set_seq(c->wdb, seq) != SQLITE_OK || exec(c->wdb, "COMMIT") != SQLITE_OK)
-        goto db_fail;
-    c->seq = seq;
-    sqlite3_finalize(find);
-    sqlite3_finalize(ret);
-    sqlite3_finalize(put);
-    /* labels retired inside this batch were never added */
-    {
-        size_t k = 0;
+    first = atomic_load(&c->seq) + 1;
+    rc = ds_upsert(c->ds, docs, vecs, n, first, retired, &n_retired, &new_docs, e);
+    if (rc == RS_OK) {
+        atomic_store(&c->seq, first + n - 1);
+        /* labels retired inside this batch were never added */
         for (size_t i = 0; i < n_retired; i++)
-            if (retired[i] <= c->seq - n)
+            if (retired[i] < first)
                 retired[k++] = retired[i];
         n_retired = k;
-    }
-    {
-        /* only the last version of an id repeated in the batch is added */
-        size_t k = 0;
-        for (int i = 0; i < n; i++) {
-            int later = 0;
-            for (int j = i + 1; j < n && !later; j++)
-                later = strcmp(docs[j].id, docs[i].id) == 0;
-            if (later)
-                continue;
-            memmove(vecs + k * (size_t)c->dim, vecs + (size_t)i * (size_t)c->dim,
-                    (size_t)c->dim * sizeof(float));
-            labels[k++] = labels[i];
-        }
+        for (int i = 0; i < n; i++)
+            labels[i] = first + i;
+        k = last_versions(docs, n, vecs, labels, c->dim);
         rc = after_commit(c, retired, n_retired, vecs, labels, k, new_docs, e);
+        snapshot = c->snapshot_every > 0 && c->writes_since_snapshot >= c->snapshot_every;
     }
-    if (c->snapshot_every > 0 && c->writes_since_snapshot >= c->snapshot_every) {
-        pthread_mutex_unlock(&c->wmu);
+    pthread_mutex_unlock(&c->wmu);
+    if (snapshot)
         coll_snapshot(c, NULL);   /* a failed snapshot loses nothing: replay covers it */
-        goto done;
-    }
-    pthread_mutex_unlock(&c->wmu);
-    goto done;
-db_fail:
-    rc = db_error(c->wdb, e, "upsert", c->dir);
-rollback:
-    sqlite3_finalize(find);
-    sqlite3_finalize(ret);
-    sqlite3_finalize(put);
-    exec(c->wdb, "ROLLBACK");
-    pthread_mutex_unlock(&c->wmu);
-done:
+out:
     free(vecs);
     free(labels);
     free(retired);
@@ -961,54 +484,21 @@ done:
 int
 coll_delete(struct coll *c, const char *id, struct rs_error *e)
 {
-    sqlite3_stmt *st = NULL;
     int64_t label, seq;
     int rc;
 
     pthread_mutex_lock(&c->wmu);
-    seq = c->seq + 1;
-    if (exec(c->wdb, "BEGIN IMMEDIATE") != SQLITE_OK ||
-        sqlite3_prepare_v2(c->wdb, "SELECT label FROM docs WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
-        goto db_fail;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        exec(c->wdb, "ROLLBACK");
-        pthread_mutex_unlock(&c->wmu);
-        return rs_error_set(e, RS_ENOTFOUND, "no document '%s'", id);
+    seq = atomic_load(&c->seq) + 1;
+    rc = ds_delete(c->ds, id, seq, &label, e);
+    if (rc == RS_OK) {
+        atomic_store(&c->seq, seq);
+        rc = after_commit(c, &label, 1, NULL, NULL, 0, -1, e);
     }
-    label = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    st = NULL;
-    if (sqlite3_prepare_v2(c->wdb, "DELETE FROM docs WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
-        goto db_fail;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        goto db_fail;
-    sqlite3_finalize(st);
-    st = NULL;
-    if (sqlite3_prepare_v2(c->wdb, "INSERT OR REPLACE INTO deleted (label, seq) VALUES (?, ?)",
-                           -1, &st, NULL) != SQLITE_OK)
-        goto db_fail;
-    sqlite3_bind_int64(st, 1, label);
-    sqlite3_bind_int64(st, 2, seq);
-    if (sqlite3_step(st) != SQLITE_DONE || set_seq(c->wdb, seq) != SQLITE_OK ||
-        exec(c->wdb, "COMMIT") != SQLITE_OK)
-        goto db_fail;
-    sqlite3_finalize(st);
-    c->seq = seq;
-    rc = after_commit(c, &label, 1, NULL, NULL, 0, -1, e);
-    pthread_mutex_unlock(&c->wmu);
-    return rc;
-db_fail:
-    rc = db_error(c->wdb, e, "delete", c->dir);
-    sqlite3_finalize(st);
-    exec(c->wdb, "ROLLBACK");
     pthread_mutex_unlock(&c->wmu);
     return rc;
 }
 
-/* --- reads ---------------------------------------------------------------- */
+/* --- reads ----------------------------------------------------------------- */
 
 void
 coll_hit_clear(struct coll_hit *h)
@@ -1027,52 +517,163 @@ coll_hits_free(struct coll_hit *hits, int n)
     free(hits);
 }
 
-static int
-fill_hit(sqlite3_stmt *st, int col, struct coll_hit *h)
-{
-    h->id = strdup((const char *)sqlite3_column_text(st, col));
-    h->text = strdup((const char *)sqlite3_column_text(st, col + 1));
-    h->meta = strdup((const char *)sqlite3_column_text(st, col + 2));
-    if (h->id == NULL || h->text == NULL || h->meta == NULL) {
-        coll_hit_clear(h);
-        return -1;
-    }
-    return 0;
-}
-
 int
 coll_get(struct coll *c, const char *id, struct coll_hit *out, struct rs_error *e)
 {
-    sqlite3_stmt *st;
+    int rc = ds_get(c->ds, id, out, e);
+
+    if (rc == RS_OK)
+        out->score = 1.0f;
+    return rc;
+}
+
+/* Candidates for a search: labels and scores, best first. */
+struct ranked {
+    float *dist;     /* (cap) */
+    int64_t *labels; /* (cap) */
+    long n, cap;
+};
+
+static int
+cmp_score_desc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+struct scored {
+    float score;
+    int64_t label;
+};
+
+struct exact {
+    struct scored *all;
+    size_t n, cap;
+    const float *query;
+    int dim;
+};
+
+static int
+score_one(int64_t label, const float *v, void *arg)
+{
+    struct exact *x = arg;
+    float dot = 0;
+
+    if (x->n == x->cap) {
+        size_t nc = x->cap ? 2 * x->cap : 1024;
+        struct scored *a = realloc(x->all, nc * sizeof(*a));
+        if (a == NULL)
+            return RS_ENOMEM;
+        x->all = a;
+        x->cap = nc;
+    }
+    for (int i = 0; i < x->dim; i++)
+        dot += x->query[i] * v[i];
+    x->all[x->n].score = dot;
+    x->all[x->n++].label = label;
+    return 0;
+}
+
+/* Exact search over the stored vectors: the r->cap best into r (more than
+ * k, for documents replaced while the hits are read). */
+static int
+search_exact(struct coll *c, const float *q, struct ranked *r, struct rs_error *e)
+{
+    struct exact x = { NULL, 0, 0, q, c->dim };
+    int rc = ds_vectors(c->ds, 0, score_one, &x, e);
+
+    if (rc == RS_OK) {
+        qsort(x.all, x.n, sizeof(*x.all), cmp_score_desc);
+        r->n = 0;
+        for (size_t i = 0; i < x.n && r->n < r->cap; i++, r->n++) {
+            r->dist[r->n] = x.all[i].score;
+            r->labels[r->n] = x.all[i].label;
+        }
+    }
+    free(x.all);
+    return rc;
+}
+
+/* Search the index for k live labels: over-fetch by at most k places for
+ * filtered labels (and not more than the index holds). */
+static int
+search_index(struct coll *c, const float *q, long k, struct ranked *r, long *live,
+             struct rs_error *e)
+{
+    long want, m = 0;
     int rc;
 
-    memset(out, 0, sizeof(*out));
-    if (sqlite3_prepare_v2(c->rdb, "SELECT id, text, meta FROM docs WHERE id = ?", -1, &st,
-                           NULL) != SQLITE_OK)
-        return db_error(c->rdb, e, "get", c->dir);
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        rc = fill_hit(st, 0, out) == 0 ? RS_OK : rs_error_set(e, RS_ENOMEM, "out of memory");
-        out->score = 1.0f;
-    } else if (rc == SQLITE_DONE) {
-        rc = rs_error_set(e, RS_ENOTFOUND, "no document '%s'", id);
-    } else {
-        rc = db_error(c->rdb, e, "get", c->dir);
+    pthread_rwlock_rdlock(&c->lock);
+    *live = c->documents;
+    want = k + ((long)c->filter.n < k ? (long)c->filter.n : k);
+    if (want > fx_ntotal(c->index))
+        want = fx_ntotal(c->index);
+    if (want > r->cap)
+        want = r->cap;
+    rc = want > 0 ? fx_search(c->index, q, want, r->dist, r->labels, e) : RS_OK;
+    /* drop filtered labels while the lock keeps the set stable */
+    for (long i = 0; rc == RS_OK && i < want; i++) {
+        if (r->labels[i] < 0 || label_set_has(&c->filter, r->labels[i]))
+            continue;
+        r->labels[m] = r->labels[i];
+        r->dist[m++] = r->dist[i];
     }
-    sqlite3_finalize(st);
+    pthread_rwlock_unlock(&c->lock);
+    r->n = m;
     return rc;
+}
+
+static int
+cmp_hit_desc(const void *a, const void *b)
+{
+    float x = ((const struct coll_hit *)a)->score, y = ((const struct coll_hit *)b)->score;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Turn ranked labels into at most k hits with score >= min_score, scored
+ * exactly against their stored vectors (a compressed index only ranks) and
+ * sorted; *cut says whether a candidate fell below min_score. */
+static int
+fill_hits(struct coll *c, const float *q, const struct ranked *r, long k, float min_score,
+          struct coll_hit *out, int *n, int *cut, struct rs_error *e)
+{
+    float *v = malloc((size_t)c->dim * sizeof(float));
+
+    *cut = 0;
+    if (v == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    for (long i = 0; i < r->n && *n < k; i++) {
+        int rc = ds_get_label(c->ds, r->labels[i], &out[*n], v, e);
+        float dot = 0;
+        if (rc == RS_ENOTFOUND)   /* a label replaced meanwhile is skipped */
+            continue;
+        if (rc != RS_OK) {
+            free(v);
+            return rc;
+        }
+        for (int j = 0; j < c->dim; j++)
+            dot += q[j] * v[j];
+        if (dot < min_score) {
+            coll_hit_clear(&out[*n]);
+            *cut = 1;
+            continue;
+        }
+        out[(*n)++].score = dot;
+    }
+    free(v);
+    qsort(out, (size_t)*n, sizeof(*out), cmp_hit_desc);
+    return RS_OK;
 }
 
 int
 coll_search(struct coll *c, const float *query, int k, float min_score,
             struct coll_hit **hits, int *n_hits, struct rs_error *e)
 {
-    float *q = NULL, *dist = NULL;
-    idx_t *labels = NULL, want, ntotal;
-    sqlite3_stmt *st = NULL;
+    struct ranked r = { 0 };
     struct coll_hit *out = NULL;
-    int n = 0, rc = RS_OK;
+    float *q = NULL;
+    long live = 0;
+    int n = 0, cut = 0, rc;
 
     *hits = NULL;
     *n_hits = 0;
@@ -1081,60 +682,34 @@ coll_search(struct coll *c, const float *query, int k, float min_score,
     for (int i = 0; i < c->dim; i++)
         if (!isfinite(query[i]))
             return rs_error_set(e, RS_EINVAL, "the query vector is not finite");
+    r.cap = 2 * (long)k;
     q = malloc((size_t)c->dim * sizeof(float));
-    if (q == NULL)
-        return rs_error_set(e, RS_ENOMEM, "out of memory");
-    normalize(query, q, c->dim);
-    pthread_rwlock_rdlock(&c->lock);
-    ntotal = faiss_Index_ntotal(c->index);
-    want = (idx_t)k + (idx_t)c->filter.n;   /* filtered labels may take places */
-    if (want > ntotal)
-        want = ntotal;
-    if (want == 0) {
-        pthread_rwlock_unlock(&c->lock);
-        free(q);
-        return RS_OK;
-    }
-    dist = malloc((size_t)want * sizeof(float));
-    labels = malloc((size_t)want * sizeof(idx_t));
+    r.dist = malloc((size_t)r.cap * sizeof(float));
+    r.labels = malloc((size_t)r.cap * sizeof(int64_t));
     out = calloc((size_t)k, sizeof(*out));
-    if (dist == NULL || labels == NULL || out == NULL) {
+    if (q == NULL || r.dist == NULL || r.labels == NULL || out == NULL) {
         rc = rs_error_set(e, RS_ENOMEM, "out of memory");
-    } else if (faiss_Index_search(c->index, 1, q, want, dist, labels) != 0) {
-        rc = faiss_error(e, "search");
-    } else {
-        /* drop filtered labels while the lock guarantees the set is stable */
-        idx_t m = 0;
-        for (idx_t i = 0; i < want; i++) {
-            if (labels[i] < 0 || set_has(&c->filter, labels[i]))
-                continue;
-            labels[m] = labels[i];
-            dist[m++] = dist[i];
-        }
-        want = m;
+        goto out;
     }
-    pthread_rwlock_unlock(&c->lock);
-    if (rc == RS_OK &&
-        sqlite3_prepare_v2(c->rdb, "SELECT id, text, meta FROM docs WHERE label = ?", -1, &st,
-                           NULL) != SQLITE_OK)
-        rc = db_error(c->rdb, e, "search", c->dir);
-    for (idx_t i = 0; rc == RS_OK && i < want && n < k; i++) {
-        if (dist[i] < min_score)
-            break;
-        sqlite3_bind_int64(st, 1, labels[i]);
-        if (sqlite3_step(st) == SQLITE_ROW) {  /* a label replaced meanwhile is skipped */
-            if (fill_hit(st, 0, &out[n]) != 0)
-                rc = rs_error_set(e, RS_ENOMEM, "out of memory");
-            else
-                out[n++].score = dist[i];
-        }
-        sqlite3_reset(st);
+    normalize(query, q, c->dim);
+    rc = search_index(c, q, k, &r, &live, e);
+    if (rc == RS_OK)
+        rc = fill_hits(c, q, &r, k, min_score, out, &n, &cut, e);
+    /* an approximate index (an HNSW graph, IVF lists, filtered places) may
+     * come short of the k documents that exist: search exactly then */
+    if (rc == RS_OK && !cut && n < k && n < live) {
+        coll_hits_free(out, n);
+        n = 0;
+        if ((out = calloc((size_t)k, sizeof(*out))) == NULL)
+            rc = rs_error_set(e, RS_ENOMEM, "out of memory");
+        else if ((rc = search_exact(c, q, &r, e)) == RS_OK)
+            rc = fill_hits(c, q, &r, k, min_score, out, &n, &cut, e);
     }
-    sqlite3_finalize(st);
+out:
     free(q);
-    free(dist);
-    free(labels);
-    if (rc != RS_OK) {
+    free(r.dist);
+    free(r.labels);
+    if (rc != RS_OK || n == 0) {
         coll_hits_free(out, n);
         return rc;
     }
@@ -1149,12 +724,12 @@ coll_get_stats(struct coll *c, struct coll_stats *s)
     memset(s, 0, sizeof(*s));
     pthread_rwlock_rdlock(&c->lock);
     s->documents = c->documents;
-    s->index_vectors = (long)faiss_Index_ntotal(c->index) - (long)c->filter.n;
+    s->index_vectors = fx_ntotal(c->index) - (long)c->filter.n;
     s->filtered = (long)c->filter.n;
-    s->seq = c->seq;
-    s->snapshot_seq = c->snapshot_seq;
     s->trained = c->trained;
-    s->dim = c->dim;
-    snprintf(s->factory, sizeof(s->factory), "%s", c->factory);
     pthread_rwlock_unlock(&c->lock);
+    s->seq = atomic_load(&c->seq);
+    s->snapshot_seq = atomic_load(&c->snapshot_seq);
+    s->dim = c->dim;
+    snprintf(s->factory, sizeof(s->factory), "%s", c->type.factory);
 }

@@ -3,7 +3,7 @@
  *
  *     struct coll *c;
  *     coll_open(&c, "data/faq", &opts, &err);      // creates it when opts.create
- *     struct coll_doc d = { "q1", "怎么开发票", "{\"tag\":1}", vec };
+ *     struct coll_doc d = { "q1", "怎么开发票", "{\"tag\":1}", vec, 0 };
  *     coll_upsert(c, &d, 1, &err);                 // durable when it returns RS_OK
  *     struct coll_hit *hits; int n;
  *     coll_search(c, query, 10, -1.0f, &hits, &n, &err);
@@ -13,20 +13,25 @@
  * Storage: SQLite in WAL mode (docs.db) is the source of truth: each
  * document's id, text, metadata (JSON text, stored as given), normalized
  * vector, its FAISS label and the sequence number of the write that made
- * it.  An update gives the document a new label and records the old one as
- * deleted, with the sequence number.  The FAISS index (inner product over
+ * it (docstore.h).  An update gives the document a new label and records
+ * the old one as deleted, with the sequence number.  The FAISS index
+ * (faissidx.h; inner product over
  * L2-normalized vectors: cosine) lives in memory and is snapshotted to
- * index.snap (written to a temporary file, fsynced, renamed, directory
- * fsynced; CRC32C-checked) with the sequence number it covers.  Opening
+ * index.snap (snapshot.h) with the sequence number it covers.  Opening
  * loads the snapshot and replays newer rows, or rebuilds the index from the
  * stored vectors when the snapshot is missing, stale or corrupt; the model
  * never runs again.  Index types that cannot remove vectors (HNSW) filter
  * deleted labels out of results and are rebuilt when too many pile up.
- * IVF indexes are trained once 39 x nlist vectors exist; until then search
- * is exact over a flat index.
+ * Index types that learn from data (IVF, PQ, SQ, PCA, OPQ: itype.h) are
+ * trained once enough vectors exist; until then search is exact over a
+ * flat index.  A search returns min(k, documents) hits (fewer only below
+ * min_score): when the approximate index comes short, it searches exactly.
  *
- * Threads: searches run in parallel (read lock); writes are serialized and
- * hold the index's write lock only while it changes.
+ * Threads: every function may be called from any thread.  Searches run in
+ * parallel (the index's read lock); writes are serialized by a writer
+ * mutex and hold the index's write lock only while they change it: a
+ * rebuild (training, or too many filtered labels) is built aside, with
+ * searches going on, and swapped in.
  */
 #ifndef ROSIM_COLLECTION_H
 #define ROSIM_COLLECTION_H
@@ -36,11 +41,16 @@
 
 #include "../model/error.h"
 
+/* When an acknowledged write is on disk: ALWAYS, before the acknowledgement
+ * (one sync per write); BATCH, at the next WAL checkpoint (syncs batched,
+ * about one per 1000 WAL pages: safe from a crash of the process, not from
+ * a power loss); OFF, when the OS writes it back (no sync). */
 enum coll_fsync { COLL_FSYNC_ALWAYS, COLL_FSYNC_BATCH, COLL_FSYNC_OFF };
 
 struct coll_options {
     int create;               /* create when missing */
-    const char *factory;      /* FAISS index_factory string, e.g. "Flat", "HNSW32,Flat" */
+    const char *factory;      /* index type (itype.h), e.g. "Flat", "HNSW32,Flat"; NULL:
+                                 the stored one, or Flat for a new collection */
     int dim;                  /* vector dimension */
     const char *fingerprint;  /* the model's; a collection refuses another */
     int fsync;                /* enum coll_fsync */
@@ -49,13 +59,15 @@ struct coll_options {
 
 struct coll_doc {
     const char *id;           /* 1..256 bytes of UTF-8 */
-    const char *text;
+    const char *text;         /* text_len bytes, any (U+0000 too) */
     const char *meta;         /* JSON text, or NULL for {} */
     const float *vec;         /* dim floats, normalized on the way in */
+    size_t text_len;          /* 0: text is NUL-terminated */
 };
 
 struct coll_hit {
-    char *id, *text, *meta;   /* owned by the hit list */
+    char *id, *text, *meta;   /* owned by the hit list; text has a NUL after */
+    size_t text_len;          /* its text_len bytes */
     float score;              /* cosine similarity */
 };
 
@@ -74,14 +86,15 @@ struct coll;
 
 /* Open (or create) the collection in directory dir.  RS_ENOTFOUND when it
  * does not exist and opts->create is 0; RS_EEXIST when it exists with
- * another index type or dimension; RS_EINVAL when it was built with
- * another model; RS_EFORMAT when its database is corrupt. */
+ * another index type; RS_EINVAL for an index type itype.h refuses, or a
+ * collection built with another model or dimension; RS_EFORMAT when its
+ * database is corrupt. */
 int coll_open(struct coll **out, const char *dir, const struct coll_options *opts,
               struct rs_error *e);
 
-/* Whether coll_open would accept factory as the index type of a new
- * collection (checked before any model is loaded, so without the FAISS
- * trial that coll_open adds).  RS_OK, or RS_EINVAL with the reason. */
+/* Whether factory is an index type a collection can have, as far as can
+ * be told before a model is loaded (its dimension is not known yet; see
+ * itype.h).  RS_OK, or RS_EINVAL with the reason. */
 int coll_index_type_check(const char *factory, struct rs_error *e);
 
 /* Write a snapshot if the index changed since the last one, then free.
@@ -99,7 +112,9 @@ int coll_delete(struct coll *c, const char *id, struct rs_error *e);
 /* One document (score 1); RS_ENOTFOUND when absent. */
 int coll_get(struct coll *c, const char *id, struct coll_hit *out, struct rs_error *e);
 
-/* The k most similar documents with score >= min_score, best first. */
+/* The k most similar documents with score >= min_score, best first:
+ * min(k, documents) of them unless min_score ends the list.  *hits is new
+ * (coll_hits_free), NULL when *n is 0. */
 int coll_search(struct coll *c, const float *query, int k, float min_score,
                 struct coll_hit **hits, int *n, struct rs_error *e);
 

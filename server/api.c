@@ -948,6 +948,7 @@ route_documents_upsert(struct app *a, const struct api_request *rq, const char *
         }
         cd[i].id = json_string_value(id);
         cd[i].text = texts[i].s;
+        cd[i].text_len = texts[i].len;
         cd[i].meta = metas[i];
     }
     if ((c = find_collection(a, name, rp)) == NULL)
@@ -981,9 +982,9 @@ hit_json(const struct coll_hit *h, int with_score)
     if (meta == NULL)
         meta = json_object();
     if (with_score)
-        return json_pack("{s:s,s:f,s:s,s:o}", "id", h->id, "score", (double)h->score, "text",
-                         h->text, "meta", meta);
-    return json_pack("{s:s,s:s,s:o}", "id", h->id, "text", h->text, "meta", meta);
+        return json_pack("{s:s,s:f,s:s%,s:o}", "id", h->id, "score", (double)h->score, "text",
+                         h->text, h->text_len, "meta", meta);
+    return json_pack("{s:s,s:s%,s:o}", "id", h->id, "text", h->text, h->text_len, "meta", meta);
 }
 
 static void

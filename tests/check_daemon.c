@@ -75,8 +75,10 @@ START_TEST(test_config_check_catches_start_failures)
             "unknown-empty-section.conf:4: unknown section [gpu]");
     refused("-o", "server.api_key_file=/nonexistent/keys",
             "[server] api_key_file: /nonexistent/keys: cannot read the API keys");
+    refused("-o", "storage.default_index=PQ1x22",
+            "[storage] default_index: index type 'PQ1x22': PQ1x22: bits per code must be 1 to 8");
     refused("-o", "storage.default_index=Garbage",
-            "[storage] default_index: 'Garbage' in index type 'Garbage' is not a supported");
+            "[storage] default_index: index type 'Garbage': 'Garbage' is not a supported");
     refused("--model", "/nonexistent/model",
             "[model] dir: /nonexistent/model: No such file or directory");
     refused("--model", "conf/rosimd.conf", "[model] dir: conf/rosimd.conf is not a directory");

@@ -32,7 +32,7 @@ setup(void)
     for (int i = 0; i < DOCS; i++) {
         char id[16];
         float v[DIM];
-        struct coll_doc d = { id, "text", NULL, v };
+        struct coll_doc d = { id, "text", NULL, v, 0 };
         snprintf(id, sizeof(id), "d%d", i);
         for (int j = 0; j < DIM; j++)
             v[j] = (float)((i * 7 + j * 3) % 11) - 5.0f;

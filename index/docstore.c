@@ -1,0 +1,462 @@
+/*
+ * docstore.c: the document store of docstore.h on SQLite.
+ *
+ * Schema (docs.db):
+ *   meta    (key TEXT PRIMARY KEY, value TEXT)      schema, factory, dim,
+ *                                                   fingerprint, seq
+ *   docs    (id TEXT PRIMARY KEY, label INTEGER UNIQUE, text TEXT,
+ *            meta TEXT, vector BLOB, seq INTEGER)  index on seq
+ *   deleted (label INTEGER PRIMARY KEY, seq INTEGER)
+ * Text is bound and read with its length, so any bytes (U+0000 too)
+ * round-trip.  The fsync policy maps to PRAGMA synchronous: always = FULL
+ * (the WAL is synced at every commit), batch = NORMAL (synced at
+ * checkpoints only: a power loss may lose the last commits, a crash of the
+ * process loses nothing), off = OFF.
+ */
+#include "docstore.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SCHEMA_VERSION "1"
+
+struct docstore {
+    char *dir;
+    int dim;
+    sqlite3 *wdb;   /* writes (one writer at a time, by contract) */
+    sqlite3 *rdb;   /* reads (serialized by SQLite: SQLITE_OPEN_FULLMUTEX) */
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS docs (id TEXT PRIMARY KEY, label INTEGER NOT NULL UNIQUE,"
+    " text TEXT NOT NULL, meta TEXT NOT NULL, vector BLOB NOT NULL, seq INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS docs_seq ON docs (seq);"
+    "CREATE TABLE IF NOT EXISTS deleted (label INTEGER PRIMARY KEY, seq INTEGER NOT NULL);";
+
+static int
+db_error(struct docstore *ds, sqlite3 *db, struct rs_error *e, const char *what)
+{
+    int code = sqlite3_extended_errcode(db) & 0xff;
+    int rc = code == SQLITE_FULL ? RS_ENOSPC
+           : code == SQLITE_CORRUPT || code == SQLITE_NOTADB ? RS_EFORMAT
+           : code == SQLITE_BUSY || code == SQLITE_LOCKED ? RS_EBUSY : RS_EIO;
+    return rs_error_set(e, rc, "%s: %s: %s", ds->dir, what, sqlite3_errmsg(db));
+}
+
+static int
+exec(sqlite3 *db, const char *sql)
+{
+    return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+static int
+open_db(struct docstore *ds, sqlite3 **db, int create, int fsync, struct rs_error *e)
+{
+    char path[4200];
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    static const char *const sync[] = { "PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL",
+                                        "PRAGMA synchronous=OFF" };
+
+    snprintf(path, sizeof(path), "%s/docs.db", ds->dir);
+    if (sqlite3_open_v2(path, db, flags, NULL) != SQLITE_OK)
+        return db_error(ds, *db, e, "open docs.db");
+    sqlite3_busy_timeout(*db, 5000);
+    if (exec(*db, "PRAGMA journal_mode=WAL") != SQLITE_OK || exec(*db, sync[fsync]) != SQLITE_OK)
+        return db_error(ds, *db, e, "open docs.db");
+    return RS_OK;
+}
+
+int
+ds_open(struct docstore **out, const char *dir, int create, int fsync, struct rs_error *e)
+{
+    struct docstore *ds = calloc(1, sizeof(*ds));
+    int rc;
+
+    *out = NULL;
+    if (ds == NULL || (ds->dir = strdup(dir)) == NULL) {
+        free(ds);
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    }
+    if ((rc = open_db(ds, &ds->wdb, create, fsync, e)) != RS_OK ||
+        (rc = open_db(ds, &ds->rdb, 0, fsync, e)) != RS_OK) {
+        ds_close(ds);
+        return rc;
+    }
+    if (exec(ds->wdb, schema) != SQLITE_OK) {
+        rc = db_error(ds, ds->wdb, e, "create tables");
+        ds_close(ds);
+        return rc;
+    }
+    *out = ds;
+    return RS_OK;
+}
+
+void
+ds_close(struct docstore *ds)
+{
+    if (ds == NULL)
+        return;
+    sqlite3_close(ds->wdb);
+    sqlite3_close(ds->rdb);
+    free(ds->dir);
+    free(ds);
+}
+
+void
+ds_remove_files(const char *dir)
+{
+    static const char *const files[] = { "docs.db", "docs.db-wal", "docs.db-shm" };
+    char path[4200];
+
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+}
+
+/* --- settings and counters ------------------------------------------------- */
+
+static const char *
+meta_get(sqlite3 *db, const char *key, char *buf, size_t len)
+{
+    sqlite3_stmt *st;
+    const char *r = NULL;
+
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?", -1, &st, NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL) {
+        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+        r = buf;
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+static int
+meta_put(sqlite3 *db, const char *key, const char *value)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", -1,
+                           &st, NULL) != SQLITE_OK)
+        return SQLITE_ERROR;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int
+set_seq(sqlite3 *db, int64_t seq)
+{
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%lld", (long long)seq);
+    return meta_put(db, "seq", buf);
+}
+
+int
+ds_settings_get(struct docstore *ds, struct ds_settings *s, struct rs_error *e)
+{
+    char buf[64];
+
+    memset(s, 0, sizeof(*s));
+    if (meta_get(ds->wdb, "schema", buf, sizeof(buf)) == NULL)
+        return rs_error_set(e, RS_ENOTFOUND, "%s: a new collection", ds->dir);
+    if (meta_get(ds->wdb, "factory", s->factory, sizeof(s->factory)) == NULL ||
+        meta_get(ds->wdb, "dim", buf, sizeof(buf)) == NULL)
+        return rs_error_set(e, RS_EFORMAT, "%s: docs.db lacks its settings", ds->dir);
+    s->dim = ds->dim = atoi(buf);
+    meta_get(ds->wdb, "fingerprint", s->fingerprint, sizeof(s->fingerprint));
+    return RS_OK;
+}
+
+int
+ds_settings_init(struct docstore *ds, const struct ds_settings *s, struct rs_error *e)
+{
+    char dim[32];
+
+    snprintf(dim, sizeof(dim), "%d", s->dim);
+    if (exec(ds->wdb, "BEGIN") != SQLITE_OK || meta_put(ds->wdb, "schema", SCHEMA_VERSION) ||
+        meta_put(ds->wdb, "factory", s->factory) || meta_put(ds->wdb, "dim", dim) ||
+        meta_put(ds->wdb, "fingerprint", s->fingerprint) || set_seq(ds->wdb, 0) ||
+        exec(ds->wdb, "COMMIT") != SQLITE_OK) {
+        int rc = db_error(ds, ds->wdb, e, "initialize");
+        exec(ds->wdb, "ROLLBACK");
+        return rc;
+    }
+    ds->dim = s->dim;
+    return RS_OK;
+}
+
+int
+ds_seq(struct docstore *ds, int64_t *seq, struct rs_error *e)
+{
+    char buf[32];
+
+    (void)e;
+    *seq = meta_get(ds->wdb, "seq", buf, sizeof(buf)) ? atoll(buf) : 0;
+    return RS_OK;
+}
+
+int
+ds_count(struct docstore *ds, long *n, struct rs_error *e)
+{
+    sqlite3_stmt *q;
+    int rc = RS_OK;
+
+    if (sqlite3_prepare_v2(ds->rdb, "SELECT count(*) FROM docs", -1, &q, NULL) != SQLITE_OK ||
+        sqlite3_step(q) != SQLITE_ROW)
+        rc = db_error(ds, ds->rdb, e, "count documents");
+    else
+        *n = (long)sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return rc;
+}
+
+/* --- writes ---------------------------------------------------------------- */
+
+static size_t
+text_len(const struct coll_doc *d)
+{
+    return d->text_len ? d->text_len : strlen(d->text);
+}
+
+int
+ds_upsert(struct docstore *ds, const struct coll_doc *docs, const float *vecs, int n,
+          int64_t first, int64_t *retired, size_t *n_retired, long *new_docs,
+          struct rs_error *e)
+{
+    sqlite3_stmt *find = NULL, *ret = NULL, *put = NULL;
+    int rc = RS_OK;
+
+    *n_retired = 0;
+    *new_docs = 0;
+    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK ||
+        sqlite3_prepare_v2(ds->wdb, "SELECT label FROM docs WHERE id = ?", -1, &find, NULL) ||
+        sqlite3_prepare_v2(ds->wdb, "INSERT OR REPLACE INTO deleted (label, seq) VALUES (?, ?)",
+                           -1, &ret, NULL) ||
+        sqlite3_prepare_v2(ds->wdb, "INSERT OR REPLACE INTO docs (id, label, text, meta, vector,"
+                           " seq) VALUES (?, ?, ?, ?, ?, ?)", -1, &put, NULL))
+        goto fail;
+    for (int i = 0; i < n; i++) {
+        int64_t label = first + i, seq = first + n - 1;
+        sqlite3_bind_text(find, 1, docs[i].id, -1, SQLITE_STATIC);
+        if (sqlite3_step(find) == SQLITE_ROW) {
+            /* an earlier version, in the store or earlier in this batch */
+            int64_t old = sqlite3_column_int64(find, 0);
+            sqlite3_bind_int64(ret, 1, old);
+            sqlite3_bind_int64(ret, 2, seq);
+            if (sqlite3_step(ret) != SQLITE_DONE)
+                goto fail;
+            sqlite3_reset(ret);
+            retired[(*n_retired)++] = old;
+        } else {
+            ++*new_docs;
+        }
+        sqlite3_reset(find);
+        sqlite3_bind_text(put, 1, docs[i].id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(put, 2, label);
+        sqlite3_bind_text64(put, 3, docs[i].text, text_len(&docs[i]), SQLITE_STATIC, SQLITE_UTF8);
+        sqlite3_bind_text(put, 4, docs[i].meta ? docs[i].meta : "{}", -1, SQLITE_STATIC);
+        sqlite3_bind_blob(put, 5, vecs + (size_t)i * (size_t)ds->dim,
+                          ds->dim * (int)sizeof(float), SQLITE_STATIC);
+        sqlite3_bind_int64(put, 6, seq);
+        if (sqlite3_step(put) != SQLITE_DONE)
+            goto fail;
+        sqlite3_reset(put);
+    }
+    if (set_seq(ds->wdb, first + n - 1) != SQLITE_OK || exec(ds->wdb, "COMMIT") != SQLITE_OK)
+        goto fail;
+    goto out;
+fail:
+    rc = db_error(ds, ds->wdb, e, "upsert");
+    exec(ds->wdb, "ROLLBACK");
+out:
+    sqlite3_finalize(find);
+    sqlite3_finalize(ret);
+    sqlite3_finalize(put);
+    return rc;
+}
+
+int
+ds_delete(struct docstore *ds, const char *id, int64_t seq, int64_t *label, struct rs_error *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK ||
+        sqlite3_prepare_v2(ds->wdb, "DELETE FROM docs WHERE id = ? RETURNING label", -1, &st,
+                           NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_finalize(st);
+        exec(ds->wdb, "ROLLBACK");
+        return rs_error_set(e, RS_ENOTFOUND, "no document '%s'", id);
+    }
+    if (rc != SQLITE_ROW)
+        goto fail;
+    *label = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(ds->wdb, "INSERT OR REPLACE INTO deleted (label, seq) VALUES (?, ?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_int64(st, 1, *label);
+    sqlite3_bind_int64(st, 2, seq);
+    if (sqlite3_step(st) != SQLITE_DONE || set_seq(ds->wdb, seq) != SQLITE_OK ||
+        exec(ds->wdb, "COMMIT") != SQLITE_OK)
+        goto fail;
+    sqlite3_finalize(st);
+    return RS_OK;
+fail:
+    rc = db_error(ds, ds->wdb, e, "delete");
+    sqlite3_finalize(st);
+    exec(ds->wdb, "ROLLBACK");
+    return rc;
+}
+
+int
+ds_prune_retired(struct docstore *ds, int64_t seq, struct rs_error *e)
+{
+    sqlite3_stmt *st;
+    int rc = RS_OK;
+
+    if (sqlite3_prepare_v2(ds->wdb, "DELETE FROM deleted WHERE seq <= ?", -1, &st, NULL) !=
+        SQLITE_OK)
+        return db_error(ds, ds->wdb, e, "prune");
+    sqlite3_bind_int64(st, 1, seq);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = db_error(ds, ds->wdb, e, "prune");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* --- reads ----------------------------------------------------------------- */
+
+/* Copy columns col.. (id, text, meta) of st into h. */
+static int
+fill_hit(sqlite3_stmt *st, int col, struct coll_hit *h)
+{
+    const void *text = sqlite3_column_text(st, col + 1);
+    size_t n = (size_t)sqlite3_column_bytes(st, col + 1);
+
+    h->id = strdup((const char *)sqlite3_column_text(st, col));
+    h->text = malloc(n + 1);
+    h->meta = strdup((const char *)sqlite3_column_text(st, col + 2));
+    if (h->id == NULL || h->text == NULL || h->meta == NULL || text == NULL) {
+        coll_hit_clear(h);
+        return -1;
+    }
+    memcpy(h->text, text, n);
+    h->text[n] = '\0';
+    h->text_len = n;
+    return 0;
+}
+
+static int
+get_by(struct docstore *ds, const char *sql, const char *id, int64_t label,
+       struct coll_hit *out, float *vec, struct rs_error *e)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (sqlite3_prepare_v2(ds->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+        return db_error(ds, ds->rdb, e, "get");
+    if (id != NULL)
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, label);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && vec != NULL &&
+        sqlite3_column_bytes(st, 3) != ds->dim * (int)sizeof(float))
+        rc = rs_error_set(e, RS_EFORMAT, "%s: the vector of label %lld has the wrong size",
+                          ds->dir, (long long)label);
+    else if (rc == SQLITE_ROW && fill_hit(st, 0, out) != 0)
+        rc = rs_error_set(e, RS_ENOMEM, "out of memory");
+    else if (rc == SQLITE_ROW) {
+        if (vec != NULL)
+            memcpy(vec, sqlite3_column_blob(st, 3), (size_t)ds->dim * sizeof(float));
+        rc = RS_OK;
+    } else if (rc == SQLITE_DONE)
+        rc = id ? rs_error_set(e, RS_ENOTFOUND, "no document '%s'", id)
+                : rs_error_set(e, RS_ENOTFOUND, "no document with label %lld", (long long)label);
+    else
+        rc = db_error(ds, ds->rdb, e, "get");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int
+ds_get(struct docstore *ds, const char *id, struct coll_hit *out, struct rs_error *e)
+{
+    return get_by(ds, "SELECT id, text, meta FROM docs WHERE id = ?", id, 0, out, NULL, e);
+}
+
+int
+ds_get_label(struct docstore *ds, int64_t label, struct coll_hit *out, float *vec,
+             struct rs_error *e)
+{
+    return get_by(ds, "SELECT id, text, meta, vector FROM docs WHERE label = ?", NULL, label,
+                  out, vec, e);
+}
+
+int
+ds_vectors(struct docstore *ds, int64_t after_seq,
+           int (*fn)(int64_t label, const float *vec, void *arg), void *arg, struct rs_error *e)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(ds->rdb, "SELECT label, vector FROM docs WHERE seq > ?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return db_error(ds, ds->rdb, e, "read vectors");
+    sqlite3_bind_int64(st, 1, after_seq);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t label = sqlite3_column_int64(st, 0);
+        const float *v = sqlite3_column_blob(st, 1);
+        if (sqlite3_column_bytes(st, 1) != ds->dim * (int)sizeof(float)) {
+            sqlite3_finalize(st);
+            return rs_error_set(e, RS_EFORMAT, "%s: the vector of label %lld has the wrong size",
+                                ds->dir, (long long)label);
+        }
+        if ((rc = fn(label, v, arg)) != 0) {
+            sqlite3_finalize(st);
+            return rs_error_set(e, rc, "%s: cannot use the vector of label %lld", ds->dir,
+                                (long long)label);
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? RS_OK : db_error(ds, ds->rdb, e, "read vectors");
+}
+
+int
+ds_retired(struct docstore *ds, int64_t after_seq, int64_t max_label,
+           int (*fn)(int64_t label, void *arg), void *arg, struct rs_error *e)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(ds->rdb, "SELECT label FROM deleted WHERE seq > ? AND label <= ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_error(ds, ds->rdb, e, "read retired labels");
+    sqlite3_bind_int64(st, 1, after_seq);
+    sqlite3_bind_int64(st, 2, max_label);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = fn(sqlite3_column_int64(st, 0), arg)) != 0) {
+            sqlite3_finalize(st);
+            return rs_error_set(e, rc, "out of memory");
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? RS_OK : db_error(ds, ds->rdb, e, "read retired labels");
+}

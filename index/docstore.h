@@ -1,0 +1,100 @@
+/*
+ * docstore.h: where a collection's documents live, the source of truth.
+ *
+ *     struct docstore *ds;
+ *     ds_open(&ds, "data/faq", 1, COLL_FSYNC_ALWAYS, &err);
+ *     ds_settings_get(ds, &set, &err);           // RS_ENOTFOUND: a new store
+ *     ds_upsert(ds, docs, vecs, n, first_label, &retired, &err);
+ *     ds_vectors(ds, after_seq, fn, arg, &err);  // each (label, vector)
+ *     ds_close(ds);
+ *
+ * What a store keeps: each document's id, text (with its length: any
+ * bytes), metadata (JSON text), normalized vector, label and the sequence
+ * number of the write that stored it; the labels retired (replaced or
+ * deleted) since the last snapshot, with the write that retired them; the
+ * last sequence number; the settings (index type, dimension, model
+ * fingerprint).  Labels are sequence numbers: the write with sequence s
+ * stores its i-th document under label first + i, and its sequence is the
+ * last label it used (a delete uses one number).  "Changes since seq" are
+ * the documents with a greater sequence and the labels retired by writes
+ * with a greater sequence: what a snapshot taken at seq lacks.
+ *
+ * This implementation is SQLite in WAL mode (docs.db), one writer
+ * connection and one reader connection.  A store on another database
+ * (PostgreSQL) implements this header, with the same meaning.
+ *
+ * Threads: write functions (ds_upsert, ds_delete, ds_settings_init,
+ * ds_prune_retired) are called by one thread at a time (the collection's
+ * writer mutex); read functions from any thread, concurrently.
+ */
+#ifndef ROSIM_DOCSTORE_H
+#define ROSIM_DOCSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../model/error.h"
+#include "collection.h"
+
+struct docstore;
+
+struct ds_settings {
+    char factory[128];
+    int dim;
+    char fingerprint[256];
+};
+
+/* Open the store in directory dir (which exists), creating its files when
+ * create.  fsync is an enum coll_fsync. */
+int ds_open(struct docstore **out, const char *dir, int create, int fsync,
+            struct rs_error *e);
+void ds_close(struct docstore *ds);
+
+/* Remove the store's files from dir (a store that failed to come into
+ * being). */
+void ds_remove_files(const char *dir);
+
+/* The settings of an initialized store; RS_ENOTFOUND for a new one. */
+int ds_settings_get(struct docstore *ds, struct ds_settings *s, struct rs_error *e);
+/* Initialize a new store with s (sequence 0). */
+int ds_settings_init(struct docstore *ds, const struct ds_settings *s, struct rs_error *e);
+
+int ds_seq(struct docstore *ds, int64_t *seq, struct rs_error *e);
+int ds_count(struct docstore *ds, long *n, struct rs_error *e);
+
+/* Store docs[i] with vector vecs[i] (dim floats, normalized) under label
+ * first + i, in one transaction with sequence first + n - 1.  The labels
+ * the write retires (earlier versions of the ids, in the store or in the
+ * batch itself) go to retired[] (room for n), their count to *n_retired;
+ * *new_docs counts the ids that did not exist. */
+int ds_upsert(struct docstore *ds, const struct coll_doc *docs, const float *vecs, int n,
+              int64_t first, int64_t *retired, size_t *n_retired, long *new_docs,
+              struct rs_error *e);
+
+/* Delete id by the write with sequence seq; its label goes to *label.
+ * RS_ENOTFOUND when there is no such document. */
+int ds_delete(struct docstore *ds, const char *id, int64_t seq, int64_t *label,
+              struct rs_error *e);
+
+/* One document by id or by label into out (new strings; coll_hit_clear),
+ * by label also its vector into vec (dim floats).  RS_ENOTFOUND when
+ * absent. */
+int ds_get(struct docstore *ds, const char *id, struct coll_hit *out, struct rs_error *e);
+int ds_get_label(struct docstore *ds, int64_t label, struct coll_hit *out, float *vec,
+                 struct rs_error *e);
+
+/* fn(label, vector, arg) for each document stored by a write after seq
+ * (0: all); a non-zero return from fn stops with that status. */
+int ds_vectors(struct docstore *ds, int64_t after_seq,
+               int (*fn)(int64_t label, const float *vec, void *arg), void *arg,
+               struct rs_error *e);
+
+/* fn(label, arg) for each label <= max_label retired by a write after
+ * seq. */
+int ds_retired(struct docstore *ds, int64_t after_seq, int64_t max_label,
+               int (*fn)(int64_t label, void *arg), void *arg, struct rs_error *e);
+
+/* Forget the retired labels of writes up to seq (a snapshot covers them). */
+int ds_prune_retired(struct docstore *ds, int64_t seq, struct rs_error *e);
+
+#endif
