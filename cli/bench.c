@@ -336,7 +336,7 @@ static int
 bench_one_index(const char *factory, int dim, int n, int queries)
 {
     char dir[] = "/tmp/rosim-bench-XXXXXX", path[64], cmd[128];
-    struct coll_options co = { 1, factory, dim, "bench", COLL_FSYNC_OFF, 0 };
+    struct coll_options co = { 1, factory, dim, "bench", COLL_FSYNC_OFF, 0, NULL, NULL };
     struct coll *c;
     struct rs_error e;
     float *vecs = malloc((size_t)n * (size_t)dim * sizeof(float));

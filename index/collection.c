@@ -41,6 +41,8 @@ struct coll {
     char *dir;
     struct itype type;
     int dim, snapshot_every;
+    void (*report)(void *arg, const char *collection, const char *what);
+    void *report_arg;
     struct docstore *ds;
     pthread_mutex_t wmu;        /* one writer at a time */
     pthread_rwlock_t lock;      /* the fields below, up to documents */
@@ -332,6 +334,8 @@ coll_open(struct coll **out, const char *dir, const struct coll_options *o, stru
     pthread_rwlock_init(&c->lock, NULL);
     c->dim = o->dim;
     c->snapshot_every = o->snapshot_every;
+    c->report = o->report;
+    c->report_arg = o->report_arg;
 
     if ((rc = ds_open(&c->ds, dir, 1, o->fsync, e)) != RS_OK ||
         (rc = settle(c, o, e)) != RS_OK || (rc = ds_seq(c->ds, &seq, e)) != RS_OK ||
@@ -366,6 +370,22 @@ coll_close(struct coll *c)
     if (atomic_load(&c->seq) != atomic_load(&c->snapshot_seq))
         coll_snapshot(c, NULL);
     coll_free(c);
+}
+
+/* A periodic snapshot.  One that fails loses nothing (the next start
+ * replays the writes after the last one), so it is reported, not returned. */
+static void
+snapshot_or_report(struct coll *c)
+{
+    struct rs_error e;
+    const char *slash = strrchr(c->dir, '/');
+    char msg[sizeof(e.msg) + 96];
+
+    if (coll_snapshot(c, &e) == RS_OK || c->report == NULL)
+        return;
+    snprintf(msg, sizeof(msg), "the index snapshot could not be written (the next start "
+             "replays the writes since the last one): %s", e.msg);
+    c->report(c->report_arg, slash != NULL ? slash + 1 : c->dir, msg);
 }
 
 /* --- writes ---------------------------------------------------------------- */
@@ -473,7 +493,7 @@ coll_upsert(struct coll *c, const struct coll_doc *docs, int n, struct rs_error 
     }
     pthread_mutex_unlock(&c->wmu);
     if (snapshot)
-        coll_snapshot(c, NULL);   /* a failed snapshot loses nothing: replay covers it */
+        snapshot_or_report(c);
 out:
     free(vecs);
     free(labels);

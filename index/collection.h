@@ -55,6 +55,10 @@ struct coll_options {
     const char *fingerprint;  /* the model's; a collection refuses another */
     int fsync;                /* enum coll_fsync */
     int snapshot_every;       /* writes between snapshots (0: only at close) */
+    /* told about a problem that loses nothing, e.g. a periodic snapshot
+     * that could not be written (replay covers it); may be NULL */
+    void (*report)(void *arg, const char *collection, const char *what);
+    void *report_arg;
 };
 
 struct coll_doc {

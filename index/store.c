@@ -231,7 +231,7 @@ open_coll(struct store *s, const char *name, const char *factory, int create,
 {
     char path[4200];
     struct coll_options o = { create, factory, s->opts.dim, s->fingerprint, s->opts.fsync,
-                              s->opts.snapshot_every };
+                              s->opts.snapshot_every, s->opts.report, s->opts.report_arg };
 
     snprintf(path, sizeof(path), "%s/%s", s->dir, name);
     return coll_open(c, path, &o, e);

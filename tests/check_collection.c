@@ -88,7 +88,7 @@ remove_tree(const char *d)
 static struct coll *
 open_coll(const char *dir, const char *factory, int create)
 {
-    struct coll_options o = { create, factory, DIM, "test-model", COLL_FSYNC_ALWAYS, 0 };
+    struct coll_options o = { create, factory, DIM, "test-model", COLL_FSYNC_ALWAYS, 0, NULL, NULL };
     struct coll *c;
     struct rs_error e;
     char path[600];
@@ -309,7 +309,7 @@ START_TEST(test_snapshot_replay_and_damage)
     ck_assert_int_eq(system(snap), 0);
     coll_close(c);
     {
-        struct coll_options o = { 0, NULL, DIM, "test-model", COLL_FSYNC_ALWAYS, 0 };
+        struct coll_options o = { 0, NULL, DIM, "test-model", COLL_FSYNC_ALWAYS, 0, NULL, NULL };
         snprintf(snap, sizeof(snap), "%s/crashed", dir);
         ck_assert_msg(coll_open(&c, snap, &o, &e) == RS_OK, "%s", e.msg);
         coll_get_stats(c, &st);
@@ -341,7 +341,7 @@ START_TEST(test_snapshot_replay_and_damage)
     ck_assert_int_eq(stat(db, &sb), 0);
     ck_assert_int_eq(truncate(db, sb.st_size / 3), 0);
     {
-        struct coll_options o = { 0, NULL, DIM, "test-model", COLL_FSYNC_ALWAYS, 0 };
+        struct coll_options o = { 0, NULL, DIM, "test-model", COLL_FSYNC_ALWAYS, 0, NULL, NULL };
         snprintf(snap, sizeof(snap), "%s/t", dir);
         ck_assert_int_eq(coll_open(&c, snap, &o, &e), RS_EFORMAT);
         ck_assert_ptr_nonnull(strstr(e.msg, "docs.db"));
@@ -352,7 +352,7 @@ START_TEST(test_snapshot_replay_and_damage)
     ck_assert_int_eq(pwrite(fd, "garbage garbage garbage garbage!", 32, 0), 32);
     close(fd);
     {
-        struct coll_options o = { 0, NULL, DIM, "test-model", COLL_FSYNC_ALWAYS, 0 };
+        struct coll_options o = { 0, NULL, DIM, "test-model", COLL_FSYNC_ALWAYS, 0, NULL, NULL };
         snprintf(snap, sizeof(snap), "%s/c", dir);
         ck_assert_int_eq(coll_open(&c, snap, &o, &e), RS_EFORMAT);
         ck_assert_ptr_nonnull(strstr(e.msg, "docs.db"));
@@ -367,7 +367,7 @@ START_TEST(test_refuses_other_model)
 {
     char *dir = temp_dir(), path[600];
     struct coll *c = open_coll(dir, "Flat", 1);
-    struct coll_options o = { 0, NULL, DIM, "another-model", COLL_FSYNC_ALWAYS, 0 };
+    struct coll_options o = { 0, NULL, DIM, "another-model", COLL_FSYNC_ALWAYS, 0, NULL, NULL };
     struct rs_error e;
 
     coll_close(c);
@@ -454,7 +454,7 @@ END_TEST
 static void
 crash_writer(const char *path, int fd, int start)
 {
-    struct coll_options o = { 1, "Flat", DIM, "test-model", COLL_FSYNC_ALWAYS, 50 };
+    struct coll_options o = { 1, "Flat", DIM, "test-model", COLL_FSYNC_ALWAYS, 50, NULL, NULL };
     struct coll *c;
     struct rs_error e;
 
@@ -619,7 +619,7 @@ START_TEST(test_index_types_refused)
         "SQ8x", "Flat,Flat", "IDMap2", "IVF16,IVF16,Flat", "LSH", ",Flat", "",
     };
     char *dir = temp_dir(), path[600];
-    struct coll_options o = { 1, NULL, DIM, "test-model", COLL_FSYNC_ALWAYS, 0 };
+    struct coll_options o = { 1, NULL, DIM, "test-model", COLL_FSYNC_ALWAYS, 0, NULL, NULL };
     struct coll *c;
     struct rs_error e;
     struct stat sb;
@@ -762,7 +762,7 @@ race_opener(void *arg)
 
     for (int i = 0; i < 20; i++) {
         char path[600];
-        struct coll_options o = { 1, "Flat", DIM, "test-model", COLL_FSYNC_OFF, 0 };
+        struct coll_options o = { 1, "Flat", DIM, "test-model", COLL_FSYNC_OFF, 0, NULL, NULL };
         struct coll *c;
         struct rs_error e;
         snprintf(path, sizeof(path), "%s/o%d", r->dir, i);
@@ -775,7 +775,7 @@ race_opener(void *arg)
 START_TEST(test_concurrent_writes_and_reads)
 {
     char *dir = temp_dir(), path[600];
-    struct coll_options o = { 1, "HNSW16", DIM, "test-model", COLL_FSYNC_OFF, 50 };
+    struct coll_options o = { 1, "HNSW16", DIM, "test-model", COLL_FSYNC_OFF, 50, NULL, NULL };
     struct race w[2], rd = { 0 };
     pthread_t tw[2], tr[2], to;
     struct coll_stats st;
@@ -856,7 +856,7 @@ timed_reader(void *arg)
 START_TEST(test_rebuild_does_not_block_searches)
 {
     char *dir = temp_dir(), path[600];
-    struct coll_options o = { 1, "HNSW32,Flat", DIM, "test-model", COLL_FSYNC_OFF, 0 };
+    struct coll_options o = { 1, "HNSW32,Flat", DIM, "test-model", COLL_FSYNC_OFF, 0, NULL, NULL };
     struct mirror m = mirror_new(8000);
     struct slow_reader r = { 0 };
     struct coll_stats st;
@@ -896,7 +896,7 @@ static double
 syncs_per_write(int policy, int writes)
 {
     char *dir = temp_dir(), path[600];
-    struct coll_options o = { 1, "Flat", DIM, "test-model", policy, 0 };
+    struct coll_options o = { 1, "Flat", DIM, "test-model", policy, 0, NULL, NULL };
     struct coll *c;
     struct rs_error e;
     long before;
@@ -998,6 +998,43 @@ START_TEST(test_store)
 }
 END_TEST
 
+/* A periodic snapshot that cannot be written loses nothing, but is said. */
+static char periodic_report[1200];
+
+static void
+note_report(void *arg, const char *collection, const char *what)
+{
+    (void)arg;
+    snprintf(periodic_report, sizeof(periodic_report), "%s: %s", collection, what);
+}
+
+START_TEST(test_periodic_snapshot_failure_is_reported)
+{
+    char *dir = temp_dir(), path[600], tmp[700];
+    struct coll_options o = { 1, "Flat", DIM, "test-model", COLL_FSYNC_OFF, 1, note_report,
+                              NULL };
+    struct coll *c;
+    struct rs_error e;
+    float v[DIM];
+    struct coll_doc d = { "a", "text", NULL, v, 0 };
+
+    snprintf(path, sizeof(path), "%s/faq", dir);
+    ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_OK);
+    /* a directory where the snapshot's temporary file goes */
+    snprintf(tmp, sizeof(tmp), "%s/index.snap.tmp", path);
+    ck_assert_int_eq(mkdir(tmp, 0700), 0);
+    random_vec(v);
+    periodic_report[0] = '\0';
+    ck_assert_int_eq(coll_upsert(c, &d, 1, &e), RS_OK);
+    ck_assert_msg(strncmp(periodic_report, "faq: the index snapshot could not be written", 44)
+                  == 0, "%s", periodic_report);
+    ck_assert_int_eq(rmdir(tmp), 0);
+    coll_close(c);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *
 collection_suite(void)
 {
@@ -1018,6 +1055,7 @@ collection_suite(void)
     tcase_add_test(tc, test_search_returns_min_k_live);
     tcase_add_test(tc, test_text_with_nul);
     tcase_add_test(tc, test_fsync_policy);
+    tcase_add_test(tc, test_periodic_snapshot_failure_is_reported);
     suite_add_tcase(s, tc);
     /* threads: alone with CK_RUN_CASE=threads (e.g. under ThreadSanitizer) */
     tc = tcase_create("threads");

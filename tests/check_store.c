@@ -69,7 +69,7 @@ static void
 make_coll(struct store *s, const char *name, int dim)
 {
     float v[DIM] = { 1 };
-    struct coll_doc d = { "d1", "文本", NULL, v };
+    struct coll_doc d = { "d1", "文本", NULL, v, 0 };
     struct rs_error e;
     struct coll *c;
     int created;

@@ -22,7 +22,7 @@ static const char *dir;
 static void
 setup(void)
 {
-    struct coll_options o = { 1, "Flat", DIM, "fuzz", COLL_FSYNC_OFF, 0 };
+    struct coll_options o = { 1, "Flat", DIM, "fuzz", COLL_FSYNC_OFF, 0, NULL, NULL };
     struct coll *c;
     struct rs_error e;
 
@@ -45,7 +45,7 @@ setup(void)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct coll_options o = { 0, NULL, DIM, "fuzz", COLL_FSYNC_OFF, 0 };
+    struct coll_options o = { 0, NULL, DIM, "fuzz", COLL_FSYNC_OFF, 0, NULL, NULL };
     char path[128];
     struct coll *c;
     struct coll_hit *hits;
