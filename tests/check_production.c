@@ -296,7 +296,7 @@ static void *
 encode_call(void *arg)
 {
     struct enc_call *c = arg;
-    static int32_t seq[64];
+    int32_t seq[64];
     const int32_t **ids = malloc((size_t)c->n * sizeof(*ids));
     int *lens = malloc((size_t)c->n * sizeof(*lens));
     float *out = malloc((size_t)c->n * 64 * sizeof(float));
