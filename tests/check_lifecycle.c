@@ -427,7 +427,11 @@ START_TEST(test_sigterm_to_any_thread_stops_cleanly)
     DIR *tasks;
     struct dirent *t;
 
+    /* OpenBLAS starts its threads before main; make sure it starts one
+     * whatever the environment of the suite says (OMP_NUM_THREADS=1) */
+    setenv("OPENBLAS_NUM_THREADS", "2", 1);
     ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    unsetenv("OPENBLAS_NUM_THREADS");
     snprintf(path, sizeof(path), "/proc/%d/task", (int)d.pid);
     tasks = opendir(path);
     ck_assert_ptr_nonnull(tasks);

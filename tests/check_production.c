@@ -208,8 +208,11 @@ call_generate(void *arg)
 
 START_TEST(test_backpressure)
 {
+    /* request_timeout long enough that the one waiting is never timed out
+     * (a slow build, e.g. under ThreadSanitizer) */
     static const char *const more[] = { "-o", "model.workers=1", "-o", "limits.max_queue=1",
-                                        "-o", "limits.max_generate_cost=100000", NULL };
+                                        "-o", "limits.max_generate_cost=100000",
+                                        "-o", "limits.request_timeout=600", NULL };
     struct tu_daemon d;
     pthread_t t[12];
     struct caller c[12];
