@@ -122,6 +122,8 @@ transform(struct parse *p, const char *s)
         return RS_OK;
     }
     v = number_after(s, "OPQ", 1, p->dim, &end);
+    if (v == 0)
+        return refuse(p, "'%s' is not a transform (PCA<d>, PCAR<d>, OPQ<m>[_<d>], L2norm)", s);
     if (v < 0)
         return refuse(p, "%s: the number of sub-quantizers must be 1 to %ld", s, (long)p->dim);
     {

@@ -614,6 +614,7 @@ START_TEST(test_index_types_refused)
 {
     static const char *const bad[] = {
         "PQ1x22", "PQ8x9", "PQ3", "PQ32", "PCA64,Flat", "PCA0,Flat", "PCA8", "OPQ3,PQ4",
+        "OPQ-W64,Flat", "PCAx,Flat", "OPQ,Flat",   /* a fuzz finding: read a NULL */
         "OPQ4_64,Flat", "IVF16,Flat,RFlat", "HNSW32,Flat,RFlat", "Flat,Refine(Flat)",
         "IVF16", "IVF0,Flat", "IVF65537,Flat", "HNSW1", "HNSW257", "HNSW32,PQ4", "SQ16",
         "SQ8x", "Flat,Flat", "IDMap2", "IVF16,IVF16,Flat", "LSH", ",Flat", "",

@@ -50,8 +50,18 @@ check_reply(const struct api_request *rq, const struct api_reply *rp)
     check(json_is_object(rp->json), "reply is not an object", rq, rp);
     if (rp->status < 400)
         return;
-    check(json_object_size(rp->json) == 1 && json_is_object(err) && json_object_size(err) == 2,
-          "error shape", rq, rp);
+    if (json_object_get(err, "type") != NULL) {
+        /* OpenAI's shape, on its routes only (README: OpenAI compatibility) */
+        json_t *param = json_object_get(err, "param");
+        check(strncmp(rq->path, "/v1/embeddings", 14) == 0 ||
+              strncmp(rq->path, "/v1/models", 10) == 0, "OpenAI error shape elsewhere", rq, rp);
+        check(json_object_size(rp->json) == 1 && json_object_size(err) == 4 &&
+              json_is_string(json_object_get(err, "type")) &&
+              (json_is_null(param) || json_is_string(param)), "OpenAI error shape", rq, rp);
+    } else {
+        check(json_object_size(rp->json) == 1 && json_is_object(err) &&
+              json_object_size(err) == 2, "error shape", rq, rp);
+    }
     check(json_is_string(json_object_get(err, "code")) &&
           json_string_length(json_object_get(err, "code")) > 0, "error code", rq, rp);
     check(json_is_string(json_object_get(err, "message")) &&
