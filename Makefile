@@ -38,7 +38,7 @@ DEFS      = -DROSIM_VERSION='"$(VERSION)"' \
 CFLAGS_ALL = $(STD) $(WARN) $(OPT) $(OPT_EXTRA) $(SAN) $(DEFS) -MMD -MP \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
 FAISS_LIB = build/faiss/libfaiss_c.a
-LIBS      = $(FAISS_LIB) -lfaiss \
+LIBS      = $(FAISS_LIB) -lfaiss -ldnnl \
             $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lgomp -lstdc++ -lpthread -lm
 TEST_LIBS = $(shell pkg-config --libs check libcurl 2>/dev/null)
 LDFLAGS_ALL = $(SAN) -fopenmp $(LDFLAGS)

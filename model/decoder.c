@@ -39,6 +39,7 @@ struct dec {
     float *scores;       /* [max_rows, max_src + max_new] */
     float *probs;        /* [max_rows, V] */
     float *rope_sin, *rope_cos;   /* [max_src + max_new, d/2] */
+    struct mm_ctx *mm;   /* engine scratch for the live rows (bf16, int8) */
 };
 
 struct dec *
@@ -79,7 +80,8 @@ dec_new(const struct rf_model *m, int max_src, int max_new, int max_rows)
     d_->probs = malloc(R * V * sizeof(float));
     d_->rope_sin = malloc(((size_t)max_src + N) * d / 2 * sizeof(float));
     d_->rope_cos = malloc(((size_t)max_src + N) * d / 2 * sizeof(float));
-    if (!d_->src_state || !d_->src_tok || !d_->src_k || !d_->src_v || !d_->gen_k ||
+    d_->mm = rf_mm_ctx_new(m, max_rows);
+    if ((m->mm != NULL && d_->mm == NULL) || !d_->src_state || !d_->src_tok || !d_->src_k || !d_->src_v || !d_->gen_k ||
         !d_->gen_v || !d_->gen_tok || !d_->slot || !d_->slot_used || !d_->new_slot ||
         !d_->x || !d_->qkv || !d_->att || !d_->tmp || !d_->ff || !d_->h || !d_->scores ||
         !d_->probs || !d_->rope_sin || !d_->rope_cos) {
@@ -115,6 +117,7 @@ dec_free(struct dec *d)
     free(d->probs);
     free(d->rope_sin);
     free(d->rope_cos);
+    mm_ctx_free(d->mm);
     free(d);
 }
 
@@ -140,9 +143,9 @@ dec_start(struct dec *d, const int32_t *src, int src_len, struct rs_error *e)
     d->gen_len = 0;
     d->rows = 1;
     d->slot[0] = 0;
-    rf_mlm_probs(d->m, rf_state_hidden(d->src_state, 0) + (size_t)(src_len - 1) * (size_t)H,
-                 1, d->h, d->probs);
-    return RS_OK;
+    return rf_mlm_probs(d->m, d->mm,
+                        rf_state_hidden(d->src_state, 0) + (size_t)(src_len - 1) * (size_t)H,
+                        1, d->h, d->probs, e);
 }
 
 int
@@ -283,9 +286,10 @@ dec_step(struct dec *d, const int32_t *tokens, struct rs_error *e)
 {
     const struct rf_model *m = d->m;
     const struct rf_config *c = rf_model_config(m);
-    const int H = c->d_model, F = c->d_ff, hd = H / c->n_head, R = d->rows;
+    const int H = c->d_model, hd = H / c->n_head, R = d->rows;
     const int pos = d->src_len + d->gen_len, t = d->gen_len;
     const size_t N = (size_t)d->max_new;
+    int rc;
 
     if (R < 1)
         return rs_error_set(e, RS_EINVAL, "no rows left");
@@ -313,7 +317,8 @@ dec_step(struct dec *d, const int32_t *tokens, struct rs_error *e)
 
     for (int l = 0; l < c->n_layer; l++) {
         const struct rf_layer *L = &m->layers[l];
-        k_dense(d->x, R, H, L->wqkv, L->bqkv, 3 * H, d->qkv);
+        if ((rc = rf_dense(&L->qkv, d->mm, d->x, R, d->qkv, e)))
+            return rc;
         for (int r = 0; r < R; r++) {
             float *qkv = d->qkv + (size_t)r * 3 * (size_t)H;
             size_t at = (((size_t)l * (size_t)d->max_rows + (size_t)d->slot[r]) * N + (size_t)t) * (size_t)H;
@@ -327,16 +332,18 @@ dec_step(struct dec *d, const int32_t *tokens, struct rs_error *e)
             memcpy(d->gen_v + at, qkv + 2 * H, (size_t)H * sizeof(float));
         }
         step_attention(d, l);
-        k_dense(d->att, R, H, L->wo, L->bo, H, d->tmp);
+        if ((rc = rf_dense(&L->o, d->mm, d->att, R, d->tmp, e)))
+            return rc;
         k_add_layer_norm(d->x, d->tmp, R, H, L->ln1_g, L->ln1_b, c->ln_eps);
-        k_dense(d->x, R, H, L->w1, L->b1, F, d->ff);
-        k_gelu(d->ff, (size_t)R * (size_t)F);
-        k_dense(d->ff, R, F, L->w2, L->b2, H, d->tmp);
+        if ((rc = rf_dense(&L->ffn1, d->mm, d->x, R, d->ff, e)))
+            return rc;
+        k_gelu(d->ff, (size_t)R * (size_t)c->d_ff);
+        if ((rc = rf_dense(&L->ffn2, d->mm, d->ff, R, d->tmp, e)))
+            return rc;
         k_add_layer_norm(d->x, d->tmp, R, H, L->ln2_g, L->ln2_b, c->ln_eps);
     }
     d->gen_len++;
-    rf_mlm_probs(m, d->x, R, d->h, d->probs);
-    return RS_OK;
+    return rf_mlm_probs(m, d->mm, d->x, R, d->h, d->probs, e);
 }
 
 int
@@ -372,9 +379,9 @@ dec_recompute(const struct rf_model *m, const int32_t *src, int src_len,
     rc = rf_forward(m, s, idp, segp, lens, n, NULL, NULL, e);
     if (rc != RS_OK)
         goto done;
-    for (int r = 0; r < n; r++)
-        rf_mlm_probs(m, rf_state_hidden(s, r) + (size_t)(len - 1) * (size_t)H, 1, h,
-                     probs + (size_t)r * (size_t)rf_model_config(m)->n_vocab);
+    for (int r = 0; r < n && rc == RS_OK; r++)
+        rc = rf_mlm_probs(m, s->mm, rf_state_hidden(s, r) + (size_t)(len - 1) * (size_t)H, 1, h,
+                          probs + (size_t)r * (size_t)rf_model_config(m)->n_vocab, e);
 done:
     rf_state_free(s);
     free(ids);

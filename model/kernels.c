@@ -125,3 +125,65 @@ k_softmax(float *x, int n)
     for (int j = 0; j < n; j++)
         x[j] /= sum;
 }
+
+VECTOR_KERNEL void
+k_to_bf16(const float *x, size_t n, uint16_t *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof(u));
+        y[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+}
+
+/* round(v) for |v| <= 127.5, in a form the compiler vectorizes */
+static inline int8_t
+round_s8(float v)
+{
+    return (int8_t)(int)(v + (v >= 0 ? 0.5f : -0.5f));
+}
+
+VECTOR_KERNEL void
+k_quantize_rows(const float *x, int n, int K, int8_t *q, float *scale)
+{
+    for (int i = 0; i < n; i++) {
+        const float *row = x + (size_t)i * (size_t)K;
+        int8_t *out = q + (size_t)i * (size_t)K;
+        float mx = 0, inv;
+        for (int k = 0; k < K; k++)
+            mx = fmaxf(mx, fabsf(row[k]));
+        scale[i] = mx > 0 ? mx / 127.0f : 1.0f;
+        inv = 1.0f / scale[i];
+        for (int k = 0; k < K; k++)
+            out[k] = round_s8(row[k] * inv);
+    }
+}
+
+void
+k_quantize_cols(const float *w, int transposed, int K, int N, int8_t *q, float *scale)
+{
+    /* element (k, j) of W is at at(k, j) in w and in q */
+#define AT(k, j) (transposed ? (size_t)(j) * (size_t)K + (size_t)(k) \
+                             : (size_t)(k) * (size_t)N + (size_t)(j))
+    for (int j = 0; j < N; j++)
+        scale[j] = 0;
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < N; j++)
+            scale[j] = fmaxf(scale[j], fabsf(w[AT(k, j)]));
+    for (int j = 0; j < N; j++)
+        scale[j] = scale[j] > 0 ? scale[j] / 127.0f : 1.0f;
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < N; j++)
+            q[AT(k, j)] = round_s8(w[AT(k, j)] / scale[j]);
+#undef AT
+}
+
+VECTOR_KERNEL void
+k_dequantize_rows(float *y, int n, int N, const float *rs, const float *cs, const float *b)
+{
+    for (int i = 0; i < n; i++) {
+        float *row = y + (size_t)i * (size_t)N;
+        for (int j = 0; j < N; j++)
+            row[j] = row[j] * rs[i] * cs[j] + (b ? b[j] : 0.0f);
+    }
+}

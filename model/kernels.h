@@ -10,6 +10,7 @@
 #define ROSIM_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Y (n, out) = X (n, in) W (in, out) + b (out) */
 void k_dense(const float *x, int n, int in, const float *w, const float *b, int out, float *y);
@@ -32,5 +33,20 @@ void k_rope(float *v, int H, int d, const float *sin_p, const float *cos_p);
 
 /* In-place softmax of x[0..n); entries equal to -INFINITY get weight 0. */
 void k_softmax(float *x, int n);
+
+/* y[i] = x[i] rounded to bfloat16 (to nearest, ties to even). */
+void k_to_bf16(const float *x, size_t n, uint16_t *y);
+
+/* Quantize each row i of x (n x K) to q = round(x / s_i), s_i = max|x_i| /
+ * 127 (1 for a zero row); scale[i] = s_i. */
+void k_quantize_rows(const float *x, int n, int K, int8_t *q, float *scale);
+
+/* Quantize each column j of W (K x N, or N x K when transposed) the same
+ * way, into q in W's own layout; scale[j] = s_j. */
+void k_quantize_cols(const float *w, int transposed, int K, int N, int8_t *q, float *scale);
+
+/* y[i][j] = y[i][j] * rs[i] * cs[j] + b[j] over n rows of N (b may be NULL). */
+void k_dequantize_rows(float *y, int n, int N, const float *rs, const float *cs,
+                       const float *b);
 
 #endif

@@ -277,8 +277,9 @@ load_weights(struct rf_model *m, const struct wt_set *w, struct rs_error *e)
     }
     if (find_tensor(w, "cls/predictions/transform/dense/kernel", &tr) != NULL) {
         m->has_mlm = 1;
-        if ((rc = load_new(m, w, "cls/predictions/transform/dense/kernel", H, H, &m->mlm_w, e)) ||
-            (rc = load_new(m, w, "cls/predictions/transform/dense/bias", H, 0, &m->mlm_b, e)) ||
+        m->mlm.in = m->mlm.out = H;
+        if ((rc = load_new(m, w, "cls/predictions/transform/dense/kernel", H, H, &m->mlm.w, e)) ||
+            (rc = load_new(m, w, "cls/predictions/transform/dense/bias", H, 0, &m->mlm.b, e)) ||
             (rc = load_new(m, w, "cls/predictions/transform/LayerNorm/gamma", H, 0, &m->mlm_ln_g, e)) ||
             (rc = load_new(m, w, "cls/predictions/transform/LayerNorm/beta", H, 0, &m->mlm_ln_b, e)) ||
             (rc = load_new(m, w, "cls/predictions/output_bias", c->n_vocab, 0, &m->mlm_bias, e)))
@@ -287,30 +288,33 @@ load_weights(struct rf_model *m, const struct wt_set *w, struct rs_error *e)
     for (int l = 0; l < c->n_layer; l++) {
         struct rf_layer *L = &m->layers[l];
         static const char *const qkv[] = { "query", "key", "value" };
-        L->wqkv = owned_alloc(m, (size_t)H * 3 * (size_t)H);
-        L->bqkv = owned_alloc(m, 3 * (size_t)H);
-        if (L->wqkv == NULL || L->bqkv == NULL)
+        L->qkv = (struct rf_dense){ owned_alloc(m, (size_t)H * 3 * (size_t)H),
+                                    owned_alloc(m, 3 * (size_t)H), NULL, H, 3 * H };
+        L->o = (struct rf_dense){ .in = H, .out = H };
+        L->ffn1 = (struct rf_dense){ .in = H, .out = F };
+        L->ffn2 = (struct rf_dense){ .in = F, .out = H };
+        if (L->qkv.w == NULL || L->qkv.b == NULL)
             return rs_error_set(e, RS_ENOMEM, "out of memory");
         for (int k = 0; k < 3; k++) {
             snprintf(name, sizeof(name), "bert/encoder/layer_%d/attention/self/%s/kernel", l, qkv[k]);
-            if ((rc = load_into(w, name, H, H, L->wqkv, 3 * H, k * H, e)))
+            if ((rc = load_into(w, name, H, H, L->qkv.w, 3 * H, k * H, e)))
                 return rc;
             snprintf(name, sizeof(name), "bert/encoder/layer_%d/attention/self/%s/bias", l, qkv[k]);
-            if ((rc = load_into(w, name, H, 0, L->bqkv, 0, k * H, e)))
+            if ((rc = load_into(w, name, H, 0, L->qkv.b, 0, k * H, e)))
                 return rc;
         }
 #define LOAD(field, suffix, rows, cols)                                              \
         snprintf(name, sizeof(name), "bert/encoder/layer_%d/%s", l, suffix);         \
         if ((rc = load_new(m, w, name, rows, cols, &L->field, e)))                   \
             return rc;
-        LOAD(wo, "attention/output/dense/kernel", H, H)
-        LOAD(bo, "attention/output/dense/bias", H, 0)
+        LOAD(o.w, "attention/output/dense/kernel", H, H)
+        LOAD(o.b, "attention/output/dense/bias", H, 0)
         LOAD(ln1_g, "attention/output/LayerNorm/gamma", H, 0)
         LOAD(ln1_b, "attention/output/LayerNorm/beta", H, 0)
-        LOAD(w1, "intermediate/dense/kernel", H, F)
-        LOAD(b1, "intermediate/dense/bias", F, 0)
-        LOAD(w2, "output/dense/kernel", F, H)
-        LOAD(b2, "output/dense/bias", H, 0)
+        LOAD(ffn1.w, "intermediate/dense/kernel", H, F)
+        LOAD(ffn1.b, "intermediate/dense/bias", F, 0)
+        LOAD(ffn2.w, "output/dense/kernel", F, H)
+        LOAD(ffn2.b, "output/dense/bias", H, 0)
         LOAD(ln2_g, "output/LayerNorm/gamma", H, 0)
         LOAD(ln2_b, "output/LayerNorm/beta", H, 0)
 #undef LOAD
@@ -376,6 +380,15 @@ rf_model_free(struct rf_model *m)
 {
     if (m == NULL)
         return;
+    for (int l = 0; m->layers != NULL && l < m->cfg.n_layer; l++) {
+        mm_weight_free(m->layers[l].qkv.mm);
+        mm_weight_free(m->layers[l].o.mm);
+        mm_weight_free(m->layers[l].ffn1.mm);
+        mm_weight_free(m->layers[l].ffn2.mm);
+    }
+    mm_weight_free(m->mlm.mm);
+    mm_weight_free(m->logits);
+    mm_engine_free(m->mm);
     for (int i = 0; i < m->n_owned; i++)
         free(m->owned[i]);
     free(m->owned);
@@ -405,6 +418,100 @@ void
 rf_set_threads(int n)
 {
     openblas_set_num_threads(n);
+    mm_set_threads(n);
+}
+
+/* --- precision -------------------------------------------------------------- */
+
+/* Free an fp32 buffer the engine has replaced. */
+static void
+owned_release(struct rf_model *m, float **p)
+{
+    for (int i = 0; i < m->n_owned; i++) {
+        if (m->owned[i] == *p) {
+            free(m->owned[i]);
+            m->owned[i] = NULL;
+            m->owned_len[i] = 0;
+        }
+    }
+    *p = NULL;
+}
+
+static int
+convert_dense(struct rf_model *m, struct rf_dense *d, struct rs_error *e)
+{
+    int rc = mm_weight_new(m->mm, d->w, 0, d->in, d->out, d->b, &d->mm, e);
+
+    if (rc == RS_OK)
+        owned_release(m, &d->w);
+    return rc;
+}
+
+int
+rf_model_set_precision(struct rf_model *m, enum mm_precision p, struct rs_error *e)
+{
+    int rc;
+
+    if (p == m->prec)
+        return RS_OK;
+    if (m->prec != MM_FP32)
+        return rs_error_set(e, RS_EINVAL, "the model is already in %s",
+                            mm_precision_name(m->prec));
+    if ((rc = mm_engine_new(&m->mm, p, e)) != RS_OK)
+        return rc;
+    m->prec = p;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        struct rf_layer *L = &m->layers[l];
+        if ((rc = convert_dense(m, &L->qkv, e)) || (rc = convert_dense(m, &L->o, e)) ||
+            (rc = convert_dense(m, &L->ffn1, e)) || (rc = convert_dense(m, &L->ffn2, e)))
+            return rc;
+    }
+    if (m->has_mlm &&
+        ((rc = convert_dense(m, &m->mlm, e)) ||
+         (rc = mm_weight_new(m->mm, m->tok_emb, 1, m->cfg.d_model, m->cfg.n_vocab,
+                             m->mlm_bias, &m->logits, e))))
+        return rc;
+    return RS_OK;
+}
+
+enum mm_precision rf_model_precision(const struct rf_model *m) { return m->prec; }
+
+const char *
+rf_model_kernel(const struct rf_model *m)
+{
+    return m->mm != NULL && mm_engine_kernel(m->mm)[0] ? mm_engine_kernel(m->mm) : "openblas";
+}
+
+size_t
+rf_model_weight_bytes(const struct rf_model *m)
+{
+    size_t n = 0;
+
+    for (int i = 0; i < m->n_owned; i++)
+        n += m->owned_len[i] * sizeof(float);
+    for (int l = 0; m->mm != NULL && l < m->cfg.n_layer; l++)
+        n += mm_weight_bytes(m->layers[l].qkv.mm) + mm_weight_bytes(m->layers[l].o.mm) +
+             mm_weight_bytes(m->layers[l].ffn1.mm) + mm_weight_bytes(m->layers[l].ffn2.mm);
+    if (m->mm != NULL && m->has_mlm)
+        n += mm_weight_bytes(m->mlm.mm) + mm_weight_bytes(m->logits);
+    return n;
+}
+
+int
+rf_dense(const struct rf_dense *d, struct mm_ctx *c, const float *x, int n, float *y,
+         struct rs_error *e)
+{
+    if (d->mm != NULL)
+        return mm_dense(c, d->mm, x, n, y, e);
+    k_dense(x, n, d->in, d->w, d->b, d->out, y);
+    return RS_OK;
+}
+
+struct mm_ctx *
+rf_mm_ctx_new(const struct rf_model *m, int rows)
+{
+    const int k = m->cfg.d_ff > m->cfg.d_model ? m->cfg.d_ff : m->cfg.d_model;
+    return m->mm != NULL ? mm_ctx_new(m->mm, rows, k) : NULL;
 }
 
 /* --- scratch -------------------------------------------------------------- */
@@ -434,7 +541,8 @@ rf_state_new(const struct rf_model *m, int max_batch, int max_len)
     s->pos = malloc(rows * sizeof(int));
     s->cum_seg = malloc(rows * sizeof(int));
     s->start = malloc(((size_t)max_batch + 1) * sizeof(int));
-    if (!s->x || !s->qkv || !s->att || !s->tmp || !s->ff || !s->scores || !s->rope_sin ||
+    s->mm = rf_mm_ctx_new(m, (int)rows);
+    if ((m->mm != NULL && s->mm == NULL) || !s->x || !s->qkv || !s->att || !s->tmp || !s->ff || !s->scores || !s->rope_sin ||
         !s->rope_cos || !s->tokens || !s->pos || !s->cum_seg || !s->start)
         goto fail;
     k_rope_tables(s->rope_sin, s->rope_cos, max_len, (int)d);
@@ -461,6 +569,7 @@ rf_state_free(struct rf_state *s)
     free(s->pos);
     free(s->cum_seg);
     free(s->start);
+    mm_ctx_free(s->mm);
     free(s);
 }
 
@@ -541,8 +650,8 @@ rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *const *i
            float *cache_v, struct rs_error *e)
 {
     const struct rf_config *c = &m->cfg;
-    const int H = c->d_model, F = c->d_ff, d = H / c->n_head;
-    int rows = 0;
+    const int H = c->d_model, d = H / c->n_head;
+    int rows = 0, rc;
 
     if (n < 1 || n > s->max_batch)
         return rs_error_set(e, RS_EINVAL, "batch of %d sequences (capacity %d)", n, s->max_batch);
@@ -587,7 +696,8 @@ rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *const *i
 
     for (int l = 0; l < c->n_layer; l++) {
         const struct rf_layer *L = &m->layers[l];
-        k_dense(s->x, rows, H, L->wqkv, L->bqkv, 3 * H, s->qkv);
+        if ((rc = rf_dense(&L->qkv, s->mm, s->x, rows, s->qkv, e)))
+            return rc;
         if (c->arch == RF_ARCH_ROFORMER)
             rope_rows(s, rows, H, d);
         if (cache_k != NULL) {
@@ -599,34 +709,46 @@ rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *const *i
             }
         }
         attention(s, n, H, c->n_head);
-        k_dense(s->att, rows, H, L->wo, L->bo, H, s->tmp);
+        if ((rc = rf_dense(&L->o, s->mm, s->att, rows, s->tmp, e)))
+            return rc;
         k_add_layer_norm(s->x, s->tmp, rows, H, L->ln1_g, L->ln1_b, c->ln_eps);
-        k_dense(s->x, rows, H, L->w1, L->b1, F, s->ff);
-        k_gelu(s->ff, (size_t)rows * (size_t)F);
-        k_dense(s->ff, rows, F, L->w2, L->b2, H, s->tmp);
+        if ((rc = rf_dense(&L->ffn1, s->mm, s->x, rows, s->ff, e)))
+            return rc;
+        k_gelu(s->ff, (size_t)rows * (size_t)c->d_ff);
+        if ((rc = rf_dense(&L->ffn2, s->mm, s->ff, rows, s->tmp, e)))
+            return rc;
         k_add_layer_norm(s->x, s->tmp, rows, H, L->ln2_g, L->ln2_b, c->ln_eps);
     }
     return RS_OK;
 }
 
-void
-rf_mlm_probs(const struct rf_model *m, const float *x, int n, float *h, float *probs)
+int
+rf_mlm_probs(const struct rf_model *m, struct mm_ctx *c, const float *x, int n, float *h,
+             float *probs, struct rs_error *e)
 {
     const int H = m->cfg.d_model, V = m->cfg.n_vocab;
+    int rc;
 
-    k_dense(x, n, H, m->mlm_w, m->mlm_b, H, h);
+    if ((rc = rf_dense(&m->mlm, c, x, n, h, e)))
+        return rc;
     k_gelu(h, (size_t)n * (size_t)H);
     k_add_layer_norm(h, NULL, n, H, m->mlm_ln_g, m->mlm_ln_b, m->cfg.ln_eps);
     /* logits (n, V) = h (n, H) E_tok^T (H, V) + bias: the tied embeddings */
-    for (int r = 0; r < n; r++)
-        memcpy(probs + (size_t)r * (size_t)V, m->mlm_bias, (size_t)V * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                n, V, H,
-                1.0f, h, H,
-                m->tok_emb, H,
-                1.0f, probs, V);
+    if (m->logits != NULL) {
+        if ((rc = mm_dense(c, m->logits, h, n, probs, e)))
+            return rc;
+    } else {
+        for (int r = 0; r < n; r++)
+            memcpy(probs + (size_t)r * (size_t)V, m->mlm_bias, (size_t)V * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                    n, V, H,
+                    1.0f, h, H,
+                    m->tok_emb, H,
+                    1.0f, probs, V);
+    }
     for (int r = 0; r < n; r++)
         k_softmax(probs + (size_t)r * (size_t)V, V);
+    return RS_OK;
 }
 
 int

@@ -26,7 +26,10 @@
 
 #include <stdint.h>
 
+#include <stddef.h>
+
 #include "error.h"
+#include "matmul.h"
 #include "tokenizer.h"
 
 enum rf_arch { RF_ARCH_ROFORMER, RF_ARCH_BERT };
@@ -63,10 +66,22 @@ const char *rf_model_fingerprint(const struct rf_model *m);
 /* Whether the weights include the MLM head that generation needs. */
 int rf_model_can_generate(const struct rf_model *m);
 
+/* Run the dense layers (attention projections, feed-forward, MLM head) in
+ * p instead of fp32: the weights are converted on the oneDNN engine and
+ * their fp32 copies freed.  Once, after loading and before any rf_state or
+ * decoder exists.  The fingerprint stays that of the fp32 weights. */
+int rf_model_set_precision(struct rf_model *m, enum mm_precision p, struct rs_error *e);
+enum mm_precision rf_model_precision(const struct rf_model *m);
+/* The kernel the dense layers run on: "openblas" in fp32, else oneDNN's
+ * implementation ("brg:avx512_core_bf16", ...). */
+const char *rf_model_kernel(const struct rf_model *m);
+/* Bytes of weights held, in every precision. */
+size_t rf_model_weight_bytes(const struct rf_model *m);
+
 /* Parse "linear", "tanh", "cls" or "mean"; -1 if none. */
 int rf_pooler_parse(const char *name);
 
-/* Set the threads OpenBLAS uses (process-wide).  Matrix products are the
+/* Set the threads OpenBLAS and oneDNN use (process-wide).  Matrix products are the
  * only parallel part of the encoder: its own loops run on the calling
  * thread, so one level of parallelism never fights another for the cores. */
 void rf_set_threads(int n);

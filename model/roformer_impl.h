@@ -5,14 +5,23 @@
 #ifndef ROSIM_ROFORMER_IMPL_H
 #define ROSIM_ROFORMER_IMPL_H
 
+#include "matmul.h"
 #include "roformer.h"
 
+/* A dense layer y = x W + b.  In fp32, w is used (OpenBLAS); in bf16 and
+ * int8, mm holds the converted weights and w is freed (NULL). */
+struct rf_dense {
+    float *w, *b;          /* [in, out], [out] */
+    struct mm_weight *mm;
+    int in, out;
+};
+
 struct rf_layer {
-    float *wqkv, *bqkv;    /* [H, 3H], [3H] */
-    float *wo, *bo;        /* [H, H], [H] */
+    struct rf_dense qkv;   /* [H, 3H]: q, k and v fused */
+    struct rf_dense o;     /* [H, H] */
     float *ln1_g, *ln1_b;  /* [H] */
-    float *w1, *b1;        /* [H, I], [I] */
-    float *w2, *b2;        /* [I, H], [H] */
+    struct rf_dense ffn1;  /* [H, I] */
+    struct rf_dense ffn2;  /* [I, H] */
     float *ln2_g, *ln2_b;  /* [H] */
 };
 
@@ -27,9 +36,12 @@ struct rf_model {
     struct rf_layer *layers;
     float *pool_w, *pool_b;  /* [H, H], [H] */
     int has_mlm;             /* the MLM head below was in the weights */
-    float *mlm_w, *mlm_b;    /* [H, H], [H] */
+    struct rf_dense mlm;     /* [H, H] */
     float *mlm_ln_g, *mlm_ln_b;
     float *mlm_bias;         /* [V]; logits = LN(gelu(x W + b)) E_tok^T + bias */
+    enum mm_precision prec;
+    struct mm_engine *mm;    /* bf16 and int8 */
+    struct mm_weight *logits;  /* E_tok^T and mlm_bias on the engine */
     float **owned;         /* every float buffer above, for freeing */
     size_t *owned_len;     /* their lengths, in floats */
     int n_owned, cap_owned;
@@ -49,7 +61,17 @@ struct rf_state {
     int *cum_seg;    /* [rows] running sum of segment ids (UniLM mask) */
     int *pos;        /* [rows] position of each row in its sequence */
     int *start;      /* [B + 1] first row of each sequence */
+    struct mm_ctx *mm;   /* the engine's scratch (bf16, int8) */
 };
+
+/* y (n, d->out) = x (n, d->in) W + b in the model's precision; c is the
+ * caller's engine scratch (NULL in fp32). */
+int rf_dense(const struct rf_dense *d, struct mm_ctx *c, const float *x, int n, float *y,
+             struct rs_error *e);
+
+/* An engine scratch for n rows of any layer of m; NULL in fp32 or when out
+ * of memory (check m->mm). */
+struct mm_ctx *rf_mm_ctx_new(const struct rf_model *m, int rows);
 
 /* Run the layers over a packed batch: sequence b is ids[b][0..lens[b]) with
  * segment ids segs[b] (NULL: all 0).  Query i may attend key j of its own
@@ -63,7 +85,9 @@ int rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *cons
                float *cache_v, struct rs_error *e);
 
 /* Next-token probabilities of n hidden rows x: softmax(LN(gelu(x Wm + bm))
- * E_tok^T + bias).  h: scratch of n * H floats; probs: n * V floats. */
-void rf_mlm_probs(const struct rf_model *m, const float *x, int n, float *h, float *probs);
+ * E_tok^T + bias).  h: scratch of n * H floats; probs: n * V floats; c: the
+ * engine scratch (NULL in fp32). */
+int rf_mlm_probs(const struct rf_model *m, struct mm_ctx *c, const float *x, int n, float *h,
+                 float *probs, struct rs_error *e);
 
 #endif

@@ -20,6 +20,7 @@ main(void)
     srunner_add_suite(sr, collection_suite());
     srunner_add_suite(sr, api_suite());
     srunner_add_suite(sr, production_suite());
+    srunner_add_suite(sr, precision_suite());
     srunner_add_suite(sr, daemon_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

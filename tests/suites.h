@@ -16,5 +16,6 @@ Suite *generate_suite(void);
 Suite *collection_suite(void);
 Suite *api_suite(void);
 Suite *production_suite(void);
+Suite *precision_suite(void);
 
 #endif

@@ -1,0 +1,533 @@
+/*
+ * matmul.c: the oneDNN matmul engine (see matmul.h).
+ *
+ * A shape (K, N, bias or not) gets its weight layout from a primitive
+ * descriptor made with "any" weights at 64 rows; every row count class of
+ * that shape then builds its primitive against exactly that layout, so one
+ * reordered copy of each weight serves all of them.  Primitives use a
+ * user scratchpad, which lives in the caller's mm_ctx: a primitive can run
+ * on several threads at once, each with its own scratch.
+ */
+#include "matmul.h"
+
+#include <dnnl.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define SMALL_ROWS 64                  /* row counts 1..64 get their own class */
+#define MAX_CHUNK 4096                 /* larger products run in chunks of this at most */
+#define N_CLASSES (SMALL_ROWS + MAX_CHUNK / SMALL_ROWS - 1)
+
+struct mm_shape {
+    int K, N, has_bias;
+    dnnl_memory_desc_t wmd;            /* the weights' blocked layout */
+    dnnl_primitive_t prim[N_CLASSES];  /* made on first use */
+    dnnl_memory_desc_t scratch_md[N_CLASSES];
+};
+
+struct mm_engine {
+    enum mm_precision prec;
+    dnnl_engine_t eng;
+    pthread_mutex_t lock;              /* guards shapes and their primitives */
+    struct mm_shape **shapes;
+    int n_shapes;
+    char kernel[64];
+};
+
+struct mm_weight {
+    struct mm_engine *g;
+    struct mm_shape *shape;
+    dnnl_memory_t w;                   /* reordered weights, owned */
+    dnnl_memory_t bias;                /* bf16: the bias as a primitive argument */
+    float *b;                          /* N floats, or NULL */
+    float *col_scale;                  /* int8: N per-column scales */
+};
+
+struct mm_ctx {
+    struct mm_engine *g;
+    dnnl_stream_t stream;
+    int max_rows, max_k;
+    void *act;                         /* converted x: max_rows * max_k elements */
+    float *row_scale;                  /* int8: max_rows */
+    void *scratch;                     /* grows to the largest scratchpad seen */
+    size_t scratch_len;
+};
+
+static atomic_int n_threads;
+
+/* --- precision and CPU ------------------------------------------------------ */
+
+int
+mm_precision_parse(const char *name)
+{
+    if (strcmp(name, "fp32") == 0)
+        return MM_FP32;
+    if (strcmp(name, "bf16") == 0)
+        return MM_BF16;
+    if (strcmp(name, "int8") == 0)
+        return MM_INT8;
+    if (strcmp(name, "auto") == 0)
+        return mm_bf16_native() ? MM_BF16 : MM_FP32;
+    return -1;
+}
+
+const char *
+mm_precision_name(enum mm_precision p)
+{
+    return p == MM_BF16 ? "bf16" : p == MM_INT8 ? "int8" : "fp32";
+}
+
+int
+mm_bf16_native(void)
+{
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return isa == dnnl_cpu_isa_avx512_core_bf16 || isa == dnnl_cpu_isa_avx512_core_amx;
+}
+
+const char *
+mm_isa(void)
+{
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "baseline";
+    }
+}
+
+void
+mm_set_threads(int n)
+{
+    atomic_store(&n_threads, n);
+}
+
+/* --- primitives ------------------------------------------------------------- */
+
+static int
+class_of(int rows)
+{
+    return rows <= SMALL_ROWS ? rows - 1 : SMALL_ROWS + rows / SMALL_ROWS - 2;
+}
+
+static int
+rows_of(int cls)
+{
+    return cls < SMALL_ROWS ? cls + 1 : (cls - SMALL_ROWS + 2) * SMALL_ROWS;
+}
+
+static int
+dnnl_fail(struct rs_error *e, dnnl_status_t st, const char *what)
+{
+    if (st == dnnl_out_of_memory)
+        return rs_error_set(e, RS_ENOMEM, "out of memory (%s)", what);
+    return rs_error_set(e, RS_EINTERNAL, "oneDNN cannot %s (status %d)", what, (int)st);
+}
+
+static dnnl_data_type_t
+act_type(const struct mm_engine *g)
+{
+    return g->prec == MM_INT8 ? dnnl_s8 : dnnl_bf16;
+}
+
+/* A matmul primitive descriptor for rows x K times the shape's weights
+ * (wmd, or "any" when wmd is NULL). */
+static dnnl_status_t
+make_pd(const struct mm_engine *g, int rows, int K, int N, int has_bias,
+        const dnnl_memory_desc_t *wmd, dnnl_primitive_desc_t *pd)
+{
+    dnnl_memory_desc_t src, wei, bias, dst;
+    dnnl_dims_t sd = { rows, K }, wd = { K, N }, bd = { 1, N }, dd = { rows, N };
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_attr_t attr;
+    dnnl_status_t st;
+
+    if ((st = dnnl_memory_desc_init_by_tag(&src, 2, sd, act_type(g), dnnl_ab)) ||
+        (st = dnnl_memory_desc_init_by_tag(&bias, 2, bd, dnnl_f32, dnnl_ab)) ||
+        (st = dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab)))
+        return st;
+    if (wmd != NULL)
+        wei = *wmd;
+    else if ((st = dnnl_memory_desc_init_by_tag(&wei, 2, wd, act_type(g), dnnl_format_tag_any)))
+        return st;
+    if ((st = dnnl_matmul_desc_init(&md, &src, &wei, has_bias ? &bias : NULL, &dst)))
+        return st;
+    if ((st = dnnl_primitive_attr_create(&attr)))
+        return st;
+    st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (st == dnnl_success)
+        st = dnnl_primitive_desc_create(pd, &md, attr, g->eng, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    return st;
+}
+
+/* The shape (K, N, has_bias), made on first use.  Call with the lock held. */
+static int
+get_shape(struct mm_engine *g, int K, int N, int has_bias, struct mm_shape **out,
+          struct rs_error *e)
+{
+    struct mm_shape *s, **grown;
+    dnnl_primitive_desc_t pd;
+    const char *impl = "";
+    dnnl_status_t st;
+
+    for (int i = 0; i < g->n_shapes; i++) {
+        s = g->shapes[i];
+        if (s->K == K && s->N == N && s->has_bias == has_bias) {
+            *out = s;
+            return RS_OK;
+        }
+    }
+    if ((st = make_pd(g, SMALL_ROWS, K, N, has_bias, NULL, &pd)))
+        return dnnl_fail(e, st, "make a matrix product");
+    s = calloc(1, sizeof(*s));
+    grown = realloc(g->shapes, (size_t)(g->n_shapes + 1) * sizeof(*grown));
+    if (s == NULL || grown == NULL) {
+        free(s);
+        dnnl_primitive_desc_destroy(pd);
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    }
+    g->shapes = grown;
+    s->K = K;
+    s->N = N;
+    s->has_bias = has_bias;
+    s->wmd = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    if (g->kernel[0] == '\0')
+        snprintf(g->kernel, sizeof(g->kernel), "%s", impl);
+    dnnl_primitive_desc_destroy(pd);
+    g->shapes[g->n_shapes++] = s;
+    *out = s;
+    return RS_OK;
+}
+
+/* The primitive of a row count class, made on first use. */
+static int
+get_prim(struct mm_engine *g, struct mm_shape *s, int cls, dnnl_primitive_t *out,
+         dnnl_memory_desc_t *scratch_md, struct rs_error *e)
+{
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_success;
+    int rc = RS_OK;
+
+    pthread_mutex_lock(&g->lock);
+    if (s->prim[cls] == NULL) {
+        st = make_pd(g, rows_of(cls), s->K, s->N, s->has_bias, &s->wmd, &pd);
+        if (st == dnnl_success) {
+            if (!dnnl_memory_desc_equal(&s->wmd,
+                                        dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)))
+                st = dnnl_unimplemented;
+            else
+                s->scratch_md[cls] = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+            if (st == dnnl_success)
+                st = dnnl_primitive_create(&s->prim[cls], pd);
+            dnnl_primitive_desc_destroy(pd);
+        }
+        if (st != dnnl_success)
+            rc = dnnl_fail(e, st, "make a matrix product");
+    }
+    *out = s->prim[cls];
+    *scratch_md = s->scratch_md[cls];
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
+/* --- engine ----------------------------------------------------------------- */
+
+int
+mm_engine_new(struct mm_engine **out, enum mm_precision p, struct rs_error *e)
+{
+    struct mm_engine *g;
+    dnnl_status_t st;
+
+    *out = NULL;
+    if (p != MM_BF16 && p != MM_INT8)
+        return rs_error_set(e, RS_EINVAL, "the matmul engine runs bf16 or int8");
+    g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    g->prec = p;
+    if ((st = dnnl_engine_create(&g->eng, dnnl_cpu, 0)) != dnnl_success) {
+        free(g);
+        return dnnl_fail(e, st, "start on this CPU");
+    }
+    pthread_mutex_init(&g->lock, NULL);
+    *out = g;
+    return RS_OK;
+}
+
+void
+mm_engine_free(struct mm_engine *g)
+{
+    if (g == NULL)
+        return;
+    for (int i = 0; i < g->n_shapes; i++) {
+        for (int c = 0; c < N_CLASSES; c++)
+            if (g->shapes[i]->prim[c] != NULL)
+                dnnl_primitive_destroy(g->shapes[i]->prim[c]);
+        free(g->shapes[i]);
+    }
+    free(g->shapes);
+    pthread_mutex_destroy(&g->lock);
+    dnnl_engine_destroy(g->eng);
+    free(g);
+}
+
+const char *
+mm_engine_kernel(const struct mm_engine *g)
+{
+    return g->kernel;
+}
+
+/* --- weights ---------------------------------------------------------------- */
+
+/* Reorder src (plain K x N, transposed or not, of type dt) into dst. */
+static dnnl_status_t
+reorder_in(struct mm_engine *g, const void *src, dnnl_data_type_t dt, int transposed, int K,
+           int N, dnnl_memory_t dst)
+{
+    dnnl_memory_desc_t smd;
+    dnnl_dims_t dims = { K, N };
+    dnnl_memory_t sm = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t r = NULL;
+    dnnl_stream_t stream = NULL;
+    const dnnl_memory_desc_t *dmd;
+    dnnl_status_t st;
+
+    if ((st = dnnl_memory_get_memory_desc(dst, &dmd)) ||
+        (st = dnnl_memory_desc_init_by_tag(&smd, 2, dims, dt, transposed ? dnnl_ba : dnnl_ab)) ||
+        (st = dnnl_memory_create(&sm, &smd, g->eng, (void *)src)) ||
+        (st = dnnl_reorder_primitive_desc_create(&pd, &smd, g->eng, dmd, g->eng, NULL)) ||
+        (st = dnnl_primitive_create(&r, pd)) ||
+        (st = dnnl_stream_create(&stream, g->eng, dnnl_stream_default_flags)))
+        goto done;
+    {
+        dnnl_exec_arg_t args[] = { { DNNL_ARG_FROM, sm }, { DNNL_ARG_TO, dst } };
+        if ((st = dnnl_primitive_execute(r, stream, 2, args)) == dnnl_success)
+            st = dnnl_stream_wait(stream);
+    }
+done:
+    if (stream)
+        dnnl_stream_destroy(stream);
+    if (r)
+        dnnl_primitive_destroy(r);
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (sm)
+        dnnl_memory_destroy(sm);
+    return st;
+}
+
+int
+mm_weight_new(struct mm_engine *g, const float *w, int transposed, int K, int N,
+              const float *b, struct mm_weight **out, struct rs_error *e)
+{
+    struct mm_weight *mw;
+    int8_t *q = NULL;
+    dnnl_status_t st;
+    int rc;
+
+    *out = NULL;
+    mw = calloc(1, sizeof(*mw));
+    if (mw == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    mw->g = g;
+    pthread_mutex_lock(&g->lock);
+    /* int8 adds the bias after scaling, outside the primitive */
+    rc = get_shape(g, K, N, b != NULL && g->prec != MM_INT8, &mw->shape, e);
+    pthread_mutex_unlock(&g->lock);
+    if (rc != RS_OK)
+        goto fail;
+    if ((st = dnnl_memory_create(&mw->w, &mw->shape->wmd, g->eng, DNNL_MEMORY_ALLOCATE))) {
+        rc = dnnl_fail(e, st, "hold the weights");
+        goto fail;
+    }
+    if (b != NULL) {
+        mw->b = malloc((size_t)N * sizeof(float));
+        if (mw->b == NULL) {
+            rc = rs_error_set(e, RS_ENOMEM, "out of memory");
+            goto fail;
+        }
+        memcpy(mw->b, b, (size_t)N * sizeof(float));
+    }
+    if (mw->shape->has_bias) {
+        dnnl_memory_desc_t bmd;
+        dnnl_dims_t bd = { 1, N };
+        if ((st = dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab)) ||
+            (st = dnnl_memory_create(&mw->bias, &bmd, g->eng, mw->b))) {
+            rc = dnnl_fail(e, st, "hold the bias");
+            goto fail;
+        }
+    }
+    if (g->prec == MM_BF16) {
+        st = reorder_in(g, w, dnnl_f32, transposed, K, N, mw->w);
+    } else {
+        mw->col_scale = malloc((size_t)N * sizeof(float));
+        q = malloc((size_t)K * (size_t)N);
+        if (mw->col_scale == NULL || q == NULL) {
+            rc = rs_error_set(e, RS_ENOMEM, "out of memory");
+            goto fail;
+        }
+        k_quantize_cols(w, transposed, K, N, q, mw->col_scale);
+        st = reorder_in(g, q, dnnl_s8, transposed, K, N, mw->w);
+    }
+    if (st != dnnl_success) {
+        rc = dnnl_fail(e, st, "convert the weights");
+        goto fail;
+    }
+    free(q);
+    *out = mw;
+    return RS_OK;
+fail:
+    free(q);
+    mm_weight_free(mw);
+    return rc;
+}
+
+void
+mm_weight_free(struct mm_weight *w)
+{
+    if (w == NULL)
+        return;
+    if (w->w)
+        dnnl_memory_destroy(w->w);
+    if (w->bias)
+        dnnl_memory_destroy(w->bias);
+    free(w->b);
+    free(w->col_scale);
+    free(w);
+}
+
+size_t
+mm_weight_bytes(const struct mm_weight *w)
+{
+    return dnnl_memory_desc_get_size(&w->shape->wmd);
+}
+
+/* --- contexts and products -------------------------------------------------- */
+
+struct mm_ctx *
+mm_ctx_new(struct mm_engine *g, int max_rows, int max_k)
+{
+    struct mm_ctx *c = calloc(1, sizeof(*c));
+    size_t elem = g->prec == MM_INT8 ? 1 : 2;
+
+    if (c == NULL || max_rows < 1 || max_k < 1)
+        goto fail;
+    c->g = g;
+    c->max_rows = max_rows;
+    c->max_k = max_k;
+    c->act = malloc((size_t)max_rows * (size_t)max_k * elem);
+    c->row_scale = malloc((size_t)max_rows * sizeof(float));
+    if (c->act == NULL || c->row_scale == NULL ||
+        dnnl_stream_create(&c->stream, g->eng, dnnl_stream_default_flags) != dnnl_success)
+        goto fail;
+    return c;
+fail:
+    mm_ctx_free(c);
+    return NULL;
+}
+
+void
+mm_ctx_free(struct mm_ctx *c)
+{
+    if (c == NULL)
+        return;
+    if (c->stream)
+        dnnl_stream_destroy(c->stream);
+    free(c->act);
+    free(c->row_scale);
+    free(c->scratch);
+    free(c);
+}
+
+/* One primitive run over rows [r0, r0 + m) (m a class's row count). */
+static int
+run_chunk(struct mm_ctx *c, const struct mm_weight *w, int r0, int m, float *y,
+          struct rs_error *e)
+{
+    const struct mm_shape *s = w->shape;
+    const size_t elem = c->g->prec == MM_INT8 ? 1 : 2;
+    dnnl_memory_desc_t smd, dmd, scratch_md;
+    dnnl_dims_t sd = { m, s->K }, dd = { m, s->N };
+    dnnl_memory_t src = NULL, dst = NULL, scratch = NULL;
+    dnnl_primitive_t prim;
+    size_t need;
+    dnnl_status_t st;
+    int rc, n_args = 0;
+    dnnl_exec_arg_t args[5];
+
+    if ((rc = get_prim(c->g, (struct mm_shape *)s, class_of(m), &prim, &scratch_md, e)))
+        return rc;
+    need = dnnl_memory_desc_get_size(&scratch_md);
+    if (need > c->scratch_len) {
+        void *p = realloc(c->scratch, need);
+        if (p == NULL)
+            return rs_error_set(e, RS_ENOMEM, "out of memory");
+        c->scratch = p;
+        c->scratch_len = need;
+    }
+    if ((st = dnnl_memory_desc_init_by_tag(&smd, 2, sd, act_type(c->g), dnnl_ab)) ||
+        (st = dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dnnl_f32, dnnl_ab)) ||
+        (st = dnnl_memory_create(&src, &smd, c->g->eng,
+                                 (char *)c->act + (size_t)r0 * (size_t)s->K * elem)) ||
+        (st = dnnl_memory_create(&dst, &dmd, c->g->eng, y + (size_t)r0 * (size_t)s->N)) ||
+        (st = dnnl_memory_create(&scratch, &scratch_md, c->g->eng, c->scratch)))
+        goto done;
+    args[n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, src };
+    args[n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, w->w };
+    args[n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_DST, dst };
+    args[n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, scratch };
+    if (s->has_bias)
+        args[n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, w->bias };
+    if ((st = dnnl_primitive_execute(prim, c->stream, n_args, args)) == dnnl_success)
+        st = dnnl_stream_wait(c->stream);
+done:
+    if (src)
+        dnnl_memory_destroy(src);
+    if (dst)
+        dnnl_memory_destroy(dst);
+    if (scratch)
+        dnnl_memory_destroy(scratch);
+    return st == dnnl_success ? RS_OK : dnnl_fail(e, st, "run a matrix product");
+}
+
+int
+mm_dense(struct mm_ctx *c, const struct mm_weight *w, const float *x, int n, float *y,
+         struct rs_error *e)
+{
+    const int K = w->shape->K, N = w->shape->N, threads = atomic_load(&n_threads);
+    int rc = RS_OK;
+
+    if (n < 1 || n > c->max_rows || K > c->max_k)
+        return rs_error_set(e, RS_EINVAL, "product of %d x %d (capacity %d x %d)", n, K,
+                            c->max_rows, c->max_k);
+    if (threads > 0 && omp_get_max_threads() != threads)
+        omp_set_num_threads(threads);
+    if (c->g->prec == MM_INT8)
+        k_quantize_rows(x, n, K, c->act, c->row_scale);
+    else
+        k_to_bf16(x, (size_t)n * (size_t)K, c->act);
+    for (int r0 = 0, m; r0 < n && rc == RS_OK; r0 += m) {
+        int left = n - r0;
+        m = left <= SMALL_ROWS ? left : left >= MAX_CHUNK ? MAX_CHUNK : left - left % SMALL_ROWS;
+        rc = run_chunk(c, w, r0, m, y, e);
+    }
+    if (rc == RS_OK && c->g->prec == MM_INT8)
+        k_dequantize_rows(y, n, N, c->row_scale, w->col_scale, w->b);
+    return rc;
+}
