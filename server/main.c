@@ -105,15 +105,20 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
         }
     }
     rf_set_threads(conf->compute_threads);
-    if (rf_model_load(model, conf->model_dir, &err) != RS_OK) {
+    if (rf_model_load(model, conf->model_dir, &err) != RS_OK ||
+        rf_model_set_precision(*model, conf->precision == 3 ? mm_precision_parse("auto")
+                                                            : conf->precision, &err) != RS_OK) {
         log_msg(LOG_ERROR, "cannot load the model: %s", err.msg);
+        rf_model_free(*model);
+        *model = NULL;
         return -1;
     }
     if (rf_model_config(*model)->demo)
         log_msg(LOG_WARN, "serving a RANDOM DEMO MODEL from %s: outputs are meaningless",
                 conf->model_dir);
-    log_msg(LOG_INFO, "model %s (%s) from %s", rf_model_fingerprint(*model),
-            rf_model_format(*model), conf->model_dir);
+    log_msg(LOG_INFO, "model %s (%s) from %s, %s on %s", rf_model_fingerprint(*model),
+            rf_model_format(*model), conf->model_dir,
+            mm_precision_name(rf_model_precision(*model)), mm_isa());
     so = (struct store_options){ rf_model_config(*model)->d_model, rf_model_fingerprint(*model),
                                  conf->fsync, conf->snapshot_every, conf->default_index };
     if (store_open(store, conf->data_dir, &so, &err) != RS_OK) {

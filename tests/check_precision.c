@@ -300,6 +300,62 @@ START_TEST(test_cli_precision)
 }
 END_TEST
 
+/* rosimd with [model] precision = int8: /v1/info says so and names the
+ * ISA; a collection made in fp32 is served by the int8 daemon. */
+START_TEST(test_daemon_precision)
+{
+    char data[64], cmd[128];
+    const char *const extra32[] = { "--model", TINY, "--data", data, NULL };
+    const char *const extra8[] = { "--model", TINY, "--data", data, "-o", "model.precision=int8",
+                                   NULL };
+    static const char doc[] = "{\"documents\":[{\"id\":\"a\",\"text\":\"我喜欢北京\"}]}";
+    static const char query[] = "{\"text\":\"我喜欢北京\",\"k\":1}";
+    struct tu_daemon d;
+    struct tu_response r;
+    json_t *j, *hit;
+    json_error_t je;
+
+    strcpy(data, "/tmp/rosim-prec-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(data));
+    ck_assert_int_eq(tu_daemon_start(&d, extra32), 0);
+    ck_assert_int_eq(tu_http(d.port, "PUT", "/v1/collections/c", NULL, NULL, 0, &r), 0);
+    ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body);
+    tu_response_free(&r);
+    ck_assert_int_eq(tu_http(d.port, "POST", "/v1/collections/c/documents", "application/json",
+                             doc, strlen(doc), &r), 0);
+    ck_assert_msg(r.status == 200 || r.status == 201, "%ld %s", r.status, r.body);
+    tu_response_free(&r);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+
+    ck_assert_int_eq(tu_daemon_start(&d, extra8), 0);
+    ck_assert_int_eq(tu_http(d.port, "GET", "/v1/info", NULL, NULL, 0, &r), 0);
+    j = json_loads(r.body, 0, &je);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "model"),
+                                                       "precision")), "int8");
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "model"), "isa")),
+                     mm_isa());
+    ck_assert_ptr_nonnull(json_string_value(json_object_get(json_object_get(j, "model"),
+                                                            "kernel")));
+    json_decref(j);
+    tu_response_free(&r);
+    ck_assert_int_eq(tu_http(d.port, "POST", "/v1/collections/c/search", "application/json",
+                             query, strlen(query), &r), 0);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    j = json_loads(r.body, 0, &je);
+    ck_assert_ptr_nonnull(j);
+    hit = json_array_get(json_object_get(j, "hits"), 0);
+    ck_assert_msg(hit != NULL, "%s", r.body);
+    ck_assert_str_eq(json_string_value(json_object_get(hit, "id")), "a");
+    ck_assert_double_ge(json_number_value(json_object_get(hit, "score")), 0.99);
+    json_decref(j);
+    tu_response_free(&r);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 Suite *
 precision_suite(void)
 {
@@ -313,6 +369,7 @@ precision_suite(void)
     tcase_add_test(tc, test_greedy_agreement);
     tcase_add_test(tc, test_seeded_sampling_reproducible);
     tcase_add_test(tc, test_cli_precision);
+    tcase_add_test(tc, test_daemon_precision);
     suite_add_tcase(s, tc);
     return s;
 }
