@@ -331,7 +331,7 @@ main(int argc, char **argv)
     };
     struct options o = { NULL, -1, 32, 0, RF_POOL_LINEAR, 0, gen_default_params(), -1, 0,
                          NULL, NULL, NULL, -2.0f };
-    struct bench_options bo = { NULL, 512, 0, 0 };
+    struct bench_options bo = { NULL, NULL, 512, 0, 0 };
     const char *cmd;
     struct rf_model *m;
     struct rs_error e;
@@ -406,6 +406,7 @@ main(int argc, char **argv)
         fprintf(stderr, "rosim: --model DIR is required\n");
         return 2;
     }
+    bo.model = o.model;
     if (strcmp(cmd, "generate") == 0) {
         struct rs_error ge;
         if (o.max_length > 0)
@@ -423,10 +424,8 @@ main(int argc, char **argv)
     if (o.k < 0)
         o.k = strcmp(cmd, "search") == 0 ? 10 : 5;
     rf_set_threads(o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
-    if (rf_model_load(&m, o.model, &e) != RS_OK ||
-        rf_model_set_precision(m, (enum mm_precision)precision, &e) != RS_OK) {
+    if (rf_model_load_as(&m, o.model, (enum mm_precision)precision, &e) != RS_OK) {
         fprintf(stderr, "rosim: %s\n", e.msg);
-        rf_model_free(m);
         return 1;
     }
     if (strcmp(cmd, "tokenize") == 0)

@@ -81,7 +81,7 @@ dec_new(const struct rf_model *m, int max_src, int max_new, int max_rows)
     d_->rope_sin = malloc(((size_t)max_src + N) * d / 2 * sizeof(float));
     d_->rope_cos = malloc(((size_t)max_src + N) * d / 2 * sizeof(float));
     d_->mm = rf_mm_ctx_new(m, max_rows);
-    if ((m->mm != NULL && d_->mm == NULL) || !d_->src_state || !d_->src_tok || !d_->src_k || !d_->src_v || !d_->gen_k ||
+    if (!d_->mm || !d_->src_state || !d_->src_tok || !d_->src_k || !d_->src_v || !d_->gen_k ||
         !d_->gen_v || !d_->gen_tok || !d_->slot || !d_->slot_used || !d_->new_slot ||
         !d_->x || !d_->qkv || !d_->att || !d_->tmp || !d_->ff || !d_->h || !d_->scores ||
         !d_->probs || !d_->rope_sin || !d_->rope_cos) {

@@ -1,9 +1,9 @@
 /*
- * kernels.c: dense layers, LayerNorm, GELU, rotary embedding, softmax.
+ * kernels.c: LayerNorm, GELU, rotary embedding, softmax, and the
+ * conversions of the bf16 and int8 matrix products.
  */
 #include "kernels.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -14,18 +14,6 @@
 #else
 #define VECTOR_KERNEL
 #endif
-
-void
-k_dense(const float *x, int n, int in, const float *w, const float *b, int out, float *y)
-{
-    for (int r = 0; r < n; r++)
-        memcpy(y + (size_t)r * (size_t)out, b, (size_t)out * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                n, out, in,
-                1.0f, x, in,
-                w, out,
-                1.0f, y, out);
-}
 
 VECTOR_KERNEL void
 k_add_layer_norm(float *x, const float *r, int n, int H, const float *g, const float *b,

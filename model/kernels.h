@@ -1,19 +1,16 @@
 /*
  * kernels.h: the numeric building blocks of the encoder and decoder.
  *
- * All work on row-major float32 arrays and allocate nothing.  Matrix
- * products go to OpenBLAS; the element-wise kernels are written to be
- * vectorized and are compiled for AVX-512, AVX2 and the x86-64 baseline,
- * the best one picked at startup.
+ * All work on row-major arrays, allocate nothing and run on the calling
+ * thread (callers split rows across threads).  The dense layers are in
+ * matmul.c.  The kernels are written to be vectorized and are compiled for
+ * AVX-512, AVX2 and the x86-64 baseline, the best one picked at startup.
  */
 #ifndef ROSIM_KERNELS_H
 #define ROSIM_KERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
-
-/* Y (n, out) = X (n, in) W (in, out) + b (out) */
-void k_dense(const float *x, int n, int in, const float *w, const float *b, int out, float *y);
 
 /* Per row of H: x = LayerNorm(x + r) * g + b, population variance; r may
  * be NULL. */

@@ -115,6 +115,16 @@ mm_set_threads(int n)
     atomic_store(&n_threads, n);
 }
 
+int
+mm_threads(void)
+{
+    int n = atomic_load(&n_threads);
+
+    if (n > 0 && omp_get_max_threads() != n)
+        omp_set_num_threads(n);
+    return omp_get_max_threads();
+}
+
 /* --- primitives ------------------------------------------------------------- */
 
 static int
@@ -140,7 +150,13 @@ dnnl_fail(struct rs_error *e, dnnl_status_t st, const char *what)
 static dnnl_data_type_t
 act_type(const struct mm_engine *g)
 {
-    return g->prec == MM_INT8 ? dnnl_s8 : dnnl_bf16;
+    return g->prec == MM_INT8 ? dnnl_s8 : g->prec == MM_BF16 ? dnnl_bf16 : dnnl_f32;
+}
+
+static size_t
+act_size(const struct mm_engine *g)
+{
+    return g->prec == MM_INT8 ? 1 : g->prec == MM_BF16 ? 2 : 4;
 }
 
 /* A matmul primitive descriptor for rows x K times the shape's weights
@@ -254,8 +270,6 @@ mm_engine_new(struct mm_engine **out, enum mm_precision p, struct rs_error *e)
     dnnl_status_t st;
 
     *out = NULL;
-    if (p != MM_BF16 && p != MM_INT8)
-        return rs_error_set(e, RS_EINVAL, "the matmul engine runs bf16 or int8");
     g = calloc(1, sizeof(*g));
     if (g == NULL)
         return rs_error_set(e, RS_ENOMEM, "out of memory");
@@ -373,7 +387,7 @@ mm_weight_new(struct mm_engine *g, const float *w, int transposed, int K, int N,
             goto fail;
         }
     }
-    if (g->prec == MM_BF16) {
+    if (g->prec != MM_INT8) {
         st = reorder_in(g, w, dnnl_f32, transposed, K, N, mw->w);
     } else {
         mw->col_scale = malloc((size_t)N * sizeof(float));
@@ -424,16 +438,16 @@ struct mm_ctx *
 mm_ctx_new(struct mm_engine *g, int max_rows, int max_k)
 {
     struct mm_ctx *c = calloc(1, sizeof(*c));
-    size_t elem = g->prec == MM_INT8 ? 1 : 2;
 
     if (c == NULL || max_rows < 1 || max_k < 1)
         goto fail;
     c->g = g;
     c->max_rows = max_rows;
     c->max_k = max_k;
-    c->act = malloc((size_t)max_rows * (size_t)max_k * elem);
+    /* fp32 reads x where it is */
+    c->act = g->prec == MM_FP32 ? NULL : malloc((size_t)max_rows * (size_t)max_k * act_size(g));
     c->row_scale = malloc((size_t)max_rows * sizeof(float));
-    if (c->act == NULL || c->row_scale == NULL ||
+    if ((g->prec != MM_FP32 && c->act == NULL) || c->row_scale == NULL ||
         dnnl_stream_create(&c->stream, g->eng, dnnl_stream_default_flags) != dnnl_success)
         goto fail;
     return c;
@@ -455,13 +469,14 @@ mm_ctx_free(struct mm_ctx *c)
     free(c);
 }
 
-/* One primitive run over rows [r0, r0 + m) (m a class's row count). */
+/* One primitive run over rows [r0, r0 + m) (m a class's row count) of the
+ * activations a. */
 static int
-run_chunk(struct mm_ctx *c, const struct mm_weight *w, int r0, int m, float *y,
+run_chunk(struct mm_ctx *c, const struct mm_weight *w, const void *a, int r0, int m, float *y,
           struct rs_error *e)
 {
     const struct mm_shape *s = w->shape;
-    const size_t elem = c->g->prec == MM_INT8 ? 1 : 2;
+    const size_t elem = act_size(c->g);
     dnnl_memory_desc_t smd, dmd, scratch_md;
     dnnl_dims_t sd = { m, s->K }, dd = { m, s->N };
     dnnl_memory_t src = NULL, dst = NULL, scratch = NULL;
@@ -484,7 +499,7 @@ run_chunk(struct mm_ctx *c, const struct mm_weight *w, int r0, int m, float *y,
     if ((st = dnnl_memory_desc_init_by_tag(&smd, 2, sd, act_type(c->g), dnnl_ab)) ||
         (st = dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dnnl_f32, dnnl_ab)) ||
         (st = dnnl_memory_create(&src, &smd, c->g->eng,
-                                 (char *)c->act + (size_t)r0 * (size_t)s->K * elem)) ||
+                                 (char *)a + (size_t)r0 * (size_t)s->K * elem)) ||
         (st = dnnl_memory_create(&dst, &dmd, c->g->eng, y + (size_t)r0 * (size_t)s->N)) ||
         (st = dnnl_memory_create(&scratch, &scratch_md, c->g->eng, c->scratch)))
         goto done;
@@ -510,22 +525,21 @@ int
 mm_dense(struct mm_ctx *c, const struct mm_weight *w, const float *x, int n, float *y,
          struct rs_error *e)
 {
-    const int K = w->shape->K, N = w->shape->N, threads = atomic_load(&n_threads);
+    const int K = w->shape->K, N = w->shape->N;
     int rc = RS_OK;
 
     if (n < 1 || n > c->max_rows || K > c->max_k)
         return rs_error_set(e, RS_EINVAL, "product of %d x %d (capacity %d x %d)", n, K,
                             c->max_rows, c->max_k);
-    if (threads > 0 && omp_get_max_threads() != threads)
-        omp_set_num_threads(threads);
+    mm_threads();
     if (c->g->prec == MM_INT8)
         k_quantize_rows(x, n, K, c->act, c->row_scale);
-    else
+    else if (c->g->prec == MM_BF16)
         k_to_bf16(x, (size_t)n * (size_t)K, c->act);
     for (int r0 = 0, m; r0 < n && rc == RS_OK; r0 += m) {
         int left = n - r0;
         m = left <= SMALL_ROWS ? left : left >= MAX_CHUNK ? MAX_CHUNK : left - left % SMALL_ROWS;
-        rc = run_chunk(c, w, r0, m, y, e);
+        rc = run_chunk(c, w, c->g->prec == MM_FP32 ? (const void *)x : c->act, r0, m, y, e);
     }
     if (rc == RS_OK && c->g->prec == MM_INT8)
         k_dequantize_rows(y, n, N, c->row_scale, w->col_scale, w->b);

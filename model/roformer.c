@@ -20,6 +20,7 @@
 
 #include <cblas.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -338,8 +339,17 @@ set_fingerprint(struct rf_model *m)
              m->cfg.n_head, m->cfg.n_vocab, (unsigned long long)h);
 }
 
+static int convert_weights(struct rf_model *m, enum mm_precision p, struct rs_error *e);
+
 int
 rf_model_load(struct rf_model **out, const char *dir, struct rs_error *e)
+{
+    return rf_model_load_as(out, dir, MM_FP32, e);
+}
+
+int
+rf_model_load_as(struct rf_model **out, const char *dir, enum mm_precision p,
+                 struct rs_error *e)
 {
     struct rf_model *m;
     struct wt_set *w = NULL;
@@ -366,7 +376,10 @@ rf_model_load(struct rf_model **out, const char *dir, struct rs_error *e)
     if ((rc = load_weights(m, w, e)) != RS_OK)
         goto fail;
     wt_close(w);
+    w = NULL;
     set_fingerprint(m);
+    if ((rc = convert_weights(m, p, e)) != RS_OK)
+        goto fail;
     *out = m;
     return RS_OK;
 fail:
@@ -447,16 +460,13 @@ convert_dense(struct rf_model *m, struct rf_dense *d, struct rs_error *e)
     return rc;
 }
 
-int
-rf_model_set_precision(struct rf_model *m, enum mm_precision p, struct rs_error *e)
+/* Hand the dense layers to the engine in precision p; the fp32 copies go
+ * (and their memory back to the system). */
+static int
+convert_weights(struct rf_model *m, enum mm_precision p, struct rs_error *e)
 {
     int rc;
 
-    if (p == m->prec)
-        return RS_OK;
-    if (m->prec != MM_FP32)
-        return rs_error_set(e, RS_EINVAL, "the model is already in %s",
-                            mm_precision_name(m->prec));
     if ((rc = mm_engine_new(&m->mm, p, e)) != RS_OK)
         return rc;
     m->prec = p;
@@ -471,6 +481,7 @@ rf_model_set_precision(struct rf_model *m, enum mm_precision p, struct rs_error 
          (rc = mm_weight_new(m->mm, m->tok_emb, 1, m->cfg.d_model, m->cfg.n_vocab,
                              m->mlm_bias, &m->logits, e))))
         return rc;
+    malloc_trim(0);
     return RS_OK;
 }
 
@@ -479,7 +490,7 @@ enum mm_precision rf_model_precision(const struct rf_model *m) { return m->prec;
 const char *
 rf_model_kernel(const struct rf_model *m)
 {
-    return m->mm != NULL && mm_engine_kernel(m->mm)[0] ? mm_engine_kernel(m->mm) : "openblas";
+    return mm_engine_kernel(m->mm);
 }
 
 size_t
@@ -489,10 +500,10 @@ rf_model_weight_bytes(const struct rf_model *m)
 
     for (int i = 0; i < m->n_owned; i++)
         n += m->owned_len[i] * sizeof(float);
-    for (int l = 0; m->mm != NULL && l < m->cfg.n_layer; l++)
+    for (int l = 0; l < m->cfg.n_layer; l++)
         n += mm_weight_bytes(m->layers[l].qkv.mm) + mm_weight_bytes(m->layers[l].o.mm) +
              mm_weight_bytes(m->layers[l].ffn1.mm) + mm_weight_bytes(m->layers[l].ffn2.mm);
-    if (m->mm != NULL && m->has_mlm)
+    if (m->has_mlm)
         n += mm_weight_bytes(m->mlm.mm) + mm_weight_bytes(m->logits);
     return n;
 }
@@ -501,17 +512,14 @@ int
 rf_dense(const struct rf_dense *d, struct mm_ctx *c, const float *x, int n, float *y,
          struct rs_error *e)
 {
-    if (d->mm != NULL)
-        return mm_dense(c, d->mm, x, n, y, e);
-    k_dense(x, n, d->in, d->w, d->b, d->out, y);
-    return RS_OK;
+    return mm_dense(c, d->mm, x, n, y, e);
 }
 
 struct mm_ctx *
 rf_mm_ctx_new(const struct rf_model *m, int rows)
 {
     const int k = m->cfg.d_ff > m->cfg.d_model ? m->cfg.d_ff : m->cfg.d_model;
-    return m->mm != NULL ? mm_ctx_new(m->mm, rows, k) : NULL;
+    return mm_ctx_new(m->mm, rows, k);
 }
 
 /* --- scratch -------------------------------------------------------------- */
@@ -542,7 +550,7 @@ rf_state_new(const struct rf_model *m, int max_batch, int max_len)
     s->cum_seg = malloc(rows * sizeof(int));
     s->start = malloc(((size_t)max_batch + 1) * sizeof(int));
     s->mm = rf_mm_ctx_new(m, (int)rows);
-    if ((m->mm != NULL && s->mm == NULL) || !s->x || !s->qkv || !s->att || !s->tmp || !s->ff || !s->scores || !s->rope_sin ||
+    if (!s->mm || !s->x || !s->qkv || !s->att || !s->tmp || !s->ff || !s->scores || !s->rope_sin ||
         !s->rope_cos || !s->tokens || !s->pos || !s->cum_seg || !s->start)
         goto fail;
     k_rope_tables(s->rope_sin, s->rope_cos, max_len, (int)d);
@@ -734,18 +742,8 @@ rf_mlm_probs(const struct rf_model *m, struct mm_ctx *c, const float *x, int n, 
     k_gelu(h, (size_t)n * (size_t)H);
     k_add_layer_norm(h, NULL, n, H, m->mlm_ln_g, m->mlm_ln_b, m->cfg.ln_eps);
     /* logits (n, V) = h (n, H) E_tok^T (H, V) + bias: the tied embeddings */
-    if (m->logits != NULL) {
-        if ((rc = mm_dense(c, m->logits, h, n, probs, e)))
-            return rc;
-    } else {
-        for (int r = 0; r < n; r++)
-            memcpy(probs + (size_t)r * (size_t)V, m->mlm_bias, (size_t)V * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                    n, V, H,
-                    1.0f, h, H,
-                    m->tok_emb, H,
-                    1.0f, probs, V);
-    }
+    if ((rc = mm_dense(c, m->logits, h, n, probs, e)))
+        return rc;
     for (int r = 0; r < n; r++)
         k_softmax(probs + (size_t)r * (size_t)V, V);
     return RS_OK;

@@ -17,9 +17,10 @@
  * vector alone or in a batch.  Within a sequence, key j is masked when its
  * token is 0 ([PAD]) and j > 0, as in bert4keras.
  *
- * Threads: a model is immutable after loading and shared by all threads; an
- * rf_state is scratch space for one thread at a time.  rf_encode allocates
- * nothing.
+ * Threads: a model is immutable after loading and shared by all threads
+ * (the matmul engine caches its primitives under a lock); an rf_state is
+ * scratch space for one thread at a time.  In steady state rf_encode
+ * allocates no buffers (oneDNN keeps small per-call records).
  */
 #ifndef ROSIM_ROFORMER_H
 #define ROSIM_ROFORMER_H
@@ -66,14 +67,14 @@ const char *rf_model_fingerprint(const struct rf_model *m);
 /* Whether the weights include the MLM head that generation needs. */
 int rf_model_can_generate(const struct rf_model *m);
 
-/* Run the dense layers (attention projections, feed-forward, MLM head) in
- * p instead of fp32: the weights are converted on the oneDNN engine and
- * their fp32 copies freed.  Once, after loading and before any rf_state or
- * decoder exists.  The fingerprint stays that of the fp32 weights. */
-int rf_model_set_precision(struct rf_model *m, enum mm_precision p, struct rs_error *e);
+/* The same, with the dense layers (attention projections, feed-forward,
+ * MLM head) in precision p on the oneDNN engine (rf_model_load: fp32).
+ * The fingerprint is that of the weights as stored, in every precision. */
+int rf_model_load_as(struct rf_model **out, const char *dir, enum mm_precision p,
+                     struct rs_error *e);
 enum mm_precision rf_model_precision(const struct rf_model *m);
-/* The kernel the dense layers run on: "openblas" in fp32, else oneDNN's
- * implementation ("brg:avx512_core_bf16", ...). */
+/* The oneDNN kernel the dense layers run on ("brg:avx512_core_bf16", ...;
+ * "" before the first product). */
 const char *rf_model_kernel(const struct rf_model *m);
 /* Bytes of weights held, in every precision. */
 size_t rf_model_weight_bytes(const struct rf_model *m);

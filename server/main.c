@@ -105,12 +105,10 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
         }
     }
     rf_set_threads(conf->compute_threads);
-    if (rf_model_load(model, conf->model_dir, &err) != RS_OK ||
-        rf_model_set_precision(*model, conf->precision == 3 ? mm_precision_parse("auto")
-                                                            : conf->precision, &err) != RS_OK) {
+    if (rf_model_load_as(model, conf->model_dir, conf->precision == 3
+                                                     ? mm_precision_parse("auto")
+                                                     : conf->precision, &err) != RS_OK) {
         log_msg(LOG_ERROR, "cannot load the model: %s", err.msg);
-        rf_model_free(*model);
-        *model = NULL;
         return -1;
     }
     if (rf_model_config(*model)->demo)

@@ -42,8 +42,7 @@ load(const char *dir, enum mm_precision p)
     struct rf_model *m;
     struct rs_error e;
 
-    ck_assert_msg(rf_model_load(&m, dir, &e) == RS_OK, "%s", e.msg);
-    ck_assert_msg(rf_model_set_precision(m, p, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(rf_model_load_as(&m, dir, p, &e) == RS_OK, "%s", e.msg);
     ck_assert_int_eq(rf_model_precision(m), p);
     return m;
 }
