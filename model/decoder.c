@@ -17,6 +17,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +37,8 @@ struct dec {
     int *slot_used;      /* [max_rows] */
     int *new_slot;       /* [max_rows] scratch for dec_select */
     float *x, *qkv, *att, *tmp, *ff, *h;   /* activations of the live rows */
-    float *scores;       /* [max_rows, max_src + max_new] */
+    float *scores;       /* [n_scores, max_rows, max_src + max_new]: one per thread */
+    int n_scores;
     float *probs;        /* [max_rows, V] */
     float *rope_sin, *rope_cos;   /* [max_src + max_new, d/2] */
     struct mm_ctx *mm;   /* engine scratch for the live rows (bf16, int8) */
@@ -76,7 +78,8 @@ dec_new(const struct rf_model *m, int max_src, int max_new, int max_rows)
     d_->tmp = malloc(R * H * sizeof(float));
     d_->ff = malloc(R * (size_t)c->d_ff * sizeof(float));
     d_->h = malloc(R * H * sizeof(float));
-    d_->scores = malloc(R * ((size_t)max_src + N) * sizeof(float));
+    d_->n_scores = mm_threads();
+    d_->scores = malloc((size_t)d_->n_scores * R * ((size_t)max_src + N) * sizeof(float));
     d_->probs = malloc(R * V * sizeof(float));
     d_->rope_sin = malloc(((size_t)max_src + N) * d / 2 * sizeof(float));
     d_->rope_cos = malloc(((size_t)max_src + N) * d / 2 * sizeof(float));
@@ -219,27 +222,33 @@ dec_select(struct dec *d, const int *keep, int n, struct rs_error *e)
     return RS_OK;
 }
 
-/* Attention of the R live rows, one new query each, at layer l. */
+/* Attention of the R live rows, one new query each, at layer l; the heads
+ * are spread over the threads, each with its own scores. */
 static void
 step_attention(struct dec *d, int l)
 {
     const struct rf_config *c = rf_model_config(d->m);
     const int H = c->d_model, n_head = c->n_head, hd = H / n_head, ld = 3 * H;
     const int S = d->src_len, T = d->gen_len + 1, W = S + T, R = d->rows;
+    const int threads = mm_threads();
     const size_t N = (size_t)d->max_new;
     const float scale = 1.0f / sqrtf((float)hd);
     const float *sk = d->src_k + (size_t)l * (size_t)S * (size_t)H;
     const float *sv = d->src_v + (size_t)l * (size_t)S * (size_t)H;
 
+#pragma omp parallel for num_threads(threads < d->n_scores ? threads : d->n_scores) \
+    schedule(dynamic)
     for (int h = 0; h < n_head; h++) {
+        float *scores = d->scores + (size_t)omp_get_thread_num() * (size_t)d->max_rows *
+                                        (size_t)(d->max_src + d->max_new);
         /* scores against the shared source: (R, S) = Q_h (R, hd) K_src_h^T */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
                     R, S, hd,
                     scale, d->qkv + (size_t)h * (size_t)hd, ld,
                     sk + (size_t)h * (size_t)hd, H,
-                    0.0f, d->scores, W);
+                    0.0f, scores, W);
         for (int r = 0; r < R; r++) {
-            float *sc = d->scores + (size_t)r * (size_t)W;
+            float *sc = scores + (size_t)r * (size_t)W;
             const float *q = d->qkv + (size_t)r * (size_t)ld + (size_t)h * (size_t)hd;
             const size_t base = ((size_t)l * (size_t)d->max_rows + (size_t)d->slot[r]) * N;
             const int32_t *gt = d->gen_tok + (size_t)d->slot[r] * N;
@@ -263,11 +272,11 @@ step_attention(struct dec *d, int l)
         /* output: (R, hd) = P_src (R, S) V_src_h, then the rows' own tokens */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
                     R, hd, S,
-                    1.0f, d->scores, W,
+                    1.0f, scores, W,
                     sv + (size_t)h * (size_t)hd, H,
                     0.0f, d->att + (size_t)h * (size_t)hd, H);
         for (int r = 0; r < R; r++) {
-            const float *p = d->scores + (size_t)r * (size_t)W + S;
+            const float *p = scores + (size_t)r * (size_t)W + S;
             float *o = d->att + (size_t)r * (size_t)H + (size_t)h * (size_t)hd;
             const size_t base = ((size_t)l * (size_t)d->max_rows + (size_t)d->slot[r]) * N;
             for (int t = 0; t < T; t++) {
@@ -313,7 +322,7 @@ dec_step(struct dec *d, const int32_t *tokens, struct rs_error *e)
             for (int j = 0; j < H; j++)
                 x[j] += m->pos_emb[(size_t)pos * (size_t)H + (size_t)j];
     }
-    k_add_layer_norm(d->x, NULL, R, H, m->emb_ln_g, m->emb_ln_b, c->ln_eps);
+    rf_layer_norm(d->x, NULL, R, H, m->emb_ln_g, m->emb_ln_b, c->ln_eps);
 
     for (int l = 0; l < c->n_layer; l++) {
         const struct rf_layer *L = &m->layers[l];
@@ -334,13 +343,13 @@ dec_step(struct dec *d, const int32_t *tokens, struct rs_error *e)
         step_attention(d, l);
         if ((rc = rf_dense(&L->o, d->mm, d->att, R, d->tmp, e)))
             return rc;
-        k_add_layer_norm(d->x, d->tmp, R, H, L->ln1_g, L->ln1_b, c->ln_eps);
+        rf_layer_norm(d->x, d->tmp, R, H, L->ln1_g, L->ln1_b, c->ln_eps);
         if ((rc = rf_dense(&L->ffn1, d->mm, d->x, R, d->ff, e)))
             return rc;
-        k_gelu(d->ff, (size_t)R * (size_t)c->d_ff);
+        rf_gelu(d->ff, R, c->d_ff);
         if ((rc = rf_dense(&L->ffn2, d->mm, d->ff, R, d->tmp, e)))
             return rc;
-        k_add_layer_norm(d->x, d->tmp, R, H, L->ln2_g, L->ln2_b, c->ln_eps);
+        rf_layer_norm(d->x, d->tmp, R, H, L->ln2_g, L->ln2_b, c->ln_eps);
     }
     d->gen_len++;
     return rf_mlm_probs(m, d->mm, d->x, R, d->h, d->probs, e);

@@ -526,22 +526,36 @@ mm_dense(struct mm_ctx *c, const struct mm_weight *w, const float *x, int n, flo
          struct rs_error *e)
 {
     const int K = w->shape->K, N = w->shape->N;
-    int rc = RS_OK;
+    const enum mm_precision p = c->g->prec;
+    int rc = RS_OK, threads;
 
     if (n < 1 || n > c->max_rows || K > c->max_k)
         return rs_error_set(e, RS_EINVAL, "product of %d x %d (capacity %d x %d)", n, K,
                             c->max_rows, c->max_k);
-    mm_threads();
-    if (c->g->prec == MM_INT8)
-        k_quantize_rows(x, n, K, c->act, c->row_scale);
-    else if (c->g->prec == MM_BF16)
-        k_to_bf16(x, (size_t)n * (size_t)K, c->act);
+    threads = mm_threads();
+    /* the conversions, rows split across the threads */
+#pragma omp parallel for num_threads(threads) schedule(static) if (p != MM_FP32)
+    for (int t = 0; t < threads; t++) {
+        const int lo = (int)((long)n * t / threads), hi = (int)((long)n * (t + 1) / threads);
+        const size_t at = (size_t)lo * (size_t)K;
+        if (hi > lo && p == MM_INT8)
+            k_quantize_rows(x + at, hi - lo, K, (int8_t *)c->act + at, c->row_scale + lo);
+        else if (hi > lo && p == MM_BF16)
+            k_to_bf16(x + at, (size_t)(hi - lo) * (size_t)K, (uint16_t *)c->act + at);
+    }
     for (int r0 = 0, m; r0 < n && rc == RS_OK; r0 += m) {
         int left = n - r0;
         m = left <= SMALL_ROWS ? left : left >= MAX_CHUNK ? MAX_CHUNK : left - left % SMALL_ROWS;
         rc = run_chunk(c, w, c->g->prec == MM_FP32 ? (const void *)x : c->act, r0, m, y, e);
     }
-    if (rc == RS_OK && c->g->prec == MM_INT8)
-        k_dequantize_rows(y, n, N, c->row_scale, w->col_scale, w->b);
-    return rc;
+    if (rc != RS_OK || p != MM_INT8)
+        return rc;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < threads; t++) {
+        const int lo = (int)((long)n * t / threads), hi = (int)((long)n * (t + 1) / threads);
+        if (hi > lo)
+            k_dequantize_rows(y + (size_t)lo * (size_t)N, hi - lo, N, c->row_scale + lo,
+                              w->col_scale, w->b);
+    }
+    return RS_OK;
 }

@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <malloc.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,14 +257,15 @@ load_weights(struct rf_model *m, const struct wt_set *w, struct rs_error *e)
     int rc, tr;
 
     m->layers = calloc((size_t)c->n_layer, sizeof(*m->layers));
+    m->pool.in = m->pool.out = H;
     if (m->layers == NULL)
         return rs_error_set(e, RS_ENOMEM, "out of memory");
     if ((rc = load_new(m, w, "bert/embeddings/word_embeddings", c->n_vocab, H, &m->tok_emb, e)) ||
         (rc = load_new(m, w, "bert/embeddings/token_type_embeddings", c->n_type, H, &m->seg_emb, e)) ||
         (rc = load_new(m, w, "bert/embeddings/LayerNorm/gamma", H, 0, &m->emb_ln_g, e)) ||
         (rc = load_new(m, w, "bert/embeddings/LayerNorm/beta", H, 0, &m->emb_ln_b, e)) ||
-        (rc = load_new(m, w, "bert/pooler/dense/kernel", H, H, &m->pool_w, e)) ||
-        (rc = load_new(m, w, "bert/pooler/dense/bias", H, 0, &m->pool_b, e)))
+        (rc = load_new(m, w, "bert/pooler/dense/kernel", H, H, &m->pool.w, e)) ||
+        (rc = load_new(m, w, "bert/pooler/dense/bias", H, 0, &m->pool.b, e)))
         return rc;
     if (find_tensor(w, "bert/embeddings/position_embeddings", &tr) != NULL) {
         m->cfg.arch = RF_ARCH_BERT;
@@ -399,6 +401,7 @@ rf_model_free(struct rf_model *m)
         mm_weight_free(m->layers[l].ffn1.mm);
         mm_weight_free(m->layers[l].ffn2.mm);
     }
+    mm_weight_free(m->pool.mm);
     mm_weight_free(m->mlm.mm);
     mm_weight_free(m->logits);
     mm_engine_free(m->mm);
@@ -470,6 +473,8 @@ convert_weights(struct rf_model *m, enum mm_precision p, struct rs_error *e)
     if ((rc = mm_engine_new(&m->mm, p, e)) != RS_OK)
         return rc;
     m->prec = p;
+    if ((rc = convert_dense(m, &m->pool, e)) != RS_OK)
+        return rc;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         struct rf_layer *L = &m->layers[l];
         if ((rc = convert_dense(m, &L->qkv, e)) || (rc = convert_dense(m, &L->o, e)) ||
@@ -500,6 +505,7 @@ rf_model_weight_bytes(const struct rf_model *m)
 
     for (int i = 0; i < m->n_owned; i++)
         n += m->owned_len[i] * sizeof(float);
+    n += mm_weight_bytes(m->pool.mm);
     for (int l = 0; l < m->cfg.n_layer; l++)
         n += mm_weight_bytes(m->layers[l].qkv.mm) + mm_weight_bytes(m->layers[l].o.mm) +
              mm_weight_bytes(m->layers[l].ffn1.mm) + mm_weight_bytes(m->layers[l].ffn2.mm);
@@ -542,7 +548,8 @@ rf_state_new(const struct rf_model *m, int max_batch, int max_len)
     s->att = malloc(rows * H * sizeof(float));
     s->tmp = malloc(rows * H * sizeof(float));
     s->ff = malloc(rows * (size_t)c->d_ff * sizeof(float));
-    s->scores = malloc((size_t)max_len * (size_t)max_len * sizeof(float));
+    s->n_scores = mm_threads();
+    s->scores = malloc((size_t)s->n_scores * (size_t)max_len * (size_t)max_len * sizeof(float));
     s->rope_sin = malloc((size_t)max_len * d / 2 * sizeof(float));
     s->rope_cos = malloc((size_t)max_len * d / 2 * sizeof(float));
     s->tokens = malloc(rows * sizeof(int32_t));
@@ -593,6 +600,7 @@ rf_state_hidden(const struct rf_state *s, int i)
 static void
 rope_rows(struct rf_state *s, int rows, int H, int d)
 {
+#pragma omp parallel for num_threads(mm_threads()) schedule(static)
     for (int r = 0; r < rows; r++) {
         const float *sn = s->rope_sin + (size_t)s->pos[r] * (size_t)d / 2;
         const float *cs = s->rope_cos + (size_t)s->pos[r] * (size_t)d / 2;
@@ -614,39 +622,69 @@ mask_row(float *row, int i, const int32_t *tok, const int *cum, int T)
 
 /* att = softmax(q k^T / sqrt(d) + mask) v for every sequence and head:
  * two small sgemms per head over strided views of the qkv rows, and the
- * masked softmax in between. */
+ * masked softmax in between.  The (sequence, head) pairs are spread over
+ * the threads, each with its own scores. */
 static void
 attention(struct rf_state *s, int B, int H, int n_head)
 {
-    const int d = H / n_head, ld = 3 * H;
+    const int d = H / n_head, ld = 3 * H, threads = mm_threads();
     const float scale = 1.0f / sqrtf((float)d);
 
-    for (int b = 0; b < B; b++) {
+#pragma omp parallel for num_threads(threads < s->n_scores ? threads : s->n_scores) \
+    schedule(dynamic)
+    for (int bh = 0; bh < B * n_head; bh++) {
+        const int b = bh / n_head, h = bh % n_head;
         const int T = s->start[b + 1] - s->start[b];
         const int32_t *tok = s->tokens + s->start[b];
-        const float *base = s->qkv + (size_t)s->start[b] * (size_t)ld;
-        float *out = s->att + (size_t)s->start[b] * (size_t)H;
-        for (int h = 0; h < n_head; h++) {
-            const float *q = base + (size_t)h * (size_t)d;
-            const float *k = q + H, *v = q + 2 * H;
-            float *sc = s->scores;
-            /* S (T,T) = scale * Q (T,d) K^T (d,T) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                        T, T, d,
-                        scale, q, ld,
-                        k, ld,
-                        0.0f, sc, T);
-            for (int i = 0; i < T; i++) {
-                mask_row(sc + (size_t)i * (size_t)T, i, tok, s->cum_seg + s->start[b], T);
-                k_softmax(sc + (size_t)i * (size_t)T, T);
-            }
-            /* O (T,d) = P (T,T) V (T,d) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                        T, d, T,
-                        1.0f, sc, T,
-                        v, ld,
-                        0.0f, out + (size_t)h * (size_t)d, H);
+        const float *q = s->qkv + (size_t)s->start[b] * (size_t)ld + (size_t)h * (size_t)d;
+        const float *k = q + H, *v = q + 2 * H;
+        float *out = s->att + (size_t)s->start[b] * (size_t)H + (size_t)h * (size_t)d;
+        float *sc = s->scores + (size_t)omp_get_thread_num() * (size_t)s->max_len *
+                                    (size_t)s->max_len;
+        /* S (T,T) = scale * Q (T,d) K^T (d,T) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                    T, T, d,
+                    scale, q, ld,
+                    k, ld,
+                    0.0f, sc, T);
+        for (int i = 0; i < T; i++) {
+            mask_row(sc + (size_t)i * (size_t)T, i, tok, s->cum_seg + s->start[b], T);
+            k_softmax(sc + (size_t)i * (size_t)T, T);
         }
+        /* O (T,d) = P (T,T) V (T,d) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                    T, d, T,
+                    1.0f, sc, T,
+                    v, ld,
+                    0.0f, out, H);
+    }
+}
+
+void
+rf_layer_norm(float *x, const float *r, int n, int H, const float *g, const float *b,
+              float eps)
+{
+    const int threads = mm_threads();
+
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < threads; t++) {
+        const int lo = (int)((long)n * t / threads), hi = (int)((long)n * (t + 1) / threads);
+        if (hi > lo)
+            k_add_layer_norm(x + (size_t)lo * (size_t)H, r ? r + (size_t)lo * (size_t)H : NULL,
+                             hi - lo, H, g, b, eps);
+    }
+}
+
+void
+rf_gelu(float *x, int n, int cols)
+{
+    const int threads = mm_threads();
+
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < threads; t++) {
+        const int lo = (int)((long)n * t / threads), hi = (int)((long)n * (t + 1) / threads);
+        if (hi > lo)
+            k_gelu(x + (size_t)lo * (size_t)cols, (size_t)(hi - lo) * (size_t)cols);
     }
 }
 
@@ -700,7 +738,7 @@ rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *const *i
         }
     }
     s->start[n] = rows;
-    k_add_layer_norm(s->x, NULL, rows, H, m->emb_ln_g, m->emb_ln_b, c->ln_eps);
+    rf_layer_norm(s->x, NULL, rows, H, m->emb_ln_g, m->emb_ln_b, c->ln_eps);
 
     for (int l = 0; l < c->n_layer; l++) {
         const struct rf_layer *L = &m->layers[l];
@@ -719,13 +757,13 @@ rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *const *i
         attention(s, n, H, c->n_head);
         if ((rc = rf_dense(&L->o, s->mm, s->att, rows, s->tmp, e)))
             return rc;
-        k_add_layer_norm(s->x, s->tmp, rows, H, L->ln1_g, L->ln1_b, c->ln_eps);
+        rf_layer_norm(s->x, s->tmp, rows, H, L->ln1_g, L->ln1_b, c->ln_eps);
         if ((rc = rf_dense(&L->ffn1, s->mm, s->x, rows, s->ff, e)))
             return rc;
-        k_gelu(s->ff, (size_t)rows * (size_t)c->d_ff);
+        rf_gelu(s->ff, rows, c->d_ff);
         if ((rc = rf_dense(&L->ffn2, s->mm, s->ff, rows, s->tmp, e)))
             return rc;
-        k_add_layer_norm(s->x, s->tmp, rows, H, L->ln2_g, L->ln2_b, c->ln_eps);
+        rf_layer_norm(s->x, s->tmp, rows, H, L->ln2_g, L->ln2_b, c->ln_eps);
     }
     return RS_OK;
 }
@@ -739,11 +777,12 @@ rf_mlm_probs(const struct rf_model *m, struct mm_ctx *c, const float *x, int n, 
 
     if ((rc = rf_dense(&m->mlm, c, x, n, h, e)))
         return rc;
-    k_gelu(h, (size_t)n * (size_t)H);
-    k_add_layer_norm(h, NULL, n, H, m->mlm_ln_g, m->mlm_ln_b, m->cfg.ln_eps);
+    rf_gelu(h, n, H);
+    rf_layer_norm(h, NULL, n, H, m->mlm_ln_g, m->mlm_ln_b, m->cfg.ln_eps);
     /* logits (n, V) = h (n, H) E_tok^T (H, V) + bias: the tied embeddings */
     if ((rc = mm_dense(c, m->logits, h, n, probs, e)))
         return rc;
+#pragma omp parallel for num_threads(mm_threads()) schedule(static)
     for (int r = 0; r < n; r++)
         k_softmax(probs + (size_t)r * (size_t)V, V);
     return RS_OK;
@@ -758,7 +797,17 @@ rf_encode(const struct rf_model *m, struct rf_state *s, const int32_t *const *id
 
     if (rc != RS_OK)
         return rc;
-    /* pooling */
+    if (pooler == RF_POOL_LINEAR || pooler == RF_POOL_TANH) {
+        /* the [CLS] rows, gathered, through the pooler's dense layer */
+        for (int b = 0; b < n; b++)
+            memcpy(s->tmp + (size_t)b * (size_t)H, s->x + (size_t)s->start[b] * (size_t)H,
+                   (size_t)H * sizeof(float));
+        if ((rc = rf_dense(&m->pool, s->mm, s->tmp, n, out, e)) != RS_OK)
+            return rc;
+        for (size_t j = 0; pooler == RF_POOL_TANH && j < (size_t)n * (size_t)H; j++)
+            out[j] = tanhf(out[j]);
+        return RS_OK;
+    }
     for (int b = 0; b < n; b++) {
         const float *cls = s->x + (size_t)s->start[b] * (size_t)H;
         float *o = out + (size_t)b * (size_t)H;
@@ -771,13 +820,6 @@ rf_encode(const struct rf_model *m, struct rf_state *s, const int32_t *const *id
                     o[j] += cls[(size_t)t * (size_t)H + (size_t)j];
             for (int j = 0; j < H; j++)
                 o[j] /= (float)lens[b];
-        } else {
-            cblas_sgemv(CblasRowMajor, CblasTrans, H, H, 1.0f, m->pool_w, H, cls, 1, 0.0f, o, 1);
-            for (int j = 0; j < H; j++) {
-                o[j] += m->pool_b[j];
-                if (pooler == RF_POOL_TANH)
-                    o[j] = tanhf(o[j]);
-            }
         }
     }
     return RS_OK;

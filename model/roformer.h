@@ -82,9 +82,10 @@ size_t rf_model_weight_bytes(const struct rf_model *m);
 /* Parse "linear", "tanh", "cls" or "mean"; -1 if none. */
 int rf_pooler_parse(const char *name);
 
-/* Set the threads OpenBLAS and oneDNN use (process-wide).  Matrix products are the
- * only parallel part of the encoder: its own loops run on the calling
- * thread, so one level of parallelism never fights another for the cores. */
+/* Set the threads of the forward pass (process-wide): oneDNN's OpenMP team,
+ * which also runs attention and the element-wise loops, and OpenBLAS (the
+ * small attention products, run inside that team, stay single-threaded;
+ * the index uses it).  Each caller thread gets a team of n. */
 void rf_set_threads(int n);
 
 /* Scratch for batches of up to max_batch sequences of up to max_len tokens.

@@ -34,7 +34,7 @@ struct rf_model {
     float *pos_emb;        /* [max_pos, H], BERT only */
     float *emb_ln_g, *emb_ln_b;
     struct rf_layer *layers;
-    float *pool_w, *pool_b;  /* [H, H], [H] */
+    struct rf_dense pool;    /* [H, H] */
     int has_mlm;             /* the MLM head below was in the weights */
     struct rf_dense mlm;     /* [H, H] */
     float *mlm_ln_g, *mlm_ln_b;
@@ -55,7 +55,8 @@ struct rf_state {
     float *att;      /* [B*T, H] attention output before Wo */
     float *tmp;      /* [B*T, H] */
     float *ff;       /* [B*T, I] */
-    float *scores;   /* [T, T] of one head */
+    float *scores;   /* [n_scores, T, T]: one head per thread */
+    int n_scores;
     float *rope_sin, *rope_cos;   /* [T, d/2] */
     int32_t *tokens; /* [rows] ids of the packed batch */
     int *cum_seg;    /* [rows] running sum of segment ids (UniLM mask) */
@@ -65,13 +66,18 @@ struct rf_state {
 };
 
 /* y (n, d->out) = x (n, d->in) W + b in the model's precision; c is the
- * caller's engine scratch (NULL in fp32). */
+ * caller's engine scratch. */
 int rf_dense(const struct rf_dense *d, struct mm_ctx *c, const float *x, int n, float *y,
              struct rs_error *e);
 
-/* An engine scratch for n rows of any layer of m; NULL in fp32 or when out
- * of memory (check m->mm). */
+/* An engine scratch for n rows of any layer of m; NULL when out of memory. */
 struct mm_ctx *rf_mm_ctx_new(const struct rf_model *m, int rows);
+
+/* k_add_layer_norm and k_gelu with the rows split across the engine's
+ * threads. */
+void rf_layer_norm(float *x, const float *r, int n, int H, const float *g, const float *b,
+                   float eps);
+void rf_gelu(float *x, int n, int cols);
 
 /* Run the layers over a packed batch: sequence b is ids[b][0..lens[b]) with
  * segment ids segs[b] (NULL: all 0).  Query i may attend key j of its own
@@ -86,7 +92,7 @@ int rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *cons
 
 /* Next-token probabilities of n hidden rows x: softmax(LN(gelu(x Wm + bm))
  * E_tok^T + bias).  h: scratch of n * H floats; probs: n * V floats; c: the
- * engine scratch (NULL in fp32). */
+ * engine scratch. */
 int rf_mlm_probs(const struct rf_model *m, struct mm_ctx *c, const float *x, int n, float *h,
                  float *probs, struct rs_error *e);
 
