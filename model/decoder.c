@@ -255,18 +255,11 @@ step_attention(struct dec *d, int l)
             for (int j = 1; j < S; j++)
                 if (d->src_tok[j] == 0)
                     sc[j] = -INFINITY;
-            for (int t = 0; t < T; t++) {
-                const float *k = d->gen_k + (base + (size_t)t) * (size_t)H + (size_t)h * (size_t)hd;
-                float acc[8] = { 0 }, dot = 0;
-                for (int i = 0; i + 8 <= hd; i += 8)
-                    for (int u = 0; u < 8; u++)
-                        acc[u] += q[i + u] * k[i + u];
-                for (int i = hd - hd % 8; i < hd; i++)
-                    dot += q[i] * k[i];
-                for (int u = 0; u < 8; u++)
-                    dot += acc[u];
-                sc[S + t] = gt[t] == 0 ? -INFINITY : dot * scale;
-            }
+            k_dots(q, d->gen_k + base * (size_t)H + (size_t)h * (size_t)hd, (size_t)H, T, hd,
+                   scale, sc + S);
+            for (int t = 0; t < T; t++)
+                if (gt[t] == 0)
+                    sc[S + t] = -INFINITY;
             k_softmax(sc, W);
         }
         /* output: (R, hd) = P_src (R, S) V_src_h, then the rows' own tokens */
@@ -276,16 +269,10 @@ step_attention(struct dec *d, int l)
                     sv + (size_t)h * (size_t)hd, H,
                     0.0f, d->att + (size_t)h * (size_t)hd, H);
         for (int r = 0; r < R; r++) {
-            const float *p = scores + (size_t)r * (size_t)W + S;
-            float *o = d->att + (size_t)r * (size_t)H + (size_t)h * (size_t)hd;
             const size_t base = ((size_t)l * (size_t)d->max_rows + (size_t)d->slot[r]) * N;
-            for (int t = 0; t < T; t++) {
-                const float *v = d->gen_v + (base + (size_t)t) * (size_t)H + (size_t)h * (size_t)hd;
-                if (p[t] == 0.0f)
-                    continue;
-                for (int i = 0; i < hd; i++)
-                    o[i] += p[t] * v[i];
-            }
+            k_mix(d->att + (size_t)r * (size_t)H + (size_t)h * (size_t)hd,
+                  scores + (size_t)r * (size_t)W + S,
+                  d->gen_v + base * (size_t)H + (size_t)h * (size_t)hd, (size_t)H, T, hd);
         }
     }
 }

@@ -175,3 +175,33 @@ k_dequantize_rows(float *y, int n, int N, const float *rs, const float *cs, cons
             row[j] = row[j] * rs[i] * cs[j] + (b ? b[j] : 0.0f);
     }
 }
+
+VECTOR_KERNEL void
+k_dots(const float *q, const float *k, size_t stride, int T, int d, float scale, float *out)
+{
+    for (int t = 0; t < T; t++) {
+        const float *kt = k + (size_t)t * stride;
+        float acc[16] = { 0 }, dot = 0;   /* 16 partial sums: one vector */
+        int i = 0;
+        for (; i + 16 <= d; i += 16)
+            for (int u = 0; u < 16; u++)
+                acc[u] += q[i + u] * kt[i + u];
+        for (; i < d; i++)
+            dot += q[i] * kt[i];
+        for (int u = 0; u < 16; u++)
+            dot += acc[u];
+        out[t] = dot * scale;
+    }
+}
+
+VECTOR_KERNEL void
+k_mix(float *o, const float *p, const float *v, size_t stride, int T, int d)
+{
+    for (int t = 0; t < T; t++) {
+        const float *vt = v + (size_t)t * stride;
+        if (p[t] == 0.0f)
+            continue;
+        for (int i = 0; i < d; i++)
+            o[i] += p[t] * vt[i];
+    }
+}

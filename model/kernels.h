@@ -31,6 +31,15 @@ void k_rope(float *v, int H, int d, const float *sin_p, const float *cos_p);
 /* In-place softmax of x[0..n); entries equal to -INFINITY get weight 0. */
 void k_softmax(float *x, int n);
 
+/* out[t] = scale * (q . k_t) for the T vectors k_t = k + t * stride of d
+ * floats (a query against cached keys). */
+void k_dots(const float *q, const float *k, size_t stride, int T, int d, float scale,
+            float *out);
+
+/* o += sum of p[t] v_t over the T vectors v_t = v + t * stride of d floats
+ * (zero weights skipped). */
+void k_mix(float *o, const float *p, const float *v, size_t stride, int T, int d);
+
 /* y[i] = x[i] rounded to bfloat16 (to nearest, ties to even). */
 void k_to_bf16(const float *x, size_t n, uint16_t *y);
 
