@@ -36,7 +36,7 @@ struct dec {
     int *slot;           /* [max_rows] row -> slot */
     int *slot_used;      /* [max_rows] */
     int *new_slot;       /* [max_rows] scratch for dec_select */
-    float *x, *qkv, *att, *tmp, *ff, *h;   /* activations of the live rows */
+    float *x, *qkv, *att, *tmp, *h;   /* activations of the live rows */
     float *scores;       /* [n_scores, max_rows, max_src + max_new]: one per thread */
     int n_scores;
     float *probs;        /* [max_rows, V] */
@@ -76,7 +76,6 @@ dec_new(const struct rf_model *m, int max_src, int max_new, int max_rows)
     d_->qkv = malloc(R * 3 * H * sizeof(float));
     d_->att = malloc(R * H * sizeof(float));
     d_->tmp = malloc(R * H * sizeof(float));
-    d_->ff = malloc(R * (size_t)c->d_ff * sizeof(float));
     d_->h = malloc(R * H * sizeof(float));
     d_->n_scores = mm_threads();
     d_->scores = malloc((size_t)d_->n_scores * R * ((size_t)max_src + N) * sizeof(float));
@@ -86,7 +85,7 @@ dec_new(const struct rf_model *m, int max_src, int max_new, int max_rows)
     d_->mm = rf_mm_ctx_new(m, max_rows);
     if (!d_->mm || !d_->src_state || !d_->src_tok || !d_->src_k || !d_->src_v || !d_->gen_k ||
         !d_->gen_v || !d_->gen_tok || !d_->slot || !d_->slot_used || !d_->new_slot ||
-        !d_->x || !d_->qkv || !d_->att || !d_->tmp || !d_->ff || !d_->h || !d_->scores ||
+        !d_->x || !d_->qkv || !d_->att || !d_->tmp || !d_->h || !d_->scores ||
         !d_->probs || !d_->rope_sin || !d_->rope_cos) {
         dec_free(d_);
         return NULL;
@@ -114,7 +113,6 @@ dec_free(struct dec *d)
     free(d->qkv);
     free(d->att);
     free(d->tmp);
-    free(d->ff);
     free(d->h);
     free(d->scores);
     free(d->probs);
@@ -331,10 +329,7 @@ dec_step(struct dec *d, const int32_t *tokens, struct rs_error *e)
         if ((rc = rf_dense(&L->o, d->mm, d->att, R, d->tmp, e)))
             return rc;
         rf_layer_norm(d->x, d->tmp, R, H, L->ln1_g, L->ln1_b, c->ln_eps);
-        if ((rc = rf_dense(&L->ffn1, d->mm, d->x, R, d->ff, e)))
-            return rc;
-        rf_gelu(d->ff, R, c->d_ff);
-        if ((rc = rf_dense(&L->ffn2, d->mm, d->ff, R, d->tmp, e)))
+        if ((rc = rf_ffn(L, d->mm, d->x, R, d->tmp, e)))
             return rc;
         rf_layer_norm(d->x, d->tmp, R, H, L->ln2_g, L->ln2_b, c->ln_eps);
     }

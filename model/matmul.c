@@ -27,6 +27,7 @@
 
 struct mm_shape {
     int K, N, has_bias;
+    int gelu;                          /* GELU after the bias (a post-op) */
     dnnl_memory_desc_t wmd;            /* the weights' blocked layout */
     dnnl_primitive_t prim[N_CLASSES];  /* made on first use */
     dnnl_memory_desc_t scratch_md[N_CLASSES];
@@ -48,6 +49,7 @@ struct mm_weight {
     dnnl_memory_t bias;                /* bf16: the bias as a primitive argument */
     float *b;                          /* N floats, or NULL */
     float *col_scale;                  /* int8: N per-column scales */
+    int gelu;                          /* int8: GELU applied with the scales */
 };
 
 struct mm_ctx {
@@ -55,6 +57,7 @@ struct mm_ctx {
     dnnl_stream_t stream;
     int max_rows, max_k;
     void *act;                         /* converted x: max_rows * max_k elements */
+    void *hidden;                      /* mm_ffn's middle: max_rows * max_k floats */
     float *row_scale;                  /* int8: max_rows */
     void *scratch;                     /* grows to the largest scratchpad seen */
     size_t scratch_len;
@@ -159,40 +162,58 @@ act_size(const struct mm_engine *g)
     return g->prec == MM_INT8 ? 1 : g->prec == MM_BF16 ? 2 : 4;
 }
 
-/* A matmul primitive descriptor for rows x K times the shape's weights
- * (wmd, or "any" when wmd is NULL). */
+/* The output type of a shape: bf16 after a GELU in bf16 (it feeds the
+ * next product directly), else f32. */
+static dnnl_data_type_t
+dst_type(const struct mm_engine *g, const struct mm_shape *s)
+{
+    return s->gelu && g->prec == MM_BF16 ? dnnl_bf16 : dnnl_f32;
+}
+
+/* A matmul primitive descriptor for rows x K times the weights of shape s
+ * (in layout wmd, or "any" when wmd is NULL). */
 static dnnl_status_t
-make_pd(const struct mm_engine *g, int rows, int K, int N, int has_bias,
+make_pd(const struct mm_engine *g, int rows, const struct mm_shape *s,
         const dnnl_memory_desc_t *wmd, dnnl_primitive_desc_t *pd)
 {
     dnnl_memory_desc_t src, wei, bias, dst;
-    dnnl_dims_t sd = { rows, K }, wd = { K, N }, bd = { 1, N }, dd = { rows, N };
+    dnnl_dims_t sd = { rows, s->K }, wd = { s->K, s->N }, bd = { 1, s->N }, dd = { rows, s->N };
     dnnl_matmul_desc_t md;
     dnnl_primitive_attr_t attr;
+    dnnl_post_ops_t ops = NULL;
     dnnl_status_t st;
 
     if ((st = dnnl_memory_desc_init_by_tag(&src, 2, sd, act_type(g), dnnl_ab)) ||
         (st = dnnl_memory_desc_init_by_tag(&bias, 2, bd, dnnl_f32, dnnl_ab)) ||
-        (st = dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab)))
+        (st = dnnl_memory_desc_init_by_tag(&dst, 2, dd, dst_type(g, s), dnnl_ab)))
         return st;
     if (wmd != NULL)
         wei = *wmd;
     else if ((st = dnnl_memory_desc_init_by_tag(&wei, 2, wd, act_type(g), dnnl_format_tag_any)))
         return st;
-    if ((st = dnnl_matmul_desc_init(&md, &src, &wei, has_bias ? &bias : NULL, &dst)))
+    if ((st = dnnl_matmul_desc_init(&md, &src, &wei, s->has_bias ? &bias : NULL, &dst)))
         return st;
     if ((st = dnnl_primitive_attr_create(&attr)))
         return st;
     st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (st == dnnl_success && s->gelu) {
+        if ((st = dnnl_post_ops_create(&ops)) == dnnl_success &&
+            (st = dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_gelu_erf, 0, 0)) ==
+                dnnl_success)
+            st = dnnl_primitive_attr_set_post_ops(attr, ops);
+        if (ops != NULL)
+            dnnl_post_ops_destroy(ops);
+    }
     if (st == dnnl_success)
         st = dnnl_primitive_desc_create(pd, &md, attr, g->eng, NULL);
     dnnl_primitive_attr_destroy(attr);
     return st;
 }
 
-/* The shape (K, N, has_bias), made on first use.  Call with the lock held. */
+/* The shape like key (K, N, has_bias, gelu), made on first use.  Call with
+ * the lock held. */
 static int
-get_shape(struct mm_engine *g, int K, int N, int has_bias, struct mm_shape **out,
+get_shape(struct mm_engine *g, const struct mm_shape *key, struct mm_shape **out,
           struct rs_error *e)
 {
     struct mm_shape *s, **grown;
@@ -202,12 +223,13 @@ get_shape(struct mm_engine *g, int K, int N, int has_bias, struct mm_shape **out
 
     for (int i = 0; i < g->n_shapes; i++) {
         s = g->shapes[i];
-        if (s->K == K && s->N == N && s->has_bias == has_bias) {
+        if (s->K == key->K && s->N == key->N && s->has_bias == key->has_bias &&
+            s->gelu == key->gelu) {
             *out = s;
             return RS_OK;
         }
     }
-    if ((st = make_pd(g, SMALL_ROWS, K, N, has_bias, NULL, &pd)))
+    if ((st = make_pd(g, SMALL_ROWS, key, NULL, &pd)))
         return dnnl_fail(e, st, "make a matrix product");
     s = calloc(1, sizeof(*s));
     grown = realloc(g->shapes, (size_t)(g->n_shapes + 1) * sizeof(*grown));
@@ -217,9 +239,10 @@ get_shape(struct mm_engine *g, int K, int N, int has_bias, struct mm_shape **out
         return rs_error_set(e, RS_ENOMEM, "out of memory");
     }
     g->shapes = grown;
-    s->K = K;
-    s->N = N;
-    s->has_bias = has_bias;
+    s->K = key->K;
+    s->N = key->N;
+    s->has_bias = key->has_bias;
+    s->gelu = key->gelu;
     s->wmd = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
     if (g->kernel[0] == '\0')
@@ -241,7 +264,7 @@ get_prim(struct mm_engine *g, struct mm_shape *s, int cls, dnnl_primitive_t *out
 
     pthread_mutex_lock(&g->lock);
     if (s->prim[cls] == NULL) {
-        st = make_pd(g, rows_of(cls), s->K, s->N, s->has_bias, &s->wmd, &pd);
+        st = make_pd(g, rows_of(cls), s, &s->wmd, &pd);
         if (st == dnnl_success) {
             if (!dnnl_memory_desc_equal(&s->wmd,
                                         dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)))
@@ -348,9 +371,12 @@ done:
 
 int
 mm_weight_new(struct mm_engine *g, const float *w, int transposed, int K, int N,
-              const float *b, struct mm_weight **out, struct rs_error *e)
+              const float *b, int gelu, struct mm_weight **out, struct rs_error *e)
 {
     struct mm_weight *mw;
+    /* int8 adds the bias and the GELU after scaling, outside the primitive */
+    struct mm_shape key = { .K = K, .N = N, .has_bias = b != NULL && g->prec != MM_INT8,
+                            .gelu = gelu && g->prec != MM_INT8 };
     int8_t *q = NULL;
     dnnl_status_t st;
     int rc;
@@ -360,9 +386,9 @@ mm_weight_new(struct mm_engine *g, const float *w, int transposed, int K, int N,
     if (mw == NULL)
         return rs_error_set(e, RS_ENOMEM, "out of memory");
     mw->g = g;
+    mw->gelu = gelu && g->prec == MM_INT8;
     pthread_mutex_lock(&g->lock);
-    /* int8 adds the bias after scaling, outside the primitive */
-    rc = get_shape(g, K, N, b != NULL && g->prec != MM_INT8, &mw->shape, e);
+    rc = get_shape(g, &key, &mw->shape, e);
     pthread_mutex_unlock(&g->lock);
     if (rc != RS_OK)
         goto fail;
@@ -446,8 +472,9 @@ mm_ctx_new(struct mm_engine *g, int max_rows, int max_k)
     c->max_k = max_k;
     /* fp32 reads x where it is */
     c->act = g->prec == MM_FP32 ? NULL : malloc((size_t)max_rows * (size_t)max_k * act_size(g));
+    c->hidden = malloc((size_t)max_rows * (size_t)max_k * sizeof(float));
     c->row_scale = malloc((size_t)max_rows * sizeof(float));
-    if ((g->prec != MM_FP32 && c->act == NULL) || c->row_scale == NULL ||
+    if ((g->prec != MM_FP32 && c->act == NULL) || c->hidden == NULL || c->row_scale == NULL ||
         dnnl_stream_create(&c->stream, g->eng, dnnl_stream_default_flags) != dnnl_success)
         goto fail;
     return c;
@@ -464,19 +491,20 @@ mm_ctx_free(struct mm_ctx *c)
     if (c->stream)
         dnnl_stream_destroy(c->stream);
     free(c->act);
+    free(c->hidden);
     free(c->row_scale);
     free(c->scratch);
     free(c);
 }
 
 /* One primitive run over rows [r0, r0 + m) (m a class's row count) of the
- * activations a. */
+ * activations a into y. */
 static int
-run_chunk(struct mm_ctx *c, const struct mm_weight *w, const void *a, int r0, int m, float *y,
+run_chunk(struct mm_ctx *c, const struct mm_weight *w, const void *a, int r0, int m, void *y,
           struct rs_error *e)
 {
     const struct mm_shape *s = w->shape;
-    const size_t elem = act_size(c->g);
+    const size_t elem = act_size(c->g), dst_elem = dst_type(c->g, s) == dnnl_bf16 ? 2 : 4;
     dnnl_memory_desc_t smd, dmd, scratch_md;
     dnnl_dims_t sd = { m, s->K }, dd = { m, s->N };
     dnnl_memory_t src = NULL, dst = NULL, scratch = NULL;
@@ -497,10 +525,11 @@ run_chunk(struct mm_ctx *c, const struct mm_weight *w, const void *a, int r0, in
         c->scratch_len = need;
     }
     if ((st = dnnl_memory_desc_init_by_tag(&smd, 2, sd, act_type(c->g), dnnl_ab)) ||
-        (st = dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dnnl_f32, dnnl_ab)) ||
+        (st = dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dst_type(c->g, s), dnnl_ab)) ||
         (st = dnnl_memory_create(&src, &smd, c->g->eng,
                                  (char *)a + (size_t)r0 * (size_t)s->K * elem)) ||
-        (st = dnnl_memory_create(&dst, &dmd, c->g->eng, y + (size_t)r0 * (size_t)s->N)) ||
+        (st = dnnl_memory_create(&dst, &dmd, c->g->eng,
+                                 (char *)y + (size_t)r0 * (size_t)s->N * dst_elem)) ||
         (st = dnnl_memory_create(&scratch, &scratch_md, c->g->eng, c->scratch)))
         goto done;
     args[n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, src };
@@ -521,41 +550,99 @@ done:
     return st == dnnl_success ? RS_OK : dnnl_fail(e, st, "run a matrix product");
 }
 
-int
-mm_dense(struct mm_ctx *c, const struct mm_weight *w, const float *x, int n, float *y,
+/* The product of the n rows of src (already in the engine's input type)
+ * into y, in chunks of the row count classes. */
+static int
+run_rows(struct mm_ctx *c, const struct mm_weight *w, const void *src, int n, void *y,
          struct rs_error *e)
 {
-    const int K = w->shape->K, N = w->shape->N;
-    const enum mm_precision p = c->g->prec;
-    int rc = RS_OK, threads;
+    int rc = RS_OK;
 
-    if (n < 1 || n > c->max_rows || K > c->max_k)
-        return rs_error_set(e, RS_EINVAL, "product of %d x %d (capacity %d x %d)", n, K,
-                            c->max_rows, c->max_k);
-    threads = mm_threads();
-    /* the conversions, rows split across the threads */
-#pragma omp parallel for num_threads(threads) schedule(static) if (p != MM_FP32)
+    for (int r0 = 0, m; r0 < n && rc == RS_OK; r0 += m) {
+        int left = n - r0;
+        m = left <= SMALL_ROWS ? left : left >= MAX_CHUNK ? MAX_CHUNK : left - left % SMALL_ROWS;
+        rc = run_chunk(c, w, src, r0, m, y, e);
+    }
+    return rc;
+}
+
+/* x (n rows of K floats) in the engine's input type: x itself in fp32, else
+ * converted into c->act (int8: with the row scales), rows split across the
+ * threads. */
+static const void *
+convert_in(struct mm_ctx *c, const float *x, int n, int K, int threads)
+{
+    const enum mm_precision p = c->g->prec;
+
+    if (p == MM_FP32)
+        return x;
+#pragma omp parallel for num_threads(threads) schedule(static)
     for (int t = 0; t < threads; t++) {
         const int lo = (int)((long)n * t / threads), hi = (int)((long)n * (t + 1) / threads);
         const size_t at = (size_t)lo * (size_t)K;
         if (hi > lo && p == MM_INT8)
             k_quantize_rows(x + at, hi - lo, K, (int8_t *)c->act + at, c->row_scale + lo);
-        else if (hi > lo && p == MM_BF16)
+        else if (hi > lo)
             k_to_bf16(x + at, (size_t)(hi - lo) * (size_t)K, (uint16_t *)c->act + at);
     }
-    for (int r0 = 0, m; r0 < n && rc == RS_OK; r0 += m) {
-        int left = n - r0;
-        m = left <= SMALL_ROWS ? left : left >= MAX_CHUNK ? MAX_CHUNK : left - left % SMALL_ROWS;
-        rc = run_chunk(c, w, c->g->prec == MM_FP32 ? (const void *)x : c->act, r0, m, y, e);
-    }
-    if (rc != RS_OK || p != MM_INT8)
-        return rc;
+    return c->act;
+}
+
+/* int8: scale the products back (and add the bias, and the GELU). */
+static void
+scale_out(struct mm_ctx *c, const struct mm_weight *w, int n, float *y, int threads)
+{
+    const int N = w->shape->N;
+
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int t = 0; t < threads; t++) {
         const int lo = (int)((long)n * t / threads), hi = (int)((long)n * (t + 1) / threads);
-        if (hi > lo)
-            k_dequantize_rows(y + (size_t)lo * (size_t)N, hi - lo, N, c->row_scale + lo,
-                              w->col_scale, w->b);
+        float *rows = y + (size_t)lo * (size_t)N;
+        if (hi <= lo)
+            continue;
+        k_dequantize_rows(rows, hi - lo, N, c->row_scale + lo, w->col_scale, w->b);
+        if (w->gelu)
+            k_gelu(rows, (size_t)(hi - lo) * (size_t)N);
     }
-    return RS_OK;
+}
+
+int
+mm_dense(struct mm_ctx *c, const struct mm_weight *w, const float *x, int n, float *y,
+         struct rs_error *e)
+{
+    const int K = w->shape->K;
+    int rc, threads;
+
+    if (n < 1 || n > c->max_rows || K > c->max_k)
+        return rs_error_set(e, RS_EINVAL, "product of %d x %d (capacity %d x %d)", n, K,
+                            c->max_rows, c->max_k);
+    threads = mm_threads();
+    rc = run_rows(c, w, convert_in(c, x, n, K, threads), n, y, e);
+    if (rc == RS_OK && c->g->prec == MM_INT8)
+        scale_out(c, w, n, y, threads);
+    return rc;
+}
+
+int
+mm_ffn(struct mm_ctx *c, const struct mm_weight *w1, const struct mm_weight *w2,
+       const float *x, int n, float *y, struct rs_error *e)
+{
+    int rc;
+
+    if (w1->shape->N > c->max_k || w1->shape->N != w2->shape->K)
+        return rs_error_set(e, RS_EINVAL, "feed-forward of %d then %d inputs (capacity %d)",
+                            w1->shape->N, w2->shape->K, c->max_k);
+    if (c->g->prec != MM_BF16) {
+        if ((rc = mm_dense(c, w1, x, n, c->hidden, e)) != RS_OK)
+            return rc;
+        return mm_dense(c, w2, c->hidden, n, y, e);
+    }
+    /* bf16: the GELU'd middle stays in bf16 for the second product */
+    if (n < 1 || n > c->max_rows || w1->shape->K > c->max_k)
+        return rs_error_set(e, RS_EINVAL, "product of %d x %d (capacity %d x %d)", n,
+                            w1->shape->K, c->max_rows, c->max_k);
+    if ((rc = run_rows(c, w1, convert_in(c, x, n, w1->shape->K, mm_threads()), n, c->hidden,
+                       e)) != RS_OK)
+        return rc;
+    return run_rows(c, w2, c->hidden, n, y, e);
 }

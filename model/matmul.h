@@ -59,9 +59,10 @@ void mm_engine_free(struct mm_engine *g);
 const char *mm_engine_kernel(const struct mm_engine *g);
 
 /* Prepare W (K x N, row-major, or N x K when transposed: y = x W^T) and
- * bias b (N floats, or NULL for none).  The engine must outlive it. */
+ * bias b (N floats, or NULL for none); with gelu, products end with the
+ * exact GELU (y = gelu(x W + b)).  The engine must outlive it. */
 int mm_weight_new(struct mm_engine *g, const float *w, int transposed, int K, int N,
-                  const float *b, struct mm_weight **out, struct rs_error *e);
+                  const float *b, int gelu, struct mm_weight **out, struct rs_error *e);
 void mm_weight_free(struct mm_weight *w);
 /* Bytes the prepared weight occupies. */
 size_t mm_weight_bytes(const struct mm_weight *w);
@@ -75,5 +76,11 @@ void mm_ctx_free(struct mm_ctx *c);
  * when n or K exceed the context's capacity. */
 int mm_dense(struct mm_ctx *c, const struct mm_weight *w, const float *x, int n, float *y,
              struct rs_error *e);
+
+/* y = (x W1 + b1) W2 + b2 where w1 was made with gelu: a feed-forward
+ * block, its middle kept in the context (in bf16, never converted back to
+ * float32).  W1's outputs count against max_k. */
+int mm_ffn(struct mm_ctx *c, const struct mm_weight *w1, const struct mm_weight *w2,
+           const float *x, int n, float *y, struct rs_error *e);
 
 #endif

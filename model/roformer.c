@@ -454,9 +454,9 @@ owned_release(struct rf_model *m, float **p)
 }
 
 static int
-convert_dense(struct rf_model *m, struct rf_dense *d, struct rs_error *e)
+convert_dense(struct rf_model *m, struct rf_dense *d, int gelu, struct rs_error *e)
 {
-    int rc = mm_weight_new(m->mm, d->w, 0, d->in, d->out, d->b, &d->mm, e);
+    int rc = mm_weight_new(m->mm, d->w, 0, d->in, d->out, d->b, gelu, &d->mm, e);
 
     if (rc == RS_OK)
         owned_release(m, &d->w);
@@ -473,18 +473,18 @@ convert_weights(struct rf_model *m, enum mm_precision p, struct rs_error *e)
     if ((rc = mm_engine_new(&m->mm, p, e)) != RS_OK)
         return rc;
     m->prec = p;
-    if ((rc = convert_dense(m, &m->pool, e)) != RS_OK)
+    if ((rc = convert_dense(m, &m->pool, 0, e)) != RS_OK)
         return rc;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         struct rf_layer *L = &m->layers[l];
-        if ((rc = convert_dense(m, &L->qkv, e)) || (rc = convert_dense(m, &L->o, e)) ||
-            (rc = convert_dense(m, &L->ffn1, e)) || (rc = convert_dense(m, &L->ffn2, e)))
+        if ((rc = convert_dense(m, &L->qkv, 0, e)) || (rc = convert_dense(m, &L->o, 0, e)) ||
+            (rc = convert_dense(m, &L->ffn1, 1, e)) || (rc = convert_dense(m, &L->ffn2, 0, e)))
             return rc;
     }
     if (m->has_mlm &&
-        ((rc = convert_dense(m, &m->mlm, e)) ||
+        ((rc = convert_dense(m, &m->mlm, 0, e)) ||
          (rc = mm_weight_new(m->mm, m->tok_emb, 1, m->cfg.d_model, m->cfg.n_vocab,
-                             m->mlm_bias, &m->logits, e))))
+                             m->mlm_bias, 0, &m->logits, e))))
         return rc;
     malloc_trim(0);
     return RS_OK;
@@ -521,6 +521,13 @@ rf_dense(const struct rf_dense *d, struct mm_ctx *c, const float *x, int n, floa
     return mm_dense(c, d->mm, x, n, y, e);
 }
 
+int
+rf_ffn(const struct rf_layer *L, struct mm_ctx *c, const float *x, int n, float *y,
+       struct rs_error *e)
+{
+    return mm_ffn(c, L->ffn1.mm, L->ffn2.mm, x, n, y, e);
+}
+
 struct mm_ctx *
 rf_mm_ctx_new(const struct rf_model *m, int rows)
 {
@@ -547,7 +554,6 @@ rf_state_new(const struct rf_model *m, int max_batch, int max_len)
     s->qkv = malloc(rows * 3 * H * sizeof(float));
     s->att = malloc(rows * H * sizeof(float));
     s->tmp = malloc(rows * H * sizeof(float));
-    s->ff = malloc(rows * (size_t)c->d_ff * sizeof(float));
     s->n_scores = mm_threads();
     s->scores = malloc((size_t)s->n_scores * (size_t)max_len * (size_t)max_len * sizeof(float));
     s->rope_sin = malloc((size_t)max_len * d / 2 * sizeof(float));
@@ -557,7 +563,7 @@ rf_state_new(const struct rf_model *m, int max_batch, int max_len)
     s->cum_seg = malloc(rows * sizeof(int));
     s->start = malloc(((size_t)max_batch + 1) * sizeof(int));
     s->mm = rf_mm_ctx_new(m, (int)rows);
-    if (!s->mm || !s->x || !s->qkv || !s->att || !s->tmp || !s->ff || !s->scores || !s->rope_sin ||
+    if (!s->mm || !s->x || !s->qkv || !s->att || !s->tmp || !s->scores || !s->rope_sin ||
         !s->rope_cos || !s->tokens || !s->pos || !s->cum_seg || !s->start)
         goto fail;
     k_rope_tables(s->rope_sin, s->rope_cos, max_len, (int)d);
@@ -576,7 +582,6 @@ rf_state_free(struct rf_state *s)
     free(s->qkv);
     free(s->att);
     free(s->tmp);
-    free(s->ff);
     free(s->scores);
     free(s->rope_sin);
     free(s->rope_cos);
@@ -758,10 +763,7 @@ rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *const *i
         if ((rc = rf_dense(&L->o, s->mm, s->att, rows, s->tmp, e)))
             return rc;
         rf_layer_norm(s->x, s->tmp, rows, H, L->ln1_g, L->ln1_b, c->ln_eps);
-        if ((rc = rf_dense(&L->ffn1, s->mm, s->x, rows, s->ff, e)))
-            return rc;
-        rf_gelu(s->ff, rows, c->d_ff);
-        if ((rc = rf_dense(&L->ffn2, s->mm, s->ff, rows, s->tmp, e)))
+        if ((rc = rf_ffn(L, s->mm, s->x, rows, s->tmp, e)))
             return rc;
         rf_layer_norm(s->x, s->tmp, rows, H, L->ln2_g, L->ln2_b, c->ln_eps);
     }

@@ -20,7 +20,7 @@ struct rf_layer {
     struct rf_dense qkv;   /* [H, 3H]: q, k and v fused */
     struct rf_dense o;     /* [H, H] */
     float *ln1_g, *ln1_b;  /* [H] */
-    struct rf_dense ffn1;  /* [H, I] */
+    struct rf_dense ffn1;  /* [H, I], GELU after */
     struct rf_dense ffn2;  /* [I, H] */
     float *ln2_g, *ln2_b;  /* [H] */
 };
@@ -54,7 +54,6 @@ struct rf_state {
     float *qkv;      /* [B*T, 3H] */
     float *att;      /* [B*T, H] attention output before Wo */
     float *tmp;      /* [B*T, H] */
-    float *ff;       /* [B*T, I] */
     float *scores;   /* [n_scores, T, T]: one head per thread */
     int n_scores;
     float *rope_sin, *rope_cos;   /* [T, d/2] */
@@ -69,6 +68,10 @@ struct rf_state {
  * caller's engine scratch. */
 int rf_dense(const struct rf_dense *d, struct mm_ctx *c, const float *x, int n, float *y,
              struct rs_error *e);
+
+/* y (n, H) = gelu(x W1 + b1) W2 + b2: layer L's feed-forward block. */
+int rf_ffn(const struct rf_layer *L, struct mm_ctx *c, const float *x, int n, float *y,
+           struct rs_error *e);
 
 /* An engine scratch for n rows of any layer of m; NULL when out of memory. */
 struct mm_ctx *rf_mm_ctx_new(const struct rf_model *m, int rows);
