@@ -69,8 +69,9 @@ $(SETUP): scripts/setup.sh tests/openai/package-lock.json
 	sh scripts/setup.sh
 	@mkdir -p $(dir $@) && touch $@
 
-# The encoder's element-wise loops are written to be vectorized: -O3 for model/.
-$(BUILD)/obj/model/%.o: OPT_EXTRA = -O3
+# The encoder's element-wise loops are written to be vectorized: -O3 for model/;
+# they share oneDNN's OpenMP threads.
+$(BUILD)/obj/model/%.o: OPT_EXTRA = -O3 -fopenmp
 
 $(BUILD)/obj/%.o: %.c $(SETUP)
 	@mkdir -p $(dir $@)
