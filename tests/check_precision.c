@@ -9,11 +9,14 @@
  * - greedy decoding on the goldens, teacher-forced: the share of steps
  *   whose top token agrees with fp32 is printed, and must be at least half;
  * - sampling with a seed gives the same paraphrases twice in each precision;
+ * - four threads encoding at once with one bf16 model (shared primitives,
+ *   their own scratch) get exactly the vectors of one thread alone;
  * - the fingerprint does not depend on the precision, the weights shrink,
  *   and /v1/info reports the precision and oneDNN's ISA.
  */
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,6 +251,49 @@ START_TEST(test_seeded_sampling_reproducible)
 }
 END_TEST
 
+struct enc_job {
+    const struct rf_model *m;
+    float *vecs;
+};
+
+static void *
+encode_job(void *arg)
+{
+    struct enc_job *j = arg;
+    for (int r = 0; r < 3; r++) {
+        float *v = encode_all(j->m, r % 2);
+        if (r == 2)
+            j->vecs = v;
+        else
+            free(v);
+    }
+    return NULL;
+}
+
+START_TEST(test_threads_share_the_engine)
+{
+    struct rf_model *m = load(TINY, MM_BF16);
+    const int H = rf_model_config(m)->d_model;
+    float *want = encode_all(m, 0);
+    struct enc_job jobs[4];
+    pthread_t t[4];
+
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (struct enc_job){ m, NULL };
+        ck_assert_int_eq(pthread_create(&t[i], NULL, encode_job, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+        ck_assert_ptr_nonnull(jobs[i].vecs);
+        ck_assert_msg(memcmp(jobs[i].vecs, want, (size_t)N_SENT * (size_t)H * sizeof(float)) == 0,
+                      "thread %d got other vectors", i);
+        free(jobs[i].vecs);
+    }
+    free(want);
+    rf_model_free(m);
+}
+END_TEST
+
 START_TEST(test_precision_parse)
 {
     ck_assert_int_eq(mm_precision_parse("fp32"), MM_FP32);
@@ -367,6 +413,7 @@ precision_suite(void)
     tcase_add_test(tc, test_cosine_random_model);
     tcase_add_test(tc, test_greedy_agreement);
     tcase_add_test(tc, test_seeded_sampling_reproducible);
+    tcase_add_test(tc, test_threads_share_the_engine);
     tcase_add_test(tc, test_cli_precision);
     tcase_add_test(tc, test_daemon_precision);
     suite_add_tcase(s, tc);
