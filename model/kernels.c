@@ -138,8 +138,10 @@ k_quantize_rows(const float *x, int n, int K, int8_t *q, float *scale)
         const float *row = x + (size_t)i * (size_t)K;
         int8_t *out = q + (size_t)i * (size_t)K;
         float mx = 0, inv;
-        for (int k = 0; k < K; k++)
-            mx = fmaxf(mx, fabsf(row[k]));
+        for (int k = 0; k < K; k++) {
+            float a = fabsf(row[k]);
+            mx = a > mx ? a : mx;   /* not fmaxf, a libm call the compiler keeps */
+        }
         scale[i] = mx > 0 ? mx / 127.0f : 1.0f;
         inv = 1.0f / scale[i];
         for (int k = 0; k < K; k++)
@@ -155,9 +157,12 @@ k_quantize_cols(const float *w, int transposed, int K, int N, int8_t *q, float *
                              : (size_t)(k) * (size_t)N + (size_t)(j))
     for (int j = 0; j < N; j++)
         scale[j] = 0;
-    for (int k = 0; k < K; k++)
-        for (int j = 0; j < N; j++)
-            scale[j] = fmaxf(scale[j], fabsf(w[AT(k, j)]));
+    for (int k = 0; k < K; k++) {
+        for (int j = 0; j < N; j++) {
+            float a = fabsf(w[AT(k, j)]);
+            scale[j] = a > scale[j] ? a : scale[j];
+        }
+    }
     for (int j = 0; j < N; j++)
         scale[j] = scale[j] > 0 ? scale[j] / 127.0f : 1.0f;
     for (int k = 0; k < K; k++)
