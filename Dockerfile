@@ -21,7 +21,7 @@ RUN sh scripts/setup.sh --build-only \
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
         libmicrohttpd12 libjansson4 libopenblas0-pthread libsqlite3-0 libinih1 \
-        libsystemd0 libutf8proc2 libgomp1 libstdc++6 curl ca-certificates \
+        libsystemd0 libutf8proc2 libgomp1 libdnnl2 libstdc++6 curl ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home-dir /var/lib/rosim --create-home --shell /usr/sbin/nologin rosim \
     && mkdir -p /var/lib/rosim/models /var/lib/rosim/data \
