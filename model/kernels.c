@@ -210,3 +210,25 @@ k_mix(float *o, const float *p, const float *v, size_t stride, int T, int d)
             o[i] += p[t] * vt[i];
     }
 }
+
+VECTOR_KERNEL void
+k_requantize_gelu_rows(float *y, int n, int N, float *rs, const float *cs, const float *b,
+                       int8_t *q)
+{
+    for (int i = 0; i < n; i++) {
+        float *row = y + (size_t)i * (size_t)N;
+        int8_t *out = q + (size_t)i * (size_t)N;
+        float mx = 0, inv;
+        for (int j = 0; j < N; j++) {
+            float v = row[j] * rs[i] * cs[j] + (b ? b[j] : 0.0f);
+            v = 0.5f * v * (1.0f + erf_rational(v * 0.70710678118654752f));
+            row[j] = v;
+            v = fabsf(v);
+            mx = v > mx ? v : mx;
+        }
+        rs[i] = mx > 0 ? mx / 127.0f : 1.0f;
+        inv = 1.0f / rs[i];
+        for (int j = 0; j < N; j++)
+            out[j] = round_s8(row[j] * inv);
+    }
+}

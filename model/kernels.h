@@ -51,6 +51,13 @@ void k_quantize_rows(const float *x, int n, int K, int8_t *q, float *scale);
  * way, into q in W's own layout; scale[j] = s_j. */
 void k_quantize_cols(const float *w, int transposed, int K, int N, int8_t *q, float *scale);
 
+/* Per row i of y (n x N): y = gelu(y * rs[i] * cs[j] + b[j]), then
+ * quantized into q as k_quantize_rows does (rs[i] becomes the new scale; b
+ * may be NULL):
+ * the middle of an int8 feed-forward block in one pass over each row. */
+void k_requantize_gelu_rows(float *y, int n, int N, float *rs, const float *cs, const float *b,
+                            int8_t *q);
+
 /* y[i][j] = y[i][j] * rs[i] * cs[j] + b[j] over n rows of N (b may be NULL). */
 void k_dequantize_rows(float *y, int n, int N, const float *rs, const float *cs,
                        const float *b);

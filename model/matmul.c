@@ -627,22 +627,36 @@ int
 mm_ffn(struct mm_ctx *c, const struct mm_weight *w1, const struct mm_weight *w2,
        const float *x, int n, float *y, struct rs_error *e)
 {
-    int rc;
+    int rc, threads;
 
     if (w1->shape->N > c->max_k || w1->shape->N != w2->shape->K)
         return rs_error_set(e, RS_EINVAL, "feed-forward of %d then %d inputs (capacity %d)",
                             w1->shape->N, w2->shape->K, c->max_k);
-    if (c->g->prec != MM_BF16) {
+    if (c->g->prec == MM_FP32) {
         if ((rc = mm_dense(c, w1, x, n, c->hidden, e)) != RS_OK)
             return rc;
         return mm_dense(c, w2, c->hidden, n, y, e);
     }
-    /* bf16: the GELU'd middle stays in bf16 for the second product */
     if (n < 1 || n > c->max_rows || w1->shape->K > c->max_k)
         return rs_error_set(e, RS_EINVAL, "product of %d x %d (capacity %d x %d)", n,
                             w1->shape->K, c->max_rows, c->max_k);
-    if ((rc = run_rows(c, w1, convert_in(c, x, n, w1->shape->K, mm_threads()), n, c->hidden,
+    threads = mm_threads();
+    if ((rc = run_rows(c, w1, convert_in(c, x, n, w1->shape->K, threads), n, c->hidden,
                        e)) != RS_OK)
         return rc;
-    return run_rows(c, w2, c->hidden, n, y, e);
+    if (c->g->prec == MM_BF16)   /* the GELU'd middle is already bf16 */
+        return run_rows(c, w2, c->hidden, n, y, e);
+    /* int8: scale, GELU and quantize the middle row by row, in cache */
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < threads; t++) {
+        const int lo = (int)((long)n * t / threads), hi = (int)((long)n * (t + 1) / threads);
+        const size_t at = (size_t)lo * (size_t)w1->shape->N;
+        if (hi > lo)
+            k_requantize_gelu_rows((float *)c->hidden + at, hi - lo, w1->shape->N,
+                                   c->row_scale + lo, w1->col_scale, w1->b,
+                                   (int8_t *)c->act + at);
+    }
+    if ((rc = run_rows(c, w2, c->act, n, y, e)) == RS_OK)
+        scale_out(c, w2, n, y, threads);
+    return rc;
 }
