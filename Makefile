@@ -63,7 +63,7 @@ DEFS      = -DROSIM_VERSION='"$(VERSION)"' \
 CFLAGS_ALL = $(STD) $(WARN) $(OPT) $(OPT_EXTRA) $(SAN) $(DEFS) -MMD -MP \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
 FAISS_LIB = build/faiss/libfaiss_c.a
-LIBS      = $(FAISS_LIB) -lfaiss \
+LIBS      = $(FAISS_LIB) -lfaiss -ldnnl \
             $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lgomp -lstdc++ -lpthread -lm
 TEST_LIBS = $(shell pkg-config --libs check libcurl 2>/dev/null)
 LDFLAGS_ALL = $(SAN) -fopenmp $(LDFLAGS)
@@ -101,8 +101,9 @@ setup: $(SETUP)
 $(SETUP): scripts/setup.sh tests/openai/package-lock.json tests/web/package-lock.json
 	sh scripts/setup.sh
 
-# The encoder's element-wise loops are written to be vectorized: -O3 for model/.
-$(BUILD)/obj/model/%.o: OPT_EXTRA = -O3
+# The encoder's element-wise loops are written to be vectorized: -O3 for model/;
+# they share oneDNN's OpenMP threads.
+$(BUILD)/obj/model/%.o: OPT_EXTRA = -O3 -fopenmp
 
 $(BUILD)/obj/%.o: %.c $(SETUP)
 	@mkdir -p $(dir $@)

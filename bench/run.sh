@@ -2,9 +2,14 @@
 # run.sh: the benchmarks, on a random base-size RoFormer-Sim (12 layers,
 # hidden 768, vocabulary 12000; made by make_random_model.py, never
 # committed) and real Chinese sentences from Debian's fortunes-zh:
-#   - the encoder: 512 sentences at batch 1 and 32 against the sgemm rate;
+#   - the machine's limits: OpenBLAS sgemm and oneDNN f32/bf16/int8 matmul at
+#     the encoder's shapes, with the kernel each runs;
+#   - the encoder in each precision of PRECISIONS (default fp32 bf16 int8):
+#     512 sentences at batch 1 and 32 against its limit, resident memory,
+#     cosine to the fp32 vectors, and a summary of the speed-ups;
 #   - bulk import of those sentences into a collection (documents/s);
-#   - generation: gen_synonyms, n 100, k 20, 32 new tokens, 8 sentences;
+#   - generation: gen_synonyms, n 100, k 20, 32 new tokens, 8 sentences, in
+#     each of GEN_PRECISIONS (default bf16 fp32);
 #   - search: 100k random vectors, Flat and HNSW32 (QPS, recall@10).
 # OpenBLAS picks its own kernel: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are
 # unset here, as nowhere else.
@@ -25,10 +30,17 @@ if [ ! -f $sentences ]; then
 fi
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 threads=$(nproc)
+precisions=${PRECISIONS:-fp32 bf16 int8}
+results=$(mktemp)
+trap 'rm -f $results' EXIT
 for w in $what; do
     case $w in
     encoder)
-        $build/rosim bench --model $model --input $sentences --count 512 --threads $threads ;;
+        for p in $precisions; do
+            $build/rosim bench --model $model --input $sentences --count 512 \
+                --threads $threads --precision $p | tee -a $results
+        done
+        /usr/bin/python3 bench/summary.py < $results ;;
     import)
         data=$(mktemp -d)
         /usr/bin/python3 -c 'import json, sys
@@ -42,7 +54,11 @@ for i, l in enumerate(sys.stdin):
         echo "{\"import\":{\"documents\":$(wc -l < $data/docs.jsonl),\"seconds\":$(echo "$end - $start" | bc)}}"
         rm -rf $data ;;
     generate)
-        $build/rosim bench --generate --model $model --input $sentences --count 8 --threads $threads ;;
+        for p in ${GEN_PRECISIONS:-bf16 fp32}; do
+            echo "{\"generate_precision\":\"$p\"}"
+            $build/rosim bench --generate --model $model --input $sentences --count 8 \
+                --threads $threads --precision $p
+        done ;;
     search)
         $build/rosim bench --search --model $model --count 100000 --threads $threads ;;
     esac

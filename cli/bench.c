@@ -1,7 +1,8 @@
 /*
  * bench.c: `rosim bench`: sentences/s of the encoder at batch 1 and batch
- * 32, and the achieved GFLOP/s against this machine's measured fp32 sgemm
- * rate.  FLOPs count real tokens only (padding is waste, not work):
+ * 32 in the model's precision, and the achieved GFLOP/s against this
+ * machine's measured limit for it (OpenBLAS sgemm for fp32, oneDNN's bf16
+ * or int8 matmul, at the same shapes).  FLOPs count real tokens only (padding is waste, not work):
  * per sentence of n tokens, 2n(4H^2 + 2HF) per layer for the dense layers
  * plus 4n^2 H per layer for attention scores and mixing.
  */
@@ -13,44 +14,157 @@
 #include "../model/generate.h"
 
 #include <cblas.h>
+#include <dnnl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-/* Best-of-3 sgemm rate for an M x N x K product, in GFLOP/s. */
+/* Best-of-3 rate of fn(arg) doing flops each call, in G/s. */
 static double
-sgemm_rate(int M, int N, int K)
+best_rate(void (*fn)(void *), void *arg, double flops)
 {
-    float *a = calloc((size_t)M * (size_t)K, sizeof(float));
-    float *b = calloc((size_t)K * (size_t)N, sizeof(float));
-    float *c = calloc((size_t)M * (size_t)N, sizeof(float));
     double best = 0;
 
-    if (a == NULL || b == NULL || c == NULL)
-        goto done;
-    for (size_t i = 0; i < (size_t)M * (size_t)K; i++)
-        a[i] = (float)(i % 7) * 0.1f;
-    for (size_t i = 0; i < (size_t)K * (size_t)N; i++)
-        b[i] = (float)(i % 5) * 0.1f;
     for (int r = 0; r < 3; r++) {
         double t0 = cli_now(), t;
         int reps = 0;
         do {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N,
-                        0.0f, c, N);
+            fn(arg);
             reps++;
             t = cli_now() - t0;
         } while (t < 0.3);
-        if (2.0 * M * N * K * reps / t / 1e9 > best)
-            best = 2.0 * M * N * K * reps / t / 1e9;
+        if (flops * reps / t / 1e9 > best)
+            best = flops * reps / t / 1e9;
     }
-done:
-    free(a);
-    free(b);
-    free(c);
     return best;
+}
+
+struct sgemm_args {
+    int M, N, K;
+    float *a, *b, *c;
+};
+
+static void
+sgemm_once(void *p)
+{
+    struct sgemm_args *g = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->M, g->N, g->K, 1.0f, g->a, g->K,
+                g->b, g->N, 0.0f, g->c, g->N);
+}
+
+/* OpenBLAS sgemm for an M x N x K product, in GFLOP/s. */
+static double
+sgemm_rate(int M, int N, int K)
+{
+    struct sgemm_args g = { M, N, K, calloc((size_t)M * (size_t)K, sizeof(float)),
+                            calloc((size_t)K * (size_t)N, sizeof(float)),
+                            calloc((size_t)M * (size_t)N, sizeof(float)) };
+    double rate = 0;
+
+    if (g.a != NULL && g.b != NULL && g.c != NULL) {
+        for (size_t i = 0; i < (size_t)M * (size_t)K; i++)
+            g.a[i] = (float)(i % 7) * 0.1f;
+        for (size_t i = 0; i < (size_t)K * (size_t)N; i++)
+            g.b[i] = (float)(i % 5) * 0.1f;
+        rate = best_rate(sgemm_once, &g, 2.0 * M * N * K);
+    }
+    free(g.a);
+    free(g.b);
+    free(g.c);
+    return rate;
+}
+
+struct dnnl_args {
+    dnnl_primitive_t prim;
+    dnnl_stream_t stream;
+    dnnl_exec_arg_t args[4];
+};
+
+static void
+dnnl_once(void *p)
+{
+    struct dnnl_args *g = p;
+    dnnl_primitive_execute(g->prim, g->stream, 4, g->args);
+    dnnl_stream_wait(g->stream);
+}
+
+/* oneDNN matmul, M x K in dt times K x N in dt (weights in the layout it
+ * prefers) into f32, in G(FL)OP/s; impl gets the kernel's name.  0 when
+ * oneDNN cannot run it. */
+static double
+dnnl_rate(dnnl_data_type_t dt, int M, int N, int K, char *impl, size_t impl_len)
+{
+    dnnl_engine_t eng = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_memory_desc_t a, b, c;
+    dnnl_dims_t ad = { M, K }, bd = { K, N }, cd = { M, N };
+    dnnl_matmul_desc_t md;
+    dnnl_memory_t mem[4] = { NULL, NULL, NULL, NULL };
+    struct dnnl_args g = { NULL, NULL, { { 0, NULL } } };
+    const char *name = "";
+    double rate = 0;
+
+    snprintf(impl, impl_len, "unavailable");
+    if (dnnl_engine_create(&eng, dnnl_cpu, 0) ||
+        dnnl_memory_desc_init_by_tag(&a, 2, ad, dt, dnnl_ab) ||
+        dnnl_memory_desc_init_by_tag(&b, 2, bd, dt, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&c, 2, cd, dnnl_f32, dnnl_ab) ||
+        dnnl_matmul_desc_init(&md, &a, &b, NULL, &c) ||
+        dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL) ||
+        dnnl_primitive_create(&g.prim, pd) ||
+        dnnl_stream_create(&g.stream, eng, dnnl_stream_default_flags) ||
+        dnnl_memory_create(&mem[0], &a, eng, DNNL_MEMORY_ALLOCATE) ||
+        dnnl_memory_create(&mem[1], dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0),
+                           eng, DNNL_MEMORY_ALLOCATE) ||
+        dnnl_memory_create(&mem[2], &c, eng, DNNL_MEMORY_ALLOCATE) ||
+        dnnl_memory_create(&mem[3], dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0),
+                           eng, DNNL_MEMORY_ALLOCATE))
+        goto done;
+    for (int i = 0; i < 2; i++) {
+        void *h;
+        dnnl_memory_get_data_handle(mem[i], &h);
+        memset(h, 0, dnnl_memory_desc_get_size(i ? dnnl_primitive_desc_query_md(
+                                                       pd, dnnl_query_weights_md, 0) : &a));
+    }
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name);
+    snprintf(impl, impl_len, "%s", name);
+    g.args[0] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, mem[0] };
+    g.args[1] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, mem[1] };
+    g.args[2] = (dnnl_exec_arg_t){ DNNL_ARG_DST, mem[2] };
+    g.args[3] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, mem[3] };
+    rate = best_rate(dnnl_once, &g, 2.0 * M * N * K);
+done:
+    for (int i = 0; i < 4; i++)
+        if (mem[i])
+            dnnl_memory_destroy(mem[i]);
+    if (g.stream)
+        dnnl_stream_destroy(g.stream);
+    if (g.prim)
+        dnnl_primitive_destroy(g.prim);
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (eng)
+        dnnl_engine_destroy(eng);
+    return rate;
+}
+
+/* The machine's limits at an M x F x H product, printed; returns the one
+ * of precision p (sgemm for fp32). */
+static double
+limits(int M, int N, int K, enum mm_precision p)
+{
+    char f32[64], bf16[64], s8[64];
+    double sg = sgemm_rate(M, N, K), df = dnnl_rate(dnnl_f32, M, N, K, f32, sizeof(f32));
+    double db = dnnl_rate(dnnl_bf16, M, N, K, bf16, sizeof(bf16));
+    double di = dnnl_rate(dnnl_s8, M, N, K, s8, sizeof(s8));
+
+    printf("{\"limits\":{\"m\":%d,\"n\":%d,\"k\":%d,\"openblas_sgemm_gflops\":%.1f,"
+           "\"onednn_f32_gflops\":%.1f,\"onednn_bf16_gflops\":%.1f,\"onednn_int8_gops\":%.1f,"
+           "\"onednn_isa\":\"%s\",\"kernels\":{\"f32\":\"%s\",\"bf16\":\"%s\",\"int8\":\"%s\"}}}\n",
+           M, N, K, sg, df, db, di, mm_isa(), f32, bf16, s8);
+    return p == MM_BF16 ? db : p == MM_INT8 ? di : sg;
 }
 
 struct sent {
@@ -64,8 +178,10 @@ by_len(const void *x, const void *y)
     return ((const struct sent *)x)->len - ((const struct sent *)y)->len;
 }
 
-static double
-run(const struct rf_model *m, struct sent *s, int n, int batch, double *secs)
+/* Encode s[0..n) in batches; the vectors go to vecs (n * H) when given.
+ * Returns n, or -1 on error. */
+static int
+run(const struct rf_model *m, struct sent *s, int n, int batch, float *vecs, double *secs)
 {
     const int H = rf_model_config(m)->d_model;
     struct rf_state *st = rf_state_new(m, batch, 64);
@@ -87,7 +203,8 @@ run(const struct rf_model *m, struct sent *s, int n, int batch, double *secs)
             ids[j] = s[i + j].ids;
             lens[j] = s[i + j].len;
         }
-        if (rf_encode(m, st, ids, lens, k, RF_POOL_LINEAR, out, &e) != RS_OK) {
+        if (rf_encode(m, st, ids, lens, k, RF_POOL_LINEAR, vecs ? vecs + (size_t)i * (size_t)H
+                                                                 : out, &e) != RS_OK) {
             fprintf(stderr, "rosim: %s\n", e.msg);
             n = -1;
             break;
@@ -99,10 +216,67 @@ run(const struct rf_model *m, struct sent *s, int n, int batch, double *secs)
     return n;
 }
 
+/* Resident memory of this process, in MB. */
+static double
+rss_mb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = 0;
+
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %lf kB", &kb) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return kb / 1024;
+}
+
+/* Each sentence's cosine between vecs (from m) and the fp32 model's. */
+static int
+cosines(const struct bench_options *o, const char *pn, struct sent *s, int n,
+        const float *vecs, int H)
+{
+    struct rf_model *ref;
+    struct rs_error e;
+    float *want = malloc((size_t)n * (size_t)H * sizeof(float));
+    double t, lo = 1, sum = 0;
+
+    if (want == NULL || rf_model_load(&ref, o->model, &e) != RS_OK) {
+        fprintf(stderr, "rosim: %s\n", want == NULL ? "out of memory" : e.msg);
+        free(want);
+        return 1;
+    }
+    if (run(ref, s, n, 32, want, &t) < 0) {
+        rf_model_free(ref);
+        free(want);
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        const float *a = vecs + (size_t)i * (size_t)H, *b = want + (size_t)i * (size_t)H;
+        double ab = 0, aa = 0, bb = 0, c;
+        for (int j = 0; j < H; j++) {
+            ab += (double)a[j] * b[j];
+            aa += (double)a[j] * a[j];
+            bb += (double)b[j] * b[j];
+        }
+        c = ab / sqrt(aa * bb);
+        sum += c;
+        lo = c < lo ? c : lo;
+    }
+    printf("{\"precision\":\"%s\",\"cosine_to_fp32\":{\"min\":%.6f,\"mean\":%.6f}}\n",
+           pn, lo, sum / n);
+    rf_model_free(ref);
+    free(want);
+    return 0;
+}
+
 int
 bench_encoder(const struct rf_model *m, const struct bench_options *o)
 {
     const struct rf_config *c = rf_model_config(m);
+    const enum mm_precision p = rf_model_precision(m);
+    const char *pn = mm_precision_name(p);
     const double H = c->d_model, F = c->d_ff, L = c->n_layer;
     FILE *fp = o->input ? fopen(o->input, "r") : stdin;
     struct sent *s = calloc((size_t)o->count, sizeof(*s));
@@ -112,7 +286,8 @@ bench_encoder(const struct rf_model *m, const struct bench_options *o)
     ssize_t len;
     int n = 0, rc = 1;
     long tokens = 0;
-    double flops = 0, peak, rate1, rate32, t1, t32;
+    double flops = 0, peak, lim1, lim32, t1, t32;
+    float *vecs = NULL;
 
     if (fp == NULL || s == NULL) {
         fprintf(stderr, "rosim: cannot read %s\n", o->input ? o->input : "stdin");
@@ -137,25 +312,34 @@ bench_encoder(const struct rf_model *m, const struct bench_options *o)
         fprintf(stderr, "rosim: no sentences to benchmark\n");
         goto done;
     }
-    peak = sgemm_rate(4096, (int)F, (int)H);
-    rate1 = sgemm_rate((int)(tokens / n), (int)F, (int)H);
-    rate32 = sgemm_rate(32 * (int)(tokens / n), (int)F, (int)H);
-    printf("{\"sentences\":%d,\"tokens\":%ld,\"gflop\":%.1f,\"sgemm_gflops_m4096\":%.1f,"
-           "\"sgemm_gflops_batch1_shape\":%.1f,\"sgemm_gflops_batch32_shape\":%.1f}\n",
-           n, tokens, flops / 1e9, peak, rate1, rate32);
-    run(m, s, n, 1, &t1);
-    printf("{\"batch\":1,\"seconds\":%.3f,\"sentences_per_s\":%.1f,\"gflops\":%.1f,"
-           "\"fraction_of_sgemm_peak\":%.3f,\"fraction_of_sgemm_at_batch1_shape\":%.3f}\n",
-           t1, n / t1, flops / t1 / 1e9, flops / t1 / 1e9 / peak, flops / t1 / 1e9 / rate1);
+    vecs = malloc((size_t)n * (size_t)H * sizeof(float));
+    if (vecs == NULL)
+        goto done;
+    printf("{\"sentences\":%d,\"tokens\":%ld,\"gflop\":%.1f}\n", n, tokens, flops / 1e9);
+    peak = limits(4096, (int)F, (int)H, p);
+    lim1 = limits((int)(tokens / n), (int)F, (int)H, p);
+    lim32 = limits(32 * (int)(tokens / n), (int)F, (int)H, p);
+    if (run(m, s, n, 1, NULL, &t1) < 0)
+        goto done;
+    printf("{\"precision\":\"%s\",\"kernel\":\"%s\",\"batch\":1,\"seconds\":%.3f,"
+           "\"sentences_per_s\":%.1f,\"gflops\":%.1f,\"fraction_of_limit_m4096\":%.3f,"
+           "\"fraction_of_limit_at_shape\":%.3f}\n", pn, rf_model_kernel(m), t1, n / t1,
+           flops / t1 / 1e9, flops / t1 / 1e9 / peak, flops / t1 / 1e9 / lim1);
     qsort(s, (size_t)n, sizeof(*s), by_len);
-    run(m, s, n, 32, &t32);
-    printf("{\"batch\":32,\"seconds\":%.3f,\"sentences_per_s\":%.1f,\"gflops\":%.1f,"
-           "\"fraction_of_sgemm_peak\":%.3f}\n", t32, n / t32, flops / t32 / 1e9, flops / t32 / 1e9 / peak);
-    rc = 0;
+    if (run(m, s, n, 32, vecs, &t32) < 0)
+        goto done;
+    printf("{\"precision\":\"%s\",\"kernel\":\"%s\",\"batch\":32,\"seconds\":%.3f,"
+           "\"sentences_per_s\":%.1f,\"gflops\":%.1f,\"fraction_of_limit_m4096\":%.3f,"
+           "\"fraction_of_limit_at_shape\":%.3f}\n", pn, rf_model_kernel(m), t32, n / t32,
+           flops / t32 / 1e9, flops / t32 / 1e9 / peak, flops / t32 / 1e9 / lim32);
+    printf("{\"precision\":\"%s\",\"rss_mb\":%.0f,\"weight_mb\":%.0f}\n", pn, rss_mb(),
+           rf_model_weight_bytes(m) / 1e6);
+    rc = p == MM_FP32 ? 0 : cosines(o, pn, s, n, vecs, (int)H);
 done:
     for (int i = 0; i < n; i++)
         free(s[i].ids);
     free(s);
+    free(vecs);
     free(line);
     tok_output_free(&out);
     if (fp != NULL && fp != stdin)

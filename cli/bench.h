@@ -7,14 +7,18 @@
 #include "../model/roformer.h"
 
 struct bench_options {
+    const char *model;  /* the model's directory: the fp32 reference is loaded from it */
     const char *input;  /* one sentence per line; NULL: standard input */
     int count;          /* sentences to use */
     int generate;       /* benchmark generation instead of the encoder */
     int search;         /* benchmark collections instead */
 };
 
-/* Measure the machine's sgemm rate and the encoder at batch 1 and 32; print
- * the figures as JSON lines.  Returns 0, or 1 on error (message printed). */
+/* Measure the machine's limits (OpenBLAS sgemm, oneDNN f32, bf16 and int8
+ * matmul at the encoder's shapes) and the encoder at batch 1 and 32 in m's
+ * precision, against the limit of that precision; the resident memory;
+ * and, when m is not fp32, each sentence's cosine to the fp32 vector.
+ * Prints JSON lines.  Returns 0, or 1 on error (message printed). */
 int bench_encoder(const struct rf_model *m, const struct bench_options *o);
 
 /* gen_synonyms (n 100, k 20, 32 new tokens) over o->count sentences: time

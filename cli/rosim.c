@@ -43,7 +43,8 @@ usage(FILE *out)
             "       rosim search   --model DIR --data DIR --collection NAME [--k 10] [--min-score S]\n"
             "       rosim bench    --model DIR [--input FILE] [--count N] [--threads N]\n"
             "                      [--generate | --search]\n"
-            "Reads one text per line on stdin, writes one JSON value per line.\n");
+            "Every command that runs the model takes --precision fp32|bf16|int8|auto\n"
+            "(default fp32).  Reads one text per line on stdin, writes one JSON value per line.\n");
 }
 
 static int
@@ -315,6 +316,7 @@ main(int argc, char **argv)
         { "raw", no_argument, NULL, 'r' },
         { "pooler", required_argument, NULL, 'p' },
         { "threads", required_argument, NULL, 't' },
+        { "precision", required_argument, NULL, 'X' },
         { "input", required_argument, NULL, 'i' },
         { "count", required_argument, NULL, 'c' },
         { "n", required_argument, NULL, 'n' },
@@ -335,11 +337,11 @@ main(int argc, char **argv)
     };
     struct options o = { NULL, -1, 32, 0, RF_POOL_LINEAR, 0, gen_default_params(), -1, 0,
                          NULL, NULL, NULL, -2.0f };
-    struct bench_options bo = { NULL, 512, 0, 0 };
+    struct bench_options bo = { NULL, NULL, 512, 0, 0 };
     const char *cmd;
     struct rf_model *m;
     struct rs_error e;
-    int opt, rc;
+    int opt, rc, precision = MM_FP32;
 
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         usage(argc < 2 ? stderr : stdout);
@@ -366,6 +368,13 @@ main(int argc, char **argv)
             }
             break;
         case 't': if (parse_int("--threads", optarg, 1, 256, &o.threads)) return 2; break;
+        case 'X':
+            if ((precision = mm_precision_parse(optarg)) < 0) {
+                fprintf(stderr, "rosim: --precision: '%s' is not fp32, bf16, int8 or auto\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case 'i': bo.input = optarg; break;
         case 'c': if (parse_int("--count", optarg, 1, 1000000, &bo.count)) return 2; break;
         case 'G': bo.generate = 1; break;
@@ -403,6 +412,7 @@ main(int argc, char **argv)
         fprintf(stderr, "rosim: --model DIR is required\n");
         return 2;
     }
+    bo.model = o.model;
     if (strcmp(cmd, "generate") == 0) {
         struct rs_error ge;
         if (o.max_length > 0)
@@ -420,7 +430,7 @@ main(int argc, char **argv)
     if (o.k < 0)
         o.k = strcmp(cmd, "search") == 0 ? 10 : o.gen.beam > 0 ? 1 : 5;
     rf_set_threads(o.threads > 0 ? o.threads : (int)sysconf(_SC_NPROCESSORS_ONLN));
-    if (rf_model_load(&m, o.model, &e) != RS_OK) {
+    if (rf_model_load_as(&m, o.model, (enum mm_precision)precision, &e) != RS_OK) {
         fprintf(stderr, "rosim: %s\n", e.msg);
         return 1;
     }

@@ -17,6 +17,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,10 +36,12 @@ struct dec {
     int *slot;           /* [max_rows] row -> slot */
     int *slot_used;      /* [max_rows] */
     int *new_slot;       /* [max_rows] scratch for dec_select */
-    float *x, *qkv, *att, *tmp, *ff, *h;   /* activations of the live rows */
-    float *scores;       /* [max_rows, max_src + max_new] */
+    float *x, *qkv, *att, *tmp, *h;   /* activations of the live rows */
+    float *scores;       /* [n_scores, max_rows, max_src + max_new]: one per thread */
+    int n_scores;
     float *probs;        /* [max_rows, V] */
     float *rope_sin, *rope_cos;   /* [max_src + max_new, d/2] */
+    struct mm_ctx *mm;   /* engine scratch for the live rows (bf16, int8) */
 };
 
 struct dec *
@@ -73,15 +76,16 @@ dec_new(const struct rf_model *m, int max_src, int max_new, int max_rows)
     d_->qkv = malloc(R * 3 * H * sizeof(float));
     d_->att = malloc(R * H * sizeof(float));
     d_->tmp = malloc(R * H * sizeof(float));
-    d_->ff = malloc(R * (size_t)c->d_ff * sizeof(float));
     d_->h = malloc(R * H * sizeof(float));
-    d_->scores = malloc(R * ((size_t)max_src + N) * sizeof(float));
+    d_->n_scores = mm_threads();
+    d_->scores = malloc((size_t)d_->n_scores * R * ((size_t)max_src + N) * sizeof(float));
     d_->probs = malloc(R * V * sizeof(float));
     d_->rope_sin = malloc(((size_t)max_src + N) * d / 2 * sizeof(float));
     d_->rope_cos = malloc(((size_t)max_src + N) * d / 2 * sizeof(float));
-    if (!d_->src_state || !d_->src_tok || !d_->src_k || !d_->src_v || !d_->gen_k ||
+    d_->mm = rf_mm_ctx_new(m, max_rows);
+    if (!d_->mm || !d_->src_state || !d_->src_tok || !d_->src_k || !d_->src_v || !d_->gen_k ||
         !d_->gen_v || !d_->gen_tok || !d_->slot || !d_->slot_used || !d_->new_slot ||
-        !d_->x || !d_->qkv || !d_->att || !d_->tmp || !d_->ff || !d_->h || !d_->scores ||
+        !d_->x || !d_->qkv || !d_->att || !d_->tmp || !d_->h || !d_->scores ||
         !d_->probs || !d_->rope_sin || !d_->rope_cos) {
         dec_free(d_);
         return NULL;
@@ -109,12 +113,12 @@ dec_free(struct dec *d)
     free(d->qkv);
     free(d->att);
     free(d->tmp);
-    free(d->ff);
     free(d->h);
     free(d->scores);
     free(d->probs);
     free(d->rope_sin);
     free(d->rope_cos);
+    mm_ctx_free(d->mm);
     free(d);
 }
 
@@ -140,9 +144,9 @@ dec_start(struct dec *d, const int32_t *src, int src_len, struct rs_error *e)
     d->gen_len = 0;
     d->rows = 1;
     d->slot[0] = 0;
-    rf_mlm_probs(d->m, rf_state_hidden(d->src_state, 0) + (size_t)(src_len - 1) * (size_t)H,
-                 1, d->h, d->probs);
-    return RS_OK;
+    return rf_mlm_probs(d->m, d->mm,
+                        rf_state_hidden(d->src_state, 0) + (size_t)(src_len - 1) * (size_t)H,
+                        1, d->h, d->probs, e);
 }
 
 int
@@ -216,64 +220,57 @@ dec_select(struct dec *d, const int *keep, int n, struct rs_error *e)
     return RS_OK;
 }
 
-/* Attention of the R live rows, one new query each, at layer l. */
+/* Attention of the R live rows, one new query each, at layer l; the heads
+ * are spread over the threads, each with its own scores. */
 static void
 step_attention(struct dec *d, int l)
 {
     const struct rf_config *c = rf_model_config(d->m);
     const int H = c->d_model, n_head = c->n_head, hd = H / n_head, ld = 3 * H;
     const int S = d->src_len, T = d->gen_len + 1, W = S + T, R = d->rows;
+    const int threads = mm_threads();
     const size_t N = (size_t)d->max_new;
     const float scale = 1.0f / sqrtf((float)hd);
     const float *sk = d->src_k + (size_t)l * (size_t)S * (size_t)H;
     const float *sv = d->src_v + (size_t)l * (size_t)S * (size_t)H;
 
+#pragma omp parallel for num_threads(threads < d->n_scores ? threads : d->n_scores) \
+    schedule(dynamic)
     for (int h = 0; h < n_head; h++) {
+        float *scores = d->scores + (size_t)omp_get_thread_num() * (size_t)d->max_rows *
+                                        (size_t)(d->max_src + d->max_new);
         /* scores against the shared source: (R, S) = Q_h (R, hd) K_src_h^T */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
                     R, S, hd,
                     scale, d->qkv + (size_t)h * (size_t)hd, ld,
                     sk + (size_t)h * (size_t)hd, H,
-                    0.0f, d->scores, W);
+                    0.0f, scores, W);
         for (int r = 0; r < R; r++) {
-            float *sc = d->scores + (size_t)r * (size_t)W;
+            float *sc = scores + (size_t)r * (size_t)W;
             const float *q = d->qkv + (size_t)r * (size_t)ld + (size_t)h * (size_t)hd;
             const size_t base = ((size_t)l * (size_t)d->max_rows + (size_t)d->slot[r]) * N;
             const int32_t *gt = d->gen_tok + (size_t)d->slot[r] * N;
             for (int j = 1; j < S; j++)
                 if (d->src_tok[j] == 0)
                     sc[j] = -INFINITY;
-            for (int t = 0; t < T; t++) {
-                const float *k = d->gen_k + (base + (size_t)t) * (size_t)H + (size_t)h * (size_t)hd;
-                float acc[8] = { 0 }, dot = 0;
-                for (int i = 0; i + 8 <= hd; i += 8)
-                    for (int u = 0; u < 8; u++)
-                        acc[u] += q[i + u] * k[i + u];
-                for (int i = hd - hd % 8; i < hd; i++)
-                    dot += q[i] * k[i];
-                for (int u = 0; u < 8; u++)
-                    dot += acc[u];
-                sc[S + t] = gt[t] == 0 ? -INFINITY : dot * scale;
-            }
+            k_dots(q, d->gen_k + base * (size_t)H + (size_t)h * (size_t)hd, (size_t)H, T, hd,
+                   scale, sc + S);
+            for (int t = 0; t < T; t++)
+                if (gt[t] == 0)
+                    sc[S + t] = -INFINITY;
             k_softmax(sc, W);
         }
         /* output: (R, hd) = P_src (R, S) V_src_h, then the rows' own tokens */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
                     R, hd, S,
-                    1.0f, d->scores, W,
+                    1.0f, scores, W,
                     sv + (size_t)h * (size_t)hd, H,
                     0.0f, d->att + (size_t)h * (size_t)hd, H);
         for (int r = 0; r < R; r++) {
-            const float *p = d->scores + (size_t)r * (size_t)W + S;
-            float *o = d->att + (size_t)r * (size_t)H + (size_t)h * (size_t)hd;
             const size_t base = ((size_t)l * (size_t)d->max_rows + (size_t)d->slot[r]) * N;
-            for (int t = 0; t < T; t++) {
-                const float *v = d->gen_v + (base + (size_t)t) * (size_t)H + (size_t)h * (size_t)hd;
-                if (p[t] == 0.0f)
-                    continue;
-                for (int i = 0; i < hd; i++)
-                    o[i] += p[t] * v[i];
-            }
+            k_mix(d->att + (size_t)r * (size_t)H + (size_t)h * (size_t)hd,
+                  scores + (size_t)r * (size_t)W + S,
+                  d->gen_v + base * (size_t)H + (size_t)h * (size_t)hd, (size_t)H, T, hd);
         }
     }
 }
@@ -283,9 +280,10 @@ dec_step(struct dec *d, const int32_t *tokens, struct rs_error *e)
 {
     const struct rf_model *m = d->m;
     const struct rf_config *c = rf_model_config(m);
-    const int H = c->d_model, F = c->d_ff, hd = H / c->n_head, R = d->rows;
+    const int H = c->d_model, hd = H / c->n_head, R = d->rows;
     const int pos = d->src_len + d->gen_len, t = d->gen_len;
     const size_t N = (size_t)d->max_new;
+    int rc;
 
     if (R < 1)
         return rs_error_set(e, RS_EINVAL, "no rows left");
@@ -309,11 +307,12 @@ dec_step(struct dec *d, const int32_t *tokens, struct rs_error *e)
             for (int j = 0; j < H; j++)
                 x[j] += m->pos_emb[(size_t)pos * (size_t)H + (size_t)j];
     }
-    k_add_layer_norm(d->x, NULL, R, H, m->emb_ln_g, m->emb_ln_b, c->ln_eps);
+    rf_layer_norm(d->x, NULL, R, H, m->emb_ln_g, m->emb_ln_b, c->ln_eps);
 
     for (int l = 0; l < c->n_layer; l++) {
         const struct rf_layer *L = &m->layers[l];
-        k_dense(d->x, R, H, L->wqkv, L->bqkv, 3 * H, d->qkv);
+        if ((rc = rf_dense(&L->qkv, d->mm, d->x, R, d->qkv, e)))
+            return rc;
         for (int r = 0; r < R; r++) {
             float *qkv = d->qkv + (size_t)r * 3 * (size_t)H;
             size_t at = (((size_t)l * (size_t)d->max_rows + (size_t)d->slot[r]) * N + (size_t)t) * (size_t)H;
@@ -327,16 +326,15 @@ dec_step(struct dec *d, const int32_t *tokens, struct rs_error *e)
             memcpy(d->gen_v + at, qkv + 2 * H, (size_t)H * sizeof(float));
         }
         step_attention(d, l);
-        k_dense(d->att, R, H, L->wo, L->bo, H, d->tmp);
-        k_add_layer_norm(d->x, d->tmp, R, H, L->ln1_g, L->ln1_b, c->ln_eps);
-        k_dense(d->x, R, H, L->w1, L->b1, F, d->ff);
-        k_gelu(d->ff, (size_t)R * (size_t)F);
-        k_dense(d->ff, R, F, L->w2, L->b2, H, d->tmp);
-        k_add_layer_norm(d->x, d->tmp, R, H, L->ln2_g, L->ln2_b, c->ln_eps);
+        if ((rc = rf_dense(&L->o, d->mm, d->att, R, d->tmp, e)))
+            return rc;
+        rf_layer_norm(d->x, d->tmp, R, H, L->ln1_g, L->ln1_b, c->ln_eps);
+        if ((rc = rf_ffn(L, d->mm, d->x, R, d->tmp, e)))
+            return rc;
+        rf_layer_norm(d->x, d->tmp, R, H, L->ln2_g, L->ln2_b, c->ln_eps);
     }
     d->gen_len++;
-    rf_mlm_probs(m, d->x, R, d->h, d->probs);
-    return RS_OK;
+    return rf_mlm_probs(m, d->mm, d->x, R, d->h, d->probs, e);
 }
 
 int
@@ -372,9 +370,9 @@ dec_recompute(const struct rf_model *m, const int32_t *src, int src_len,
     rc = rf_forward(m, s, idp, segp, lens, n, NULL, NULL, e);
     if (rc != RS_OK)
         goto done;
-    for (int r = 0; r < n; r++)
-        rf_mlm_probs(m, rf_state_hidden(s, r) + (size_t)(len - 1) * (size_t)H, 1, h,
-                     probs + (size_t)r * (size_t)rf_model_config(m)->n_vocab);
+    for (int r = 0; r < n && rc == RS_OK; r++)
+        rc = rf_mlm_probs(m, s->mm, rf_state_hidden(s, r) + (size_t)(len - 1) * (size_t)H, 1, h,
+                          probs + (size_t)r * (size_t)rf_model_config(m)->n_vocab, e);
 done:
     rf_state_free(s);
     free(ids);

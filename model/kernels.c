@@ -1,9 +1,9 @@
 /*
- * kernels.c: dense layers, LayerNorm, GELU, rotary embedding, softmax.
+ * kernels.c: LayerNorm, GELU, rotary embedding, softmax, and the
+ * conversions of the bf16 and int8 matrix products.
  */
 #include "kernels.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -16,18 +16,6 @@
 #else
 #define VECTOR_KERNEL
 #endif
-
-void
-k_dense(const float *x, int n, int in, const float *w, const float *b, int out, float *y)
-{
-    for (int r = 0; r < n; r++)
-        memcpy(y + (size_t)r * (size_t)out, b, (size_t)out * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                n, out, in,
-                1.0f, x, in,
-                w, out,
-                1.0f, y, out);
-}
 
 VECTOR_KERNEL void
 k_add_layer_norm(float *x, const float *r, int n, int H, const float *g, const float *b,
@@ -126,4 +114,123 @@ k_softmax(float *x, int n)
     }
     for (int j = 0; j < n; j++)
         x[j] /= sum;
+}
+
+VECTOR_KERNEL void
+k_to_bf16(const float *x, size_t n, uint16_t *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof(u));
+        y[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    }
+}
+
+/* round(v) for |v| <= 127.5, in a form the compiler vectorizes */
+static inline int8_t
+round_s8(float v)
+{
+    return (int8_t)(int)(v + (v >= 0 ? 0.5f : -0.5f));
+}
+
+VECTOR_KERNEL void
+k_quantize_rows(const float *x, int n, int K, int8_t *q, float *scale)
+{
+    for (int i = 0; i < n; i++) {
+        const float *row = x + (size_t)i * (size_t)K;
+        int8_t *out = q + (size_t)i * (size_t)K;
+        float mx = 0, inv;
+        for (int k = 0; k < K; k++) {
+            float a = fabsf(row[k]);
+            mx = a > mx ? a : mx;   /* not fmaxf, a libm call the compiler keeps */
+        }
+        scale[i] = mx > 0 ? mx / 127.0f : 1.0f;
+        inv = 1.0f / scale[i];
+        for (int k = 0; k < K; k++)
+            out[k] = round_s8(row[k] * inv);
+    }
+}
+
+void
+k_quantize_cols(const float *w, int transposed, int K, int N, int8_t *q, float *scale)
+{
+    /* element (k, j) of W is at at(k, j) in w and in q */
+#define AT(k, j) (transposed ? (size_t)(j) * (size_t)K + (size_t)(k) \
+                             : (size_t)(k) * (size_t)N + (size_t)(j))
+    for (int j = 0; j < N; j++)
+        scale[j] = 0;
+    for (int k = 0; k < K; k++) {
+        for (int j = 0; j < N; j++) {
+            float a = fabsf(w[AT(k, j)]);
+            scale[j] = a > scale[j] ? a : scale[j];
+        }
+    }
+    for (int j = 0; j < N; j++)
+        scale[j] = scale[j] > 0 ? scale[j] / 127.0f : 1.0f;
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < N; j++)
+            q[AT(k, j)] = round_s8(w[AT(k, j)] / scale[j]);
+#undef AT
+}
+
+VECTOR_KERNEL void
+k_dequantize_rows(float *y, int n, int N, const float *rs, const float *cs, const float *b)
+{
+    for (int i = 0; i < n; i++) {
+        float *row = y + (size_t)i * (size_t)N;
+        for (int j = 0; j < N; j++)
+            row[j] = row[j] * rs[i] * cs[j] + (b ? b[j] : 0.0f);
+    }
+}
+
+VECTOR_KERNEL void
+k_dots(const float *q, const float *k, size_t stride, int T, int d, float scale, float *out)
+{
+    for (int t = 0; t < T; t++) {
+        const float *kt = k + (size_t)t * stride;
+        float acc[16] = { 0 }, dot = 0;   /* 16 partial sums: one vector */
+        int i = 0;
+        for (; i + 16 <= d; i += 16)
+            for (int u = 0; u < 16; u++)
+                acc[u] += q[i + u] * kt[i + u];
+        for (; i < d; i++)
+            dot += q[i] * kt[i];
+        for (int u = 0; u < 16; u++)
+            dot += acc[u];
+        out[t] = dot * scale;
+    }
+}
+
+VECTOR_KERNEL void
+k_mix(float *o, const float *p, const float *v, size_t stride, int T, int d)
+{
+    for (int t = 0; t < T; t++) {
+        const float *vt = v + (size_t)t * stride;
+        if (p[t] == 0.0f)
+            continue;
+        for (int i = 0; i < d; i++)
+            o[i] += p[t] * vt[i];
+    }
+}
+
+VECTOR_KERNEL void
+k_requantize_gelu_rows(float *y, int n, int N, float *rs, const float *cs, const float *b,
+                       int8_t *q)
+{
+    for (int i = 0; i < n; i++) {
+        float *row = y + (size_t)i * (size_t)N;
+        int8_t *out = q + (size_t)i * (size_t)N;
+        float mx = 0, inv;
+        for (int j = 0; j < N; j++) {
+            float v = row[j] * rs[i] * cs[j] + (b ? b[j] : 0.0f);
+            v = 0.5f * v * (1.0f + erf_rational(v * 0.70710678118654752f));
+            row[j] = v;
+            v = fabsf(v);
+            mx = v > mx ? v : mx;
+        }
+        rs[i] = mx > 0 ? mx / 127.0f : 1.0f;
+        inv = 1.0f / rs[i];
+        for (int j = 0; j < N; j++)
+            out[j] = round_s8(row[j] * inv);
+    }
 }

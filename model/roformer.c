@@ -20,7 +20,9 @@
 
 #include <cblas.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,14 +257,15 @@ load_weights(struct rf_model *m, const struct wt_set *w, struct rs_error *e)
     int rc, tr;
 
     m->layers = calloc((size_t)c->n_layer, sizeof(*m->layers));
+    m->pool.in = m->pool.out = H;
     if (m->layers == NULL)
         return rs_error_set(e, RS_ENOMEM, "out of memory");
     if ((rc = load_new(m, w, "bert/embeddings/word_embeddings", c->n_vocab, H, &m->tok_emb, e)) ||
         (rc = load_new(m, w, "bert/embeddings/token_type_embeddings", c->n_type, H, &m->seg_emb, e)) ||
         (rc = load_new(m, w, "bert/embeddings/LayerNorm/gamma", H, 0, &m->emb_ln_g, e)) ||
         (rc = load_new(m, w, "bert/embeddings/LayerNorm/beta", H, 0, &m->emb_ln_b, e)) ||
-        (rc = load_new(m, w, "bert/pooler/dense/kernel", H, H, &m->pool_w, e)) ||
-        (rc = load_new(m, w, "bert/pooler/dense/bias", H, 0, &m->pool_b, e)))
+        (rc = load_new(m, w, "bert/pooler/dense/kernel", H, H, &m->pool.w, e)) ||
+        (rc = load_new(m, w, "bert/pooler/dense/bias", H, 0, &m->pool.b, e)))
         return rc;
     if (find_tensor(w, "bert/embeddings/position_embeddings", &tr) != NULL) {
         m->cfg.arch = RF_ARCH_BERT;
@@ -277,8 +280,9 @@ load_weights(struct rf_model *m, const struct wt_set *w, struct rs_error *e)
     }
     if (find_tensor(w, "cls/predictions/transform/dense/kernel", &tr) != NULL) {
         m->has_mlm = 1;
-        if ((rc = load_new(m, w, "cls/predictions/transform/dense/kernel", H, H, &m->mlm_w, e)) ||
-            (rc = load_new(m, w, "cls/predictions/transform/dense/bias", H, 0, &m->mlm_b, e)) ||
+        m->mlm.in = m->mlm.out = H;
+        if ((rc = load_new(m, w, "cls/predictions/transform/dense/kernel", H, H, &m->mlm.w, e)) ||
+            (rc = load_new(m, w, "cls/predictions/transform/dense/bias", H, 0, &m->mlm.b, e)) ||
             (rc = load_new(m, w, "cls/predictions/transform/LayerNorm/gamma", H, 0, &m->mlm_ln_g, e)) ||
             (rc = load_new(m, w, "cls/predictions/transform/LayerNorm/beta", H, 0, &m->mlm_ln_b, e)) ||
             (rc = load_new(m, w, "cls/predictions/output_bias", c->n_vocab, 0, &m->mlm_bias, e)))
@@ -287,30 +291,33 @@ load_weights(struct rf_model *m, const struct wt_set *w, struct rs_error *e)
     for (int l = 0; l < c->n_layer; l++) {
         struct rf_layer *L = &m->layers[l];
         static const char *const qkv[] = { "query", "key", "value" };
-        L->wqkv = owned_alloc(m, (size_t)H * 3 * (size_t)H);
-        L->bqkv = owned_alloc(m, 3 * (size_t)H);
-        if (L->wqkv == NULL || L->bqkv == NULL)
+        L->qkv = (struct rf_dense){ owned_alloc(m, (size_t)H * 3 * (size_t)H),
+                                    owned_alloc(m, 3 * (size_t)H), NULL, H, 3 * H };
+        L->o = (struct rf_dense){ .in = H, .out = H };
+        L->ffn1 = (struct rf_dense){ .in = H, .out = F };
+        L->ffn2 = (struct rf_dense){ .in = F, .out = H };
+        if (L->qkv.w == NULL || L->qkv.b == NULL)
             return rs_error_set(e, RS_ENOMEM, "out of memory");
         for (int k = 0; k < 3; k++) {
             snprintf(name, sizeof(name), "bert/encoder/layer_%d/attention/self/%s/kernel", l, qkv[k]);
-            if ((rc = load_into(w, name, H, H, L->wqkv, 3 * H, k * H, e)))
+            if ((rc = load_into(w, name, H, H, L->qkv.w, 3 * H, k * H, e)))
                 return rc;
             snprintf(name, sizeof(name), "bert/encoder/layer_%d/attention/self/%s/bias", l, qkv[k]);
-            if ((rc = load_into(w, name, H, 0, L->bqkv, 0, k * H, e)))
+            if ((rc = load_into(w, name, H, 0, L->qkv.b, 0, k * H, e)))
                 return rc;
         }
 #define LOAD(field, suffix, rows, cols)                                              \
         snprintf(name, sizeof(name), "bert/encoder/layer_%d/%s", l, suffix);         \
         if ((rc = load_new(m, w, name, rows, cols, &L->field, e)))                   \
             return rc;
-        LOAD(wo, "attention/output/dense/kernel", H, H)
-        LOAD(bo, "attention/output/dense/bias", H, 0)
+        LOAD(o.w, "attention/output/dense/kernel", H, H)
+        LOAD(o.b, "attention/output/dense/bias", H, 0)
         LOAD(ln1_g, "attention/output/LayerNorm/gamma", H, 0)
         LOAD(ln1_b, "attention/output/LayerNorm/beta", H, 0)
-        LOAD(w1, "intermediate/dense/kernel", H, F)
-        LOAD(b1, "intermediate/dense/bias", F, 0)
-        LOAD(w2, "output/dense/kernel", F, H)
-        LOAD(b2, "output/dense/bias", H, 0)
+        LOAD(ffn1.w, "intermediate/dense/kernel", H, F)
+        LOAD(ffn1.b, "intermediate/dense/bias", F, 0)
+        LOAD(ffn2.w, "output/dense/kernel", F, H)
+        LOAD(ffn2.b, "output/dense/bias", H, 0)
         LOAD(ln2_g, "output/LayerNorm/gamma", H, 0)
         LOAD(ln2_b, "output/LayerNorm/beta", H, 0)
 #undef LOAD
@@ -334,8 +341,17 @@ set_fingerprint(struct rf_model *m)
              m->cfg.n_head, m->cfg.n_vocab, (unsigned long long)h);
 }
 
+static int convert_weights(struct rf_model *m, enum mm_precision p, struct rs_error *e);
+
 int
 rf_model_load(struct rf_model **out, const char *dir, struct rs_error *e)
+{
+    return rf_model_load_as(out, dir, MM_FP32, e);
+}
+
+int
+rf_model_load_as(struct rf_model **out, const char *dir, enum mm_precision p,
+                 struct rs_error *e)
 {
     struct rf_model *m;
     struct wt_set *w = NULL;
@@ -362,7 +378,10 @@ rf_model_load(struct rf_model **out, const char *dir, struct rs_error *e)
     if ((rc = load_weights(m, w, e)) != RS_OK)
         goto fail;
     wt_close(w);
+    w = NULL;
     set_fingerprint(m);
+    if ((rc = convert_weights(m, p, e)) != RS_OK)
+        goto fail;
     *out = m;
     return RS_OK;
 fail:
@@ -376,6 +395,16 @@ rf_model_free(struct rf_model *m)
 {
     if (m == NULL)
         return;
+    for (int l = 0; m->layers != NULL && l < m->cfg.n_layer; l++) {
+        mm_weight_free(m->layers[l].qkv.mm);
+        mm_weight_free(m->layers[l].o.mm);
+        mm_weight_free(m->layers[l].ffn1.mm);
+        mm_weight_free(m->layers[l].ffn2.mm);
+    }
+    mm_weight_free(m->pool.mm);
+    mm_weight_free(m->mlm.mm);
+    mm_weight_free(m->logits);
+    mm_engine_free(m->mm);
     for (int i = 0; i < m->n_owned; i++)
         free(m->owned[i]);
     free(m->owned);
@@ -405,6 +434,105 @@ void
 rf_set_threads(int n)
 {
     openblas_set_num_threads(n);
+    mm_set_threads(n);
+}
+
+/* --- precision -------------------------------------------------------------- */
+
+/* Free an fp32 buffer the engine has replaced. */
+static void
+owned_release(struct rf_model *m, float **p)
+{
+    for (int i = 0; i < m->n_owned; i++) {
+        if (m->owned[i] == *p) {
+            free(m->owned[i]);
+            m->owned[i] = NULL;
+            m->owned_len[i] = 0;
+        }
+    }
+    *p = NULL;
+}
+
+static int
+convert_dense(struct rf_model *m, struct rf_dense *d, int gelu, struct rs_error *e)
+{
+    int rc = mm_weight_new(m->mm, d->w, 0, d->in, d->out, d->b, gelu, &d->mm, e);
+
+    if (rc == RS_OK)
+        owned_release(m, &d->w);
+    return rc;
+}
+
+/* Hand the dense layers to the engine in precision p; the fp32 copies go
+ * (and their memory back to the system). */
+static int
+convert_weights(struct rf_model *m, enum mm_precision p, struct rs_error *e)
+{
+    int rc;
+
+    if ((rc = mm_engine_new(&m->mm, p, e)) != RS_OK)
+        return rc;
+    m->prec = p;
+    if ((rc = convert_dense(m, &m->pool, 0, e)) != RS_OK)
+        return rc;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        struct rf_layer *L = &m->layers[l];
+        if ((rc = convert_dense(m, &L->qkv, 0, e)) || (rc = convert_dense(m, &L->o, 0, e)) ||
+            (rc = convert_dense(m, &L->ffn1, 1, e)) || (rc = convert_dense(m, &L->ffn2, 0, e)))
+            return rc;
+    }
+    if (m->has_mlm &&
+        ((rc = convert_dense(m, &m->mlm, 0, e)) ||
+         (rc = mm_weight_new(m->mm, m->tok_emb, 1, m->cfg.d_model, m->cfg.n_vocab,
+                             m->mlm_bias, 0, &m->logits, e))))
+        return rc;
+    malloc_trim(0);
+    return RS_OK;
+}
+
+enum mm_precision rf_model_precision(const struct rf_model *m) { return m->prec; }
+
+const char *
+rf_model_kernel(const struct rf_model *m)
+{
+    return mm_engine_kernel(m->mm);
+}
+
+size_t
+rf_model_weight_bytes(const struct rf_model *m)
+{
+    size_t n = 0;
+
+    for (int i = 0; i < m->n_owned; i++)
+        n += m->owned_len[i] * sizeof(float);
+    n += mm_weight_bytes(m->pool.mm);
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        n += mm_weight_bytes(m->layers[l].qkv.mm) + mm_weight_bytes(m->layers[l].o.mm) +
+             mm_weight_bytes(m->layers[l].ffn1.mm) + mm_weight_bytes(m->layers[l].ffn2.mm);
+    if (m->has_mlm)
+        n += mm_weight_bytes(m->mlm.mm) + mm_weight_bytes(m->logits);
+    return n;
+}
+
+int
+rf_dense(const struct rf_dense *d, struct mm_ctx *c, const float *x, int n, float *y,
+         struct rs_error *e)
+{
+    return mm_dense(c, d->mm, x, n, y, e);
+}
+
+int
+rf_ffn(const struct rf_layer *L, struct mm_ctx *c, const float *x, int n, float *y,
+       struct rs_error *e)
+{
+    return mm_ffn(c, L->ffn1.mm, L->ffn2.mm, x, n, y, e);
+}
+
+struct mm_ctx *
+rf_mm_ctx_new(const struct rf_model *m, int rows)
+{
+    const int k = m->cfg.d_ff > m->cfg.d_model ? m->cfg.d_ff : m->cfg.d_model;
+    return mm_ctx_new(m->mm, rows, k);
 }
 
 /* --- scratch -------------------------------------------------------------- */
@@ -426,15 +554,16 @@ rf_state_new(const struct rf_model *m, int max_batch, int max_len)
     s->qkv = malloc(rows * 3 * H * sizeof(float));
     s->att = malloc(rows * H * sizeof(float));
     s->tmp = malloc(rows * H * sizeof(float));
-    s->ff = malloc(rows * (size_t)c->d_ff * sizeof(float));
-    s->scores = malloc((size_t)max_len * (size_t)max_len * sizeof(float));
+    s->n_scores = mm_threads();
+    s->scores = malloc((size_t)s->n_scores * (size_t)max_len * (size_t)max_len * sizeof(float));
     s->rope_sin = malloc((size_t)max_len * d / 2 * sizeof(float));
     s->rope_cos = malloc((size_t)max_len * d / 2 * sizeof(float));
     s->tokens = malloc(rows * sizeof(int32_t));
     s->pos = malloc(rows * sizeof(int));
     s->cum_seg = malloc(rows * sizeof(int));
     s->start = malloc(((size_t)max_batch + 1) * sizeof(int));
-    if (!s->x || !s->qkv || !s->att || !s->tmp || !s->ff || !s->scores || !s->rope_sin ||
+    s->mm = rf_mm_ctx_new(m, (int)rows);
+    if (!s->mm || !s->x || !s->qkv || !s->att || !s->tmp || !s->scores || !s->rope_sin ||
         !s->rope_cos || !s->tokens || !s->pos || !s->cum_seg || !s->start)
         goto fail;
     k_rope_tables(s->rope_sin, s->rope_cos, max_len, (int)d);
@@ -453,7 +582,6 @@ rf_state_free(struct rf_state *s)
     free(s->qkv);
     free(s->att);
     free(s->tmp);
-    free(s->ff);
     free(s->scores);
     free(s->rope_sin);
     free(s->rope_cos);
@@ -461,6 +589,7 @@ rf_state_free(struct rf_state *s)
     free(s->pos);
     free(s->cum_seg);
     free(s->start);
+    mm_ctx_free(s->mm);
     free(s);
 }
 
@@ -476,6 +605,7 @@ rf_state_hidden(const struct rf_state *s, int i)
 static void
 rope_rows(struct rf_state *s, int rows, int H, int d)
 {
+#pragma omp parallel for num_threads(mm_threads()) schedule(static)
     for (int r = 0; r < rows; r++) {
         const float *sn = s->rope_sin + (size_t)s->pos[r] * (size_t)d / 2;
         const float *cs = s->rope_cos + (size_t)s->pos[r] * (size_t)d / 2;
@@ -497,39 +627,69 @@ mask_row(float *row, int i, const int32_t *tok, const int *cum, int T)
 
 /* att = softmax(q k^T / sqrt(d) + mask) v for every sequence and head:
  * two small sgemms per head over strided views of the qkv rows, and the
- * masked softmax in between. */
+ * masked softmax in between.  The (sequence, head) pairs are spread over
+ * the threads, each with its own scores. */
 static void
 attention(struct rf_state *s, int B, int H, int n_head)
 {
-    const int d = H / n_head, ld = 3 * H;
+    const int d = H / n_head, ld = 3 * H, threads = mm_threads();
     const float scale = 1.0f / sqrtf((float)d);
 
-    for (int b = 0; b < B; b++) {
+#pragma omp parallel for num_threads(threads < s->n_scores ? threads : s->n_scores) \
+    schedule(dynamic)
+    for (int bh = 0; bh < B * n_head; bh++) {
+        const int b = bh / n_head, h = bh % n_head;
         const int T = s->start[b + 1] - s->start[b];
         const int32_t *tok = s->tokens + s->start[b];
-        const float *base = s->qkv + (size_t)s->start[b] * (size_t)ld;
-        float *out = s->att + (size_t)s->start[b] * (size_t)H;
-        for (int h = 0; h < n_head; h++) {
-            const float *q = base + (size_t)h * (size_t)d;
-            const float *k = q + H, *v = q + 2 * H;
-            float *sc = s->scores;
-            /* S (T,T) = scale * Q (T,d) K^T (d,T) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                        T, T, d,
-                        scale, q, ld,
-                        k, ld,
-                        0.0f, sc, T);
-            for (int i = 0; i < T; i++) {
-                mask_row(sc + (size_t)i * (size_t)T, i, tok, s->cum_seg + s->start[b], T);
-                k_softmax(sc + (size_t)i * (size_t)T, T);
-            }
-            /* O (T,d) = P (T,T) V (T,d) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                        T, d, T,
-                        1.0f, sc, T,
-                        v, ld,
-                        0.0f, out + (size_t)h * (size_t)d, H);
+        const float *q = s->qkv + (size_t)s->start[b] * (size_t)ld + (size_t)h * (size_t)d;
+        const float *k = q + H, *v = q + 2 * H;
+        float *out = s->att + (size_t)s->start[b] * (size_t)H + (size_t)h * (size_t)d;
+        float *sc = s->scores + (size_t)omp_get_thread_num() * (size_t)s->max_len *
+                                    (size_t)s->max_len;
+        /* S (T,T) = scale * Q (T,d) K^T (d,T) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                    T, T, d,
+                    scale, q, ld,
+                    k, ld,
+                    0.0f, sc, T);
+        for (int i = 0; i < T; i++) {
+            mask_row(sc + (size_t)i * (size_t)T, i, tok, s->cum_seg + s->start[b], T);
+            k_softmax(sc + (size_t)i * (size_t)T, T);
         }
+        /* O (T,d) = P (T,T) V (T,d) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                    T, d, T,
+                    1.0f, sc, T,
+                    v, ld,
+                    0.0f, out, H);
+    }
+}
+
+void
+rf_layer_norm(float *x, const float *r, int n, int H, const float *g, const float *b,
+              float eps)
+{
+    const int threads = mm_threads();
+
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < threads; t++) {
+        const int lo = (int)((long)n * t / threads), hi = (int)((long)n * (t + 1) / threads);
+        if (hi > lo)
+            k_add_layer_norm(x + (size_t)lo * (size_t)H, r ? r + (size_t)lo * (size_t)H : NULL,
+                             hi - lo, H, g, b, eps);
+    }
+}
+
+void
+rf_gelu(float *x, int n, int cols)
+{
+    const int threads = mm_threads();
+
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < threads; t++) {
+        const int lo = (int)((long)n * t / threads), hi = (int)((long)n * (t + 1) / threads);
+        if (hi > lo)
+            k_gelu(x + (size_t)lo * (size_t)cols, (size_t)(hi - lo) * (size_t)cols);
     }
 }
 
@@ -541,8 +701,8 @@ rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *const *i
            float *cache_v, struct rs_error *e)
 {
     const struct rf_config *c = &m->cfg;
-    const int H = c->d_model, F = c->d_ff, d = H / c->n_head;
-    int rows = 0;
+    const int H = c->d_model, d = H / c->n_head;
+    int rows = 0, rc;
 
     if (n < 1 || n > s->max_batch)
         return rs_error_set(e, RS_EINVAL, "batch of %d sequences (capacity %d)", n, s->max_batch);
@@ -583,11 +743,12 @@ rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *const *i
         }
     }
     s->start[n] = rows;
-    k_add_layer_norm(s->x, NULL, rows, H, m->emb_ln_g, m->emb_ln_b, c->ln_eps);
+    rf_layer_norm(s->x, NULL, rows, H, m->emb_ln_g, m->emb_ln_b, c->ln_eps);
 
     for (int l = 0; l < c->n_layer; l++) {
         const struct rf_layer *L = &m->layers[l];
-        k_dense(s->x, rows, H, L->wqkv, L->bqkv, 3 * H, s->qkv);
+        if ((rc = rf_dense(&L->qkv, s->mm, s->x, rows, s->qkv, e)))
+            return rc;
         if (c->arch == RF_ARCH_ROFORMER)
             rope_rows(s, rows, H, d);
         if (cache_k != NULL) {
@@ -599,34 +760,34 @@ rf_forward(const struct rf_model *m, struct rf_state *s, const int32_t *const *i
             }
         }
         attention(s, n, H, c->n_head);
-        k_dense(s->att, rows, H, L->wo, L->bo, H, s->tmp);
-        k_add_layer_norm(s->x, s->tmp, rows, H, L->ln1_g, L->ln1_b, c->ln_eps);
-        k_dense(s->x, rows, H, L->w1, L->b1, F, s->ff);
-        k_gelu(s->ff, (size_t)rows * (size_t)F);
-        k_dense(s->ff, rows, F, L->w2, L->b2, H, s->tmp);
-        k_add_layer_norm(s->x, s->tmp, rows, H, L->ln2_g, L->ln2_b, c->ln_eps);
+        if ((rc = rf_dense(&L->o, s->mm, s->att, rows, s->tmp, e)))
+            return rc;
+        rf_layer_norm(s->x, s->tmp, rows, H, L->ln1_g, L->ln1_b, c->ln_eps);
+        if ((rc = rf_ffn(L, s->mm, s->x, rows, s->tmp, e)))
+            return rc;
+        rf_layer_norm(s->x, s->tmp, rows, H, L->ln2_g, L->ln2_b, c->ln_eps);
     }
     return RS_OK;
 }
 
-void
-rf_mlm_probs(const struct rf_model *m, const float *x, int n, float *h, float *probs)
+int
+rf_mlm_probs(const struct rf_model *m, struct mm_ctx *c, const float *x, int n, float *h,
+             float *probs, struct rs_error *e)
 {
     const int H = m->cfg.d_model, V = m->cfg.n_vocab;
+    int rc;
 
-    k_dense(x, n, H, m->mlm_w, m->mlm_b, H, h);
-    k_gelu(h, (size_t)n * (size_t)H);
-    k_add_layer_norm(h, NULL, n, H, m->mlm_ln_g, m->mlm_ln_b, m->cfg.ln_eps);
+    if ((rc = rf_dense(&m->mlm, c, x, n, h, e)))
+        return rc;
+    rf_gelu(h, n, H);
+    rf_layer_norm(h, NULL, n, H, m->mlm_ln_g, m->mlm_ln_b, m->cfg.ln_eps);
     /* logits (n, V) = h (n, H) E_tok^T (H, V) + bias: the tied embeddings */
-    for (int r = 0; r < n; r++)
-        memcpy(probs + (size_t)r * (size_t)V, m->mlm_bias, (size_t)V * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                n, V, H,
-                1.0f, h, H,
-                m->tok_emb, H,
-                1.0f, probs, V);
+    if ((rc = mm_dense(c, m->logits, h, n, probs, e)))
+        return rc;
+#pragma omp parallel for num_threads(mm_threads()) schedule(static)
     for (int r = 0; r < n; r++)
         k_softmax(probs + (size_t)r * (size_t)V, V);
+    return RS_OK;
 }
 
 int
@@ -638,7 +799,17 @@ rf_encode(const struct rf_model *m, struct rf_state *s, const int32_t *const *id
 
     if (rc != RS_OK)
         return rc;
-    /* pooling */
+    if (pooler == RF_POOL_LINEAR || pooler == RF_POOL_TANH) {
+        /* the [CLS] rows, gathered, through the pooler's dense layer */
+        for (int b = 0; b < n; b++)
+            memcpy(s->tmp + (size_t)b * (size_t)H, s->x + (size_t)s->start[b] * (size_t)H,
+                   (size_t)H * sizeof(float));
+        if ((rc = rf_dense(&m->pool, s->mm, s->tmp, n, out, e)) != RS_OK)
+            return rc;
+        for (size_t j = 0; pooler == RF_POOL_TANH && j < (size_t)n * (size_t)H; j++)
+            out[j] = tanhf(out[j]);
+        return RS_OK;
+    }
     for (int b = 0; b < n; b++) {
         const float *cls = s->x + (size_t)s->start[b] * (size_t)H;
         float *o = out + (size_t)b * (size_t)H;
@@ -651,13 +822,6 @@ rf_encode(const struct rf_model *m, struct rf_state *s, const int32_t *const *id
                     o[j] += cls[(size_t)t * (size_t)H + (size_t)j];
             for (int j = 0; j < H; j++)
                 o[j] /= (float)lens[b];
-        } else {
-            cblas_sgemv(CblasRowMajor, CblasTrans, H, H, 1.0f, m->pool_w, H, cls, 1, 0.0f, o, 1);
-            for (int j = 0; j < H; j++) {
-                o[j] += m->pool_b[j];
-                if (pooler == RF_POOL_TANH)
-                    o[j] = tanhf(o[j]);
-            }
         }
     }
     return RS_OK;

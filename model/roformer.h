@@ -17,16 +17,20 @@
  * vector alone or in a batch.  Within a sequence, key j is masked when its
  * token is 0 ([PAD]) and j > 0, as in bert4keras.
  *
- * Threads: a model is immutable after loading and shared by all threads; an
- * rf_state is scratch space for one thread at a time.  rf_encode allocates
- * nothing.
+ * Threads: a model is immutable after loading and shared by all threads
+ * (the matmul engine caches its primitives under a lock); an rf_state is
+ * scratch space for one thread at a time.  In steady state rf_encode
+ * allocates no buffers (oneDNN keeps small per-call records).
  */
 #ifndef ROSIM_ROFORMER_H
 #define ROSIM_ROFORMER_H
 
 #include <stdint.h>
 
+#include <stddef.h>
+
 #include "error.h"
+#include "matmul.h"
 #include "tokenizer.h"
 
 enum rf_arch { RF_ARCH_ROFORMER, RF_ARCH_BERT };
@@ -63,12 +67,25 @@ const char *rf_model_fingerprint(const struct rf_model *m);
 /* Whether the weights include the MLM head that generation needs. */
 int rf_model_can_generate(const struct rf_model *m);
 
+/* The same, with the dense layers (attention projections, feed-forward,
+ * MLM head) in precision p on the oneDNN engine (rf_model_load: fp32).
+ * The fingerprint is that of the weights as stored, in every precision. */
+int rf_model_load_as(struct rf_model **out, const char *dir, enum mm_precision p,
+                     struct rs_error *e);
+enum mm_precision rf_model_precision(const struct rf_model *m);
+/* The oneDNN kernel the dense layers run on ("brg:avx512_core_bf16", ...;
+ * "" before the first product). */
+const char *rf_model_kernel(const struct rf_model *m);
+/* Bytes of weights held, in every precision. */
+size_t rf_model_weight_bytes(const struct rf_model *m);
+
 /* Parse "linear", "tanh", "cls" or "mean"; -1 if none. */
 int rf_pooler_parse(const char *name);
 
-/* Set the threads OpenBLAS uses (process-wide).  Matrix products are the
- * only parallel part of the encoder: its own loops run on the calling
- * thread, so one level of parallelism never fights another for the cores. */
+/* Set the threads of the forward pass (process-wide): oneDNN's OpenMP team,
+ * which also runs attention and the element-wise loops, and OpenBLAS (the
+ * small attention products, run inside that team, stay single-threaded;
+ * the index uses it).  Each caller thread gets a team of n. */
 void rf_set_threads(int n);
 
 /* Scratch for batches of up to max_batch sequences of up to max_len tokens.

@@ -19,7 +19,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build"
 
 packages="build-essential pkg-config dpkg-dev ca-certificates
-libmicrohttpd-dev libjansson-dev libfaiss-dev libopenblas-dev check
+libmicrohttpd-dev libjansson-dev libfaiss-dev libopenblas-dev libdnnl-dev check
 libsqlite3-dev libinih-dev libsystemd-dev libutf8proc-dev libcurl4-openssl-dev"
 mode=${1:-}
 if [ "$mode" != "--build-only" ]; then

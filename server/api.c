@@ -1143,13 +1143,15 @@ route_info(struct app *a, struct api_reply *rp)
         store_names_free(names, n);
     }
     reply(rp, 200, json_pack(
-        "{s:s,s:{s:s,s:i,s:i,s:i,s:i,s:i,s:s,s:s,s:b,s:b,s:s?},s:o}",
+        "{s:s,s:{s:s,s:i,s:i,s:i,s:i,s:i,s:s,s:s,s:b,s:b,s:s,s:s,s:s,s:s?},s:o}",
         "version", ROSIM_VERSION,
         "model", "arch", c->arch == RF_ARCH_BERT ? "bert" : "roformer", "layers", c->n_layer,
         "hidden", c->d_model, "heads", c->n_head, "vocab", c->n_vocab,
         "max_length", a->conf->max_length, "format", rf_model_format(a->model),
         "fingerprint", rf_model_fingerprint(a->model), "can_generate",
         rf_model_can_generate(a->model), "demo", c->demo,
+        "precision", mm_precision_name(rf_model_precision(a->model)), "isa", mm_isa(),
+        "kernel", rf_model_kernel(a->model),
         "warning", c->demo ? "this is a random demo model: its vectors and generations are "
                              "meaningless; set [model] dir to a real checkpoint" : NULL,
         "collections", list));

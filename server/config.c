@@ -43,6 +43,7 @@ static const char *const fsync_policies[] = { "always", "batch", "off", NULL };
 _Static_assert(COLL_FSYNC_ALWAYS == 0 && COLL_FSYNC_BATCH == 1 && COLL_FSYNC_OFF == 2,
                "fsync_policies follows enum coll_fsync");
 static const char *const booleans[] = { "no", "yes", NULL };
+static const char *const precisions[] = { "fp32", "bf16", "int8", "auto", NULL };
 
 #ifndef ROSIM_SHARE_DIR
 #define ROSIM_SHARE_DIR "share"
@@ -63,6 +64,7 @@ static const struct option options[] = {
     { "server", "shutdown_timeout", OPT_INT, OFF(shutdown_timeout), 1, 3600, "30", NULL },
     { "model", "dir", OPT_PATH, OFF(model_dir), 0, 0, "models/roformer-sim", NULL },
     { "model", "threads", OPT_INT_AUTO, OFF(compute_threads), 1, 256, "auto", NULL },
+    { "model", "precision", OPT_ENUM, OFF(precision), 0, 0, "fp32", precisions },
     { "model", "workers", OPT_INT, OFF(workers), 1, 64, "1", NULL },
     { "model", "max_length", OPT_INT, OFF(max_length), 2, 4096, "64", NULL },
     { "model", "demo_if_missing", OPT_BOOL, OFF(demo_if_missing), 0, 0, "no", booleans },

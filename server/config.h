@@ -51,7 +51,8 @@ struct conf {
 
     /* [model] */
     char model_dir[CONF_PATH_MAX];
-    int compute_threads;       /* OpenBLAS threads for inference; 0 = auto */
+    int compute_threads;       /* oneDNN and OpenBLAS threads for inference; 0 = auto */
+    int precision;             /* 0 fp32, 1 bf16, 2 int8 (enum mm_precision), 3 auto */
     int workers;               /* model runs at the same time */
     int max_length;            /* tokens per text when embedding (bert4keras maxlen) */
     int demo_if_missing;       /* create a random demo model when dir is absent */

@@ -191,15 +191,18 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
         }
     }
     rf_set_threads(conf->compute_threads);
-    if (rf_model_load(model, conf->model_dir, &err) != RS_OK) {
+    if (rf_model_load_as(model, conf->model_dir, conf->precision == 3
+                                                     ? mm_precision_parse("auto")
+                                                     : conf->precision, &err) != RS_OK) {
         log_msg(RS_LOG_ERROR, "cannot load the model: %s", err.msg);
         return -1;
     }
     if (rf_model_config(*model)->demo)
         log_msg(RS_LOG_WARN, "serving a RANDOM DEMO MODEL from %s: outputs are meaningless",
                 conf->model_dir);
-    log_msg(RS_LOG_INFO, "model %s (%s) from %s", rf_model_fingerprint(*model),
-            rf_model_format(*model), conf->model_dir);
+    log_msg(RS_LOG_INFO, "model %s (%s) from %s, %s on %s", rf_model_fingerprint(*model),
+            rf_model_format(*model), conf->model_dir,
+            mm_precision_name(rf_model_precision(*model)), mm_isa());
     if (stat(conf->data_dir, &st) == 0 && need_writable("[storage] data", conf->data_dir) != 0) {
         rf_model_free(*model);
         return -1;

@@ -23,6 +23,7 @@ main(void)
     srunner_add_suite(sr, api_suite());
     srunner_add_suite(sr, production_suite());
     srunner_add_suite(sr, openai_suite());
+    srunner_add_suite(sr, precision_suite());
     srunner_add_suite(sr, daemon_suite());
     srunner_add_suite(sr, lifecycle_suite());
     srunner_add_suite(sr, web_suite());

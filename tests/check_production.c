@@ -253,7 +253,7 @@ END_TEST
 START_TEST(test_timeout)
 {
     static const char *const more[] = { "-o", "model.workers=1", "-o", "limits.request_timeout=1",
-                                        NULL };
+                                        "-o", "limits.max_generate_cost=200000", NULL };
     struct tu_daemon d;
     struct tu_response r;
     pthread_t t;
@@ -263,7 +263,7 @@ START_TEST(test_timeout)
     double t0;
 
     start(&d, more, 1);
-    c = (struct caller){ d.port, SLOW_GENERATE, 0, 0 };
+    c = (struct caller){ d.port, LONG_GENERATE, 0, 0 };
     pthread_create(&t, NULL, call_generate, &c);
     nanosleep(&nap, NULL);        /* it holds the only slot */
     t0 = tu_now();

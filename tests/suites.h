@@ -21,5 +21,6 @@ Suite *store_suite(void);
 Suite *env_suite(void);
 Suite *openai_suite(void);
 Suite *web_suite(void);
+Suite *precision_suite(void);
 
 #endif
