@@ -31,23 +31,24 @@ UNITDIR  ?= $(PREFIX)/lib/systemd/system
 CC       ?= cc
 CXX      ?= c++
 
-MODEL_OMP = -fopenmp       # model/'s element-wise loops share oneDNN's threads
+MODEL_OMP = -fopenmp
 ifeq ($(SANITIZE),1)
 BUILD    ?= build/san
 SAN       = -fsanitize=address,undefined -fno-sanitize-recover=all
 OPT      ?= -O1 -g -fno-omit-frame-pointer
 else ifeq ($(TSAN),1)
 # FAISS, OpenBLAS, oneDNN and libgomp are not instrumented: TSan cannot see
-# libgomp's barriers, so OpenMP regions look racy to it.  The suites run
-# with one OpenMP thread and model/ is built without its OpenMP loops
-# (MODEL_OMP), so that every thread TSan watches is one of rosim's own,
-# all instrumented.  No suppressions: none is needed then.
+# libgomp's barriers, so OpenMP regions look racy to it.  model/ is built
+# without its own OpenMP loops (they run serially; oneDNN keeps its full
+# teams, which it needs) and the suites run with one OpenMP thread, so that
+# every thread TSan watches is one of rosim's own, all instrumented.  No
+# suppressions: none is needed then.
 # Every process (the suites, and the rosimd and rosim they start) writes its
 # reports to $(BUILD)/tsan-report.PID; any report fails the run.
 BUILD    ?= build/tsan
 SAN       = -fsanitize=thread
 OPT      ?= -O1 -g -fno-omit-frame-pointer
-MODEL_OMP =
+MODEL_OMP = -Wno-unknown-pragmas -Wno-unused-variable
 CHECK_ENV = OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 \
             log_path=$(CURDIR)/$(BUILD)/tsan-report"
 CHECK_REPORTS = ; st=$$?; if ls $(BUILD)/tsan-report.* >/dev/null 2>&1; then \
