@@ -422,8 +422,9 @@ validate_doc(const struct coll_doc *d, int dim, struct rs_error *e)
 {
     size_t n;
 
-    if (d->id == NULL || (n = strlen(d->id)) == 0 || n > 256)
-        return rs_error_set(e, RS_EINVAL, "a document id must have 1 to 256 bytes");
+    if (d->id == NULL || (n = strlen(d->id)) == 0 || n > COLL_MAX_ID_BYTES)
+        return rs_error_set(e, RS_EINVAL, "a document id must have 1 to %d bytes",
+                            COLL_MAX_ID_BYTES);
     if (d->text == NULL || d->vec == NULL)
         return rs_error_set(e, RS_EINVAL, "document '%s' has no text or vector", d->id);
     for (int i = 0; i < dim; i++)

@@ -61,8 +61,10 @@ struct coll_options {
     void *report_arg;
 };
 
+#define COLL_MAX_ID_BYTES 256  /* a document id: 1 to this many bytes of UTF-8 */
+
 struct coll_doc {
-    const char *id;           /* 1..256 bytes of UTF-8 */
+    const char *id;           /* 1..COLL_MAX_ID_BYTES bytes of UTF-8 */
     const char *text;         /* text_len bytes, any (U+0000 too) */
     const char *meta;         /* JSON text, or NULL for {} */
     const float *vec;         /* dim floats, normalized on the way in */

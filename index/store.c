@@ -396,8 +396,8 @@ store_create(struct store *s, const char *name, const char *factory, int *create
 
     *created = 0;
     if (!store_valid_name(name))
-        return rs_error_set(e, RS_EINVAL, "'%s' is not a collection name (1 to 64 letters, "
-                            "digits, '_', '-' or '.', starting with a letter or digit)", name);
+        return rs_error_set(e, RS_EINVAL, "'%s' is not a collection name (%s)", name,
+                            STORE_NAME_RULE);
     if (factory == NULL)
         factory = s->factory;
     pthread_mutex_lock(&s->mu);

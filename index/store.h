@@ -64,6 +64,8 @@ int store_open(struct store **out, const char *dir, const struct store_options *
  * then unlock.  NULL is a no-op. */
 void store_close(struct store *s);
 
+/* Whether name is a collection name: STORE_NAME_RULE. */
+#define STORE_NAME_RULE "1 to 64 letters, digits, '_', '-' or '.', starting with a letter or digit"
 int store_valid_name(const char *name);
 
 /* NULL when the data directory is writable by this process, else a

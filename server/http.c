@@ -49,6 +49,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "openai.h"
+#include "routes.h"
 #include "web.h"
 
 #define MAX_KEYS KEYFILE_MAX_KEYS
@@ -358,26 +359,9 @@ set_request_id(struct http_server *s, struct MHD_Connection *c, struct request *
                  atomic_fetch_add(&s->next_id, 1));
 }
 
-/* 1 for GET or HEAD; else 0 with a 405 queued in *ret. */
-static int
-get_only(struct MHD_Connection *c, struct request *req, const char *method,
-         enum MHD_Result *ret)
-{
-    struct api_reply r = { 0, NULL, 0, NULL, NULL };
-
-    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
-        return 1;
-    api_error(&r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-              "%s is not allowed here; use GET", method);
-    r.allow = "GET";
-    *ret = send_reply(c, req, &r);
-    return 0;
-}
-
 /* A file compiled in (web.h), or 304 when the client's copy is current. */
 static enum MHD_Result
-serve_file(struct MHD_Connection *c, struct request *req, const char *method,
-           const struct web_file *f)
+serve_file(struct MHD_Connection *c, struct request *req, const struct web_file *f)
 {
     const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                   MHD_HTTP_HEADER_IF_NONE_MATCH);
@@ -387,8 +371,6 @@ serve_file(struct MHD_Connection *c, struct request *req, const char *method,
     enum MHD_Result ret;
 
     req->route = f->path;
-    if (!get_only(c, req, method, &ret))
-        return ret;
     resp = MHD_create_response_from_buffer(status == MHD_HTTP_OK ? f->len : 0, (void *)f->data,
                                            MHD_RESPMEM_PERSISTENT);
     if (resp == NULL)
@@ -408,15 +390,11 @@ serve_file(struct MHD_Connection *c, struct request *req, const char *method,
 }
 
 static enum MHD_Result
-serve_metrics(struct http_server *s, struct MHD_Connection *c, struct request *req,
-              const char *method)
+serve_metrics(struct http_server *s, struct MHD_Connection *c, struct request *req)
 {
-    enum MHD_Result ret;
     char *text;
 
     req->route = "/metrics";
-    if (!get_only(c, req, method, &ret))
-        return ret;
     text = metrics_render(atomic_load(&s->app->ready) ? s->app->store : NULL);
     if (text == NULL)
         return MHD_NO;
@@ -431,6 +409,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
     struct http_server *s = cls;
     struct request *req = *req_cls;
     struct api_reply r = { 0, NULL, 0, NULL, NULL };
+    struct route_match m;
 
     (void)version;
     if (req == NULL)
@@ -440,9 +419,9 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        int open_route = strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
-                         (strcmp(url, "/metrics") == 0 && !s->conf->metrics_auth) ||
-                         web_find(url) != NULL;
+        int open_route = route_match(method, url, &m) != ROUTE_NONE && m.route != NULL &&
+                         (m.route->flags & ROUTE_OPEN) &&
+                         !((m.route->flags & ROUTE_METRICS) && s->conf->metrics_auth);
         const char *bad;
         req->begun = 1;
         req->fd = ci != NULL ? ci->connect_fd : MHD_INVALID_SOCKET;
@@ -501,10 +480,12 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         req->body[req->body_len] = '\0';
         return MHD_YES;
     }
-    if (strcmp(url, "/metrics") == 0)
-        return serve_metrics(s, c, req, method);
-    if (web_find(url) != NULL)
-        return serve_file(c, req, method, web_find(url));
+    if (route_match(method, url, &m) == ROUTE_FOUND) {
+        if (m.route->flags & ROUTE_METRICS)
+            return serve_metrics(s, c, req);
+        if ((m.route->flags & ROUTE_FILE) && web_find(m.route->pattern) != NULL)
+            return serve_file(c, req, web_find(m.route->pattern));
+    }
     {
         struct api_request rq = {
             method, url,

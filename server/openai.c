@@ -1,11 +1,11 @@
 /*
  * openai.c: the OpenAI-compatible routes (/v1/embeddings, /v1/models,
- * /v1/models/{id}) and OpenAI's error conventions on them.
+ * /v1/models/{model}) and OpenAI's error conventions on them.
  *
- * Requests are checked with api.c's helpers, which fill native error
- * replies; each route returns the name of the field at fault, and
- * openai_handle() turns the native reply into OpenAI's shape once, at the
- * end.  The mapping is about retries: OpenAI clients retry 408, 409, 429
+ * Requests are checked with api_json.c's helpers, which fill native error
+ * replies; each route turns the native reply into OpenAI's shape once, at
+ * the end, with the name of the field at fault.  routes.c does the same
+ * with the errors it answers on these routes (405, 503).  The mapping is about retries: OpenAI clients retry 408, 409, 429
  * and 5xx, and LangChain every status but 400-407 and 409, so a request
  * that can never succeed must be 400 (a 413 or 422 would be retried for a
  * minute), while "busy" stays 429 or 503 with Retry-After.
@@ -51,23 +51,13 @@ openai_error(struct api_reply *rp, const char *param)
                                 json_string_value(json_object_get(err, "code"))));
 }
 
-static int
-is_openai_route(char *seg[], int n)
-{
-    return n >= 2 && strcmp(seg[0], "v1") == 0 &&
-           ((n == 2 && strcmp(seg[1], "embeddings") == 0) ||
-            (n <= 3 && strcmp(seg[1], "models") == 0));
-}
-
 void
 openai_error_for_path(const char *path, struct api_reply *rp)
 {
-    char buf[2048], *seg[MAX_SEGMENTS];
-    size_t len[MAX_SEGMENTS];
-    int n;
+    struct route_match m;
 
-    if (strlen(path) < sizeof(buf) && split_path(path, buf, sizeof(buf), seg, len, &n) == 0 &&
-        is_openai_route(seg, n))
+    if (route_match("GET", path, &m) != ROUTE_NONE && m.route != NULL &&
+        (m.route->flags & ROUTE_OPENAI))
         openai_error(rp, NULL);
 }
 
@@ -108,27 +98,33 @@ model_json(const struct app *a, const char *id)
                      "owned_by", "rosim");
 }
 
-static void
-route_models(struct app *a, struct api_reply *rp)
+void
+openai_models(struct app *a, const struct api_request *rq, const struct route_args *arg,
+              struct api_reply *rp)
 {
     char buf[256];
 
+    (void)rq;
+    (void)arg;
     reply(rp, 200, json_pack("{s:s,s:[o]}", "object", "list", "data",
                              model_json(a, model_id(a, buf, sizeof(buf)))));
 }
 
-static const char *
-route_model(struct app *a, char *seg[], int n, struct api_reply *rp)
+void
+openai_model(struct app *a, const struct api_request *rq, const struct route_args *arg,
+             struct api_reply *rp)
 {
     char buf[256];
     const char *id = model_id(a, buf, sizeof(buf));
 
-    if (n == 3 && strcmp(seg[2], id) == 0) {
+    (void)rq;
+    if (strcmp(arg->model, id) == 0) {
         reply(rp, 200, model_json(a, id));
-        return NULL;
+        return;
     }
-    api_error(rp, 404, "model_not_found", "no model '%s' here; this server has '%s'", seg[2], id);
-    return "model";
+    api_error(rp, 404, "model_not_found", "no model '%s' here; this server has '%s'", arg->model,
+              id);
+    openai_error(rp, "model");
 }
 
 /* --- /v1/embeddings ------------------------------------------------------- */
@@ -207,10 +203,10 @@ is_token_ids(const json_t *input)
     return 1;
 }
 
-/* OpenAI's /v1/embeddings.  Returns the field at fault when rp holds an
- * error about one, else NULL. */
+/* OpenAI's /v1/embeddings, with native errors.  Returns the field at
+ * fault when rp holds an error about one, else NULL. */
 static const char *
-route_embeddings(struct app *a, const struct api_request *rq, struct api_reply *rp)
+embeddings(struct app *a, const struct api_request *rq, struct api_reply *rp)
 {
     static const char *const allowed[] = { "input", "model", "encoding_format", "user",
                                            "dimensions", NULL };
@@ -291,32 +287,10 @@ done:
     return param;
 }
 
-/* --- routing -------------------------------------------------------------- */
-
-int
-openai_handle(struct app *a, const struct api_request *rq, char *seg[], int n,
-              struct api_reply *rp)
+void
+openai_embeddings(struct app *a, const struct api_request *rq, const struct route_args *arg,
+                  struct api_reply *rp)
 {
-    const char *param = NULL;
-
-    if (!is_openai_route(seg, n))
-        return 0;
-    if (n == 2 && strcmp(seg[1], "embeddings") == 0)
-        rp->route = "/v1/embeddings";
-    else
-        rp->route = n == 2 ? "/v1/models" : "/v1/models/{id}";
-    if (!atomic_load(&a->ready)) {
-        api_error(rp, 503, "not_ready", "the model is still loading");
-        rp->retry_after = 1;
-    } else if (n == 2 && strcmp(seg[1], "embeddings") == 0) {
-        if (method_is(rq, "POST", rp, "POST"))
-            param = route_embeddings(a, rq, rp);
-    } else if (method_is(rq, "GET", rp, "GET")) {
-        if (n == 2)
-            route_models(a, rp);
-        else
-            param = route_model(a, seg, n, rp);
-    }
-    openai_error(rp, param);
-    return 1;
+    (void)arg;
+    openai_error(rp, embeddings(a, rq, rp));
 }

@@ -7,7 +7,7 @@
  *                           "dimensions"?, "user"?}
  *   GET  /v1/models        {"object":"list","data":[{"id","object":"model",
  *                           "created","owned_by"}]}
- *   GET  /v1/models/{id}   the model, or 404
+ *   GET  /v1/models/{model} the model, or 404
  *
  * Errors on these routes are {"error":{"message","type","param","code"}}:
  * invalid requests are 400 (rosimd's 413, 415 and 422 become 400, which
@@ -20,11 +20,10 @@
 #define ROSIM_OPENAI_H
 
 #include "api.h"
+#include "routes.h"
 
-/* Answer the request when seg[0..n-1] (its decoded path) is an OpenAI
- * route, and return 1; else return 0 and leave rp alone. */
-int openai_handle(struct app *a, const struct api_request *rq, char *seg[], int n,
-                  struct api_reply *rp);
+/* The handlers of the three routes (rows of routes.c). */
+route_fn openai_embeddings, openai_models, openai_model;
 
 /* Give rp, a native error reply {"error":{"code","message"}}, OpenAI's
  * shape and status, with param (NULL: null) the field at fault.  Replies
