@@ -21,6 +21,7 @@ Suite *store_suite(void);
 Suite *env_suite(void);
 Suite *openai_suite(void);
 Suite *web_suite(void);
+Suite *routes_suite(void);
 Suite *precision_suite(void);
 
 #endif
