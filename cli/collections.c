@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../index/store.h"
+#include "../model/embed.h"
 #include "cli.h"
 
 /* What the store cannot return (a collection that failed to open, a
@@ -72,26 +73,23 @@ get_collection(struct store *s, const struct options *o, int create, struct coll
     return 0;
 }
 
-/* Embed n texts (truncated to max_length tokens) into vecs. */
+/* Vectors of n texts (n <= 64) into vecs by the pipeline of
+ * model/embed.h, in st (batch x max_length), not normalized: the
+ * collection normalizes what it stores and searches. */
 static int
-embed(const struct rf_model *m, struct rf_state *st, char **texts, int n, int max_length,
-      float *vecs, struct rs_error *e)
+embed(const struct rf_model *m, struct rf_state *st, int batch, char **texts, int n,
+      int max_length, float *vecs, struct rs_error *e)
 {
-    struct tok_output tok[64];
-    const int32_t *ids[64];
-    int lens[64], rc = RS_OK;
+    struct emb_options o = emb_default_options();
+    struct emb_text t[64];
 
-    memset(tok, 0, sizeof(tok));
-    for (int i = 0; i < n && rc == RS_OK; i++) {
-        rc = tok_encode(rf_model_vocab(m), texts[i], strlen(texts[i]), max_length, &tok[i], e);
-        ids[i] = tok[i].ids;
-        lens[i] = tok[i].n;
-    }
-    if (rc == RS_OK)
-        rc = rf_encode(m, st, ids, lens, n, RF_POOL_LINEAR, vecs, e);
+    o.max_length = max_length;
+    o.normalize = 0;
+    o.batch = batch;
+    o.state = st;
     for (int i = 0; i < n; i++)
-        tok_output_free(&tok[i]);
-    return rc;
+        t[i] = (struct emb_text){ texts[i], strlen(texts[i]) };
+    return emb_texts(m, t, n, &o, vecs, NULL, e);
 }
 
 static void
@@ -287,7 +285,7 @@ cmd_import(const struct rf_model *m, const struct options *o)
         }
         if (n == B || (len < 0 && n > 0)) {
             struct rs_error e;
-            if (embed(m, st, texts, n, o->max_length, vecs, &e) != RS_OK) {
+            if (embed(m, st, B, texts, n, o->max_length, vecs, &e) != RS_OK) {
                 fprintf(stderr, "\nrosim: line %ld: %s\n", lineno, e.msg);
                 rc = 1;
                 break;
@@ -364,7 +362,7 @@ cmd_search(const struct rf_model *m, const struct options *o)
         json_t *list;
         int n;
         lineno++;
-        if (embed(m, st, &line, 1, o->max_length, vec, &e) != RS_OK ||
+        if (embed(m, st, 1, &line, 1, o->max_length, vec, &e) != RS_OK ||
             coll_search(c, vec, o->k, o->min_score, &hits, &n, &e) != RS_OK) {
             fprintf(stderr, "rosim: line %ld: %s\n", lineno, e.msg);
             rc = 1;

@@ -25,6 +25,7 @@
 
 #include <sys/random.h>
 
+#include "../model/embed.h"
 #include "../model/generate.h"
 #include "../model/roformer.h"
 #include "bench.h"
@@ -136,60 +137,29 @@ cmd_tokenize(const struct rf_model *m, const struct options *o)
     return rc;
 }
 
-/* Embedding works on windows of lines: tokenized, sorted by length so
- * batches carry little padding, encoded, and written in input order. */
-struct item {
-    int32_t *ids;
-    int len;
-    int order;
-};
-
+/* Embedding works on windows of lines, each embedded by the pipeline of
+ * model/embed.h (batches are packed, so lengths need no sorting) and
+ * written in input order.  lines[i] are the window's lines, first_line
+ * the number of lines[0]. */
 static int
-by_len(const void *a, const void *b)
-{
-    const struct item *x = a, *y = b;
-    return x->len != y->len ? x->len - y->len : x->order - y->order;
-}
-
-static int
-embed_window(const struct rf_model *m, struct rf_state *s, const struct options *o,
-             struct item *items, int n, float *vecs)
+embed_window(const struct rf_model *m, const struct emb_options *eo, struct emb_text *lines,
+             int n, long first_line, float *vecs)
 {
     const int H = rf_model_config(m)->d_model;
-    const int32_t *ids[1024];
-    int lens[1024];
-    struct item *sorted = malloc((size_t)n * sizeof(*sorted));
+    struct emb_usage u;
+    struct rs_error e;
 
-    if (sorted == NULL)
-        return -1;
-    memcpy(sorted, items, (size_t)n * sizeof(*sorted));
-    qsort(sorted, (size_t)n, sizeof(*sorted), by_len);
-    for (int i = 0; i < n; i += o->batch) {
-        int k = n - i < o->batch ? n - i : o->batch;
-        float tmp[k * H];
-        struct rs_error e;
-        for (int j = 0; j < k; j++) {
-            ids[j] = sorted[i + j].ids;
-            lens[j] = sorted[i + j].len;
-        }
-        if (rf_encode(m, s, ids, lens, k, (enum rf_pooler)o->pooler, tmp, &e) != RS_OK) {
+    if (emb_texts(m, lines, n, eo, vecs, &u, &e) != RS_OK) {
+        if (u.failed >= 0)
+            fprintf(stderr, "rosim: line %ld: %s\n", first_line + u.failed, e.msg);
+        else
             fprintf(stderr, "rosim: %s\n", e.msg);
-            free(sorted);
-            return -1;
-        }
-        for (int j = 0; j < k; j++)
-            memcpy(vecs + (size_t)sorted[i + j].order * (size_t)H, tmp + (size_t)j * (size_t)H,
-                   (size_t)H * sizeof(float));
+        return -1;
     }
-    free(sorted);
     for (int i = 0; i < n; i++) {
-        float *v = vecs + (size_t)i * (size_t)H, norm = 0;
         json_t *arr = json_array();
         for (int j = 0; j < H; j++)
-            norm += v[j] * v[j];
-        norm = sqrtf(norm);
-        for (int j = 0; j < H; j++)
-            json_array_append_new(arr, json_real(o->raw || norm == 0 ? v[j] : v[j] / norm));
+            json_array_append_new(arr, json_real(vecs[(size_t)i * (size_t)H + (size_t)j]));
         if (emit(arr) != 0) {
             fprintf(stderr, "rosim: cannot write output\n");
             return -1;
@@ -202,55 +172,50 @@ static int
 cmd_embed(const struct rf_model *m, const struct options *o)
 {
     const int H = rf_model_config(m)->d_model, window = 16 * o->batch;
-    struct item *items = calloc((size_t)window, sizeof(*items));
+    struct emb_text *lines = calloc((size_t)window, sizeof(*lines));
     float *vecs = malloc((size_t)window * (size_t)H * sizeof(float));
-    struct rf_state *s = rf_state_new(m, o->batch, o->max_length);
-    struct tok_output out = { 0 };
+    struct emb_options eo = emb_default_options();
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
     long lineno = 0;
     int n = 0, rc = 0;
 
-    if (items == NULL || vecs == NULL || s == NULL) {
+    eo.max_length = o->max_length;
+    eo.pooler = (enum rf_pooler)o->pooler;
+    eo.normalize = !o->raw;
+    eo.batch = o->batch;
+    eo.state = rf_state_new(m, o->batch, o->max_length);
+    if (lines == NULL || vecs == NULL || eo.state == NULL) {
         fprintf(stderr, "rosim: out of memory\n");
         rc = 1;
         goto done;
     }
     while (rc == 0 && (len = read_line(&line, &cap)) >= 0) {
-        struct rs_error e;
         lineno++;
-        if (tok_encode(rf_model_vocab(m), line, (size_t)len, o->max_length, &out, &e) != RS_OK) {
-            fprintf(stderr, "rosim: line %ld: %s\n", lineno, e.msg);
-            rc = 1;
-            break;
-        }
-        items[n].ids = malloc((size_t)out.n * sizeof(int32_t));
-        if (items[n].ids == NULL) {
+        lines[n].s = malloc((size_t)len + 1);
+        if (lines[n].s == NULL) {
             fprintf(stderr, "rosim: out of memory\n");
             rc = 1;
             break;
         }
-        memcpy(items[n].ids, out.ids, (size_t)out.n * sizeof(int32_t));
-        items[n].len = out.n;
-        items[n].order = n;
+        memcpy((char *)lines[n].s, line, (size_t)len + 1);
+        lines[n].len = (size_t)len;
         if (++n == window) {
-            rc = embed_window(m, s, o, items, n, vecs) ? 1 : 0;
-            for (int i = 0; i < n; i++)
-                free(items[i].ids);
-            n = 0;
+            rc = embed_window(m, &eo, lines, n, lineno - n + 1, vecs) ? 1 : 0;
+            while (n > 0)
+                free((char *)lines[--n].s);
         }
     }
     if (rc == 0 && n > 0)
-        rc = embed_window(m, s, o, items, n, vecs) ? 1 : 0;
+        rc = embed_window(m, &eo, lines, n, lineno - n + 1, vecs) ? 1 : 0;
 done:
     for (int i = 0; i < n; i++)
-        free(items ? items[i].ids : NULL);
-    free(items);
+        free((char *)lines[i].s);
+    free(lines);
     free(vecs);
     free(line);
-    tok_output_free(&out);
-    rf_state_free(s);
+    rf_state_free(eo.state);
     return rc;
 }
 

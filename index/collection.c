@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../model/vec.h"
 #include "docstore.h"
 #include "faissidx.h"
 #include "itype.h"
@@ -54,18 +55,6 @@ struct coll {
     _Atomic int64_t seq, snapshot_seq;
     long writes_since_snapshot; /* under wmu */
 };
-
-static void
-normalize(const float *in, float *out, int dim)
-{
-    double norm = 0;
-
-    for (int i = 0; i < dim; i++)
-        norm += (double)in[i] * in[i];
-    norm = sqrt(norm);
-    for (int i = 0; i < dim; i++)
-        out[i] = norm > 0 ? (float)(in[i] / norm) : 0.0f;
-}
 
 /* --- the index ------------------------------------------------------------- */
 
@@ -475,7 +464,7 @@ coll_upsert(struct coll *c, const struct coll_doc *docs, int n, struct rs_error 
         goto out;
     }
     for (int i = 0; i < n; i++)
-        normalize(docs[i].vec, vecs + (size_t)i * (size_t)c->dim, c->dim);
+        vec_normalize_to(docs[i].vec, vecs + (size_t)i * (size_t)c->dim, c->dim);
     pthread_mutex_lock(&c->wmu);
     first = atomic_load(&c->seq) + 1;
     rc = ds_upsert(c->ds, docs, vecs, n, first, retired, &n_retired, &new_docs, e);
@@ -712,7 +701,7 @@ coll_search(struct coll *c, const float *query, int k, float min_score,
         rc = rs_error_set(e, RS_ENOMEM, "out of memory");
         goto out;
     }
-    normalize(query, q, c->dim);
+    vec_normalize_to(query, q, c->dim);
     rc = search_index(c, q, k, &r, &live, e);
     if (rc == RS_OK)
         rc = fill_hits(c, q, &r, k, min_score, out, &n, &cut, e);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "embed.h"
 #include "tokenizer.h"
 #include "vec.h"
 
@@ -467,40 +468,29 @@ by_rank(const void *x, const void *y)
     return a->order - b->order;
 }
 
-/* Normalized sentence vectors of n tokenized texts into vecs[n * H]: the
- * vectors /v1/embed gives for the same tokens.  RS_EINTERNAL when the model
- * produced a value that is not finite. */
+/* Normalized sentence vectors of n tokenized texts into vecs[n * H], by
+ * the pipeline of embed.h: the vectors /v1/similarity gives for the same
+ * tokens. */
 static int
 embed_tokens(const struct rf_model *m, const struct tok_output *toks, int n, float *vecs,
              struct rs_error *e)
 {
-    const int H = rf_model_config(m)->d_model, chunk = 32;
-    int rc = RS_OK;
+    const struct emb_options o = emb_default_options();
+    const int32_t **ids = malloc((size_t)n * sizeof(*ids));
+    int *lens = malloc((size_t)n * sizeof(*lens)), rc;
 
-    for (int i = 0; i < n && rc == RS_OK; i += chunk) {
-        int k = n - i < chunk ? n - i : chunk, maxlen = 1;
-        const int32_t *ids[32];
-        int lens[32];
-        struct rf_state *s;
-        for (int j = 0; j < k; j++) {
-            ids[j] = toks[i + j].ids;
-            lens[j] = toks[i + j].n;
-            if (lens[j] > maxlen)
-                maxlen = lens[j];
+    if (ids == NULL || lens == NULL) {
+        rc = rs_error_set(e, RS_ENOMEM, "out of memory");
+    } else {
+        for (int i = 0; i < n; i++) {
+            ids[i] = toks[i].ids;
+            lens[i] = toks[i].n;
         }
-        s = rf_state_new(m, k, maxlen);
-        if (s == NULL)
-            return rs_error_set(e, RS_ENOMEM, "out of memory");
-        rc = rf_encode(m, s, ids, lens, k, RF_POOL_LINEAR, vecs + (size_t)i * (size_t)H, e);
-        rf_state_free(s);
+        rc = emb_tokens(m, ids, lens, n, &o, vecs, e);
     }
-    if (rc != RS_OK)
-        return rc;
-    if (!vec_finite(vecs, (size_t)n * (size_t)H))
-        return rs_error_set(e, RS_EINTERNAL, "model produced non-finite values");
-    for (int i = 0; i < n; i++)
-        vec_normalize(vecs + (size_t)i * (size_t)H, H);
-    return RS_OK;
+    free(ids);
+    free(lens);
+    return rc;
 }
 
 long

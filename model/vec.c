@@ -1,21 +1,28 @@
 /*
  * vec.c: normalization, cosine and the finiteness check of sentence
- * vectors, shared by the API and the generator (see vec.h).
+ * vectors, shared by the embedding pipeline, the collections and the
+ * generator (see vec.h).
  */
 #include "vec.h"
 
 #include <math.h>
 
 void
-vec_normalize(float *v, int n)
+vec_normalize_to(const float *in, float *out, int n)
 {
     double norm = 0;
 
     for (int j = 0; j < n; j++)
-        norm += (double)v[j] * v[j];
+        norm += (double)in[j] * in[j];
     norm = sqrt(norm);
-    for (int j = 0; j < n && norm > 0; j++)
-        v[j] = (float)(v[j] / norm);
+    for (int j = 0; j < n; j++)
+        out[j] = norm > 0 ? (float)(in[j] / norm) : 0.0f;
+}
+
+void
+vec_normalize(float *v, int n)
+{
+    vec_normalize_to(v, v, n);
 }
 
 double

@@ -1,9 +1,11 @@
 /*
  * vec.h: the arithmetic on sentence vectors that every caller must do the
- * same way, so that a score means the same thing everywhere: /v1/embed,
- * /v1/similarity and the re-ranking of generated paraphrases normalize and
- * take cosines with these functions (sums in double, float vectors, double
- * scores).
+ * same way, so that a score means the same thing everywhere: the pipeline
+ * of embed.h and the collections (what they store and the queries they
+ * search) normalize with these functions, and /v1/similarity and the
+ * re-ranking of generated paraphrases take cosines with vec_dot (sums in
+ * double, float vectors, double scores).  The scores of a search are
+ * FAISS's inner products of the normalized vectors, in float.
  */
 #ifndef ROSIM_VEC_H
 #define ROSIM_VEC_H
@@ -12,6 +14,9 @@
 
 /* Scale v[0..n) to unit L2 norm; a zero vector stays zero. */
 void vec_normalize(float *v, int n);
+
+/* The same into out[0..n) (in and out may be the same), in left alone. */
+void vec_normalize_to(const float *in, float *out, int n);
 
 /* Dot product of a[0..n) and b[0..n): the cosine of normalized vectors. */
 double vec_dot(const float *a, const float *b, int n);

@@ -235,7 +235,7 @@ api_documents_upsert(struct app *a, const struct api_request *rq, const struct r
     static const char *const doc_keys[] = { "id", "text", "meta" };
     const int H = rf_model_config(a->model)->d_model;
     json_t *body = body_object(rq, rp, allowed), *docs, *d;
-    struct text *texts = NULL;
+    struct emb_text *texts = NULL;
     char **metas = NULL;
     struct coll_doc *cd = NULL;
     struct embedded em = { 0 };
@@ -322,7 +322,7 @@ api_documents_upsert(struct app *a, const struct api_request *rq, const struct r
     }
     if ((c = find_collection(a, name, rp)) == NULL)
         goto done;
-    if (embed(a, texts, (int)n, 1, &em, rp))
+    if (embed(a, texts, (int)n, 0, &em, rp))
         goto done;
     for (i = 0; i < n; i++)
         cd[i].vec = em.vecs + i * (size_t)H;
@@ -443,8 +443,8 @@ api_search(struct app *a, const struct api_request *rq, const struct route_args 
     if ((c = find_collection(a, name, rp)) == NULL)
         goto done;
     if (text != NULL) {
-        struct text t = text_of(text);
-        if (embed(a, &t, 1, 1, &em, rp))
+        struct emb_text t = text_of(text);
+        if (embed(a, &t, 1, 0, &em, rp))
             goto done;
     }
     if (coll_search(c, q ? q : em.vecs, (int)k, (float)min_score, &hits, &n, &e) != RS_OK) {

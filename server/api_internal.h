@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "../model/embed.h"
 #include "../model/error.h"
 #include "api.h"
 #include "routes.h"
@@ -52,14 +53,8 @@ int int_field(json_t *o, const char *key, long long lo, long long hi, long long 
               struct api_reply *rp);
 int num_field(json_t *o, const char *key, double *out, struct api_reply *rp);
 
-/* A text of a request, borrowed from its JSON; may hold U+0000. */
-struct text {
-    const char *s;
-    size_t len;
-};
-
-/* The text of a JSON string (borrowed). */
-struct text text_of(json_t *str);
+/* The text of a JSON string (borrowed from it; may hold U+0000). */
+struct emb_text text_of(json_t *str);
 
 /* 0 when t is a string of at most max_text_bytes; else -1 with rp filled
  * (400, 413), what naming t in the message. */
@@ -70,7 +65,7 @@ int check_text(const struct app *a, json_t *t, const char *what, struct api_repl
  * (malloc'd array of texts borrowed from o; caller frees the array) and
  * *n.  Returns 0, or -1 with rp filled (400, 413, 422, 503). */
 int texts_field(const struct app *a, json_t *o, const char *key, int allow_string,
-                struct text **texts, int *n, struct api_reply *rp);
+                struct emb_text **texts, int *n, struct api_reply *rp);
 
 /* 1 when id[0..len) is a document id (1 to COLL_MAX_ID_BYTES bytes of
  * UTF-8 without U+0000); else 0 with a 422 in rp, what naming the id. */
@@ -84,9 +79,12 @@ struct embedded {
     int truncated;        /* texts cut to max_length tokens */
 };
 
-/* Embed n texts through the batcher (normalized when asked).  Returns 0,
- * or -1 with rp filled (429, 503, ...) and out->vecs NULL. */
-int embed(struct app *a, const struct text *texts, int n, int normalize, struct embedded *out,
+/* Vectors of n texts by the pipeline of model/embed.h, truncated to
+ * [model] max_length, encoded by the batcher, normalized when asked (the
+ * collections take them as they are: they normalize what they store and
+ * search).  Returns 0, or -1 with rp filled (429, 503, ...) and out->vecs
+ * NULL. */
+int embed(struct app *a, const struct emb_text *texts, int n, int normalize, struct embedded *out,
           struct api_reply *rp);
 
 route_fn api_tokenize, api_embed, api_similarity, api_generate, api_info;

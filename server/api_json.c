@@ -290,17 +290,17 @@ check_text(const struct app *a, json_t *t, const char *what, struct api_reply *r
     return 0;
 }
 
-struct text
+struct emb_text
 text_of(json_t *str)
 {
-    return (struct text){ json_string_value(str), json_string_length(str) };
+    return (struct emb_text){ json_string_value(str), json_string_length(str) };
 }
 
 /* A required list of 1..max_texts strings (or, with allow_string, one
  * string).  Fills texts (malloc'd, borrowing from o) and n. */
 int
 texts_field(const struct app *a, json_t *o, const char *key, int allow_string,
-            struct text **texts, int *n, struct api_reply *rp)
+            struct emb_text **texts, int *n, struct api_reply *rp)
 {
     json_t *v = json_object_get(o, key), *t;
     size_t i;

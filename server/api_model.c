@@ -17,6 +17,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "../model/embed.h"
 #include "../model/generate.h"
 #include "../model/tokenizer.h"
 #include "../model/vec.h"
@@ -28,53 +29,45 @@
 
 /* --- running the model ---------------------------------------------------- */
 
-/* Embed texts (truncated to max_length the bert4keras way) through the
- * batcher; normalized when asked. */
+/* The encoder of the pipeline in rosimd: the batcher, which merges the
+ * sequences of concurrent requests. */
+static int
+through_batcher(void *arg, const int32_t *const *ids, const int *lens, int n, float *out,
+                struct rs_error *e)
+{
+    struct app *a = arg;
+
+    return batcher_encode(a->batcher, ids, lens, n, out, a->conf->request_timeout, e);
+}
+
 int
-embed(struct app *a, const struct text *texts, int n, int normalize, struct embedded *out,
+embed(struct app *a, const struct emb_text *texts, int n, int normalize, struct embedded *out,
       struct api_reply *rp)
 {
-    const int H = rf_model_config(a->model)->d_model, maxlen = a->conf->max_length;
-    struct tok_output *tok = calloc((size_t)n, sizeof(*tok));
-    const int32_t **ids = malloc((size_t)n * sizeof(*ids));
-    int *lens = malloc((size_t)n * sizeof(*lens));
+    const int H = rf_model_config(a->model)->d_model;
+    struct emb_options o = emb_default_options();
+    struct emb_usage u;
     struct rs_error e;
-    int rc = RS_OK;
+    int rc;
 
+    o.max_length = a->conf->max_length;
+    o.normalize = normalize;
+    o.encode = through_batcher;
+    o.encode_arg = a;
     memset(out, 0, sizeof(*out));
     out->vecs = malloc((size_t)n * (size_t)H * sizeof(float));
-    if (tok == NULL || ids == NULL || lens == NULL || out->vecs == NULL) {
-        rc = rs_error_set(&e, RS_ENOMEM, "out of memory");
-        goto done;
-    }
-    for (int i = 0; i < n && rc == RS_OK; i++) {
-        rc = tok_encode(rf_model_vocab(a->model), texts[i].s, texts[i].len, maxlen, &tok[i], &e);
-        out->truncated += tok[i].truncated > 0;
-        ids[i] = tok[i].ids;
-        lens[i] = tok[i].n;
-        out->tokens += tok[i].n;
-    }
-    if (rc == RS_OK)
-        rc = batcher_encode(a->batcher, ids, lens, n, out->vecs, a->conf->request_timeout, &e);
-    if (rc == RS_OK && !vec_finite(out->vecs, (size_t)n * (size_t)H))
-        rc = rs_error_set(&e, RS_EINTERNAL, "model produced non-finite values");
-done:
-    for (int i = 0; tok != NULL && i < n; i++)
-        tok_output_free(&tok[i]);
-    free(tok);
-    free(ids);
-    free(lens);
+    rc = out->vecs == NULL ? rs_error_set(&e, RS_ENOMEM, "out of memory")
+                           : emb_texts(a->model, texts, n, &o, out->vecs, &u, &e);
     if (rc != RS_OK) {
         free(out->vecs);
         out->vecs = NULL;
         error_reply(rp, &e);
         return -1;
     }
-    for (int i = 0; normalize && i < n; i++)
-        vec_normalize(out->vecs + (size_t)i * (size_t)H, H);
+    out->tokens = u.tokens;
+    out->truncated = u.truncated;
     return 0;
 }
-
 
 /* --- routes ---------------------------------------------------------------- */
 
@@ -84,7 +77,7 @@ api_tokenize(struct app *a, const struct api_request *rq, const struct route_arg
 {
     static const char *const allowed[] = { "texts", NULL };
     json_t *body = body_object(rq, rp, allowed), *tokens, *ids;
-    struct text *texts = NULL;
+    struct emb_text *texts = NULL;
     struct tok_output out = { 0 };
     struct rs_error e;
     int n;
@@ -127,7 +120,7 @@ api_embed(struct app *a, const struct api_request *rq, const struct route_args *
     static const char *const allowed[] = { "texts", "normalize", NULL };
     const int H = rf_model_config(a->model)->d_model;
     json_t *body = body_object(rq, rp, allowed), *list, *norm;
-    struct text *texts = NULL;
+    struct emb_text *texts = NULL;
     struct embedded em;
     int n;
 
@@ -161,7 +154,7 @@ api_similarity(struct app *a, const struct api_request *rq, const struct route_a
     static const char *const allowed[] = { "source", "targets", NULL };
     const int H = rf_model_config(a->model)->d_model;
     json_t *body = body_object(rq, rp, allowed), *src, *scores;
-    struct text *texts = NULL, *all = NULL;
+    struct emb_text *texts = NULL, *all = NULL;
     struct embedded em;
     int n;
 
@@ -199,7 +192,7 @@ done:
 }
 
 static json_t *
-paraphrase_json(struct text text, const struct gen_paraphrases *out)
+paraphrase_json(struct emb_text text, const struct gen_paraphrases *out)
 {
     json_t *list = json_array();
     for (int i = 0; i < out->n; i++)
@@ -231,7 +224,7 @@ api_generate(struct app *a, const struct api_request *rq, const struct route_arg
                                            "temperature", "max_length", "seed", "beam", NULL };
     const struct conf *c = a->conf;
     json_t *body = body_object(rq, rp, allowed), *results = NULL;
-    struct text *texts = NULL;
+    struct emb_text *texts = NULL;
     struct gen_params p = gen_default_params();
     long long n = p.n, k = 5, top_k = 0, max_length = 64, seed = -1, beam = 0;
     double top_p = p.top_p, temperature = 1.0;

@@ -213,7 +213,7 @@ embeddings(struct app *a, const struct api_request *rq, struct api_reply *rp)
     const int H = rf_model_config(a->model)->d_model;
     json_t *body = body_object(rq, rp, allowed), *data, *fmt, *model, *dims, *user;
     const char *param = NULL;
-    struct text *texts = NULL;
+    struct emb_text *texts = NULL;
     struct embedded em;
     char buf[256];
     int n, b64 = 0;
