@@ -1,10 +1,13 @@
 /*
  * check_cli.c: the rosim command line as users run it: tokenize and embed
  * over stdin against the golden fixture, output order, --raw, and the
- * one-line errors for bad models, arguments and input.
+ * one-line errors for bad models, arguments and input; and that rosim and
+ * rosimd embed through one pipeline (the same bits for the same text).
  */
 #include <jansson.h>
 #include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -210,6 +213,126 @@ START_TEST(test_import_and_search)
 }
 END_TEST
 
+/* --- one embedding pipeline ------------------------------------------------ */
+
+#define SHORT "我喜欢北京"
+#define LONG "今天天气怎么样？我不喜欢北京，微信和支付宝哪个好用？电脑电脑电脑电脑电脑电脑" \
+             "电脑电脑电脑电脑电脑电脑电脑电脑电脑电脑电脑电脑电脑电脑电脑电脑电脑电脑电脑电脑" \
+             "电脑电脑电脑电脑手机坏了怎么办"
+#define DIM_MAX 1024
+
+/* The floats of a JSON list of numbers (as float32, what they were). */
+static int
+floats_of(json_t *list, float *out)
+{
+    for (size_t i = 0; i < json_array_size(list) && i < DIM_MAX; i++)
+        out[i] = (float)json_number_value(json_array_get(list, i));
+    return (int)json_array_size(list);
+}
+
+/* The vector a collection stored for document id, read from its docs.db. */
+static int
+stored_vector(const char *dir, const char *coll, const char *id, float *out)
+{
+    char path[256];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int n = -1;
+
+    snprintf(path, sizeof(path), "%s/%s/docs.db", dir, coll);
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT vector FROM docs WHERE id = ?", -1, &st,
+                                        NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        n = sqlite3_column_bytes(st, 0) / (int)sizeof(float);
+        ck_assert_int_le(n, DIM_MAX);
+        memcpy(out, sqlite3_column_blob(st, 0), (size_t)n * sizeof(float));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* A text, and one longer than max_length (64) tokens: `rosim embed`,
+ * /v1/embed, the vector rosimd stores for it in a collection and the one
+ * `rosim import` stores are the same bits. */
+START_TEST(test_one_pipeline)
+{
+    static const char *const texts[] = { SHORT, LONG };
+    char dir[] = "/tmp/rosim-pipe-XXXXXX", cmd[128], *out, *err;
+    const char *extra[] = { "--model", TINY, "--data", dir, NULL };
+    char *emb[] = { (char *)tu_program("ROSIM", "build/rosim"), "embed", "--model", TINY, NULL };
+    char *imp[] = { emb[0], "import", "--model", TINY, "--data", dir, "--collection", "cli",
+                    NULL };
+    static float cli[2][DIM_MAX], http[2][DIM_MAX], kept[2][DIM_MAX], imported[2][DIM_MAX];
+    struct tu_daemon d;
+    struct tu_response r;
+    json_error_t je;
+    json_t *j;
+    const char *p;
+    int H = 0;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(tu_run(emb, SHORT "\n" LONG "\n", &out, &err), 0);
+    p = out;
+    for (int i = 0; i < 2; i++) {
+        j = json_loadb(p, (size_t)(strchr(p, '\n') - p), 0, &je);
+        ck_assert_ptr_nonnull(j);
+        H = floats_of(j, cli[i]);
+        json_decref(j);
+        p = strchr(p, '\n') + 1;
+    }
+    free(out);
+    free(err);
+
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    ck_assert_int_eq(tu_http(d.port, "POST", "/v1/embed", "application/json",
+                             "{\"texts\":[\"" SHORT "\",\"" LONG "\"]}",
+                             strlen("{\"texts\":[\"" SHORT "\",\"" LONG "\"]}"), &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    j = json_loads(r.body, 0, &je);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "usage"),
+                                                        "truncated_texts")), 1);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(floats_of(json_array_get(json_object_get(j, "embeddings"), (size_t)i),
+                                   http[i]), H);
+    json_decref(j);
+    tu_response_free(&r);
+    ck_assert_int_eq(tu_http(d.port, "PUT", "/v1/collections/http", NULL, NULL, 0, &r), 0);
+    ck_assert_int_eq(r.status, 201);
+    tu_response_free(&r);
+    ck_assert_int_eq(tu_http(d.port, "POST", "/v1/collections/http/documents", "application/json",
+                             "{\"documents\":[{\"id\":\"0\",\"text\":\"" SHORT "\"},"
+                             "{\"id\":\"1\",\"text\":\"" LONG "\"}]}",
+                             strlen("{\"documents\":[{\"id\":\"0\",\"text\":\"" SHORT "\"},"
+                                    "{\"id\":\"1\",\"text\":\"" LONG "\"}]}"), &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    tu_response_free(&r);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"0\",\"text\":\"" SHORT "\"}\n"
+                                 "{\"id\":\"1\",\"text\":\"" LONG "\"}\n", &out, &err), 0);
+    free(out);
+    free(err);
+    ck_assert_int_eq(stored_vector(dir, "http", "0", kept[0]), H);
+    ck_assert_int_eq(stored_vector(dir, "http", "1", kept[1]), H);
+    ck_assert_int_eq(stored_vector(dir, "cli", "0", imported[0]), H);
+    ck_assert_int_eq(stored_vector(dir, "cli", "1", imported[1]), H);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_msg(memcmp(cli[i], http[i], (size_t)H * sizeof(float)) == 0,
+                      "%s: rosim embed and /v1/embed differ", texts[i]);
+        ck_assert_msg(memcmp(http[i], kept[i], (size_t)H * sizeof(float)) == 0,
+                      "%s: /v1/embed and the collection's vector differ", texts[i]);
+        ck_assert_msg(memcmp(http[i], imported[i], (size_t)H * sizeof(float)) == 0,
+                      "%s: /v1/embed and rosim import's vector differ", texts[i]);
+    }
+    ck_assert_msg(memcmp(cli[0], cli[1], (size_t)H * sizeof(float)) != 0, "texts not told apart");
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 Suite *
 cli_suite(void)
 {
@@ -220,6 +343,7 @@ cli_suite(void)
     tcase_add_test(tc, test_embed_and_tokenize);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_import_and_search);
+    tcase_add_test(tc, test_one_pipeline);
     suite_add_tcase(s, tc);
     return s;
 }
