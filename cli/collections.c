@@ -116,7 +116,7 @@ struct import_doc {
     json_t *meta;          /* NULL when absent */
 };
 
-/* Parse {"id": 1..256 bytes, "text": string, "meta": object} (meta
+/* Parse {"id": 1..COLL_MAX_ID_BYTES bytes, "text": string, "meta": object} (meta
  * optional, nothing else).  0, or -1 with the reason in why. */
 static int
 parse_doc(const char *line, size_t len, struct import_doc *d, char *why, size_t wlen)
@@ -149,8 +149,8 @@ parse_doc(const char *line, size_t len, struct import_doc *d, char *why, size_t 
         snprintf(why, wlen, "%s", shape);
         goto bad;
     }
-    if (strlen(d->id) == 0 || strlen(d->id) > 256) {
-        snprintf(why, wlen, "an id has 1 to 256 bytes");
+    if (strlen(d->id) == 0 || strlen(d->id) > COLL_MAX_ID_BYTES) {
+        snprintf(why, wlen, "an id has 1 to %d bytes", COLL_MAX_ID_BYTES);
         goto bad;
     }
     return 0;

@@ -31,7 +31,9 @@
  * parallel (the index's read lock); writes are serialized by a writer
  * mutex and hold the index's write lock only while they change it: a
  * rebuild (training, or too many filtered labels) is built aside, with
- * searches going on, and swapped in.
+ * searches going on, and swapped in.  A snapshot holds the writer mutex
+ * (writes wait) and the read lock while it encodes the index (searches go
+ * on), then writes the file with the read lock released.
  */
 #ifndef ROSIM_COLLECTION_H
 #define ROSIM_COLLECTION_H
@@ -67,7 +69,7 @@ struct coll_doc {
     const char *id;           /* 1..COLL_MAX_ID_BYTES bytes of UTF-8 */
     const char *text;         /* text_len bytes, any (U+0000 too) */
     const char *meta;         /* JSON text, or NULL for {} */
-    const float *vec;         /* dim floats, normalized on the way in */
+    const float *vec;         /* dim floats of any norm: stored L2-normalized (vec.h) */
     size_t text_len;          /* 0: text is NUL-terminated */
 };
 
@@ -118,8 +120,9 @@ int coll_delete(struct coll *c, const char *id, struct rs_error *e);
 /* One document (score 1); RS_ENOTFOUND when absent. */
 int coll_get(struct coll *c, const char *id, struct coll_hit *out, struct rs_error *e);
 
-/* The k most similar documents with score >= min_score, best first:
- * min(k, documents) of them unless min_score ends the list.  *hits is new
+/* The k documents most similar to query (dim floats of any norm,
+ * L2-normalized here like the stored vectors) with score >= min_score,
+ * best first: min(k, documents) of them unless min_score ends the list.  *hits is new
  * (coll_hits_free), NULL when *n is 0. */
 int coll_search(struct coll *c, const float *query, int k, float min_score,
                 struct coll_hit **hits, int *n, struct rs_error *e);

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "kernels.h"
 #include "weights.h"
 
@@ -330,12 +331,10 @@ load_weights(struct rf_model *m, const struct wt_set *w, struct rs_error *e)
 static void
 set_fingerprint(struct rf_model *m)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = FNV64_OFFSET;
 
-    for (int i = 0; i < m->n_owned; i++) {
-        h ^= wt_crc32c(0, m->owned[i], m->owned_len[i] * sizeof(float));
-        h *= 1099511628211ULL;
-    }
+    for (int i = 0; i < m->n_owned; i++)
+        h = fnv64_step(h, wt_crc32c(0, m->owned[i], m->owned_len[i] * sizeof(float)));
     snprintf(m->fingerprint, sizeof(m->fingerprint), "%s-L%d-H%d-A%d-V%d-%016llx",
              m->cfg.arch == RF_ARCH_BERT ? "bert" : "roformer", m->cfg.n_layer, m->cfg.d_model,
              m->cfg.n_head, m->cfg.n_vocab, (unsigned long long)h);

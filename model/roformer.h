@@ -21,6 +21,11 @@
  * (the matmul engine caches its primitives under a lock); an rf_state is
  * scratch space for one thread at a time.  In steady state rf_encode
  * allocates no buffers (oneDNN keeps small per-call records).
+ *
+ * Dependencies: model/ reads JSON with jansson in two places only, the
+ * model's config.json (roformer.c) and the header of a .safetensors file
+ * (wt_safetensors.c); it never logs or exits, and knows
+ * nothing of HTTP (server/ is above it).
  */
 #ifndef ROSIM_ROFORMER_H
 #define ROSIM_ROFORMER_H

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "hash.h"
+
 #define WORD_MAXLEN 200   /* bert4keras _word_maxlen, in code points */
 
 struct entry {
@@ -114,11 +116,9 @@ utf8_decode(const char *s, size_t len, int32_t **out, size_t *n_out)
 static uint64_t
 hash_bytes(const char *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ULL;
-    }
+    uint64_t h = FNV64_OFFSET;
+    for (size_t i = 0; i < n; i++)
+        h = fnv64_step(h, (unsigned char)p[i]);
     return h;
 }
 

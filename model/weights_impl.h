@@ -5,7 +5,16 @@
 #ifndef ROSIM_WEIGHTS_IMPL_H
 #define ROSIM_WEIGHTS_IMPL_H
 
+#include <stdint.h>
+
 #include "weights.h"
+
+/* The little-endian uint32 at p (the formats' headers, CRC words). */
+static inline uint32_t
+wt_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
 
 struct wt_file {
     char *path;

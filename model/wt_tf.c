@@ -39,12 +39,6 @@ varint(struct cursor *c, uint64_t *out)
 }
 
 static uint32_t
-le32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint32_t
 crc_unmask(uint32_t m)
 {
     uint32_t r = m - 0xa282ead8u;
@@ -69,7 +63,7 @@ read_block(const struct wt_file *f, struct handle h, struct cursor *out, struct 
                             (unsigned long long)h.offset, (unsigned long long)h.size);
     p = f->map + h.offset;
     crc = wt_crc32c(0, p, h.size + 1);
-    if (crc != crc_unmask(le32(p + h.size + 1)))
+    if (crc != crc_unmask(wt_le32(p + h.size + 1)))
         return rs_error_set(e, RS_EFORMAT, "%s: table block at %llu fails its CRC32C check "
                             "(the file is corrupt)", f->path, (unsigned long long)h.offset);
     if (p[h.size] != 0)
@@ -98,7 +92,7 @@ each_entry(const struct wt_file *f, struct cursor blk, entry_fn fn, void *ctx,
 
     if (len < 4)
         goto corrupt;
-    n_restarts = le32(blk.end - 4);
+    n_restarts = wt_le32(blk.end - 4);
     if (n_restarts > (len - 4) / 4)
         goto corrupt;
     limit = len - 4 * ((size_t)n_restarts + 1);
@@ -236,7 +230,7 @@ parse_entry(struct cursor c, struct entry_proto *ep)
         case 0x35:
             if (c.end - c.p < 4)
                 return -1;
-            ep->crc = le32(c.p);
+            ep->crc = wt_le32(c.p);
             ep->has_crc = 1;
             c.p += 4;
             break;

@@ -29,11 +29,11 @@ struct zip_entry {
 };
 
 static uint16_t le16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t le32(const unsigned char *p)
+static uint64_t
+le64(const unsigned char *p)
 {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    return wt_le32(p) | (uint64_t)wt_le32(p + 4) << 32;
 }
-static uint64_t le64(const unsigned char *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
 
 static int
 entry_cmp(const char *a, size_t alen, const char *b, size_t blen)
@@ -61,7 +61,7 @@ zip_directory(const struct wt_file *f, struct zip_entry **out, int *n_out, struc
     if (size < 22)
         goto bad;
     for (size_t i = size - 22 + 1; i-- > 0 && size - i <= 22 + 65535;) {
-        if (le32(m + i) == 0x06054b50) {
+        if (wt_le32(m + i) == 0x06054b50) {
             eocd = i;
             found = 1;
             break;
@@ -70,11 +70,11 @@ zip_directory(const struct wt_file *f, struct zip_entry **out, int *n_out, struc
     if (!found)
         goto bad;
     n = le16(m + eocd + 10);
-    cd_size = le32(m + eocd + 12);
-    cd_off = le32(m + eocd + 16);
-    if (eocd >= 20 && le32(m + eocd - 20) == 0x07064b50) {   /* ZIP64 locator */
+    cd_size = wt_le32(m + eocd + 12);
+    cd_off = wt_le32(m + eocd + 16);
+    if (eocd >= 20 && wt_le32(m + eocd - 20) == 0x07064b50) {   /* ZIP64 locator */
         uint64_t z = le64(m + eocd - 20 + 8);
-        if (z > size || size - z < 56 || le32(m + z) != 0x06064b50)
+        if (z > size || size - z < 56 || wt_le32(m + z) != 0x06064b50)
             goto bad;
         n = le64(m + z + 32);
         cd_size = le64(m + z + 40);
@@ -90,7 +90,7 @@ zip_directory(const struct wt_file *f, struct zip_entry **out, int *n_out, struc
         const unsigned char *h = m + pos;
         size_t name_len, extra_len, comment_len;
         struct zip_entry *z = &ents[i];
-        if (cd_off + cd_size - pos < 46 || le32(h) != 0x02014b50)
+        if (cd_off + cd_size - pos < 46 || wt_le32(h) != 0x02014b50)
             goto bad;
         name_len = le16(h + 28);
         extra_len = le16(h + 30);
@@ -98,9 +98,9 @@ zip_directory(const struct wt_file *f, struct zip_entry **out, int *n_out, struc
         if (cd_off + cd_size - pos - 46 < name_len + extra_len + comment_len)
             goto bad;
         z->method = le16(h + 10);
-        z->csize = le32(h + 20);
-        z->usize = le32(h + 24);
-        z->lho = le32(h + 42);
+        z->csize = wt_le32(h + 20);
+        z->usize = wt_le32(h + 24);
+        z->lho = wt_le32(h + 42);
         z->name = (const char *)h + 46;
         z->name_len = name_len;
         /* ZIP64 extended information replaces saturated fields, in order */
@@ -137,7 +137,7 @@ zip_data(const struct wt_file *f, const struct zip_entry *z, uint64_t *off)
     if (z->method != 0 || z->csize != z->usize || z->lho > f->size || f->size - z->lho < 30)
         return -1;
     h = f->map + z->lho;
-    if (le32(h) != 0x04034b50)
+    if (wt_le32(h) != 0x04034b50)
         return -1;
     *off = z->lho + 30 + le16(h + 26) + le16(h + 28);
     if (*off > f->size || z->usize > f->size - *off)
@@ -383,14 +383,14 @@ run_pickle(struct vm *v, const unsigned char *p, size_t n)
             int k = op == 'J' ? 4 : op == 'K' ? 1 : 2;
             NEED(k);
             if ((id = new_obj(v, O_INT)) < 0) return -1;
-            v->o[id].i = op == 'J' ? (int32_t)le32(p) : op == 'K' ? p[0] : le16(p);
+            v->o[id].i = op == 'J' ? (int32_t)wt_le32(p) : op == 'K' ? p[0] : le16(p);
             p += k;
             if (push(v, id)) return -1;
             break;
         }
         case 0x8a: case 0x8b: {                                    /* LONG1, LONG4 */
             int64_t val = 0;
-            if (op == 0x8a) { NEED(1); len = *p++; } else { NEED(4); len = le32(p); p += 4; }
+            if (op == 0x8a) { NEED(1); len = *p++; } else { NEED(4); len = wt_le32(p); p += 4; }
             NEED(len);
             if (len > 8) return -1;
             for (uint64_t i = 0; i < len; i++)
@@ -409,7 +409,7 @@ run_pickle(struct vm *v, const unsigned char *p, size_t n)
         case 'X': case 0x8c: case 0x8d: case 'T': case 'U': case 'B': case 'C': case 0x8e:
             if (op == 0x8c || op == 'U' || op == 'C') { NEED(1); len = *p++; }
             else if (op == 0x8d || op == 0x8e) { NEED(8); len = le64(p); p += 8; }
-            else { NEED(4); len = le32(p); p += 4; }
+            else { NEED(4); len = wt_le32(p); p += 4; }
             NEED(len);
             if ((id = new_obj(v, O_STR)) < 0) return -1;
             v->o[id].s = (const char *)p;
@@ -458,7 +458,7 @@ run_pickle(struct vm *v, const unsigned char *p, size_t n)
         case 'q': case 'r': case 0x94: {                           /* BINPUT, LONG_BINPUT, MEMOIZE */
             uint64_t idx;
             if (op == 'q') { NEED(1); idx = *p++; }
-            else if (op == 'r') { NEED(4); idx = le32(p); p += 4; }
+            else if (op == 'r') { NEED(4); idx = wt_le32(p); p += 4; }
             else idx = v->n_memo;
             if (v->sp <= 0 || idx >= MEMO_LIMIT) return -1;
             if (idx >= v->cap_memo) {
@@ -476,7 +476,7 @@ run_pickle(struct vm *v, const unsigned char *p, size_t n)
         }
         case 'h': case 'j': {                                      /* BINGET, LONG_BINGET */
             uint64_t idx;
-            if (op == 'h') { NEED(1); idx = *p++; } else { NEED(4); idx = le32(p); p += 4; }
+            if (op == 'h') { NEED(1); idx = *p++; } else { NEED(4); idx = wt_le32(p); p += 4; }
             if (idx >= v->cap_memo || v->memo[idx] < 0 || push(v, v->memo[idx])) return -1;
             break;
         }
@@ -684,7 +684,7 @@ wt_open_torch(struct wt_set **out, const char *path, struct rs_error *e)
                           "with a recent torch, or convert it to safetensors", path);
         goto fail;
     }
-    if (w->files[fi].size < 4 || le32(w->files[fi].map) != 0x04034b50) {
+    if (w->files[fi].size < 4 || wt_le32(w->files[fi].map) != 0x04034b50) {
         rc = rs_error_set(e, RS_EFORMAT, "%s: not a PyTorch zip file", path);
         goto fail;
     }

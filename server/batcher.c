@@ -12,6 +12,7 @@
 #include "metrics.h"
 
 #define BATCH_SEQUENCES 64   /* sequences per encoder call */
+#define BATCH_JOBS 1024      /* jobs the worker takes at once */
 
 struct job {
     const int32_t *const *ids;
@@ -112,7 +113,7 @@ static void *
 worker(void *arg)
 {
     struct batcher *b = arg;
-    struct job *batch[1024];
+    struct job *batch[BATCH_JOBS];
 
     pthread_mutex_lock(&b->mu);
     for (;;) {
@@ -126,7 +127,7 @@ worker(void *arg)
         /* take jobs in order while they fit; wait briefly to fill the batch */
         deadline_in(&until, b->wait_us);
         for (;;) {
-            while (b->head != NULL && n < 1024 &&
+            while (b->head != NULL && n < BATCH_JOBS &&
                    (n == 0 || tokens + b->head->tokens <= b->max_tokens)) {
                 struct job *j = b->head;
                 b->head = j->next;
@@ -137,7 +138,7 @@ worker(void *arg)
                 batch[n++] = j;
                 tokens += j->tokens;
             }
-            if (tokens >= b->max_tokens || n == 1024 || b->head != NULL || b->wait_us == 0 ||
+            if (tokens >= b->max_tokens || n == BATCH_JOBS || b->head != NULL || b->wait_us == 0 ||
                 b->stopping || pthread_cond_timedwait(&b->work, &b->mu, &until) == ETIMEDOUT)
                 break;
         }

@@ -107,12 +107,25 @@ now_ms(void)
 
 /* --- replies -------------------------------------------------------------- */
 
+/* Send resp with status and the request's id, and release it. */
+static enum MHD_Result
+send_response(struct MHD_Connection *c, struct request *req, int status,
+              struct MHD_Response *resp)
+{
+    enum MHD_Result ret;
+
+    MHD_add_response_header(resp, "X-Request-Id", req->id);
+    req->status = status;
+    ret = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 static enum MHD_Result
 queue(struct MHD_Connection *c, struct request *req, int status, const char *type, char *text,
       const struct api_reply *r)
 {
     struct MHD_Response *resp;
-    enum MHD_Result ret;
     char num[16];
 
     resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, free);
@@ -121,7 +134,6 @@ queue(struct MHD_Connection *c, struct request *req, int status, const char *typ
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    MHD_add_response_header(resp, "X-Request-Id", req->id);
     if (r != NULL && r->retry_after > 0) {
         snprintf(num, sizeof(num), "%d", r->retry_after);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, num);
@@ -130,10 +142,7 @@ queue(struct MHD_Connection *c, struct request *req, int status, const char *typ
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     if (status == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-    req->status = status;
-    ret = MHD_queue_response(c, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return send_response(c, req, status, resp);
 }
 
 static enum MHD_Result
@@ -368,7 +377,6 @@ serve_file(struct MHD_Connection *c, struct request *req, const struct web_file 
     int status = inm != NULL && strstr(inm, f->etag) != NULL ? MHD_HTTP_NOT_MODIFIED
                                                             : MHD_HTTP_OK;
     struct MHD_Response *resp;
-    enum MHD_Result ret;
 
     req->route = f->path;
     resp = MHD_create_response_from_buffer(status == MHD_HTTP_OK ? f->len : 0, (void *)f->data,
@@ -382,11 +390,7 @@ serve_file(struct MHD_Connection *c, struct request *req, const struct web_file 
     MHD_add_response_header(resp, "Content-Security-Policy", WEB_CSP);
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
-    MHD_add_response_header(resp, "X-Request-Id", req->id);
-    req->status = status;
-    ret = MHD_queue_response(c, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return send_response(c, req, status, resp);
 }
 
 static enum MHD_Result
@@ -424,6 +428,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
                          !((m.route->flags & ROUTE_METRICS) && s->conf->metrics_auth);
         const char *bad;
         req->begun = 1;
+        if (m.route != NULL)    /* the label of a reply made here (401, 413) */
+            req->route = m.route->pattern;
         req->fd = ci != NULL ? ci->connect_fd : MHD_INVALID_SOCKET;
         set_request_id(s, c, req);
         set_line(req, method, url);

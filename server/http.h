@@ -6,16 +6,21 @@
  * accepting and waits for the requests in flight, which are asked to stop
  * (generation between steps) when its timeout passes;
  * http_server_stop() then closes what is left and joins the threads.  A
- * generation also stops when its client goes away.  With [server]
- * api_key_file, every route but /healthz, /readyz, the files of web.h
- * (/, /openapi.json) and /metrics unless metrics_auth needs a Bearer key.  Request bodies are read incrementally
- * up to server.max_body_bytes; larger ones get 413 as soon as the limit
- * (or a larger Content-Length) is seen, and the connection ends.  Framing
- * that could be read two ways (several Content-Length headers, one with
- * Transfer-Encoding, a coding other than chunked) gets 400 and the
- * connection ends.  Every error response has the shape
- * {"error":{"code":"...","message":"..."}}, but for the few that
- * libmicrohttpd makes before a request line is read (see http.c).
+ * generation also stops when its client goes away.
+ *
+ * Requests are dispatched by the route table (routes.h): /metrics and the
+ * files of web.h are served here, every other request by api_handle().
+ * With [server] api_key_file, every route needs a Bearer key but those the
+ * table marks open (/healthz, /readyz, the files of web.h, and /metrics
+ * unless metrics_auth).  Request bodies are read incrementally up to
+ * server.max_body_bytes: a Content-Length over it gets 413 before the body
+ * is read, a chunked body gets 413 as soon as it passes it; either way the
+ * connection ends.  Framing that could be read two ways (several
+ * Content-Length headers, one with Transfer-Encoding, a coding other than
+ * chunked) gets 400 and the connection ends.  Every error response has
+ * the shape {"error":{"code":"...","message":"..."}} (OpenAI's shape and
+ * status on its routes, see openai.h: a 413 is a 400 there), but for the
+ * few that libmicrohttpd makes before a request line is read (see http.c).
  */
 #ifndef ROSIM_HTTP_H
 #define ROSIM_HTTP_H
