@@ -1,8 +1,8 @@
 /*
  * api.h: the HTTP API v1 of rosimd, independent of the HTTP library.
  *
- * http.c hands each complete request to api_handle() and sends back what
- * it fills in.  Every error reply is {"error":{"code","message"}} with the
+ * http.c hands each complete request to api_handle() (routes.c: the route
+ * table) and sends back what it fills in.  Every error reply is {"error":{"code","message"}} with the
  * status of DESIGN.md: 400 malformed JSON or wrong types, 404 unknown route
  * or thing, 405 wrong method, 409 conflicting collection, 413 over a
  * limit, 414 path too long, 415 not JSON, 422 valid JSON that cannot be
@@ -39,6 +39,10 @@ struct api_reply {
     const char *route;         /* route template, for metrics and logs */
 };
 
+/* Answer rq into rp (all of whose fields it sets): the route table's
+ * 414, 400, 404, 405 with Allow, 422 for a bad name or id, 503 while
+ * loading, else the route's reply.  rp->route is the route's pattern, or
+ * "other". */
 void api_handle(struct app *a, const struct api_request *rq, struct api_reply *rp);
 
 /* Fill rp with an error reply. */

@@ -32,7 +32,6 @@ coll_fail(struct app *a, struct api_reply *rp, struct rs_error *e)
         error_reply(rp, e);
 }
 
-
 /* A reference to the named collection, or NULL with 404 (none) or 409
  * (it failed to open: the reason is in the message). */
 static struct coll *
@@ -48,7 +47,6 @@ find_collection(struct app *a, const char *name, struct api_reply *rp)
         coll_fail(a, rp, &e);
     return c;
 }
-
 
 static json_t *
 coll_json(const char *name, struct coll *c)
@@ -98,10 +96,10 @@ api_collections_list(struct app *a, const struct api_request *rq, const struct r
     reply(rp, 200, json_pack("{s:o}", "collections", list));
 }
 
-/* /readyz: ready once loaded; failed collections and an unwritable data
- * directory are listed but do not make the server unready (the rest is
- * served).  Only names: this route needs no key, the reasons are in
- * /v1/collections and the log. */
+/* /readyz, once loaded (503 before: routes.c): failed collections and an
+ * unwritable data directory are listed but do not make the server unready
+ * (the rest is served).  Only names: this route needs no key, the reasons
+ * are in /v1/collections and the log. */
 void
 api_readyz(struct app *a, const struct api_request *rq, const struct route_args *arg,
            struct api_reply *rp)
@@ -109,17 +107,10 @@ api_readyz(struct app *a, const struct api_request *rq, const struct route_args 
     struct store_info *info;
     int n, open = 0;
     json_t *failed = json_array(), *j;
-    const char *problem;
+    const char *problem = store_problem(a->store);
 
     (void)rq;
     (void)arg;
-    if (!atomic_load(&a->ready)) {
-        json_decref(failed);
-        api_error(rp, 503, "not_ready", "the model and collections are still loading");
-        rp->retry_after = 1;
-        return;
-    }
-    problem = store_problem(a->store);
     if (store_list(a->store, &info, &n) != RS_OK) {
         json_decref(failed);
         api_error(rp, 503, "busy", "out of memory");
