@@ -14,7 +14,9 @@
  * every OpenAI client stops on at once instead of retrying), type
  * invalid_request_error, param the field at fault (null when none);
  * 401 authentication_error; 429 rate_limit_error and 503 server_error,
- * both with Retry-After.  code is rosimd's error code.
+ * both with Retry-After.  code is rosimd's error code.  The errors the
+ * route table answers on these routes (routes.c: 405, 503) and those
+ * http.c makes before (401, 413, bad framing) take this shape too.
  */
 #ifndef ROSIM_OPENAI_H
 #define ROSIM_OPENAI_H
@@ -30,8 +32,8 @@ route_fn openai_embeddings, openai_models, openai_model;
  * under 400 are left alone. */
 void openai_error(struct api_reply *rp, const char *param);
 
-/* For errors made before the API runs (401, 413 in http.c): openai_error()
- * when path (raw, as received) is an OpenAI route, else nothing. */
+/* For errors made before the API runs (http.c): openai_error() when path
+ * (raw, as received) is a route the table marks ROUTE_OPENAI, else nothing. */
 void openai_error_for_path(const char *path, struct api_reply *rp);
 
 #endif
