@@ -185,6 +185,34 @@ START_TEST(test_metrics)
 }
 END_TEST
 
+/* Every reply is counted under its route's pattern, those http.c makes
+ * before the API runs (413 here) too; a path no route has is "other". */
+START_TEST(test_metrics_labels)
+{
+    static char big[2048];
+    const char *more[] = { "-o", "server.max_body_bytes=1k", NULL };
+    struct tu_daemon d;
+    json_t *m;
+
+    memset(big, 'x', sizeof(big) - 1);
+    start(&d, more, 1);
+    ck_assert_int_eq(status_of(d.port, "POST", "/v1/embed", big, NULL), 413);
+    ck_assert_int_eq(status_of(d.port, "GET", "/v1/embed", NULL, NULL), 405);
+    ck_assert_int_eq(status_of(d.port, "GET", "/v1/collections/c/documents/d%20e", NULL, NULL),
+                     404);
+    ck_assert_int_eq(status_of(d.port, "GET", "/v1/nothing", NULL, NULL), 404);
+    m = scrape(d.port);
+    ck_assert_double_eq(sample(m, "rosim_requests_total{code=413,route=/v1/embed}"), 1);
+    ck_assert_double_eq(sample(m, "rosim_requests_total{code=405,route=/v1/embed}"), 1);
+    ck_assert_double_eq(sample(m, "rosim_requests_total{code=404,route=/v1/collections/{name}/"
+                                  "documents/{id}}"), 1);
+    ck_assert_double_eq(sample(m, "rosim_requests_total{code=404,route=other}"), 1);
+    json_decref(m);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    cleanup();
+}
+END_TEST
+
 struct caller {
     int port;
     const char *body;
@@ -524,6 +552,7 @@ production_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_api_keys);
     tcase_add_test(tc, test_metrics);
+    tcase_add_test(tc, test_metrics_labels);
     tcase_add_test(tc, test_backpressure);
     tcase_add_test(tc, test_timeout);
     tcase_add_test(tc, test_batcher_deadlines);
