@@ -4,9 +4,11 @@
  * in batches, pooled (RoFormer-Sim's linear pooler on [CLS] by default),
  * checked finite and L2-normalized with vec_normalize (vec.h).  Every
  * vector rosim gives or stores comes from here: /v1/embed, /v1/similarity,
- * /v1/embeddings, the collections' texts and queries (rosimd and `rosim
- * import` / `rosim search`), `rosim embed`, and the re-ranking of
- * generated paraphrases; so the same text gives the same bits everywhere.
+ * /v1/embeddings, `rosim embed`, the re-ranking of generated paraphrases,
+ * and the collections' texts and queries (rosimd, `rosim import`, `rosim
+ * search`; those are passed on not normalized, and the collection
+ * normalizes them once, with vec.h); so the same text gives the same bits
+ * everywhere.
  *
  *     struct emb_options o = emb_default_options();    // 64 tokens, normalized
  *     struct emb_text t = { "今天天气不错", strlen("今天天气不错") };

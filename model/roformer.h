@@ -24,8 +24,8 @@
  *
  * Dependencies: model/ reads JSON with jansson in two places only, the
  * model's config.json (roformer.c) and the header of a .safetensors file
- * (wt_safetensors.c); it never logs or exits, and knows
- * nothing of HTTP (server/ is above it).
+ * (wt_safetensors.c); it never logs or exits, and knows nothing of HTTP
+ * (server/ is above it).
  */
 #ifndef ROSIM_ROFORMER_H
 #define ROSIM_ROFORMER_H
