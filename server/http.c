@@ -494,6 +494,15 @@ framing_error(struct MHD_Connection *c)
     return NULL;
 }
 
+/* The body is in a content coding (gzip, ...): not read as JSON. */
+static int
+encoded(struct MHD_Connection *c)
+{
+    const char *ce = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_ENCODING);
+    return ce != NULL && strcasecmp(ce, "identity") != 0;
+}
+
 /* Whether the request should stop working: the stop deadline passed, or
  * the client went away (its side of the connection is closed; a client
  * that half-closes after its request counts as gone). */
@@ -656,6 +665,14 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         if ((bad = framing_error(c)) != NULL) {
             reply_and_close(c, req, url, MHD_HTTP_BAD_REQUEST, "bad_framing", bad);
             return MHD_NO;
+        }
+        if (encoded(c)) {
+            req->answered = 1;
+            conn_answered(s, req->conn);
+            api_error(&r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                      "Content-Encoding is not supported: send the body as it is");
+            openai_error_for_path(url, &r);
+            return send_reply(c, req, &r);
         }
         if (s->n_keys > 0 && !open_route && !authorized(s, c)) {
             req->answered = 1;
