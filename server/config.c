@@ -57,6 +57,7 @@ static const struct option options[] = {
     { "server", "max_connections", OPT_INT, OFF(max_connections), 1, 100000, "1024", NULL },
     { "server", "per_ip_connections", OPT_INT, OFF(per_ip_connections), 0, 100000, "256", NULL },
     { "server", "connection_timeout", OPT_INT, OFF(connection_timeout), 1, 86400, "30", NULL },
+    { "server", "read_timeout", OPT_INT, OFF(read_timeout), 1, 86400, "30", NULL },
     { "server", "max_body_bytes", OPT_SIZE, OFF(max_body_bytes), 1024, GIB, "1m", NULL },
     { "server", "log_level", OPT_ENUM, OFF(log_level), 0, 0, "info", log_levels },
     { "server", "api_key_file", OPT_OPTIONAL_PATH, OFF(api_key_file), 0, 0, "", NULL },

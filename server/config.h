@@ -43,6 +43,7 @@ struct conf {
     int max_connections;       /* open connections in all */
     int per_ip_connections;    /* open connections from one address */
     int connection_timeout;    /* seconds a connection may stay idle */
+    int read_timeout;          /* seconds to receive a whole request */
     size_t max_body_bytes;     /* request bodies larger than this get 413 */
     int log_level;             /* enum log_level */
     char api_key_file[CONF_PATH_MAX];  /* "" = no authentication */

@@ -26,6 +26,16 @@
  * follow.  What comes before the request line is read (414 for a line
  * over the connection's memory, 505, a malformed request line) stays the
  * library's.
+ *
+ * libmicrohttpd's connection timeout is an idle timeout: a client sending
+ * a byte now and then holds its connection (and its thread) for ever.  So
+ * each connection has a slot (on_connection) with a deadline by which its
+ * request must have arrived whole, and the reaper thread answers 408 to
+ * connections past it and shuts their socket down, which makes the
+ * library close them.  A slot is freed in the library's "closed" notice,
+ * which comes before the socket is closed: under conns_mu, a slot's fd is
+ * always the connection's own.  A stop answers 503 to requests still
+ * arriving in the same way.
  */
 #include "http.h"
 
@@ -35,6 +45,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -54,6 +65,19 @@
 
 #define MAX_KEYS KEYFILE_MAX_KEYS
 #define STOP_GRACE_MS 500     /* after the stop deadline, for cancelled work to unwind */
+#define REAP_EVERY_MS 250     /* how often deadlines are checked */
+
+/* A connection, from the library's "started" notice to its "closed". */
+struct conn {
+    MHD_socket fd;
+    long long deadline;       /* monotonic ms by which a whole request must have come;
+                                 0 while a request is being handled */
+    int arriving;             /* its request line came: a request is arriving */
+    int answered;             /* a reply is queued before the body ended */
+    int reaped;               /* answered by the reaper: its request logs this status */
+    int reaped_status;
+    struct conn *prev, *next;
+};
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -65,6 +89,14 @@ struct http_server {
     atomic_llong stop_at;     /* monotonic ms when work in flight must stop; 0: not stopping */
     char *keys[MAX_KEYS];     /* API keys; none: no authentication */
     int n_keys;
+    /* the connections, and the reaper thread that enforces their deadlines */
+    pthread_mutex_t conns_mu;
+    pthread_cond_t reaper_cv;
+    struct conn *conns;
+    int stopping;             /* drain began: requests still arriving get 503 */
+    int reaper_stop;
+    int reaper_started;
+    pthread_t reaper;
 };
 
 struct request {
@@ -74,7 +106,9 @@ struct request {
     int begun;             /* on_request has seen the headers */
     int answered;          /* a reply is queued or sent already */
     int closed;            /* answered on the socket: the connection ends */
+    int counted;           /* in the in-flight count (its headers came) */
     MHD_socket fd;
+    struct conn *conn;
     char id[72];           /* request id, echoed in X-Request-Id */
     struct timespec start;
     const char *route;     /* route template, for metrics */
@@ -185,6 +219,28 @@ write_all(MHD_socket fd, const char *buf, size_t len)
     }
 }
 
+/* The whole HTTP response for r (an error reply, consumed), ending the
+ * connection; NULL when out of memory.  Returns its length in *len. */
+static char *
+closing_response(struct api_reply *r, const char *id, size_t *len)
+{
+    const char *reason = MHD_get_reason_phrase_for((unsigned)r->status);
+    char *text = r->json != NULL ? json_dumps(r->json, JSON_COMPACT) : NULL, *out = NULL;
+    int n;
+
+    json_decref(r->json);
+    r->json = NULL;
+    n = asprintf(&out, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                 "X-Request-Id: %s\r\nContent-Length: %zu\r\n\r\n%s", r->status,
+                 reason != NULL && *reason != '\0' ? reason : "Error", id,
+                 text != NULL ? strlen(text) : 0, text != NULL ? text : "");
+    free(text);
+    if (n < 0)
+        return NULL;
+    *len = (size_t)n;
+    return out;
+}
+
 /* Answer with an error written on the socket itself and end the
  * connection: our write side is closed at once, and libmicrohttpd closes
  * the rest when the caller returns MHD_NO (or when its own reply fails).
@@ -196,32 +252,178 @@ reply_and_close(struct MHD_Connection *c, struct request *req, const char *url, 
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     struct api_reply r = { 0, NULL, 0, NULL, NULL };
-    const char *reason;
-    char *text, *out = NULL;
-    int n;
+    char *out;
+    size_t n;
 
     req->answered = req->closed = 1;
     api_error(&r, status, code, "%s", msg);
     if (url != NULL)
         openai_error_for_path(url, &r);   /* in OpenAI's shape on its routes */
-    status = r.status;
-    req->status = status;
-    reason = MHD_get_reason_phrase_for((unsigned)status);
+    req->status = r.status;
     if (ci == NULL) {
         json_decref(r.json);
         return;
     }
-    text = r.json != NULL ? json_dumps(r.json, JSON_COMPACT) : NULL;
-    json_decref(r.json);
-    n = asprintf(&out, "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                 "X-Request-Id: %s\r\nContent-Length: %zu\r\n\r\n%s", status,
-                 reason != NULL && *reason != '\0' ? reason : "Error", req->id,
-                 text != NULL ? strlen(text) : 0, text != NULL ? text : "");
-    if (n > 0)
-        write_all(ci->connect_fd, out, (size_t)n);
+    if ((out = closing_response(&r, req->id, &n)) != NULL)
+        write_all(ci->connect_fd, out, n);
     shutdown(ci->connect_fd, SHUT_WR);
     free(out);
-    free(text);
+}
+
+/* --- connection deadlines ------------------------------------------------- */
+
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+              enum MHD_ConnectionNotificationCode toe)
+{
+    struct http_server *s = cls;
+    struct conn *k = *socket_context;
+
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci == NULL || (k = calloc(1, sizeof(*k))) == NULL)
+            return;   /* no deadline for this one: the idle timeout still holds */
+        k->fd = ci->connect_fd;
+        k->deadline = now_ms() + (long long)s->conf->read_timeout * 1000;
+        pthread_mutex_lock(&s->conns_mu);
+        k->next = s->conns;
+        if (s->conns != NULL)
+            s->conns->prev = k;
+        s->conns = k;
+        pthread_mutex_unlock(&s->conns_mu);
+        *socket_context = k;
+    } else if (k != NULL) {
+        pthread_mutex_lock(&s->conns_mu);
+        if (k->prev != NULL)
+            k->prev->next = k->next;
+        else
+            s->conns = k->next;
+        if (k->next != NULL)
+            k->next->prev = k->prev;
+        pthread_mutex_unlock(&s->conns_mu);
+        free(k);
+        *socket_context = NULL;
+    }
+}
+
+/* The connection of c's slot, or NULL (none could be made). */
+static struct conn *
+conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* A request line came on k. */
+static void
+conn_arriving(struct http_server *s, struct conn *k)
+{
+    if (k == NULL)
+        return;
+    pthread_mutex_lock(&s->conns_mu);
+    k->arriving = 1;
+    pthread_mutex_unlock(&s->conns_mu);
+}
+
+/* A reply is queued before the request's body ended (the reaper then does
+ * not write one of its own). */
+static void
+conn_answered(struct http_server *s, struct conn *k)
+{
+    if (k == NULL)
+        return;
+    pthread_mutex_lock(&s->conns_mu);
+    k->answered = 1;
+    pthread_mutex_unlock(&s->conns_mu);
+}
+
+/* The request arrived whole and is handled: no deadline until it is done. */
+static void
+conn_handling(struct http_server *s, struct conn *k)
+{
+    if (k == NULL)
+        return;
+    pthread_mutex_lock(&s->conns_mu);
+    k->deadline = 0;
+    pthread_mutex_unlock(&s->conns_mu);
+}
+
+/* The request on k is done.  The next may begin after an idle wait of up
+ * to connection_timeout and has read_timeout more to arrive; *status
+ * becomes the reaper's answer when it ended the request. */
+static void
+conn_done(struct http_server *s, struct conn *k, int *status, int *closed)
+{
+    if (k == NULL)
+        return;
+    pthread_mutex_lock(&s->conns_mu);
+    if (k->reaped && *status == 0) {
+        *status = k->reaped_status;
+        *closed = 1;
+    }
+    k->arriving = k->answered = 0;
+    k->deadline = now_ms() + (long long)(s->conf->connection_timeout + s->conf->read_timeout) * 1000;
+    pthread_mutex_unlock(&s->conns_mu);
+}
+
+/* End a connection whose request is late (408), or still arriving at a
+ * stop (503):
+ * its reply goes out in one non-blocking send (a client that does not
+ * read loses it), then the socket is shut down.  Under conns_mu. */
+static void
+reap(struct http_server *s, struct conn *k)
+{
+    struct api_reply r = { 0, NULL, 0, NULL, NULL };
+    char id[32], *out;
+    size_t n;
+
+    if (s->stopping && k->arriving)
+        api_error(&r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+                  "the server is stopping; retry the request");
+    else
+        api_error(&r, MHD_HTTP_REQUEST_TIMEOUT, "request_timeout",
+                  "the request did not arrive whole within %d s", s->conf->read_timeout);
+    k->reaped = 1;
+    k->reaped_status = r.status;
+    snprintf(id, sizeof(id), "%08x%08x", (unsigned)time(NULL) ^ (unsigned)getpid(),
+             atomic_fetch_add(&s->next_id, 1));
+    if (!k->answered && (out = closing_response(&r, id, &n)) != NULL) {
+        send(k->fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);   /* a client that cannot take it
+                                                               has its answer in the close */
+        free(out);
+    }
+    json_decref(r.json);
+    shutdown(k->fd, SHUT_RDWR);
+    if (r.status == MHD_HTTP_REQUEST_TIMEOUT)
+        metrics_rejected("read_timeout");
+}
+
+static void *
+reaper_main(void *arg)
+{
+    struct http_server *s = arg;
+
+    pthread_mutex_lock(&s->conns_mu);
+    while (!s->reaper_stop) {
+        long long now = now_ms();
+        struct timespec until;
+
+        for (struct conn *k = s->conns; k != NULL; k = k->next)
+            if (!k->reaped && k->deadline != 0 && ((s->stopping && k->arriving) ||
+                                                   now >= k->deadline))
+                reap(s, k);
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += REAP_EVERY_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->reaper_cv, &s->conns_mu, &until);
+    }
+    pthread_mutex_unlock(&s->conns_mu);
+    return NULL;
 }
 
 /* --- authentication -------------------------------------------------------- */
@@ -302,6 +504,15 @@ framing_error(struct MHD_Connection *c)
     return NULL;
 }
 
+/* The body is in a content coding (gzip, ...): not read as JSON. */
+static int
+encoded(struct MHD_Connection *c)
+{
+    const char *ce = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_ENCODING);
+    return ce != NULL && strcasecmp(ce, "identity") != 0;
+}
+
 /* Whether the request should stop working: the stop deadline passed, or
  * the client went away (its side of the connection is closed; a client
  * that half-closes after its request counts as gone). */
@@ -330,7 +541,8 @@ set_line(struct request *req, const char *method, const char *url)
 }
 
 /* The request line is read: the request begins (its method is not known
- * yet; on_request fills it in). */
+ * yet; on_request fills it in).  It counts as in flight once its headers
+ * are in: a stop does not wait for a request still arriving. */
 static void *
 on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
@@ -344,8 +556,7 @@ on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     req->fd = MHD_INVALID_SOCKET;
     clock_gettime(CLOCK_MONOTONIC, &req->start);
     set_line(req, "-", uri);
-    atomic_fetch_add(&s->inflight, 1);
-    metrics_inflight(1);
+    conn_arriving(s, conn_of(c));
     thread_req = req;
     thread_conn = c;
     return req;
@@ -427,8 +638,11 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
                          (m.route->flags & ROUTE_OPEN) &&
                          !((m.route->flags & ROUTE_METRICS) && s->conf->metrics_auth);
         const char *bad;
-        req->begun = 1;
-        if (m.route != NULL)    /* the label of a reply made here (401, 413) */
+        req->begun = req->counted = 1;
+        atomic_fetch_add(&s->inflight, 1);
+        metrics_inflight(1);
+        req->conn = conn_of(c);
+        if (m.route != NULL)    /* the label of a reply made here (401, 413, 415) */
             req->route = m.route->pattern;
         req->fd = ci != NULL ? ci->connect_fd : MHD_INVALID_SOCKET;
         set_request_id(s, c, req);
@@ -437,8 +651,17 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
             reply_and_close(c, req, url, MHD_HTTP_BAD_REQUEST, "bad_framing", bad);
             return MHD_NO;
         }
+        if (encoded(c)) {
+            req->answered = 1;
+            conn_answered(s, req->conn);
+            api_error(&r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                      "Content-Encoding is not supported: send the body as it is");
+            openai_error_for_path(url, &r);
+            return send_reply(c, req, &r);
+        }
         if (s->n_keys > 0 && !open_route && !authorized(s, c)) {
             req->answered = 1;
+            conn_answered(s, req->conn);
             metrics_rejected("unauthorized");
             api_error(&r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
                       "this route needs \"Authorization: Bearer <API key>\"");
@@ -447,6 +670,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         }
         if (cl != NULL && strtoull(cl, NULL, 10) > s->conf->max_body_bytes) {
             req->answered = 1;
+            conn_answered(s, req->conn);
             api_error(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
                       "request body of %s bytes is over the limit of %zu bytes",
                       cl, s->conf->max_body_bytes);
@@ -486,6 +710,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         req->body[req->body_len] = '\0';
         return MHD_YES;
     }
+    conn_handling(s, req->conn);
     if (route_match(method, url, &m) == ROUTE_FOUND) {
         if (m.route->flags & ROUTE_METRICS)
             return serve_metrics(s, c, req);
@@ -528,6 +753,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         thread_req = NULL;
         thread_conn = NULL;
     }
+    conn_done(s, conn_of(c), &req->status, &req->closed);
     if (req->status == 0) {   /* a reply libmicrohttpd made, or none */
         ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
         req->status = ci != NULL ? (int)ci->http_status : 0;
@@ -547,8 +773,10 @@ on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
             req->id[0] ? req->id : "-", addr, req->line, req->status, secs * 1e3,
             req->closed ? " (closed)"
             : toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
-    metrics_inflight(-1);
-    atomic_fetch_sub(&s->inflight, 1);
+    if (req->counted) {
+        metrics_inflight(-1);
+        atomic_fetch_sub(&s->inflight, 1);
+    }
     free(req->body);
     free(req);
     *req_cls = NULL;
@@ -615,12 +843,28 @@ on_mhd_error(void *cls, const char *fmt, va_list ap)
 /* --- lifecycle ------------------------------------------------------------ */
 
 static void
-free_keys(struct http_server *s)
+free_server(struct http_server *s)
 {
     for (int i = 0; i < s->n_keys; i++) {
         memset(s->keys[i], 0, strlen(s->keys[i]));
         free(s->keys[i]);
     }
+    pthread_cond_destroy(&s->reaper_cv);
+    pthread_mutex_destroy(&s->conns_mu);
+    free(s);
+}
+
+static void
+stop_reaper(struct http_server *s)
+{
+    if (!s->reaper_started)
+        return;
+    pthread_mutex_lock(&s->conns_mu);
+    s->reaper_stop = 1;
+    pthread_cond_signal(&s->reaper_cv);
+    pthread_mutex_unlock(&s->conns_mu);
+    pthread_join(s->reaper, NULL);
+    s->reaper_started = 0;
 }
 
 struct http_server *
@@ -629,6 +873,7 @@ http_server_start(const struct conf *conf, struct app *app, struct rs_error *e)
     struct sockaddr_storage ss;
     struct http_server *s;
     const union MHD_DaemonInfo *info;
+    pthread_condattr_t ca;
     /* a thread per connection: handlers block while the model works (the
      * batcher merges their work), and one slow request must not hold up
      * other connections; max_connections bounds the threads */
@@ -655,9 +900,13 @@ http_server_start(const struct conf *conf, struct app *app, struct rs_error *e)
     }
     s->conf = conf;
     s->app = app;
+    pthread_mutex_init(&s->conns_mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->reaper_cv, &ca);
+    pthread_condattr_destroy(&ca);
     if (conf->api_key_file[0] != '\0' && load_keys(s, conf->api_key_file, e) != RS_OK) {
-        free_keys(s);
-        free(s);
+        free_server(s);
         return NULL;
     }
     s->daemon = MHD_start_daemon(
@@ -668,16 +917,23 @@ http_server_start(const struct conf *conf, struct app *app, struct rs_error *e)
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)conf->per_ip_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)conf->connection_timeout,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_END);
     if (s->daemon == NULL) {
         rs_error_set(e, RS_EIO, "cannot listen on %s:%d (address in use, or not "
                      "an address of this machine?)", conf->listen.host, conf->listen.port);
-        free_keys(s);
-        free(s);
+        free_server(s);
         return NULL;
     }
+    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
+        rs_error_set(e, RS_ENOMEM, "cannot start a thread");
+        MHD_stop_daemon(s->daemon);
+        free_server(s);
+        return NULL;
+    }
+    s->reaper_started = 1;
     info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info != NULL ? info->port : conf->listen.port;
     return s;
@@ -690,6 +946,15 @@ http_server_port(const struct http_server *s)
 }
 
 int
+http_server_full(const struct http_server *s)
+{
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+    return info != NULL && info->num_connections >= (unsigned)s->conf->max_connections;
+}
+
+int
 http_server_drain(struct http_server *s, int timeout_s)
 {
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
@@ -699,6 +964,10 @@ http_server_drain(struct http_server *s, int timeout_s)
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     atomic_store(&s->stop_at, stop_at);
+    pthread_mutex_lock(&s->conns_mu);   /* requests still arriving: 503 now */
+    s->stopping = 1;
+    pthread_cond_signal(&s->reaper_cv);
+    pthread_mutex_unlock(&s->conns_mu);
     while (atomic_load(&s->inflight) > 0 && now_ms() < stop_at + STOP_GRACE_MS)
         nanosleep(&nap, NULL);
     return atomic_load(&s->inflight);
@@ -709,7 +978,7 @@ http_server_stop(struct http_server *s)
 {
     if (s == NULL)
         return;
+    stop_reaper(s);
     MHD_stop_daemon(s->daemon);
-    free_keys(s);
-    free(s);
+    free_server(s);
 }

@@ -17,7 +17,11 @@
  * is read, a chunked body gets 413 as soon as it passes it; either way the
  * connection ends.  Framing that could be read two ways (several
  * Content-Length headers, one with Transfer-Encoding, a coding other than
- * chunked) gets 400 and the connection ends.  Every error response has
+ * chunked) gets 400 and the connection ends.  A request must arrive whole
+ * (headers and body) within server.read_timeout, else 408 and the
+ * connection ends: a client sending a byte now and then cannot hold a
+ * connection.  A stop does not wait for requests still arriving (those with
+ * a body under way get 503).  Every error response has
  * the shape {"error":{"code":"...","message":"..."}} (OpenAI's shape and
  * status on its routes, see openai.h: a 413 is a 400 there), but for the
  * few that libmicrohttpd makes before a request line is read (see http.c).
@@ -38,6 +42,10 @@ struct http_server *http_server_start(const struct conf *conf, struct app *app,
 
 /* The port actually bound (useful when the configured port is 0). */
 int http_server_port(const struct http_server *s);
+
+/* 1 when every connection slot (max_connections) is taken: new clients
+ * wait in the listen queue until one is freed. */
+int http_server_full(const struct http_server *s);
 
 /* Stop accepting connections and wait up to timeout_s seconds for the
  * requests in flight to finish; then ask them to stop and give them half a

@@ -14,7 +14,9 @@
  * collections; then ready.  The
  * main thread waits for SIGTERM or SIGINT, stops accepting, lets the
  * requests in flight finish (up to shutdown_timeout), writes the index
- * snapshots and exits 0.  Under systemd it reports READY=1 once ready,
+ * snapshots and exits 0.  SIGHUP, SIGUSR1 and SIGUSR2 (sent by log
+ * rotation and by habit) are logged and ignored: rosimd has nothing to
+ * reload or reopen, and they must not kill it.  Under systemd it reports READY=1 once ready,
  * STOPPING=1 when stopping, and WATCHDOG=1 keep-alives while the request
  * path makes progress (watchdog.h).  This is the only file that may exit().
  */
@@ -76,8 +78,13 @@ default_config_path(void)
 
 static pthread_t main_thread;
 
-/* A stop signal taken by a thread that does not block it: pending on the
- * main thread, where sigwait() collects it (pthread_kill is
+/* The signals the main thread takes (sigwait): the first two stop rosimd,
+ * the others are ignored. */
+static const int taken_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2 };
+#define N_TAKEN (sizeof(taken_signals) / sizeof(taken_signals[0]))
+
+/* A signal taken by a thread that does not block it: pending on the main
+ * thread, where sigwait() collects it (pthread_kill is
  * async-signal-safe). */
 static void
 forward_to_main(int sig)
@@ -341,19 +348,17 @@ main(int argc, char **argv)
     /* Signals are taken synchronously by the main thread (sigwait); every
      * thread it starts inherits the blocked mask.  Threads that libraries
      * start before main (OpenBLAS's) do not block them: a handler sends a
-     * stop signal delivered to one of those on to the main thread. */
+     * signal delivered to one of those on to the main thread. */
     main_thread = pthread_self();
-    {
+    sigemptyset(&sigs);
+    for (size_t i = 0; i < N_TAKEN; i++) {
         struct sigaction sa;
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = forward_to_main;
         sigemptyset(&sa.sa_mask);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
+        sigaction(taken_signals[i], &sa, NULL);
+        sigaddset(&sigs, taken_signals[i]);
     }
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -366,7 +371,7 @@ main(int argc, char **argv)
     }
     log_msg(RS_LOG_INFO, "listening on %s:%d", conf.listen.host, http_server_port(http));
     if (sd_watchdog_enabled(0, &dog_usec) > 0 && dog_usec > 0) {
-        dog = watchdog_start(dog_usec, &app, conf.listen.host, http_server_port(http));
+        dog = watchdog_start(dog_usec, &app, http, conf.listen.host);
         if (dog == NULL) {
             log_msg(RS_LOG_ERROR, "cannot start the watchdog thread");
             http_server_stop(http);
@@ -382,10 +387,14 @@ main(int argc, char **argv)
     log_msg(RS_LOG_INFO, "ready");
     sd_notify(0, "READY=1\nSTATUS=serving");
 
-    do {
+    for (;;) {
         if (sigwait(&sigs, &sig) != 0)
-            sig = 0;
-    } while (sig != SIGTERM && sig != SIGINT);
+            continue;
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        log_msg(RS_LOG_INFO, "SIG%s ignored: rosimd reads its configuration at start only "
+                "(restart it to apply changes) and logs to stderr", sigabbrev_np(sig));
+    }
     log_msg(RS_LOG_INFO, "%s received: finishing the requests in flight",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
     sd_notify(0, "STOPPING=1");

@@ -19,6 +19,10 @@ static const double lat_bounds[N_LAT] = { 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 
                                           1, 2.5, 5, 10 };
 static const int batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128 };
 #define N_BATCH (int)(sizeof(batch_bounds) / sizeof(batch_bounds[0]))
+/* the reasons of rosim_rejected_total, in the order they are shown */
+static const char *const reasons[] = { "queue_full", "too_costly", "timeout", "unauthorized",
+                                       "read_timeout", "busy" };
+#define N_REASONS (int)(sizeof(reasons) / sizeof(reasons[0]))
 
 struct series {
     char route[64];
@@ -41,7 +45,7 @@ static struct {
     unsigned long batch_buckets[N_BATCH], batches;
     double batch_sum;
     unsigned long tokens, generated;
-    unsigned long rejected_queue, rejected_cost, rejected_timeout, rejected_auth;
+    unsigned long rejected[N_REASONS];
     long inflight, queue_depth;
 } m = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
@@ -103,14 +107,9 @@ void
 metrics_rejected(const char *reason)
 {
     pthread_mutex_lock(&m.mu);
-    if (strcmp(reason, "queue_full") == 0)
-        m.rejected_queue++;
-    else if (strcmp(reason, "too_costly") == 0)
-        m.rejected_cost++;
-    else if (strcmp(reason, "timeout") == 0)
-        m.rejected_timeout++;
-    else
-        m.rejected_auth++;
+    for (int i = 0; i < N_REASONS; i++)
+        if (strcmp(reason, reasons[i]) == 0)
+            m.rejected[i]++;
     pthread_mutex_unlock(&m.mu);
 }
 
@@ -238,12 +237,9 @@ metrics_render(struct store *store)
              "# TYPE rosim_generated_tokens_total counter\nrosim_generated_tokens_total %lu\n",
          m.generated);
     emit(&o, "# HELP rosim_rejected_total Requests turned away before running.\n"
-             "# TYPE rosim_rejected_total counter\n"
-             "rosim_rejected_total{reason=\"queue_full\"} %lu\n"
-             "rosim_rejected_total{reason=\"too_costly\"} %lu\n"
-             "rosim_rejected_total{reason=\"timeout\"} %lu\n"
-             "rosim_rejected_total{reason=\"unauthorized\"} %lu\n",
-         m.rejected_queue, m.rejected_cost, m.rejected_timeout, m.rejected_auth);
+             "# TYPE rosim_rejected_total counter\n");
+    for (int i = 0; i < N_REASONS; i++)
+        emit(&o, "rosim_rejected_total{reason=\"%s\"} %lu\n", reasons[i], m.rejected[i]);
     emit(&o, "# HELP rosim_inflight_requests Requests being served.\n"
              "# TYPE rosim_inflight_requests gauge\nrosim_inflight_requests %ld\n", m.inflight);
     emit(&o, "# HELP rosim_queue_depth Requests waiting for the model.\n"

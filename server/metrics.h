@@ -17,7 +17,10 @@ struct store;
 void metrics_request(const char *route, int status, double seconds);
 void metrics_batch(int sequences, long tokens);
 void metrics_generated(long tokens);
-/* reason: "queue_full", "too_costly", "timeout" or "unauthorized" */
+/* reason: "queue_full" (the queue is full now), "too_costly" (over the
+ * cost budget), "timeout" (waited past request_timeout), "unauthorized",
+ * "read_timeout" (the request did not arrive within read_timeout) or
+ * "busy" (the collection is busy: being dropped). */
 void metrics_rejected(const char *reason);
 void metrics_inflight(int delta);
 void metrics_queue_depth(int depth);

@@ -27,6 +27,8 @@ struct watchdog {
     int stop;
     uint64_t usec;
     struct app *app;
+    struct http_server *http;
+    int was_full;               /* the last probe failed with every slot taken */
     struct sockaddr_storage addr;
     socklen_t addr_len;
     int probe_ms;
@@ -65,6 +67,19 @@ http_alive(struct watchdog *w)
     return ok;
 }
 
+/* Every connection slot is taken: said once per episode in the log. */
+static int
+listener_full(struct watchdog *w)
+{
+    int full = http_server_full(w->http);
+
+    if (full && !w->was_full)
+        log_msg(RS_LOG_WARN, "watchdog: every connection slot is taken (max_connections); "
+                "the listener's health probe cannot get in");
+    w->was_full = full;
+    return full;
+}
+
 /* The batcher is idle or moved on since the last check. */
 static int
 batcher_alive(struct watchdog *w)
@@ -92,7 +107,7 @@ run(void *arg)
     while (!w->stop) {
         int http_ok, batcher_ok;
         pthread_mutex_unlock(&w->mu);
-        http_ok = http_alive(w);
+        http_ok = http_alive(w) || listener_full(w);
         batcher_ok = batcher_alive(w);
         if (http_ok && batcher_ok)
             sd_notify(0, "WATCHDOG=1");
@@ -143,7 +158,7 @@ probe_address(struct watchdog *w, const char *host, int port)
 }
 
 struct watchdog *
-watchdog_start(uint64_t usec, struct app *app, const char *host, int port)
+watchdog_start(uint64_t usec, struct app *app, struct http_server *http, const char *host)
 {
     struct watchdog *w = calloc(1, sizeof(*w));
     pthread_condattr_t ca;
@@ -152,12 +167,13 @@ watchdog_start(uint64_t usec, struct app *app, const char *host, int port)
         return NULL;
     w->usec = usec;
     w->app = app;
+    w->http = http;
     w->probe_ms = (int)(usec / 4 / 1000);
     if (w->probe_ms > PROBE_TIMEOUT_MS)
         w->probe_ms = PROBE_TIMEOUT_MS;
     if (w->probe_ms < 1)
         w->probe_ms = 1;
-    if (probe_address(w, host, port) != 0) {
+    if (probe_address(w, host, http_server_port(http)) != 0) {
         free(w);
         return NULL;
     }

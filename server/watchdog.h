@@ -5,7 +5,9 @@
  * thread checks the daemon every half interval and sends WATCHDOG=1 only
  * when both parts of the request path make progress:
  *   - the HTTP listener answers GET /healthz on the bound address (a real
- *     connection through libmicrohttpd, with a timeout);
+ *     connection through libmicrohttpd, with a timeout), or every one of
+ *     its connection slots is taken (a flood, which read_timeout clears:
+ *     restarting would not help);
  *   - the batcher is idle or has finished a batch since the last check (a
  *     batcher busy with the same batch at two checks in a row is stuck).
  * So a daemon whose listener or encoder hangs stops sending keep-alives
@@ -22,13 +24,17 @@
 #include <stdint.h>
 
 #include "app.h"
+#include "http.h"
 
 struct watchdog;
 
-/* Start checking every usec/2 microseconds; host and port: the listener
- * (a wildcard host is probed on loopback).  app: its batcher is checked
+/* Start checking every usec/2 microseconds; http, listening on host (a
+ * wildcard host is probed on loopback): a probe that fails while every
+ * connection slot is taken (http_server_full) does not count against it,
+ * since clients, not a hang, hold the slots.  app: its batcher is checked
  * once app->ready is 1.  NULL when the thread cannot start. */
-struct watchdog *watchdog_start(uint64_t usec, struct app *app, const char *host, int port);
+struct watchdog *watchdog_start(uint64_t usec, struct app *app, struct http_server *http,
+                                const char *host);
 
 /* Stop the thread and free w at once.  NULL is a no-op. */
 void watchdog_stop(struct watchdog *w);

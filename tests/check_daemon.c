@@ -118,6 +118,17 @@ START_TEST(test_healthz_and_errors)
     assert_error_reply(&r, 413, "body_too_large");
     tu_response_free(&r);
 
+    /* a body in a content coding was read as plain JSON (a gzip one got
+     * "not valid JSON"): 415 now */
+    ck_assert_int_eq(tu_http_with(d.port, "POST", "/v1/tokenize", "application/json",
+                                  "{\"texts\":[\"a\"]}", 15, "Content-Encoding: gzip", &r), 0);
+    assert_error_reply(&r, 415, "unsupported_media_type");
+    tu_response_free(&r);
+    ck_assert_int_eq(tu_http_with(d.port, "POST", "/v1/tokenize", "application/json",
+                                  "{\"texts\":[\"a\"]}", 15, "Content-Encoding: identity", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    tu_response_free(&r);
+
     /* still serving after all that */
     ck_assert_int_eq(tu_http(d.port, "GET", "/healthz", NULL, NULL, 0, &r), 0);
     ck_assert_int_eq(r.status, 200);

@@ -2,8 +2,10 @@
  * check_lifecycle.c: rosimd's life as a process, checked from outside:
  * the API key file, the explicit demo model, log priorities under the
  * journal, the systemd watchdog (keep-alives only while the request path
- * makes progress, no delay on stop), seedless generation across
- * restarts, and a stop signal taken by any thread.
+ * makes progress, no delay on stop, a full listener is not a hung one),
+ * seedless generation across restarts, a stop signal taken by any thread,
+ * other signals ignored, slow clients cut at read_timeout, and a stop that
+ * does not wait for requests still arriving.
  *
  * The watchdog tests play systemd: a datagram socket named by
  * NOTIFY_SOCKET receives what sd_notify() sends, and WATCHDOG_USEC sets the
@@ -459,6 +461,153 @@ START_TEST(test_sigterm_to_any_thread_stops_cleanly)
 }
 END_TEST
 
+/* --- slow clients, stop and signals ---------------------------------------- */
+
+/* The number after name in /metrics ("rosim_x{a=\"b\"}"), -1 when absent. */
+static double
+metric(int port, const char *name)
+{
+    struct tu_response r;
+    double v = -1;
+    const char *at;
+
+    ck_assert_int_eq(tu_http(port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    if ((at = strstr(r.body, name)) != NULL)
+        v = atof(at + strlen(name));
+    tu_response_free(&r);
+    return v;
+}
+
+/* libmicrohttpd's timeout is an idle one: a client sending a header line
+ * every half second held its connection (and a thread) for ever, so a few
+ * addresses could take every slot.  A request must now arrive whole within
+ * read_timeout: headers or body trickled get 408 and the connection ends. */
+START_TEST(test_slow_request_gets_408)
+{
+    static const char *const extra[] = { "--model", TINY, "-o", "server.read_timeout=2", NULL };
+    static const char head[] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n";
+    static const char post[] = "POST /v1/embed HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+                               "application/json\r\nContent-Length: 1000\r\n\r\n{\"texts\":[\"";
+    struct tu_daemon d;
+    char *reply;
+    double t0;
+
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    t0 = tu_now();
+    ck_assert_int_eq(tu_raw_paced(d.port, head, sizeof(head) - 1, "X-Slow: 1\r\n", 11, 0.4, 10,
+                                  &reply, NULL), 0);
+    ck_assert_msg(tu_now() - t0 < 4.5, "closed after %.1f s", tu_now() - t0);
+    ck_assert_msg(strncmp(reply, "HTTP/1.1 408", 12) == 0, "reply: %.80s", reply);
+    ck_assert_ptr_nonnull(strstr(reply, "\"request_timeout\""));
+    free(reply);
+
+    t0 = tu_now();   /* the body trickled, a byte at a time */
+    ck_assert_int_eq(tu_raw_paced(d.port, post, sizeof(post) - 1, "a", 1, 0.3, 10, &reply, NULL),
+                     0);
+    ck_assert_msg(tu_now() - t0 < 4.5, "closed after %.1f s", tu_now() - t0);
+    ck_assert_msg(strncmp(reply, "HTTP/1.1 408", 12) == 0, "reply: %.80s", reply);
+    free(reply);
+    ck_assert_double_eq(metric(d.port, "rosim_rejected_total{reason=\"read_timeout\"} "), 2);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* A client that had sent half its headers counted as a request in flight:
+ * every stop waited the whole shutdown_timeout for it.  Now a stop does not
+ * wait for requests still arriving; one whose body is arriving gets 503. */
+START_TEST(test_stop_does_not_wait_for_arriving_requests)
+{
+    static const char *const extra[] = { "--model", TINY, "-o", "server.shutdown_timeout=10",
+                                         NULL };
+    static const char half[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    static const char body[] = "POST /v1/embed HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                               "application/json\r\nContent-Length: 100\r\n\r\n{\"te";
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    struct tu_daemon d;
+    char reply[256] = "";
+    int fd[2];
+    double t0;
+    ssize_t n;
+
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    a.sin_port = htons((uint16_t)d.port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < 2; i++) {
+        const char *what = i == 0 ? half : body;
+        fd[i] = socket(AF_INET, SOCK_STREAM, 0);
+        ck_assert_int_eq(connect(fd[i], (struct sockaddr *)&a, sizeof(a)), 0);
+        ck_assert_int_eq(write(fd[i], what, strlen(what)), (ssize_t)strlen(what));
+    }
+    usleep(300 * 1000);
+    t0 = tu_now();
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    ck_assert_msg(tu_now() - t0 < 3.0, "stop took %.1f s", tu_now() - t0);
+    n = read(fd[1], reply, sizeof(reply) - 1);
+    ck_assert_int_gt(n, 0);
+    ck_assert_msg(strncmp(reply, "HTTP/1.1 503", 12) == 0, "reply: %.80s", reply);
+    close(fd[0]);
+    close(fd[1]);
+}
+END_TEST
+
+/* SIGHUP, SIGUSR1 and SIGUSR2 had their default action: a log rotation
+ * script's HUP killed rosimd mid-request.  They are logged and ignored. */
+START_TEST(test_hup_and_usr_signals_are_ignored)
+{
+    static const char *const extra[] = { "--model", TINY, NULL };
+    static const int sigs[] = { SIGHUP, SIGUSR1, SIGUSR2 };
+    struct tu_daemon d;
+    struct tu_response r;
+    char *log = NULL, *argv[] = { "/bin/cat", NULL, NULL };
+
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(kill(d.pid, sigs[i]), 0);
+        usleep(100 * 1000);
+        ck_assert_int_eq(tu_http(d.port, "GET", "/healthz", NULL, NULL, 0, &r), 0);
+        ck_assert_int_eq(r.status, 200);
+        tu_response_free(&r);
+    }
+    argv[1] = d.log_path;
+    ck_assert_int_eq(tu_run(argv, NULL, &log, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(log, "SIGHUP ignored"));
+    ck_assert_ptr_nonnull(strstr(log, "SIGUSR2 ignored"));
+    free(log);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* With every connection slot taken by clients, the watchdog's probe could
+ * not get in and keep-alives stopped: systemd restarted a daemon that was
+ * only busy (or flooded), which helps nobody.  A full listener counts as
+ * alive; the batcher is still checked. */
+START_TEST(test_watchdog_alive_when_slots_full)
+{
+    static const char *const extra[] = { "--model", TINY, "-o", "server.max_connections=3",
+                                         "-o", "server.per_ip_connections=0",
+                                         "-o", "server.read_timeout=60", NULL };
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    struct notify n;
+    struct tu_daemon d;
+    int fd[3];
+
+    notify_open(&n, "2000000");
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    a.sin_port = htons((uint16_t)d.port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < 3; i++) {
+        fd[i] = socket(AF_INET, SOCK_STREAM, 0);
+        ck_assert_int_eq(connect(fd[i], (struct sockaddr *)&a, sizeof(a)), 0);
+    }
+    keepalives(&n, 1.5);   /* the check under way when the slots filled */
+    ck_assert_int_ge(keepalives(&n, 3.0), 2);
+    for (int i = 0; i < 3; i++)
+        close(fd[i]);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    notify_close(&n);
+}
+END_TEST
+
 Suite *
 lifecycle_suite(void)
 {
@@ -473,6 +622,10 @@ lifecycle_suite(void)
     tcase_add_test(tc, test_watchdog_silent_when_batcher_stuck);
     tcase_add_test(tc, test_seedless_generation_differs_across_runs);
     tcase_add_test(tc, test_sigterm_to_any_thread_stops_cleanly);
+    tcase_add_test(tc, test_slow_request_gets_408);
+    tcase_add_test(tc, test_stop_does_not_wait_for_arriving_requests);
+    tcase_add_test(tc, test_hup_and_usr_signals_are_ignored);
+    tcase_add_test(tc, test_watchdog_alive_when_slots_full);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -383,10 +383,17 @@ int
 tu_raw(int port, const char *req, size_t len, const char *fill, size_t fill_len,
        double timeout_s, char **reply, size_t *sent)
 {
+    return tu_raw_paced(port, req, len, fill, fill_len, 0, timeout_s, reply, sent);
+}
+
+int
+tu_raw_paced(int port, const char *req, size_t len, const char *fill, size_t fill_len,
+             double every_s, double timeout_s, char **reply, size_t *sent)
+{
     struct sockaddr_in a = { 0 };
     struct buf got = { 0 };
     size_t off = 0, fill_off = 0, filled = 0;
-    double until = tu_now() + timeout_s;
+    double until = tu_now() + timeout_s, next_fill = 0;
     int fd = socket(AF_INET, SOCK_STREAM, 0), rc = 1, writing = 1;
 
     if (fd < 0)
@@ -401,7 +408,8 @@ tu_raw(int port, const char *req, size_t len, const char *fill, size_t fill_len,
     fcntl(fd, F_SETFL, O_NONBLOCK);
     buf_add(&got, "", 0);
     while (tu_now() < until) {
-        struct pollfd p = { fd, POLLIN | (writing ? POLLOUT : 0), 0 };
+        int out = writing && (off < len || every_s <= 0 || tu_now() >= next_fill);
+        struct pollfd p = { fd, POLLIN | (out ? POLLOUT : 0), 0 };
         if (poll(&p, 1, 50) < 0 && errno != EINTR)
             break;
         if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -414,12 +422,17 @@ tu_raw(int port, const char *req, size_t len, const char *fill, size_t fill_len,
                 break;
             }
         }
-        if (writing && (p.revents & POLLOUT)) {
+        if (out && (p.revents & POLLOUT)) {
             ssize_t n;
             if (off < len) {
                 n = send(fd, req + off, len - off, MSG_NOSIGNAL);
                 if (n > 0)
                     off += (size_t)n;
+            } else if (fill_len > 0 && every_s > 0) {
+                n = send(fd, fill, fill_len, MSG_NOSIGNAL);
+                if (n > 0)
+                    filled += (size_t)n;
+                next_fill = tu_now() + every_s;
             } else if (fill_len > 0) {
                 n = send(fd, fill + fill_off, fill_len - fill_off, MSG_NOSIGNAL);
                 if (n > 0) {

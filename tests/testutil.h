@@ -81,4 +81,9 @@ int tu_http_truncated(int port, const char *path, const char *body, size_t conte
 int tu_raw(int port, const char *req, size_t len, const char *fill, size_t fill_len,
            double timeout_s, char **reply, size_t *sent);
 
+/* tu_raw, but with every_s > 0 fill is sent whole once every every_s
+ * seconds (a slow client). */
+int tu_raw_paced(int port, const char *req, size_t len, const char *fill, size_t fill_len,
+                 double every_s, double timeout_s, char **reply, size_t *sent);
+
 #endif
