@@ -17,19 +17,26 @@
 
 #include "../index/collection.h"
 #include "../index/store.h"
+#include "metrics.h"
 
 /* --- collections ---------------------------------------------------------- */
 
 /* The reply for an error from a collection or the store: files are named
- * relative to the data directory, never by absolute path. */
+ * relative to the data directory, never by absolute path.  A busy
+ * collection (being dropped) is counted as such, not as a full queue. */
 static void
 coll_fail(struct app *a, struct api_reply *rp, struct rs_error *e)
 {
     store_scrub(a->store, e->msg);
-    if (e->code == RS_EIO)
+    if (e->code == RS_EIO) {
         api_error(rp, 500, "storage_error", "%s", e->msg);
-    else
+    } else if (e->code == RS_EBUSY) {
+        api_error(rp, 429, "busy", "%s", e->msg);
+        rp->retry_after = 1;
+        metrics_rejected("busy");
+    } else {
         error_reply(rp, e);
+    }
 }
 
 /* A reference to the named collection, or NULL with 404 (none) or 409

@@ -8,13 +8,18 @@
  *   made from its pattern;
  * - every other method on that path is answered 405 by api_handle(), with
  *   exactly the table's methods of the path, in table order, in Allow (an
- *   app that is not loaded: 405 comes before 503).
+ *   app that is not loaded: 405 comes before 503);
+ * - a collection still being dropped answers a PUT 429 and is counted in
+ *   rosim_rejected_total as "busy", not as a full queue.
  */
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../index/store.h"
 #include "../server/api_internal.h"
+#include "../server/metrics.h"
 #include "../server/routes.h"
 #include "suites.h"
 
@@ -159,6 +164,57 @@ START_TEST(test_unknown_paths)
 }
 END_TEST
 
+/* The value of series in the metrics text, -1 when absent. */
+static double
+series(const char *text, const char *name)
+{
+    const char *at = strstr(text, name);
+    return at != NULL ? atof(at + strlen(name)) : -1;
+}
+
+/* A PUT on a collection still being dropped (a request still held it) was
+ * counted as reason="queue_full", which alerts on capacity for no reason. */
+START_TEST(test_busy_collection_is_not_a_full_queue)
+{
+    char dir[] = "/tmp/rosim-busy-XXXXXX", cmd[64];
+    struct store_options o = { 4, "m", COLL_FSYNC_OFF, 0, "Flat", NULL, NULL };
+    struct api_request rq = { "PUT", "/v1/collections/c", NULL, "", 0, NULL, NULL };
+    struct api_reply rp = { 0, NULL, 0, NULL, NULL };
+    struct app a;
+    struct store *s;
+    struct coll *held;
+    struct rs_error e;
+    char *before, *after;
+    int created;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(store_open(&s, dir, &o, &e), RS_OK);
+    ck_assert_int_eq(store_create(s, "c", NULL, &created, &e), RS_OK);
+    held = store_acquire(s, "c");
+    ck_assert_ptr_nonnull(held);
+    ck_assert_int_eq(store_drop(s, "c", &e), RS_OK);   /* still held: being dropped */
+    memset(&a, 0, sizeof(a));
+    a.store = s;
+    atomic_store(&a.ready, 1);
+    before = metrics_render(NULL);
+    api_handle(&a, &rq, &rp);
+    after = metrics_render(NULL);
+    ck_assert_int_eq(rp.status, 429);
+    ck_assert_int_eq(rp.retry_after, 1);
+    ck_assert_double_eq(series(after, "reason=\"busy\"} "),
+                        series(before, "reason=\"busy\"} ") + 1);
+    ck_assert_double_eq(series(after, "reason=\"queue_full\"} "),
+                        series(before, "reason=\"queue_full\"} "));
+    free(before);
+    free(after);
+    json_decref(rp.json);
+    store_release(s, held);
+    store_close(s);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 Suite *
 routes_suite(void)
 {
@@ -168,6 +224,7 @@ routes_suite(void)
     tcase_add_test(tc, test_table_is_document);
     tcase_add_test(tc, test_methods_and_allow);
     tcase_add_test(tc, test_unknown_paths);
+    tcase_add_test(tc, test_busy_collection_is_not_a_full_queue);
     suite_add_tcase(s, tc);
     return s;
 }
