@@ -191,6 +191,36 @@ depth(const json_t *j)
 
 /* Parse the body as a JSON object whose keys are all in allowed
  * (NULL-terminated).  Returns the object, or NULL with rp filled. */
+/* Whether a Content-Type says JSON in UTF-8: application/json, with
+ * parameters that may only say charset=utf-8 (JSON is UTF-8, RFC 8259). */
+static int
+json_media_type(const char *ct)
+{
+    size_t n;
+
+    if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0)
+        return 0;
+    for (ct += 16; *ct == ' ' || *ct == '\t'; ct++)
+        ;
+    while (*ct == ';') {
+        for (ct++; *ct == ' ' || *ct == '\t'; ct++)
+            ;
+        if (strncasecmp(ct, "charset=", 8) == 0) {
+            ct += 8;
+            n = ct[0] == '"' ? 1 : 0;
+            if (strncasecmp(ct + n, "utf-8", 5) != 0 || (n && ct[n + 5] != '"'))
+                return 0;
+            ct += 5 + 2 * n;
+        } else {
+            ct += strcspn(ct, ";");   /* another parameter: ignored */
+            continue;
+        }
+        for (; *ct == ' ' || *ct == '\t'; ct++)
+            ;
+    }
+    return *ct == '\0';
+}
+
 json_t *
 body_object(const struct api_request *rq, struct api_reply *rp, const char *const allowed[])
 {
@@ -199,12 +229,9 @@ body_object(const struct api_request *rq, struct api_reply *rp, const char *cons
     const char *key;
     json_t *v;
 
-    if (rq->content_type == NULL ||
-        strncasecmp(rq->content_type, "application/json", 16) != 0 ||
-        (rq->content_type[16] != '\0' && rq->content_type[16] != ';' &&
-         rq->content_type[16] != ' ')) {
+    if (!json_media_type(rq->content_type)) {
         api_error(rp, 415, "unsupported_media_type",
-                  "the body must be JSON, sent with Content-Type: application/json");
+                  "the body must be JSON in UTF-8, sent with Content-Type: application/json");
         return NULL;
     }
     j = json_loadb(rq->body ? rq->body : "", rq->body_len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,

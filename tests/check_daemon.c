@@ -129,6 +129,21 @@ START_TEST(test_healthz_and_errors)
     ck_assert_int_eq(r.status, 200);
     tu_response_free(&r);
 
+    /* JSON in another charset was read as UTF-8: 415 now; UTF-8 said
+     * explicitly is fine */
+    ck_assert_int_eq(tu_http(d.port, "POST", "/v1/tokenize", "application/json; charset=latin1",
+                             "{\"texts\":[\"a\"]}", 15, &r), 0);
+    assert_error_reply(&r, 415, "unsupported_media_type");
+    tu_response_free(&r);
+    ck_assert_int_eq(tu_http(d.port, "POST", "/v1/tokenize", "application/json; charset=UTF-8",
+                             "{\"texts\":[\"a\"]}", 15, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    tu_response_free(&r);
+    ck_assert_int_eq(tu_http(d.port, "POST", "/v1/tokenize", "application/json;charset=\"utf-8\"",
+                             "{\"texts\":[\"a\"]}", 15, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    tu_response_free(&r);
+
     /* still serving after all that */
     ck_assert_int_eq(tu_http(d.port, "GET", "/healthz", NULL, NULL, 0, &r), 0);
     ck_assert_int_eq(r.status, 200);
