@@ -62,7 +62,7 @@ endif
 STD       = -std=c11 -D_GNU_SOURCE
 WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wformat=2 -Werror=implicit-function-declaration
-PKGS      = libmicrohttpd jansson sqlite3 inih libsystemd libutf8proc openblas
+PKGS      = libmicrohttpd jansson sqlite3 libpq inih libsystemd libutf8proc openblas
 DEFS      = -DROSIM_VERSION='"$(VERSION)"' \
             -DROSIM_CONF_PATH='"$(SYSCONFDIR)/rosim/rosimd.conf"'
 CFLAGS_ALL = $(STD) $(WARN) $(OPT) $(OPT_EXTRA) $(SAN) $(DEFS) -MMD -MP \
