@@ -270,6 +270,17 @@ run(PGconn *c, const char *sql, const struct params *p, PGresult **res, const ch
     return rc;
 }
 
+/* Several statements, no parameters. */
+static int
+run_script(PGconn *c, const char *sql, const char *what, struct rs_error *e)
+{
+    PGresult *r = PQexec(c, sql);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? RS_OK : pg_fail(c, r, what, e);
+
+    PQclear(r);
+    return rc;
+}
+
 /* run() when only success matters. */
 static int
 run0(PGconn *c, const char *sql, const struct params *p, const char *what, struct rs_error *e)
@@ -373,7 +384,7 @@ schema_setup(PGconn *c, struct rs_error *e)
     if (PQntuples(r) == 0) {
         snprintf(sql, sizeof(sql), "%sINSERT INTO rosim_schema VALUES (%d)", schema,
                  SCHEMA_VERSION);
-        if ((rc = run0(c, sql, NULL, "create the schema", e)) != RS_OK)
+        if ((rc = run_script(c, sql, "create the schema", e)) != RS_OK)
             goto out;
     } else if (get_i32(r, 0, 0) != SCHEMA_VERSION) {
         rc = rs_error_set(e, RS_EFORMAT, "PostgreSQL: the database has rosim schema version %d;"
