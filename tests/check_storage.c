@@ -477,7 +477,7 @@ struct writer {
     struct st_coll *c;
     int who;
     int64_t labels[WRITES * BATCH];
-    char ids[WRITES * BATCH][16];  /* the id written under labels[k] */
+    char ids[WRITES * BATCH][40];  /* the id written under labels[k] */
     int failed;
     char why[512];
 };
@@ -497,9 +497,9 @@ write_some(void *arg)
             char *id = w->ids[i * BATCH + j];
             /* j 0: shared by both writers; others: this writer's */
             if (j == 0)
-                snprintf(id, 16, "s%d", i % 5);
+                snprintf(id, 40, "s%d", i % 5);
             else
-                snprintf(id, 16, "w%d-%d-%d", w->who, i, j);
+                snprintf(id, 40, "w%d-%d-%d", w->who, i, j);
             ids[j] = id;
         }
         if (put(w->c, ids, BATCH, i, &first, retired, &n_retired, &new_docs, &e) != RS_OK) {
