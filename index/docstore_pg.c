@@ -1043,6 +1043,66 @@ pg_wait(struct st_coll *c, int64_t after_seq, int timeout_ms, int64_t *seq, stru
     }
 }
 
+/* --- connection strings ------------------------------------------------------------- */
+
+int
+st_pg_dsn_check(const char *dsn, struct rs_error *e)
+{
+    char *why = NULL;
+    PQconninfoOption *o = PQconninfoParse(dsn, &why);
+
+    /* libpq's reason may quote a piece of the string: a password */
+    PQfreemem(why);
+    if (o == NULL)
+        return rs_error_set(e, RS_EINVAL, "not a libpq connection string (key=value pairs, "
+                            "or a postgresql:// URI)");
+    PQconninfoFree(o);
+    return RS_OK;
+}
+
+void
+st_pg_dsn_redact(const char *dsn, char *buf, size_t len)
+{
+    PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
+    size_t at = 0;
+
+    if (len == 0)
+        return;
+    buf[0] = '\0';
+    if (opts == NULL)
+        return;
+    for (PQconninfoOption *o = opts; o->keyword != NULL && at < len; o++) {
+        const char *v = o->val;
+        if (v == NULL)
+            continue;
+        if (strcmp(o->keyword, "password") == 0)
+            v = "********";
+        at += (size_t)snprintf(buf + at, len - at, "%s%s='", at ? " " : "", o->keyword);
+        for (; *v != '\0' && at + 2 < len; v++) {
+            if (*v == '\'' || *v == '\\')
+                buf[at++] = '\\';
+            buf[at++] = *v;
+        }
+        if (at < len)
+            at += (size_t)snprintf(buf + at, len - at, "'");
+    }
+    PQconninfoFree(opts);
+}
+
+int
+st_pg_ping_dsn(const char *dsn, struct rs_error *e)
+{
+    struct pg_db db = { .dsn = (char *)dsn };
+    PGconn *c;
+    int rc;
+
+    if ((rc = st_pg_dsn_check(dsn, e)) != RS_OK || (rc = pg_connect(&db, &c, e)) != RS_OK)
+        return rc;
+    rc = run0(c, "SELECT 1", NULL, "SELECT 1", e);
+    PQfinish(c);
+    return rc;
+}
+
 static const struct st_ops pg_ops = {
     .backend = "postgresql",
     .db_close = pg_db_close,

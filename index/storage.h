@@ -139,4 +139,19 @@ int st_pg_open(struct st_db **out, const char *dsn, struct rs_error *e);
 
 void st_names_free(char **names, size_t n);
 
+/* --- PostgreSQL connection strings (no connection made unless said) --- */
+
+/* Whether dsn parses as a libpq connection string (key=value pairs or a
+ * postgresql:// URI).  RS_OK or RS_EINVAL; the message never repeats any
+ * part of dsn. */
+int st_pg_dsn_check(const char *dsn, struct rs_error *e);
+
+/* dsn as key=value pairs, its password (if any) replaced by ********,
+ * into buf (len bytes, NUL-terminated, cut if too small). */
+void st_pg_dsn_redact(const char *dsn, char *buf, size_t len);
+
+/* Connect to dsn and run SELECT 1, then disconnect: RS_OK, RS_EINVAL
+ * (st_pg_dsn_check), RS_EUNAVAIL or another error from the server. */
+int st_pg_ping_dsn(const char *dsn, struct rs_error *e);
+
 #endif

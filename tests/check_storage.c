@@ -3,7 +3,7 @@
  * on each backend: SQLite in a temporary directory, and PostgreSQL 15 on a
  * server the suite starts itself (pgserver.h; skipped, saying so, only
  * when PostgreSQL is not installed).  Then what only a server can do:
- * go away and come back.
+ * go away and come back; and rosimd -t checking [storage] backend and dsn.
  *
  * Expectations are written out by hand from the contract (labels are the
  * write's numbers, a write's sequence is its last label, the labels a
@@ -827,6 +827,95 @@ START_TEST(test_pg_unreachable_hides_dsn)
 }
 END_TEST
 
+/* --- rosimd -t: [storage] backend and dsn --------------------------------------- */
+
+/* rosimd -t with extra arguments (NULL-terminated; env: one VAR=VALUE or
+ * NULL); its exit status, output in *out and *err (new). */
+static int
+rosimd_t(const char *env, const char *const extra[], char **out, char **err)
+{
+    char *argv[16];
+    int n = 0;
+
+    argv[n++] = "/usr/bin/env";
+    if (env != NULL)
+        argv[n++] = (char *)env;
+    argv[n++] = (char *)tu_program("ROSIMD", "build/rosimd");
+    argv[n++] = "-c";
+    argv[n++] = "conf/rosimd.conf";
+    argv[n++] = "--model";
+    argv[n++] = "tests/fixtures/roformer-sim-tiny";
+    for (int i = 0; extra[i] != NULL; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    return tu_run(argv, NULL, out, err);
+}
+
+/* -t connects to the server, and shows the DSN without its password. */
+START_TEST(test_rosimd_t_reaches_server)
+{
+    char dsn[300], env[320], *out, *err;
+    const char *arg[] = { "-t", "-o", "storage.backend=postgresql", "-o", dsn, NULL };
+    const char *env_only[] = { "-t", "-o", "storage.backend=postgresql", NULL };
+    const char *serve[] = { "-o", "storage.backend=postgresql", "-o", dsn, NULL };
+
+    if (pg_state == 1)
+        return;
+    ck_assert_msg(pg_state == 0, "PostgreSQL did not start: %s", pg.why);
+    snprintf(dsn, sizeof(dsn), "storage.dsn=%s password=sekrit-3", pg.dsn);
+    ck_assert_msg(rosimd_t(NULL, arg, &out, &err) == 0, "%s", err);
+    ck_assert_ptr_nonnull(strstr(out, "backend = postgresql"));
+    ck_assert_ptr_nonnull(strstr(out, "password='********'"));
+    ck_assert_ptr_null(strstr(out, "sekrit"));
+    free(out);
+    free(err);
+
+    snprintf(env, sizeof(env), "ROSIM_STORAGE_DSN=%s", dsn + strlen("storage.dsn="));
+    ck_assert_msg(rosimd_t(env, env_only, &out, &err) == 0, "%s", err);
+    ck_assert_ptr_nonnull(strstr(out, "; environment ROSIM_STORAGE_DSN"));
+    ck_assert_ptr_null(strstr(out, "sekrit"));
+    free(out);
+    free(err);
+
+    /* serving from PostgreSQL is refused, saying so */
+    ck_assert_int_eq(rosimd_t(NULL, serve, &out, &err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "backend = postgresql is not yet supported"));
+    free(out);
+    free(err);
+}
+END_TEST
+
+START_TEST(test_rosimd_t_refuses_bad_storage)
+{
+    const char *no_dsn[] = { "-t", "-o", "storage.backend=postgresql", NULL };
+    const char *away[] = { "-t", "-o", "storage.backend=postgresql", "-o",
+                           "storage.dsn=host=/nonexistent-dir password=sekrit-5", NULL };
+    const char *bad[] = { "-t", "-o", "storage.dsn=host=x password=sekrit 6", NULL };
+    const char *other[] = { "-t", "-o", "storage.backend=mysql", NULL };
+    char *out, *err;
+
+    ck_assert_int_eq(rosimd_t(NULL, no_dsn, &out, &err), 1);
+    ck_assert_msg(strstr(err, "backend = postgresql needs [storage] dsn") != NULL, "%s", err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(rosimd_t(NULL, away, &out, &err), 1);
+    ck_assert_msg(strstr(err, "[storage] dsn: PostgreSQL is unavailable") != NULL, "%s", err);
+    ck_assert_ptr_null(strstr(err, "sekrit"));
+    free(out);
+    free(err);
+    ck_assert_int_eq(rosimd_t(NULL, bad, &out, &err), 1);
+    ck_assert_msg(strstr(err, "[storage] dsn: not a libpq connection string") != NULL, "%s",
+                  err);
+    ck_assert_ptr_null(strstr(err, "sekrit"));
+    free(out);
+    free(err);
+    ck_assert_int_eq(rosimd_t(NULL, other, &out, &err), 1);
+    ck_assert_msg(strstr(err, "'mysql' is not one of sqlite, postgresql") != NULL, "%s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
 /* --- the harness ------------------------------------------------------------- */
 
 /* pg_ctl start leaves the server running with its output in a log file:
@@ -864,6 +953,8 @@ storage_suite(void)
     tcase_add_test(pc, test_pg_down_then_back);
     tcase_add_test(pc, test_pg_unreachable_hides_dsn);
     tcase_add_test(pc, test_run_returns_before_daemon);
+    tcase_add_test(pc, test_rosimd_t_reaches_server);
+    tcase_add_test(pc, test_rosimd_t_refuses_bad_storage);
     suite_add_tcase(s, pc);
     return s;
 }
