@@ -62,6 +62,7 @@ struct pg_db {
     pthread_cond_t freed;
     PGconn *conn[POOL];
     int busy[POOL];
+    int prepared[POOL];         /* the upsert statement is prepared on it */
     pthread_mutex_t lmu;        /* the listener */
     pthread_cond_t woke;
     PGconn *listen;             /* used only by the one polling */
@@ -159,7 +160,8 @@ pg_connect(struct pg_db *db, PGconn **out, struct rs_error *e)
 }
 
 /* Make c usable: reset it when the server hung up (an idle connection
- * has nothing to read unless it is going away) or it broke. */
+ * has nothing to read unless it is going away) or it broke.  1 when it
+ * was reset (a new session: nothing prepared), RS_OK, or an error. */
 static int
 pg_heal(PGconn *c, const char *what, struct rs_error *e)
 {
@@ -172,6 +174,7 @@ pg_heal(PGconn *c, const char *what, struct rs_error *e)
         if (PQstatus(c) != CONNECTION_OK)
             return unavailable(what, PQerrorMessage(c), e);
         PQsetNoticeProcessor(c, no_notices, NULL);
+        return 1;
     }
     return RS_OK;
 }
@@ -194,6 +197,10 @@ conn_get(struct pg_db *db, int *slot, struct rs_error *e)
     pthread_mutex_unlock(&db->mu);
     rc = db->conn[i] == NULL ? pg_connect(db, &db->conn[i], e)
                              : pg_heal(db->conn[i], "reconnect", e);
+    if (db->conn[i] == NULL || rc > 0) {
+        db->prepared[i] = 0;
+        rc = rc > 0 ? RS_OK : rc;
+    }
     if (rc != RS_OK) {
         pthread_mutex_lock(&db->mu);
         db->busy[i] = 0;
@@ -358,6 +365,7 @@ static const char schema[] =
     " meta json NOT NULL, meta_jsonb jsonb GENERATED ALWAYS AS (meta::jsonb) STORED,"
     " vector bytea NOT NULL, seq bigint NOT NULL, PRIMARY KEY (coll, id),"
     " UNIQUE (coll, label));"
+    "ALTER TABLE rosim_docs ALTER COLUMN vector SET STORAGE EXTERNAL;"
     "CREATE INDEX rosim_docs_seq ON rosim_docs (coll, seq);"
     "CREATE INDEX rosim_docs_meta ON rosim_docs USING gin (meta_jsonb jsonb_path_ops);"
     "CREATE TABLE rosim_retired (coll bigint NOT NULL REFERENCES rosim_collections (id)"
@@ -692,6 +700,7 @@ end_write(PGconn *k, int rc, struct rs_error *e)
 
 /* One document: its earlier version's label is retired (returned as a
  * row), the new version stored. */
+#define UPSERT "rosim_upsert"   /* upsert_sql, prepared once per session */
 static const char upsert_sql[] =
     "WITH old AS (SELECT label FROM rosim_docs WHERE coll = $1 AND id = $2),"
     " ret AS (INSERT INTO rosim_retired (coll, label, seq) SELECT $1, label, $7 FROM old"
@@ -702,15 +711,74 @@ static const char upsert_sql[] =
     "  vector = EXCLUDED.vector, seq = EXCLUDED.seq)"
     " SELECT label FROM old";
 
+/* Send docs[from..to) as upsert statements in one pipeline (one round
+ * trip), then read their results in order.  A failed statement aborts the
+ * rest; the caller rolls back. */
+static int
+put_docs(PGconn *k, struct st_coll *c, const struct coll_doc *docs, const float *vecs,
+         int from, int to, int64_t first, int64_t seq, uint32_t *le, int64_t *retired,
+         size_t *n_retired, long *new_docs, struct rs_error *e)
+{
+    int dim = PC(c)->dim, rc = RS_OK, sent = 0;
+    PGresult *r;
+
+    if (!PQenterPipelineMode(k))
+        return pg_fail(k, NULL, "upsert", e);
+    for (int i = from; i < to; i++, sent++) {
+        struct params p = { 0 };
+        const struct coll_doc *d = &docs[i];
+
+        /* libpq copies the parameters into its buffer: le is reused */
+        vec_to_le(vecs + (size_t)i * (size_t)dim, dim, le);
+        p_i64(&p, PC(c)->id);
+        p_str(&p, d->id);
+        p_i64(&p, first + i);
+        p_bytes(&p, d->text, d->text_len ? d->text_len : strlen(d->text));
+        p_str(&p, d->meta ? d->meta : "{}");
+        p_bytes(&p, le, (size_t)dim * 4);
+        p_i64(&p, seq);
+        if (!PQsendQueryPrepared(k, UPSERT, p.n, p.v, p.len, p.fmt, 1))
+            break;
+    }
+    if (sent < to - from || !PQpipelineSync(k))
+        rc = pg_fail(k, NULL, "upsert", e);
+    /* each statement: its result, then NULL; then the sync */
+    for (int i = 0; i < sent && PQstatus(k) == CONNECTION_OK; i++) {
+        while ((r = PQgetResult(k)) != NULL) {
+            ExecStatusType st = PQresultStatus(r);
+            if (st == PGRES_TUPLES_OK && rc == RS_OK && PQntuples(r) > 0)
+                retired[(*n_retired)++] = get_i64(r, 0, 0);
+            else if (st == PGRES_TUPLES_OK && rc == RS_OK)
+                ++*new_docs;
+            else if (st != PGRES_TUPLES_OK && rc == RS_OK)
+                rc = pg_fail(k, r, "upsert", e);
+            PQclear(r);
+        }
+    }
+    while (PQstatus(k) == CONNECTION_OK && (r = PQgetResult(k)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        PQclear(r);
+        if (st == PGRES_PIPELINE_SYNC)
+            break;
+    }
+    if (!PQexitPipelineMode(k) && rc == RS_OK)
+        rc = pg_fail(k, NULL, "upsert", e);
+    return rc;
+}
+
+/* Statements per pipeline: their results (a few bytes each) must fit in
+ * the socket buffers while the rest is sent, or both sides would wait. */
+#define PIPELINE 256
+
 static int
 pg_upsert(struct st_coll *c, const struct coll_doc *docs, const float *vecs, int n,
           int64_t *first, int64_t *retired, size_t *n_retired, long *new_docs,
           struct rs_error *e)
 {
     struct pg_db *db = PC(c)->db;
-    int dim = PC(c)->dim, slot, rc;
-    uint32_t *le = malloc((size_t)dim * 4);
+    uint32_t *le = malloc((size_t)PC(c)->dim * 4);
     int64_t last = 0;
+    int slot, rc;
     PGconn *k;
 
     *n_retired = 0;
@@ -722,28 +790,17 @@ pg_upsert(struct st_coll *c, const struct coll_doc *docs, const float *vecs, int
         return rc;
     }
     k = db->conn[slot];
-    rc = begin_write(k, c, n, &last, e);
-    for (int i = 0; rc == RS_OK && i < n; i++) {
-        struct params p = { 0 };
-        PGresult *r;
-        const struct coll_doc *d = &docs[i];
-
-        vec_to_le(vecs + (size_t)i * (size_t)dim, dim, le);
-        p_i64(&p, PC(c)->id);
-        p_str(&p, d->id);
-        p_i64(&p, last - n + 1 + i);
-        p_bytes(&p, d->text, d->text_len ? d->text_len : strlen(d->text));
-        p_str(&p, d->meta ? d->meta : "{}");
-        p_bytes(&p, le, (size_t)dim * 4);
-        p_i64(&p, last);
-        if ((rc = run(k, upsert_sql, &p, &r, "upsert", e)) != RS_OK)
-            break;
-        if (PQntuples(r) > 0)
-            retired[(*n_retired)++] = get_i64(r, 0, 0);
-        else
-            ++*new_docs;
+    if (!db->prepared[slot]) {
+        PGresult *r = PQprepare(k, UPSERT, upsert_sql, 0, NULL);
+        rc = PQresultStatus(r) == PGRES_COMMAND_OK ? RS_OK : pg_fail(k, r, "upsert", e);
+        db->prepared[slot] = rc == RS_OK;
         PQclear(r);
     }
+    if (rc == RS_OK)
+        rc = begin_write(k, c, n, &last, e);
+    for (int i = 0; rc == RS_OK && i < n; i += PIPELINE)
+        rc = put_docs(k, c, docs, vecs, i, i + PIPELINE < n ? i + PIPELINE : n, last - n + 1,
+                      last, le, retired, n_retired, new_docs, e);
     rc = end_write(k, rc, e);
     conn_put(db, slot);
     free(le);
