@@ -11,6 +11,7 @@
  * under test.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -514,7 +515,7 @@ write_some(void *arg)
 
 struct follower {
     struct st_coll *c;
-    volatile int stop;
+    atomic_int stop;
     int64_t upto;
     unsigned char *present;     /* [label]: in the follower's index */
     int rounds, failed;
@@ -569,7 +570,7 @@ follow(void *arg)
 {
     struct follower *f = arg;
 
-    while (!f->stop && !f->failed)
+    while (!atomic_load(&f->stop) && !f->failed)
         if (follow_once(f) != 0)
             f->failed = 1;
     return NULL;
@@ -605,7 +606,7 @@ START_TEST(test_two_writers_one_collection)
         ck_assert_int_eq(pthread_create(&t[k], NULL, write_some, &w[k]), 0);
     for (int k = 0; k < 2; k++)
         pthread_join(t[k], NULL);
-    f.stop = 1;
+    atomic_store(&f.stop, 1);
     pthread_join(t[2], NULL);
     for (int k = 0; k < 2; k++)
         ck_assert_msg(!w[k].failed, "writer %d: %s", k, w[k].why);
