@@ -244,6 +244,19 @@ locked_seq(sqlite3 *db, int64_t *seq)
     return SQLITE_OK;
 }
 
+/* When *n is 0, *n = the store's sequence + 1, read inside the write
+ * transaction. */
+static int
+next_number(sqlite3 *db, int64_t *n)
+{
+    if (*n != 0)
+        return SQLITE_OK;
+    if (locked_seq(db, n) != SQLITE_OK)
+        return SQLITE_ERROR;
+    ++*n;
+    return SQLITE_OK;
+}
+
 /* ds_upsert with first = the store's sequence + 1 when *first is 0. */
 static int
 upsert(struct docstore *ds, const struct coll_doc *docs, const float *vecs, int n,
@@ -256,11 +269,8 @@ upsert(struct docstore *ds, const struct coll_doc *docs, const float *vecs, int 
 
     *n_retired = 0;
     *new_docs = 0;
-    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK)
+    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK || next_number(ds->wdb, &first))
         goto fail;
-    if (first == 0 && locked_seq(ds->wdb, &first) != SQLITE_OK)
-        goto fail;
-    first += *first_io == 0;
     if (sqlite3_prepare_v2(ds->wdb, "SELECT label FROM docs WHERE id = ?", -1, &find, NULL) ||
         sqlite3_prepare_v2(ds->wdb, "INSERT OR REPLACE INTO deleted (label, seq) VALUES (?, ?)",
                            -1, &ret, NULL) ||
@@ -333,11 +343,8 @@ delete(struct docstore *ds, const char *id, int64_t *seq_io, int64_t *label, str
     int64_t seq = *seq_io;
     int rc;
 
-    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK)
+    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK || next_number(ds->wdb, &seq))
         goto fail;
-    if (seq == 0 && locked_seq(ds->wdb, &seq) != SQLITE_OK)
-        goto fail;
-    seq += *seq_io == 0;
     if (sqlite3_prepare_v2(ds->wdb, "DELETE FROM docs WHERE id = ? RETURNING label", -1, &st,
                            NULL) != SQLITE_OK)
         goto fail;
@@ -385,18 +392,37 @@ ds_delete_next(struct docstore *ds, const char *id, int64_t *seq, int64_t *label
     return delete(ds, id, seq, label, e);
 }
 
+/* The sequence up to which retired labels were forgotten (meta "pruned"). */
+static int64_t
+pruned_seq(sqlite3 *db)
+{
+    char buf[32];
+
+    return meta_get(db, "pruned", buf, sizeof(buf)) ? atoll(buf) : 0;
+}
+
 int
 ds_prune_retired(struct docstore *ds, int64_t seq, struct rs_error *e)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
+    char buf[32];
     int rc = RS_OK;
 
-    if (sqlite3_prepare_v2(ds->wdb, "DELETE FROM deleted WHERE seq <= ?", -1, &st, NULL) !=
+    snprintf(buf, sizeof(buf), "%lld", (long long)seq);
+    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK ||
+        sqlite3_prepare_v2(ds->wdb, "DELETE FROM deleted WHERE seq <= ?", -1, &st, NULL) !=
         SQLITE_OK)
-        return db_error(ds, ds->wdb, e, "prune");
+        goto fail;
     sqlite3_bind_int64(st, 1, seq);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        rc = db_error(ds, ds->wdb, e, "prune");
+    if (sqlite3_step(st) != SQLITE_DONE ||
+        (seq > pruned_seq(ds->wdb) && meta_put(ds->wdb, "pruned", buf) != SQLITE_OK) ||
+        exec(ds->wdb, "COMMIT") != SQLITE_OK)
+        goto fail;
+    goto out;
+fail:
+    rc = db_error(ds, ds->wdb, e, "prune");
+    exec(ds->wdb, "ROLLBACK");
+out:
     sqlite3_finalize(st);
     return rc;
 }
@@ -551,7 +577,11 @@ ds_changes(struct docstore *ds, int64_t after_seq, const struct ds_feed *f, int6
         rc = db_error(ds, db, e, "read changes");
         goto out;
     }
-    if ((rc = retired_on(ds, db, after_seq, INT64_MAX, f->retired, f->arg, e)) == RS_OK)
+    if (after_seq > 0 && after_seq < pruned_seq(db))
+        rc = rs_error_set(e, RS_EINVAL, "%s: the labels retired after %lld are forgotten "
+                          "(pruned up to %lld): rebuild from changes after 0", ds->dir,
+                          (long long)after_seq, (long long)pruned_seq(db));
+    else if ((rc = retired_on(ds, db, after_seq, INT64_MAX, f->retired, f->arg, e)) == RS_OK)
         rc = vectors_on(ds, db, after_seq, f->doc, f->arg, e);
     exec(db, "COMMIT");
 out:

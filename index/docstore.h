@@ -108,7 +108,8 @@ int ds_retired(struct docstore *ds, int64_t after_seq, int64_t max_label,
  * label retired by a later write (f->retired), then each document stored
  * by a later write (f->doc, with its vector); *upto gets the sequence that
  * moment covers.  A non-zero return from a callback stops with that
- * status. */
+ * status.  RS_EINVAL when 0 < after_seq < a seq given to ds_prune_retired:
+ * retirements after it are forgotten; rebuild from changes after 0. */
 struct ds_feed {
     int (*retired)(int64_t label, void *arg);
     int (*doc)(int64_t label, const float *vec, void *arg);
@@ -117,7 +118,8 @@ struct ds_feed {
 int ds_changes(struct docstore *ds, int64_t after_seq, const struct ds_feed *f, int64_t *upto,
                struct rs_error *e);
 
-/* Forget the retired labels of writes up to seq (a snapshot covers them). */
+/* Forget the retired labels of writes up to seq (a snapshot covers them),
+ * remembering seq (see ds_changes). */
 int ds_prune_retired(struct docstore *ds, int64_t seq, struct rs_error *e);
 
 #endif

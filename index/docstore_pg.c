@@ -3,7 +3,8 @@
  *
  * Schema (created when missing, in one transaction under an advisory
  * lock; rosim_schema holds its version and a newer one is refused):
- *   rosim_collections (id, name UNIQUE, factory, dim, fingerprint, seq)
+ *   rosim_collections (id, name UNIQUE, factory, dim, fingerprint, seq,
+ *                 pruned: retired labels up to it are forgotten)
  *   rosim_docs    (coll, id, label, text bytea, meta json, meta_jsonb jsonb
  *                  generated from meta, vector bytea, seq)
  *                 PRIMARY KEY (coll, id), UNIQUE (coll, label), index on
@@ -359,7 +360,8 @@ vec_from_le(const char *b, int dim, float *out)
 static const char schema[] =
     "CREATE TABLE rosim_collections (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE,"
     " factory text NOT NULL, dim integer NOT NULL, fingerprint text NOT NULL,"
-    " seq bigint NOT NULL DEFAULT 0, created timestamptz NOT NULL DEFAULT now());"
+    " seq bigint NOT NULL DEFAULT 0, pruned bigint NOT NULL DEFAULT 0,"
+    " created timestamptz NOT NULL DEFAULT now());"
     "CREATE TABLE rosim_docs (coll bigint NOT NULL REFERENCES rosim_collections (id)"
     " ON DELETE CASCADE, id text NOT NULL, label bigint NOT NULL, text bytea NOT NULL,"
     " meta json NOT NULL, meta_jsonb jsonb GENERATED ALWAYS AS (meta::jsonb) STORED,"
@@ -849,8 +851,9 @@ pg_prune_retired(struct st_coll *c, int64_t seq, struct rs_error *e)
 
     p_i64(&p, PC(c)->id);
     p_i64(&p, seq);
-    rc = db_run(PC(c)->db, "DELETE FROM rosim_retired WHERE coll = $1 AND seq <= $2", &p, &r,
-                "prune", e);
+    rc = db_run(PC(c)->db, "WITH u AS (UPDATE rosim_collections SET pruned ="
+                " greatest(pruned, $2) WHERE id = $1)"
+                " DELETE FROM rosim_retired WHERE coll = $1 AND seq <= $2", &p, &r, "prune", e);
     PQclear(r);
     return rc;
 }
@@ -971,10 +974,14 @@ pg_changes(struct st_coll *c, int64_t after_seq, const struct ds_feed *f, int64_
     p_i64(&p, PC(c)->id);
     if ((rc = run0(k, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL,
                    "read changes", e)) == RS_OK &&
-        (rc = run(k, "SELECT seq FROM rosim_collections WHERE id = $1", &p, &r,
+        (rc = run(k, "SELECT seq, pruned FROM rosim_collections WHERE id = $1", &p, &r,
                   "read changes", e)) == RS_OK) {
         if (PQntuples(r) == 0)
             rc = gone(c, e);
+        else if (after_seq > 0 && after_seq < get_i64(r, 0, 1))
+            rc = rs_error_set(e, RS_EINVAL, "collection '%s': the labels retired after %lld "
+                              "are forgotten (pruned up to %lld): rebuild from changes after 0",
+                              PC(c)->name, (long long)after_seq, (long long)get_i64(r, 0, 1));
         else
             *upto = get_i64(r, 0, 0);
         PQclear(r);

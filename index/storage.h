@@ -110,11 +110,12 @@ struct st_ops {
     int (*get_label)(struct st_coll *c, int64_t label, struct coll_hit *out, float *vec,
                      struct rs_error *e);
     /* As ds_changes: what writes after after_seq did, as of one moment
-     * whose sequence goes to *upto. */
+     * whose sequence goes to *upto; RS_EINVAL when after_seq is older
+     * than what prune_retired kept (rebuild from after_seq 0). */
     int (*changes)(struct st_coll *c, int64_t after_seq, const struct ds_feed *f,
                    int64_t *upto, struct rs_error *e);
     /* Forget the retired labels of writes up to seq (every reader's
-     * snapshot covers them). */
+     * snapshot covers them); changes after an older seq are refused. */
     int (*prune_retired)(struct st_coll *c, int64_t seq, struct rs_error *e);
     /* Return at once when the collection's committed sequence is past
      * after_seq, else wait up to timeout_ms for a write (a notification,

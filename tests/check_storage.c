@@ -202,17 +202,29 @@ cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The changes after after into g (sorted); the status. */
+static int
+changes_rc(struct st_coll *c, int64_t after, struct gathered *g, int64_t *upto,
+           struct rs_error *e)
+{
+    struct ds_feed f = { on_retired, on_doc, g };
+    int rc;
+
+    memset(g, 0, sizeof(*g));
+    rc = c->ops->changes(c, after, &f, upto, e);
+    qsort(g->docs, g->n_docs, sizeof(int64_t), cmp_i64);
+    qsort(g->retired, g->n_retired, sizeof(int64_t), cmp_i64);
+    return rc;
+}
+
+/* The same, which must succeed; the sequence they cover. */
 static int64_t
 changes(struct st_coll *c, int64_t after, struct gathered *g)
 {
-    struct ds_feed f = { on_retired, on_doc, g };
     struct rs_error e = { 0 };
     int64_t upto = -1;
 
-    memset(g, 0, sizeof(*g));
-    ck_assert_msg(c->ops->changes(c, after, &f, &upto, &e) == RS_OK, "%s", e.msg);
-    qsort(g->docs, g->n_docs, sizeof(int64_t), cmp_i64);
-    qsort(g->retired, g->n_retired, sizeof(int64_t), cmp_i64);
+    ck_assert_msg(changes_rc(c, after, g, &upto, &e) == RS_OK, "%s", e.msg);
     return upto;
 }
 
@@ -392,6 +404,7 @@ START_TEST(test_changes_after_seq)
     struct gathered *g = calloc(1, sizeof(*g));
     struct st_coll *c;
     float want[DIM];
+    int64_t upto;
 
     if (db == NULL) {
         free(g);
@@ -413,10 +426,18 @@ START_TEST(test_changes_after_seq)
     ck_assert_int_eq(changes(c, 8, g), 8);
     ck_assert_uint_eq(g->n_docs + g->n_retired, 0);
 
-    /* a snapshot at 5 covers the retirements of w2 */
+    /* a snapshot at 5 covers the retirements of w2; one older than 5 can
+     * no longer catch up (it would miss them) */
     ck_assert_msg(c->ops->prune_retired(c, 5, &e) == RS_OK, "%s", e.msg);
     changes(c, 0, g);
     labels_eq(g->retired, g->n_retired, retired_after5, 2, "retired after pruning");
+    ck_assert_int_eq(changes(c, 5, g), 8);
+    labels_eq(g->retired, g->n_retired, retired_after5, 2, "retired after 5, pruned");
+    ck_assert_int_eq(changes_rc(c, 3, g, &upto, &e), RS_EINVAL);
+    ck_assert_ptr_nonnull(strstr(e.msg, "rebuild"));
+    /* pruning less does not move the horizon back */
+    ck_assert_msg(c->ops->prune_retired(c, 2, &e) == RS_OK, "%s", e.msg);
+    ck_assert_int_eq(changes_rc(c, 4, g, &upto, &e), RS_EINVAL);
     c->ops->close(c);
     st_close(db);
     free(g);
