@@ -3,7 +3,7 @@
  *
  * Schema (docs.db):
  *   meta    (key TEXT PRIMARY KEY, value TEXT)      schema, factory, dim,
- *                                                   fingerprint, seq
+ *                                                   fingerprint, seq, pruned
  *   docs    (id TEXT PRIMARY KEY, label INTEGER UNIQUE, text TEXT,
  *            meta TEXT, vector BLOB, seq INTEGER)  index on seq
  *   deleted (label INTEGER PRIMARY KEY, seq INTEGER)

@@ -1011,8 +1011,9 @@ now_ms(void)
 }
 
 /* Poll the listening connection up to ms: 1 when something woke it
- * (notifications, or a new connection that may have missed some), 0 on
- * timeout, or an error. */
+ * (notifications; a new connection, which may have missed some; the
+ * server hanging up, which the next call repairs), 0 on timeout, or an
+ * error (the server cannot be reached). */
 static int
 listen_poll(struct pg_db *db, int ms, struct rs_error *e)
 {
@@ -1020,24 +1021,27 @@ listen_poll(struct pg_db *db, int ms, struct rs_error *e)
     PGnotify *n;
     int woke = 0, rc;
 
-    if (db->listen == NULL || PQstatus(db->listen) != CONNECTION_OK) {
+    if (db->listen != NULL &&
+        (PQstatus(db->listen) != CONNECTION_OK || !PQconsumeInput(db->listen))) {
         PQfinish(db->listen);
         db->listen = NULL;
-        if ((rc = pg_connect(db, &db->listen, e)) != RS_OK ||
-            (rc = run0(db->listen, "LISTEN " CHANNEL, NULL, "listen", e)) != RS_OK)
-            return rc;
-        return 1;
     }
-    p.fd = PQsocket(db->listen);
-    p.events = POLLIN;
-    p.revents = 0;
-    if (!PQconsumeInput(db->listen))
-        return unavailable("listen", PQerrorMessage(db->listen), e);
+    if (db->listen == NULL) {
+        if ((rc = pg_connect(db, &db->listen, e)) == RS_OK &&
+            (rc = run0(db->listen, "LISTEN " CHANNEL, NULL, "listen", e)) != RS_OK) {
+            PQfinish(db->listen);
+            db->listen = NULL;
+        }
+        return rc == RS_OK ? 1 : rc;
+    }
     if ((n = PQnotifies(db->listen)) == NULL) {
+        p.fd = PQsocket(db->listen);
+        p.events = POLLIN;
+        p.revents = 0;
         if (poll(&p, 1, ms) <= 0)
             return 0;
         if (!PQconsumeInput(db->listen))
-            return unavailable("listen", PQerrorMessage(db->listen), e);
+            return 1;
         n = PQnotifies(db->listen);
     }
     for (; n != NULL; n = PQnotifies(db->listen)) {

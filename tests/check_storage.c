@@ -784,8 +784,11 @@ START_TEST(test_pg_down_then_back)
                              *const more[] = { "p5", "p6" };
     struct rs_error e = { 0 };
     struct st_db *db, *other;
-    struct st_coll *c;
+    struct st_coll *c, *oc;
     struct coll_hit h;
+    struct later l;
+    pthread_t t;
+    double t0;
     char dsn[300];
     int64_t first, retired[8], seq, label;
     size_t n_retired;
@@ -801,6 +804,8 @@ START_TEST(test_pg_down_then_back)
     ck_assert_msg(put(c, first5, 5, 1, &first, retired, &n_retired, &new_docs, &e) == RS_OK,
                   "%s", e.msg);
 
+    /* listening (a wait that times out) before the server goes */
+    ck_assert_int_eq(c->ops->wait(c, 5, 200, &seq, &e), RS_ETIMEOUT);
     ck_assert_msg(tu_pg_stop(&pg) == 0, "%s", pg.why);
     ck_assert_int_eq(put(c, more, 2, 1, &first, retired, &n_retired, &new_docs, &e),
                      RS_EUNAVAIL);
@@ -828,6 +833,21 @@ START_TEST(test_pg_down_then_back)
     }
     ck_assert_int_eq(c->ops->wait(c, 5, 100, &seq, &e), RS_OK);
     ck_assert_int_eq(db->ops->ping(db, &e), RS_OK);
+
+    /* the listening connection, broken by the restart, is replaced: a
+     * write through another connection still wakes a waiter */
+    ck_assert_msg(st_open(&other, "postgresql", dsn, 0, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(other->ops->open(other, coll_name("outage"), &oc, &e) == RS_OK, "%s", e.msg);
+    l = (struct later){ oc, 300, -1 };
+    ck_assert_int_eq(pthread_create(&t, NULL, write_later, &l), 0);
+    t0 = tu_now();
+    ck_assert_msg(c->ops->wait(c, 7, 5000, &seq, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(tu_now() - t0 < 1.5, "woke after %.3f s", tu_now() - t0);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(l.rc, RS_OK);
+    ck_assert_int_eq(seq, 8);
+    oc->ops->close(oc);
+    st_close(other);
     c->ops->close(c);
     st_close(db);
 }
