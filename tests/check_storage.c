@@ -853,6 +853,43 @@ START_TEST(test_pg_down_then_back)
 }
 END_TEST
 
+/* A batch is one transaction: a document PostgreSQL refuses (jsonb has no
+ * U+0000) leaves nothing of the batch, and takes no number. */
+START_TEST(test_pg_refused_batch_leaves_nothing)
+{
+    static const char *const ok[] = { "ok" };
+    struct rs_error e = { 0 };
+    struct st_db *db = db_open(1);
+    struct st_coll *c;
+    struct coll_hit h;
+    struct coll_doc d[3];
+    float vecs[3 * DIM];
+    int64_t first = -1, retired[3];
+    size_t n_retired;
+    long new_docs, count = -1;
+
+    if (db == NULL)
+        return;
+    c = new_coll(db, coll_name("refused"));
+    for (int i = 0; i < 3; i++)
+        vector_of("r", i, vecs + i * DIM);
+    d[0] = (struct coll_doc){ "r0", "fine", "{}", vecs, 0 };
+    d[1] = (struct coll_doc){ "r1", "bad meta", "{\"k\":\"a\\u0000b\"}", vecs + DIM, 0 };
+    d[2] = (struct coll_doc){ "r2", "fine", "{}", vecs + 2 * DIM, 0 };
+    ck_assert_int_eq(c->ops->upsert(c, d, vecs, 3, &first, retired, &n_retired, &new_docs, &e),
+                     RS_EINVAL);
+    ck_assert_ptr_nonnull(strstr(e.msg, "PostgreSQL: upsert: "));
+    ck_assert_int_eq(seq_of(c), 0);
+    ck_assert_int_eq(c->ops->count(c, &count, &e), RS_OK);
+    ck_assert_int_eq(count, 0);
+    ck_assert_int_eq(c->ops->get(c, "r0", &h, &e), RS_ENOTFOUND);
+    put_ok(c, ok, 1, 1, 1, NULL, 0, 1);
+    c->ops->close(c);
+    st_close(db);
+    db_cleanup();
+}
+END_TEST
+
 /* Connection strings carry passwords: an unreachable server's message
  * does not repeat it. */
 START_TEST(test_pg_unreachable_hides_dsn)
@@ -994,6 +1031,7 @@ storage_suite(void)
     tcase_set_timeout(pc, 120);
     tcase_add_test(pc, test_pg_down_then_back);
     tcase_add_test(pc, test_pg_unreachable_hides_dsn);
+    tcase_add_test(pc, test_pg_refused_batch_leaves_nothing);
     tcase_add_test(pc, test_run_returns_before_daemon);
     tcase_add_test(pc, test_rosimd_t_reaches_server);
     tcase_add_test(pc, test_rosimd_t_refuses_bad_storage);
