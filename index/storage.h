@@ -111,7 +111,8 @@ struct st_ops {
                      struct rs_error *e);
     /* As ds_changes: what writes after after_seq did, as of one moment
      * whose sequence goes to *upto; RS_EINVAL when after_seq is older
-     * than what prune_retired kept (rebuild from after_seq 0). */
+     * than what prune_retired kept (rebuild from after_seq 0).  Rows are
+     * streamed to the callbacks, which must not call the storage. */
     int (*changes)(struct st_coll *c, int64_t after_seq, const struct ds_feed *f,
                    int64_t *upto, struct rs_error *e);
     /* Forget the retired labels of writes up to seq (every reader's
