@@ -81,7 +81,7 @@ struct pg_coll {
 
 static const struct st_ops pg_ops;
 
-/* --- errors ------------------------------------------------------------------ */
+/* --- errors --------------------------------------------------------------- */
 
 /* The first line of a libpq message, without its "ERROR:  " prefix. */
 static const char *
@@ -127,7 +127,7 @@ pg_fail(PGconn *c, PGresult *res, const char *what, struct rs_error *e)
     return rs_error_set(e, rc, "PostgreSQL: %s: %.*s", what, n, m);
 }
 
-/* --- connections --------------------------------------------------------------- */
+/* --- connections ---------------------------------------------------------- */
 
 static void
 no_notices(void *arg, const char *msg)
@@ -222,7 +222,7 @@ conn_put(struct pg_db *db, int slot)
     pthread_mutex_unlock(&db->mu);
 }
 
-/* --- statements ---------------------------------------------------------------- */
+/* --- statements ----------------------------------------------------------- */
 
 /* Parameters of one statement: int8 and bytea in binary, strings as text. */
 struct params {
@@ -355,7 +355,7 @@ vec_from_le(const char *b, int dim, float *out)
     }
 }
 
-/* --- the schema ---------------------------------------------------------------- */
+/* --- the schema ----------------------------------------------------------- */
 
 static const char schema[] =
     "CREATE TABLE rosim_collections (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE,"
@@ -409,7 +409,7 @@ out:
     return rc;
 }
 
-/* --- the database ---------------------------------------------------------------- */
+/* --- the database --------------------------------------------------------- */
 
 static void pg_db_close(struct st_db *base);
 
@@ -587,7 +587,7 @@ pg_open(struct st_db *base, const char *name, struct st_coll **out, struct rs_er
     return rc;
 }
 
-/* --- a collection ------------------------------------------------------------------ */
+/* --- a collection --------------------------------------------------------- */
 
 #define PC(c) ((struct pg_coll *)(c))
 
@@ -662,7 +662,7 @@ pg_count(struct st_coll *c, long *n, struct rs_error *e)
     return rc;
 }
 
-/* --- writes -------------------------------------------------------------------------- */
+/* --- writes --------------------------------------------------------------- */
 
 /* BEGIN, then take n numbers: *last gets the write's sequence.  The row
  * lock this takes holds other writers of the collection until COMMIT. */
@@ -858,7 +858,7 @@ pg_prune_retired(struct st_coll *c, int64_t seq, struct rs_error *e)
     return rc;
 }
 
-/* --- reads ------------------------------------------------------------------------- */
+/* --- reads ---------------------------------------------------------------- */
 
 static int
 get_by(struct st_coll *c, const char *sql, struct params *p, const char *id, int64_t label,
@@ -999,7 +999,7 @@ pg_changes(struct st_coll *c, int64_t after_seq, const struct ds_feed *f, int64_
     return rc;
 }
 
-/* --- the change feed ----------------------------------------------------------------- */
+/* --- the change feed ------------------------------------------------------ */
 
 static double
 now_ms(void)
@@ -1111,7 +1111,7 @@ pg_wait(struct st_coll *c, int64_t after_seq, int timeout_ms, int64_t *seq, stru
     }
 }
 
-/* --- connection strings ------------------------------------------------------------- */
+/* --- connection strings --------------------------------------------------- */
 
 int
 st_pg_dsn_check(const char *dsn, struct rs_error *e)

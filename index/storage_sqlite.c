@@ -57,7 +57,7 @@ has_store(const char *path)
     return access(file, F_OK) == 0;
 }
 
-/* --- the database ------------------------------------------------------------ */
+/* --- the database --------------------------------------------------------- */
 
 int
 st_sqlite_open(struct st_db **out, const char *dir, int fsync, struct rs_error *e)
@@ -214,7 +214,7 @@ sq_open(struct st_db *base, const char *name, struct st_coll **out, struct rs_er
     return RS_OK;
 }
 
-/* --- a collection: docstore.c ---------------------------------------------- */
+/* --- a collection: docstore.c --------------------------------------------- */
 
 #define DS(c) (((struct sq_coll *)(c))->ds)
 

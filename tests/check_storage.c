@@ -26,7 +26,7 @@
 
 static const char *const backends[] = { "sqlite", "postgresql" };
 
-/* --- the server, once per test case (unchecked fixture) -------------------- */
+/* --- the server, once per test case (unchecked fixture) ------------------- */
 
 static struct tu_pg pg;
 static int pg_state = 1;        /* 0 running, 1 not installed, -1 failed */
@@ -237,7 +237,7 @@ labels_eq(const int64_t *got, size_t n, const int64_t *want, size_t n_want, cons
                       (long long)got[i], (long long)want[i]);
 }
 
-/* --- the contract ---------------------------------------------------------- */
+/* --- the contract --------------------------------------------------------- */
 
 START_TEST(test_settings_and_list)
 {
@@ -489,7 +489,7 @@ START_TEST(test_seq_only_grows)
 }
 END_TEST
 
-/* --- two replicas writing one collection ------------------------------------- */
+/* --- two replicas writing one collection ---------------------------------- */
 
 #define WRITES 25
 #define BATCH 3
@@ -674,7 +674,7 @@ START_TEST(test_two_writers_one_collection)
 }
 END_TEST
 
-/* --- the change feed ---------------------------------------------------------- */
+/* --- the change feed ------------------------------------------------------ */
 
 struct later {
     struct st_coll *c;
@@ -776,7 +776,7 @@ START_TEST(test_write_wakes_other_connection)
 }
 END_TEST
 
-/* --- PostgreSQL only: the server goes away and comes back -------------------- */
+/* --- PostgreSQL only: the server goes away and comes back ----------------- */
 
 START_TEST(test_pg_down_then_back)
 {
@@ -906,7 +906,7 @@ START_TEST(test_pg_unreachable_hides_dsn)
 }
 END_TEST
 
-/* --- rosimd -t: [storage] backend and dsn --------------------------------------- */
+/* --- rosimd -t: [storage] backend and dsn --------------------------------- */
 
 /* rosimd -t with extra arguments (NULL-terminated; env: one VAR=VALUE or
  * NULL); its exit status, output in *out and *err (new). */
@@ -995,7 +995,7 @@ START_TEST(test_rosimd_t_refuses_bad_storage)
 }
 END_TEST
 
-/* --- the harness ------------------------------------------------------------- */
+/* --- the harness ---------------------------------------------------------- */
 
 /* pg_ctl start leaves the server running with its output in a log file:
  * tu_run must return when pg_ctl does, not when the server exits. */
