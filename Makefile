@@ -62,7 +62,7 @@ endif
 STD       = -std=c11 -D_GNU_SOURCE
 WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wformat=2 -Werror=implicit-function-declaration
-PKGS      = libmicrohttpd jansson sqlite3 inih libsystemd libutf8proc openblas
+PKGS      = libmicrohttpd jansson sqlite3 libpq inih libsystemd libutf8proc openblas
 DEFS      = -DROSIM_VERSION='"$(VERSION)"' \
             -DROSIM_CONF_PATH='"$(SYSCONFDIR)/rosim/rosimd.conf"'
 CFLAGS_ALL = $(STD) $(WARN) $(OPT) $(OPT_EXTRA) $(SAN) $(DEFS) -MMD -MP \
@@ -153,8 +153,13 @@ check: $(BUILD)/check_rosim $(BUILD)/rosimd $(BUILD)/rosim
 run: all
 	$(BUILD)/rosimd -c conf/rosimd.conf -o model.demo_if_missing=yes
 
-bench: all
+bench: all $(BUILD)/storage_bench
 	sh bench/run.sh $(BUILD) $(BENCH)
+
+# write rate of each storage backend (a PostgreSQL server is started for it)
+$(BUILD)/storage_bench: $(call obj,bench/storage_bench.c tests/pgserver.c tests/testutil.c) $(LIB_OBJ)
+	@[ "$(V)" = 1 ] || echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(TEST_LIBS)
 
 # An existing rosimd.conf is never overwritten: the shipped one is always
 # installed beside it as rosimd.conf.dist, and copied to rosimd.conf only

@@ -3,7 +3,7 @@
  *
  * Schema (docs.db):
  *   meta    (key TEXT PRIMARY KEY, value TEXT)      schema, factory, dim,
- *                                                   fingerprint, seq
+ *                                                   fingerprint, seq, pruned
  *   docs    (id TEXT PRIMARY KEY, label INTEGER UNIQUE, text TEXT,
  *            meta TEXT, vector BLOB, seq INTEGER)  index on seq
  *   deleted (label INTEGER PRIMARY KEY, seq INTEGER)
@@ -26,6 +26,7 @@
 struct docstore {
     char *dir;
     int dim;
+    int fsync;      /* enum coll_fsync */
     sqlite3 *wdb;   /* writes (one writer at a time, by contract) */
     sqlite3 *rdb;   /* reads (serialized by SQLite: SQLITE_OPEN_FULLMUTEX) */
 };
@@ -81,6 +82,7 @@ ds_open(struct docstore **out, const char *dir, int create, int fsync, struct rs
         free(ds);
         return rs_error_set(e, RS_ENOMEM, "out of memory");
     }
+    ds->fsync = fsync;
     if ((rc = open_db(ds, &ds->wdb, create, fsync, e)) != RS_OK ||
         (rc = open_db(ds, &ds->rdb, 0, fsync, e)) != RS_OK) {
         ds_close(ds);
@@ -201,7 +203,7 @@ ds_seq(struct docstore *ds, int64_t *seq, struct rs_error *e)
     char buf[32];
 
     (void)e;
-    *seq = meta_get(ds->wdb, "seq", buf, sizeof(buf)) ? atoll(buf) : 0;
+    *seq = meta_get(ds->rdb, "seq", buf, sizeof(buf)) ? atoll(buf) : 0;
     return RS_OK;
 }
 
@@ -228,18 +230,48 @@ text_len(const struct coll_doc *d)
     return d->text_len ? d->text_len : strlen(d->text);
 }
 
-int
-ds_upsert(struct docstore *ds, const struct coll_doc *docs, const float *vecs, int n,
-          int64_t first, int64_t *retired, size_t *n_retired, long *new_docs,
-          struct rs_error *e)
+/* The sequence number of the last write, read inside the write transaction
+ * (BEGIN IMMEDIATE holds the database's write lock: no other connection can
+ * allocate the same numbers). */
+static int
+locked_seq(sqlite3 *db, int64_t *seq)
+{
+    char buf[32];
+
+    if (meta_get(db, "seq", buf, sizeof(buf)) == NULL)
+        return SQLITE_ERROR;
+    *seq = atoll(buf);
+    return SQLITE_OK;
+}
+
+/* When *n is 0, *n = the store's sequence + 1, read inside the write
+ * transaction. */
+static int
+next_number(sqlite3 *db, int64_t *n)
+{
+    if (*n != 0)
+        return SQLITE_OK;
+    if (locked_seq(db, n) != SQLITE_OK)
+        return SQLITE_ERROR;
+    ++*n;
+    return SQLITE_OK;
+}
+
+/* ds_upsert with first = the store's sequence + 1 when *first is 0. */
+static int
+upsert(struct docstore *ds, const struct coll_doc *docs, const float *vecs, int n,
+       int64_t *first_io, int64_t *retired, size_t *n_retired, long *new_docs,
+       struct rs_error *e)
 {
     sqlite3_stmt *find = NULL, *ret = NULL, *put = NULL;
+    int64_t first = *first_io;
     int rc = RS_OK;
 
     *n_retired = 0;
     *new_docs = 0;
-    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK ||
-        sqlite3_prepare_v2(ds->wdb, "SELECT label FROM docs WHERE id = ?", -1, &find, NULL) ||
+    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK || next_number(ds->wdb, &first))
+        goto fail;
+    if (sqlite3_prepare_v2(ds->wdb, "SELECT label FROM docs WHERE id = ?", -1, &find, NULL) ||
         sqlite3_prepare_v2(ds->wdb, "INSERT OR REPLACE INTO deleted (label, seq) VALUES (?, ?)",
                            -1, &ret, NULL) ||
         sqlite3_prepare_v2(ds->wdb, "INSERT OR REPLACE INTO docs (id, label, text, meta, vector,"
@@ -274,6 +306,7 @@ ds_upsert(struct docstore *ds, const struct coll_doc *docs, const float *vecs, i
     }
     if (set_seq(ds->wdb, first + n - 1) != SQLITE_OK || exec(ds->wdb, "COMMIT") != SQLITE_OK)
         goto fail;
+    *first_io = first;
     goto out;
 fail:
     rc = db_error(ds, ds->wdb, e, "upsert");
@@ -286,13 +319,33 @@ out:
 }
 
 int
-ds_delete(struct docstore *ds, const char *id, int64_t seq, int64_t *label, struct rs_error *e)
+ds_upsert(struct docstore *ds, const struct coll_doc *docs, const float *vecs, int n,
+          int64_t first, int64_t *retired, size_t *n_retired, long *new_docs,
+          struct rs_error *e)
+{
+    return upsert(ds, docs, vecs, n, &first, retired, n_retired, new_docs, e);
+}
+
+int
+ds_upsert_next(struct docstore *ds, const struct coll_doc *docs, const float *vecs, int n,
+               int64_t *first, int64_t *retired, size_t *n_retired, long *new_docs,
+               struct rs_error *e)
+{
+    *first = 0;
+    return upsert(ds, docs, vecs, n, first, retired, n_retired, new_docs, e);
+}
+
+/* ds_delete with seq = the store's sequence + 1 when *seq_io is 0. */
+static int
+delete(struct docstore *ds, const char *id, int64_t *seq_io, int64_t *label, struct rs_error *e)
 {
     sqlite3_stmt *st = NULL;
+    int64_t seq = *seq_io;
     int rc;
 
-    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK ||
-        sqlite3_prepare_v2(ds->wdb, "DELETE FROM docs WHERE id = ? RETURNING label", -1, &st,
+    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK || next_number(ds->wdb, &seq))
+        goto fail;
+    if (sqlite3_prepare_v2(ds->wdb, "DELETE FROM docs WHERE id = ? RETURNING label", -1, &st,
                            NULL) != SQLITE_OK)
         goto fail;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -316,6 +369,7 @@ ds_delete(struct docstore *ds, const char *id, int64_t seq, int64_t *label, stru
         exec(ds->wdb, "COMMIT") != SQLITE_OK)
         goto fail;
     sqlite3_finalize(st);
+    *seq_io = seq;
     return RS_OK;
 fail:
     rc = db_error(ds, ds->wdb, e, "delete");
@@ -325,17 +379,50 @@ fail:
 }
 
 int
+ds_delete(struct docstore *ds, const char *id, int64_t seq, int64_t *label, struct rs_error *e)
+{
+    return delete(ds, id, &seq, label, e);
+}
+
+int
+ds_delete_next(struct docstore *ds, const char *id, int64_t *seq, int64_t *label,
+               struct rs_error *e)
+{
+    *seq = 0;
+    return delete(ds, id, seq, label, e);
+}
+
+/* The sequence up to which retired labels were forgotten (meta "pruned"). */
+static int64_t
+pruned_seq(sqlite3 *db)
+{
+    char buf[32];
+
+    return meta_get(db, "pruned", buf, sizeof(buf)) ? atoll(buf) : 0;
+}
+
+int
 ds_prune_retired(struct docstore *ds, int64_t seq, struct rs_error *e)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
+    char buf[32];
     int rc = RS_OK;
 
-    if (sqlite3_prepare_v2(ds->wdb, "DELETE FROM deleted WHERE seq <= ?", -1, &st, NULL) !=
+    snprintf(buf, sizeof(buf), "%lld", (long long)seq);
+    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK ||
+        sqlite3_prepare_v2(ds->wdb, "DELETE FROM deleted WHERE seq <= ?", -1, &st, NULL) !=
         SQLITE_OK)
-        return db_error(ds, ds->wdb, e, "prune");
+        goto fail;
     sqlite3_bind_int64(st, 1, seq);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        rc = db_error(ds, ds->wdb, e, "prune");
+    if (sqlite3_step(st) != SQLITE_DONE ||
+        (seq > pruned_seq(ds->wdb) && meta_put(ds->wdb, "pruned", buf) != SQLITE_OK) ||
+        exec(ds->wdb, "COMMIT") != SQLITE_OK)
+        goto fail;
+    goto out;
+fail:
+    rc = db_error(ds, ds->wdb, e, "prune");
+    exec(ds->wdb, "ROLLBACK");
+out:
     sqlite3_finalize(st);
     return rc;
 }
@@ -410,16 +497,16 @@ ds_get_label(struct docstore *ds, int64_t label, struct coll_hit *out, float *ve
                   out, vec, e);
 }
 
-int
-ds_vectors(struct docstore *ds, int64_t after_seq,
+static int
+vectors_on(struct docstore *ds, sqlite3 *db, int64_t after_seq,
            int (*fn)(int64_t label, const float *vec, void *arg), void *arg, struct rs_error *e)
 {
     sqlite3_stmt *st;
     int rc;
 
-    if (sqlite3_prepare_v2(ds->rdb, "SELECT label, vector FROM docs WHERE seq > ?", -1, &st,
+    if (sqlite3_prepare_v2(db, "SELECT label, vector FROM docs WHERE seq > ?", -1, &st,
                            NULL) != SQLITE_OK)
-        return db_error(ds, ds->rdb, e, "read vectors");
+        return db_error(ds, db, e, "read vectors");
     sqlite3_bind_int64(st, 1, after_seq);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t label = sqlite3_column_int64(st, 0);
@@ -436,19 +523,26 @@ ds_vectors(struct docstore *ds, int64_t after_seq,
         }
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? RS_OK : db_error(ds, ds->rdb, e, "read vectors");
+    return rc == SQLITE_DONE ? RS_OK : db_error(ds, db, e, "read vectors");
 }
 
 int
-ds_retired(struct docstore *ds, int64_t after_seq, int64_t max_label,
+ds_vectors(struct docstore *ds, int64_t after_seq,
+           int (*fn)(int64_t label, const float *vec, void *arg), void *arg, struct rs_error *e)
+{
+    return vectors_on(ds, ds->rdb, after_seq, fn, arg, e);
+}
+
+static int
+retired_on(struct docstore *ds, sqlite3 *db, int64_t after_seq, int64_t max_label,
            int (*fn)(int64_t label, void *arg), void *arg, struct rs_error *e)
 {
     sqlite3_stmt *st;
     int rc;
 
-    if (sqlite3_prepare_v2(ds->rdb, "SELECT label FROM deleted WHERE seq > ? AND label <= ?",
+    if (sqlite3_prepare_v2(db, "SELECT label FROM deleted WHERE seq > ? AND label <= ?",
                            -1, &st, NULL) != SQLITE_OK)
-        return db_error(ds, ds->rdb, e, "read retired labels");
+        return db_error(ds, db, e, "read retired labels");
     sqlite3_bind_int64(st, 1, after_seq);
     sqlite3_bind_int64(st, 2, max_label);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -458,5 +552,39 @@ ds_retired(struct docstore *ds, int64_t after_seq, int64_t max_label,
         }
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? RS_OK : db_error(ds, ds->rdb, e, "read retired labels");
+    return rc == SQLITE_DONE ? RS_OK : db_error(ds, db, e, "read retired labels");
+}
+
+int
+ds_retired(struct docstore *ds, int64_t after_seq, int64_t max_label,
+           int (*fn)(int64_t label, void *arg), void *arg, struct rs_error *e)
+{
+    return retired_on(ds, ds->rdb, after_seq, max_label, fn, arg, e);
+}
+
+/* On a connection of its own, so that its read transaction (one snapshot
+ * for the three reads) is not shared with other readers. */
+int
+ds_changes(struct docstore *ds, int64_t after_seq, const struct ds_feed *f, int64_t *upto,
+           struct rs_error *e)
+{
+    sqlite3 *db = NULL;
+    int rc;
+
+    if ((rc = open_db(ds, &db, 0, ds->fsync, e)) != RS_OK)
+        goto out;
+    if (exec(db, "BEGIN") != SQLITE_OK || locked_seq(db, upto) != SQLITE_OK) {
+        rc = db_error(ds, db, e, "read changes");
+        goto out;
+    }
+    if (after_seq > 0 && after_seq < pruned_seq(db))
+        rc = rs_error_set(e, RS_EINVAL, "%s: the labels retired after %lld are forgotten "
+                          "(pruned up to %lld): rebuild from changes after 0", ds->dir,
+                          (long long)after_seq, (long long)pruned_seq(db));
+    else if ((rc = retired_on(ds, db, after_seq, INT64_MAX, f->retired, f->arg, e)) == RS_OK)
+        rc = vectors_on(ds, db, after_seq, f->doc, f->arg, e);
+    exec(db, "COMMIT");
+out:
+    sqlite3_close(db);
+    return rc;
 }

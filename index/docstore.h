@@ -76,6 +76,16 @@ int ds_upsert(struct docstore *ds, const struct coll_doc *docs, const float *vec
 int ds_delete(struct docstore *ds, const char *id, int64_t seq, int64_t *label,
               struct rs_error *e);
 
+/* ds_upsert and ds_delete with the numbers allocated by the store, inside
+ * the write's transaction: first (seq) = the store's sequence + 1, so that
+ * several connections (processes) writing one store never share a label.
+ * The first label (the delete's sequence) goes to *first (*seq). */
+int ds_upsert_next(struct docstore *ds, const struct coll_doc *docs, const float *vecs, int n,
+                   int64_t *first, int64_t *retired, size_t *n_retired, long *new_docs,
+                   struct rs_error *e);
+int ds_delete_next(struct docstore *ds, const char *id, int64_t *seq, int64_t *label,
+                   struct rs_error *e);
+
 /* One document by id or by label into out (new strings; coll_hit_clear),
  * by label also its vector into vec (dim floats).  RS_ENOTFOUND when
  * absent. */
@@ -94,7 +104,22 @@ int ds_vectors(struct docstore *ds, int64_t after_seq,
 int ds_retired(struct docstore *ds, int64_t after_seq, int64_t max_label,
                int (*fn)(int64_t label, void *arg), void *arg, struct rs_error *e);
 
-/* Forget the retired labels of writes up to seq (a snapshot covers them). */
+/* Everything a snapshot taken at after_seq lacks, as of one moment: each
+ * label retired by a later write (f->retired), then each document stored
+ * by a later write (f->doc, with its vector); *upto gets the sequence that
+ * moment covers.  A non-zero return from a callback stops with that
+ * status.  RS_EINVAL when 0 < after_seq < a seq given to ds_prune_retired:
+ * retirements after it are forgotten; rebuild from changes after 0. */
+struct ds_feed {
+    int (*retired)(int64_t label, void *arg);
+    int (*doc)(int64_t label, const float *vec, void *arg);
+    void *arg;
+};
+int ds_changes(struct docstore *ds, int64_t after_seq, const struct ds_feed *f, int64_t *upto,
+               struct rs_error *e);
+
+/* Forget the retired labels of writes up to seq (a snapshot covers them),
+ * remembering seq (see ds_changes). */
 int ds_prune_retired(struct docstore *ds, int64_t seq, struct rs_error *e);
 
 #endif

@@ -58,6 +58,7 @@ rs_status_name(int code)
     case RS_EBUSY: return "busy";
     case RS_ETIMEOUT: return "timed out";
     case RS_ECANCELED: return "cancelled";
+    case RS_EUNAVAIL: return "unavailable";
     default: return "internal error";
     }
 }

@@ -23,6 +23,7 @@ enum rs_status {
     RS_EINTERNAL = -9,  /* a bug or a library failure */
     RS_ETIMEOUT = -10,  /* a wait passed its deadline; retry later */
     RS_ECANCELED = -11, /* the caller asked to stop */
+    RS_EUNAVAIL = -12,  /* a server we depend on (the database) is unreachable; retry later */
 };
 
 struct rs_error {

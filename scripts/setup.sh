@@ -20,11 +20,12 @@ build="$root/build"
 
 packages="build-essential pkg-config dpkg-dev ca-certificates
 libmicrohttpd-dev libjansson-dev libfaiss-dev libopenblas-dev libdnnl-dev check
-libsqlite3-dev libinih-dev libsystemd-dev libutf8proc-dev libcurl4-openssl-dev"
+libsqlite3-dev libpq-dev libinih-dev libsystemd-dev libutf8proc-dev libcurl4-openssl-dev"
 mode=${1:-}
+# postgresql-15: the storage suite runs its own throw-away server (tests/pgserver.c)
 if [ "$mode" != "--build-only" ]; then
     packages="$packages python3 python3-prometheus-client systemd clang libclang-rt-14-dev
-chromium fonts-wqy-microhei"
+chromium fonts-wqy-microhei postgresql-15"
 fi
 if [ "$mode" = "--bench" ]; then
     packages="$packages python3-numpy fortunes-zh bc wrk"

@@ -23,9 +23,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../index/storage.h"
+
 enum opt_type { OPT_ADDR, OPT_INT, OPT_SIZE, OPT_PATH, OPT_ENUM, OPT_BOOL, OPT_STRING,
                 OPT_OPTIONAL_PATH,
-                OPT_INT_AUTO };  /* OPT_INT, or "auto" stored as 0 */
+                OPT_INT_AUTO,    /* OPT_INT, or "auto" stored as 0 */
+                OPT_DSN };       /* a libpq connection string; printed without password */
 
 struct option {
     const char *section;
@@ -44,6 +47,8 @@ _Static_assert(COLL_FSYNC_ALWAYS == 0 && COLL_FSYNC_BATCH == 1 && COLL_FSYNC_OFF
                "fsync_policies follows enum coll_fsync");
 static const char *const booleans[] = { "no", "yes", NULL };
 static const char *const precisions[] = { "fp32", "bf16", "int8", "auto", NULL };
+/* indexed by enum conf_backend */
+static const char *const backends[] = { "sqlite", "postgresql", NULL };
 
 #ifndef ROSIM_SHARE_DIR
 #define ROSIM_SHARE_DIR "share"
@@ -86,6 +91,8 @@ static const struct option options[] = {
     { "storage", "fsync", OPT_ENUM, OFF(fsync), 0, 0, "always", fsync_policies },
     { "storage", "default_index", OPT_STRING, OFF(default_index), 0, 0, "Flat", NULL },
     { "storage", "snapshot_every", OPT_INT, OFF(snapshot_every), 0, 100000000, "10000", NULL },
+    { "storage", "backend", OPT_ENUM, OFF(backend), 0, 0, "sqlite", backends },
+    { "storage", "dsn", OPT_DSN, OFF(dsn), 0, 0, "", NULL },
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -201,6 +208,7 @@ apply(struct conf *c, const struct option *o, const char *v, const char *base, c
       size_t why_len)
 {
     char *field = (char *)c + o->offset;
+    struct rs_error bad;
     long long n;
     const char *err;
 
@@ -237,6 +245,17 @@ apply(struct conf *c, const struct option *o, const char *v, const char *base, c
         }
         if (strlen(v) >= CONF_PATH_MAX) {
             snprintf(why, why_len, "path longer than %d bytes", CONF_PATH_MAX - 1);
+            return why;
+        }
+        strcpy(field, v);
+        return NULL;
+    case OPT_DSN:
+        if (strlen(v) >= CONF_PATH_MAX) {
+            snprintf(why, why_len, "longer than %d bytes", CONF_PATH_MAX - 1);
+            return why;
+        }
+        if (*v != '\0' && st_pg_dsn_check(v, &bad) != RS_OK) {
+            snprintf(why, why_len, "%.200s", bad.msg);
             return why;
         }
         strcpy(field, v);
@@ -557,6 +576,9 @@ format_value(const struct conf *c, const struct option *o, char *buf, size_t len
     }
     case OPT_STRING:
         snprintf(buf, len, "%s", field);
+        return;
+    case OPT_DSN:
+        st_pg_dsn_redact(field, buf, len);
         return;
     case OPT_ENUM:
     case OPT_BOOL:

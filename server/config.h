@@ -78,7 +78,11 @@ struct conf {
     int fsync;                 /* enum coll_fsync */
     char default_index[128];   /* FAISS factory string for new collections */
     int snapshot_every;        /* writes between index snapshots */
+    int backend;               /* enum conf_backend: where documents live */
+    char dsn[CONF_PATH_MAX];   /* backend postgresql: a libpq connection string */
 };
+
+enum conf_backend { CONF_BACKEND_SQLITE, CONF_BACKEND_POSTGRESQL };
 
 /* Fill c with the documented defaults. */
 void conf_defaults(struct conf *c);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "../index/collection.h"
+#include "../index/storage.h"
 #include "../model/demo.h"
 #include "app.h"
 #include "config.h"
@@ -129,6 +130,11 @@ check_start(const struct conf *c, struct rs_error *e)
     }
     if (coll_index_type_check(c->default_index, &why) != RS_OK)
         return rs_error_set(e, RS_EINVAL, "[storage] default_index: %s", why.msg);
+    if (c->backend == CONF_BACKEND_POSTGRESQL && c->dsn[0] == '\0')
+        return rs_error_set(e, RS_EINVAL, "[storage] backend = postgresql needs [storage] dsn "
+                            "(a libpq connection string)");
+    if (c->backend == CONF_BACKEND_POSTGRESQL && st_pg_ping_dsn(c->dsn, &why) != RS_OK)
+        return rs_error_set(e, why.code, "[storage] dsn: %s", why.msg);
     return RS_OK;
 }
 
@@ -341,6 +347,11 @@ main(int argc, char **argv)
         printf("# rosimd: configuration %s is valid; in effect:\n", config_path);
         conf_print(stdout, &conf, &origins, config_path);
         return 0;
+    }
+    if (conf.backend == CONF_BACKEND_POSTGRESQL) {
+        fprintf(stderr, "rosimd: [storage] backend = postgresql is not yet supported for "
+                "serving (rosimd -t checks it and reaches the server); use sqlite\n");
+        return 1;
     }
     log_init();
     log_threshold = conf.log_level;

@@ -21,6 +21,7 @@ main(void)
     srunner_add_suite(sr, collection_suite());
     srunner_add_suite(sr, store_suite());
     srunner_add_suite(sr, routes_suite());
+    srunner_add_suite(sr, storage_suite());
     srunner_add_suite(sr, api_suite());
     srunner_add_suite(sr, production_suite());
     srunner_add_suite(sr, openai_suite());

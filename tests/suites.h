@@ -18,6 +18,7 @@ Suite *collection_suite(void);
 Suite *api_suite(void);
 Suite *production_suite(void);
 Suite *store_suite(void);
+Suite *storage_suite(void);
 Suite *env_suite(void);
 Suite *openai_suite(void);
 Suite *web_suite(void);

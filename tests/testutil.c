@@ -71,9 +71,14 @@ tu_run(char *const argv[], const char *stdin_data, char **out, char **err)
         dup2(in[0], 0);
         dup2(o[1], 1);
         dup2(e[1], 2);
+        /* only 0, 1 and 2: a daemon the program leaves behind (pg_ctl
+         * start) must not hold the pipes open */
+        close(in[0]);
         close(in[1]);
         close(o[0]);
+        close(o[1]);
         close(e[0]);
+        close(e[1]);
         execv(argv[0], argv);
         _exit(127);
     }
