@@ -259,13 +259,45 @@ coll_free(struct coll *c)
     free(c);
 }
 
-/* Check the store's settings against o, or write them into a new store. */
+/* A store without settings met by an open (not a create): a creation that
+ * never finished, so never acknowledged, when it holds no documents
+ * either: RS_ENOTFOUND then (the caller removes it), else RS_EFORMAT. */
+static int
+unfinished(struct coll *c, struct rs_error *e)
+{
+    long n;
+    int rc = ds_count(c->ds, &n, e);
+
+    if (rc != RS_OK)
+        return rc;
+    if (n > 0)
+        return rs_error_set(e, RS_EFORMAT, "%s: docs.db holds %ld documents but no settings "
+                            "(index type, dimension, model)", c->dir, n);
+    return rs_error_set(e, RS_ENOTFOUND, "%s: its creation never finished (no settings were "
+                        "committed), so it was never acknowledged", c->dir);
+}
+
+/* Make a new collection's files durable: its directory's entries and its
+ * own entry in the parent directory. */
+static int
+sync_created(const char *dir, struct rs_error *e)
+{
+    if (snap_sync_new_dir(dir) != 0)
+        return rs_error_set(e, RS_EIO, "%s: cannot sync the new collection to disk: %s", dir,
+                            strerror(errno));
+    return RS_OK;
+}
+
+/* Check the store's settings against o, or write them into a new store
+ * (only when o->create: see unfinished). */
 static int
 settle(struct coll *c, const struct coll_options *o, struct rs_error *e)
 {
     struct ds_settings set;
     int rc = ds_settings_get(c->ds, &set, e);
 
+    if (rc == RS_ENOTFOUND && !o->create)
+        return unfinished(c, e);
     if (rc == RS_ENOTFOUND) {
         const char *factory = o->factory ? o->factory : "Flat";
         struct fx_index *probe;
@@ -283,7 +315,9 @@ settle(struct coll *c, const struct coll_options *o, struct rs_error *e)
         snprintf(set.factory, sizeof(set.factory), "%s", factory);
         set.dim = c->dim;
         snprintf(set.fingerprint, sizeof(set.fingerprint), "%s", o->fingerprint ? o->fingerprint : "");
-        return ds_settings_init(c->ds, &set, e);
+        if ((rc = ds_settings_init(c->ds, &set, e)) != RS_OK)
+            return rc;
+        return o->fsync == COLL_FSYNC_ALWAYS ? sync_created(c->dir, e) : RS_OK;
     }
     if (rc != RS_OK)
         return rc;

@@ -25,6 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "snapshot.h"
+
 #define TOMB_PREFIX ".dropped-"
 
 struct entry {
@@ -244,6 +246,7 @@ add_found(struct store *s, const char *name)
     struct entry *en = entry_new(name);
     struct rs_error e;
     char why[600];
+    int rc;
 
     if (en == NULL)
         return RS_ENOMEM;
@@ -251,7 +254,17 @@ add_found(struct store *s, const char *name)
     check_access(s, name, why, sizeof(why));
     if (why[0] != '\0') {
         report(s, name, "cannot be opened, serving the others: %s", why);
-    } else if (open_coll(s, name, NULL, 0, &en->coll, &e) != RS_OK) {
+    } else if ((rc = open_coll(s, name, NULL, 0, &en->coll, &e)) == RS_ENOTFOUND) {
+        /* a creation cut short: it was never acknowledged, nothing is lost */
+        entry_free(en);
+        if (remove_dir(s, name) != 0) {
+            report(s, name, "%s; its directory could not be removed: %s", e.msg,
+                   strerror(errno));
+            return RS_OK;
+        }
+        report(s, name, "%s; removed", e.msg);
+        return RS_OK;
+    } else if (rc != RS_OK) {
         report(s, name, "cannot be opened, serving the others: %s", e.msg);
         store_scrub(s, e.msg);
         snprintf(why, sizeof(why), "%s", e.msg);
@@ -295,8 +308,12 @@ store_open(struct store **out, const char *dir, const struct store_options *o, s
     int rc = RS_OK, fd;
 
     *out = NULL;
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+    if (mkdir(dir, 0700) == 0) {
+        if (o->fsync == COLL_FSYNC_ALWAYS && snap_sync_new_dir(dir) != 0)
+            return rs_error_set(e, RS_EIO, "%s: cannot sync to disk: %s", dir, strerror(errno));
+    } else if (errno != EEXIST) {
         return rs_error_set(e, RS_EIO, "%s: cannot create: %s", dir, strerror(errno));
+    }
     s = calloc(1, sizeof(*s));
     if (s == NULL || (s->dir = strdup(dir)) == NULL) {
         free(s);

@@ -25,6 +25,11 @@
  * name files relative to the data directory (store_scrub does the same to
  * a collection's own errors), so they can be shown to clients.
  *
+ * Creating is durable when store_create returns with fsync always (the new
+ * directory and the data directory are synced).  A collection whose
+ * creation never finished (a crash before its settings were committed: it
+ * was never acknowledged) is removed by store_open, and reported.
+ *
  * Dropping is durable when store_drop returns: the directory is renamed to
  * a tombstone (".dropped-NAME-N", never a collection name) and the data
  * directory is fsynced.  The tombstone's files are removed when the last

@@ -7,7 +7,7 @@
  * random moments are all exercised.  fsync and fdatasync are defined here
  * (forwarding to the system calls) so that the fsync policy is measured by
  * what it does: the binary's definitions take the place of libc's for
- * SQLite too.
+ * SQLite too.  fsync also notes the directories it syncs.
  */
 #include <fcntl.h>
 #include <math.h>
@@ -34,10 +34,20 @@
 
 static atomic_long syncs;
 
+/* The inodes of the last directories synced (a ring). */
+#define SYNCED_DIRS 64
+static _Atomic unsigned long synced_dir[SYNCED_DIRS];
+static atomic_long n_synced_dirs;
+
 int
 fsync(int fd)
 {
+    struct stat st;
+
     atomic_fetch_add(&syncs, 1);
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+        atomic_store(&synced_dir[atomic_fetch_add(&n_synced_dirs, 1) % SYNCED_DIRS],
+                     (unsigned long)st.st_ino);
     return (int)syscall(SYS_fsync, fd);
 }
 
@@ -1036,6 +1046,56 @@ START_TEST(test_periodic_snapshot_failure_is_reported)
 }
 END_TEST
 
+/* Whether the directory path was synced since n_synced_dirs was 0. */
+static int
+was_synced(const char *path)
+{
+    struct stat st;
+    long n = atomic_load(&n_synced_dirs);
+
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_lt(n, SYNCED_DIRS);
+    for (long i = 0; i < n; i++)
+        if (atomic_load(&synced_dir[i]) == (unsigned long)st.st_ino)
+            return 1;
+    return 0;
+}
+
+/* With fsync = always a new collection is on disk when it is created:
+ * its directory's entries and its own entry in the data directory, as a
+ * drop is. */
+START_TEST(test_creation_is_durable)
+{
+    char *dir = temp_dir(), data[600], path[700];
+    struct coll_options co = { 1, "Flat", DIM, "test-model", COLL_FSYNC_ALWAYS, 0, NULL, NULL };
+    struct store_options so = { DIM, "test-model", COLL_FSYNC_ALWAYS, 0, "Flat", NULL, NULL };
+    struct store *s;
+    struct coll *c;
+    struct rs_error e;
+    int created;
+
+    snprintf(path, sizeof(path), "%s/c", dir);
+    atomic_store(&n_synced_dirs, 0);
+    ck_assert_msg(coll_open(&c, path, &co, &e) == RS_OK, "%s", e.msg);
+    ck_assert(was_synced(path));
+    ck_assert(was_synced(dir));
+    coll_close(c);
+    /* through the store, the data directory made too */
+    snprintf(data, sizeof(data), "%s/data", dir);
+    atomic_store(&n_synced_dirs, 0);
+    ck_assert_msg(store_open(&s, data, &so, &e) == RS_OK, "%s", e.msg);
+    ck_assert(was_synced(dir));
+    atomic_store(&n_synced_dirs, 0);
+    ck_assert_msg(store_create(s, "faq", "HNSW32", &created, &e) == RS_OK, "%s", e.msg);
+    snprintf(path, sizeof(path), "%s/faq", data);
+    ck_assert(was_synced(path));
+    ck_assert(was_synced(data));
+    store_close(s);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *
 collection_suite(void)
 {
@@ -1057,6 +1117,7 @@ collection_suite(void)
     tcase_add_test(tc, test_text_with_nul);
     tcase_add_test(tc, test_fsync_policy);
     tcase_add_test(tc, test_periodic_snapshot_failure_is_reported);
+    tcase_add_test(tc, test_creation_is_durable);
     suite_add_tcase(s, tc);
     /* threads: alone with CK_RUN_CASE=threads (e.g. under ThreadSanitizer) */
     tc = tcase_create("threads");

@@ -511,6 +511,70 @@ START_TEST(test_import_reads_a_file_twice)
 }
 END_TEST
 
+/* --- creation, writability, index types, messages ------------------------- */
+
+/* A creation killed before its settings were committed was never
+ * acknowledged: it is removed at start (and said), never served as a
+ * collection of another type, and its name is free again. */
+START_TEST(test_unfinished_creation_is_removed)
+{
+    char *dir = temp_dir(), data[600], path[700];
+    struct store *s;
+    struct store_info *list;
+    struct coll *c;
+    struct coll_stats st;
+    struct rs_error e;
+    int n, created;
+
+    snprintf(data, sizeof(data), "%s/data", dir);
+    s = open_store(data, DIM, "m");
+    make_coll(s, "good", DIM);
+    store_close(s);
+    /* killed after SQLite made the file, or its tables */
+    snprintf(path, sizeof(path), "%s/empty", data);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/empty/docs.db", data);
+    write_file(path, "");
+    snprintf(path, sizeof(path), "%s/tables", data);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/tables/docs.db", data);
+    sql(path, "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+    /* documents without settings are no creation cut short: kept, failed */
+    snprintf(path, sizeof(path), "%s/orphan", data);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/orphan/docs.db", data);
+    sql(path, "CREATE TABLE docs (id TEXT PRIMARY KEY, label INTEGER NOT NULL UNIQUE, text TEXT "
+              "NOT NULL, meta TEXT NOT NULL, vector BLOB NOT NULL, seq INTEGER NOT NULL);"
+              "INSERT INTO docs VALUES ('a', 1, 'text', '{}', zeroblob(64), 1)");
+
+    reports[0] = '\0';
+    s = open_store(data, DIM, "m");
+    ck_assert_int_eq(store_list(s, &list, &n), RS_OK);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(info_of(list, n, "good")->failed, 0);
+    ck_assert_int_eq(info_of(list, n, "orphan")->failed, 1);
+    ck_assert_msg(strstr(info_of(list, n, "orphan")->reason, "no settings") != NULL, "%s",
+                  info_of(list, n, "orphan")->reason);
+    free(list);
+    ck_assert_int_eq(exists(data, "empty"), 0);
+    ck_assert_int_eq(exists(data, "tables"), 0);
+    ck_assert_msg(strstr(reports, "empty: ") != NULL && strstr(reports, "tables: ") != NULL &&
+                  strstr(reports, "its creation never finished") != NULL, "%s", reports);
+    /* the retried creation makes what it asks for */
+    ck_assert_msg(store_create(s, "empty", "HNSW32", &created, &e) == RS_OK, "%s", e.msg);
+    ck_assert_int_eq(created, 1);
+    store_close(s);
+    s = open_store(data, DIM, "m");
+    ck_assert_int_eq(store_get(s, "empty", &c, &e), RS_OK);
+    coll_get_stats(c, &st);
+    ck_assert_str_eq(st.factory, "HNSW32");
+    store_release(s, c);
+    store_close(s);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *
 store_suite(void)
 {
@@ -526,6 +590,7 @@ store_suite(void)
     tcase_add_test(tc, test_second_process_is_refused);
     tcase_add_test(tc, test_permissions_checked_at_start);
     tcase_add_test(tc, test_import_reads_a_file_twice);
+    tcase_add_test(tc, test_unfinished_creation_is_removed);
     suite_add_tcase(s, tc);
     return s;
 }
