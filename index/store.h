@@ -72,7 +72,9 @@ void store_close(struct store *s);
 int store_valid_name(const char *name);
 
 /* NULL when the data directory is writable by this process, else a
- * sentence without paths saying it is not (constant while s is open). */
+ * sentence without paths saying it is not (constant while s is open).
+ * Checked when asked (cheap: the directory's mode, owner, flags and mount),
+ * and a write in it refused since the last one that succeeded counts. */
 const char *store_problem(struct store *s);
 
 /* Create a collection; *created is 0 when it already exists with the same

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -575,6 +576,93 @@ START_TEST(test_unfinished_creation_is_removed)
 }
 END_TEST
 
+/* The data directory turning unwritable while the store is open is seen
+ * when asked (a read-only remount, an immutable flag, which binds root
+ * too), and goes when it is writable again.  rosimd started on a
+ * read-only filesystem says so (a chown cannot help). */
+START_TEST(test_data_dir_unwritable_later)
+{
+    char *dir = temp_dir(), mnt[600], data[700], *err = NULL, cmd[800];
+    char *argv[] = { (char *)tu_program("ROSIMD", "build/rosimd"), "--listen", "127.0.0.1:0",
+                     "--model", MODEL, "--data", data, NULL };
+    struct store *s;
+    struct rs_error e;
+    const char *why;
+    int created;
+
+    snprintf(mnt, sizeof(mnt), "%s/mnt", dir);
+    ck_assert_int_eq(mkdir(mnt, 0700), 0);
+    ck_assert_msg(mount("tmpfs", mnt, "tmpfs", 0, "size=1m") == 0,
+                  "cannot mount a small tmpfs (the suite runs as root)");
+    snprintf(data, sizeof(data), "%s/data", mnt);
+    s = open_store(data, DIM, "m");
+    ck_assert_ptr_null(store_problem(s));
+    ck_assert_int_eq(mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
+    why = store_problem(s);
+    ck_assert_msg(why != NULL && strstr(why, "read-only filesystem") != NULL, "%s",
+                  why ? why : "(null)");
+    ck_assert_int_eq(store_create(s, "a", NULL, &created, &e), RS_EIO);
+    ck_assert_msg(strstr(e.msg, "read-only filesystem") != NULL, "%s", e.msg);
+    ck_assert_int_eq(mount(NULL, mnt, NULL, MS_REMOUNT, NULL), 0);
+    ck_assert_ptr_null(store_problem(s));
+    ck_assert_int_eq(store_create(s, "a", NULL, &created, &e), RS_OK);
+    snprintf(cmd, sizeof(cmd), "chattr +i '%s'", data);
+    ck_assert_int_eq(system(cmd), 0);
+    why = store_problem(s);
+    ck_assert_msg(why != NULL && strstr(why, "not writable") != NULL, "%s", why ? why : "(null)");
+    ck_assert_int_eq(store_drop(s, "a", &e), RS_EIO);
+    snprintf(cmd, sizeof(cmd), "chattr -i '%s'", data);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_ptr_null(store_problem(s));
+    store_close(s);
+
+    ck_assert_int_eq(mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
+    ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 1);
+    ck_assert_msg(strstr(err, "read-only filesystem") != NULL && strstr(err, "chown") == NULL,
+                  "%s", err);
+    free(err);
+    ck_assert_int_eq(umount(mnt), 0);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* The same through rosimd run as an unprivileged user: /readyz and
+ * rosim_data_dir_writable follow the data directory's mode. */
+START_TEST(test_daemon_sees_data_dir_turn_unwritable)
+{
+    char *dir = temp_dir(), data[600];
+    const char *extra[] = { "--model", MODEL, "--data", data, NULL };
+    struct tu_daemon d;
+    struct tu_response r;
+    json_t *j;
+
+    snprintf(data, sizeof(data), "%s/data", dir);
+    ck_assert_int_eq(mkdir(data, 0700), 0);
+    ck_assert_int_eq(chown(data, NOBODY, NOBODY), 0);
+    ck_assert_int_eq(tu_daemon_start_as(&d, extra, NOBODY), 0);
+    call(d.port, "PUT", "/v1/collections/a", NULL, 201);
+    ck_assert_int_eq(chmod(data, 0500), 0);
+    j = get_json(d.port, "GET", "/readyz", NULL, 200);
+    ck_assert(json_is_false(json_object_get(j, "data_dir_writable")));
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(j, "warning")),
+                                 "not writable"));
+    json_decref(j);
+    ck_assert_int_eq(tu_http(d.port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    ck_assert_ptr_nonnull(strstr(r.body, "rosim_data_dir_writable 0\n"));
+    tu_response_free(&r);
+    assert_error(get_json(d.port, "PUT", "/v1/collections/b", NULL, 500), "storage_error", dir);
+    ck_assert_int_eq(chmod(data, 0700), 0);
+    j = get_json(d.port, "GET", "/readyz", NULL, 200);
+    ck_assert(json_is_true(json_object_get(j, "data_dir_writable")));
+    json_decref(j);
+    call(d.port, "PUT", "/v1/collections/b", NULL, 201);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *
 store_suite(void)
 {
@@ -591,6 +679,8 @@ store_suite(void)
     tcase_add_test(tc, test_permissions_checked_at_start);
     tcase_add_test(tc, test_import_reads_a_file_twice);
     tcase_add_test(tc, test_unfinished_creation_is_removed);
+    tcase_add_test(tc, test_data_dir_unwritable_later);
+    tcase_add_test(tc, test_daemon_sees_data_dir_turn_unwritable);
     suite_add_tcase(s, tc);
     return s;
 }
