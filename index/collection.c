@@ -321,7 +321,7 @@ settle(struct coll *c, const struct coll_options *o, struct rs_error *e)
     }
     if (rc != RS_OK)
         return rc;
-    if (o->factory != NULL && strcmp(set.factory, o->factory) != 0)
+    if (o->factory != NULL && !itype_same(set.factory, o->factory, c->dim))
         return rs_error_set(e, RS_EEXIST, "%s exists with index type '%s', not '%s'", c->dir,
                             set.factory, o->factory);
     if (set.dim != c->dim)

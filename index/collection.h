@@ -91,8 +91,8 @@ struct coll;
 /* Open (or create) the collection in directory dir.  RS_ENOTFOUND when it
  * does not exist and opts->create is 0, or when its creation never
  * finished (no settings and no documents: it was never acknowledged, the
- * caller may remove it); RS_EEXIST when it exists with another index type;
- * RS_EINVAL for an index type itype.h refuses, or a
+ * caller may remove it); RS_EEXIST when it exists with another index type
+ * (itype_same); RS_EINVAL for an index type itype.h refuses, or a
  * collection built with another model or dimension; RS_EFORMAT when its
  * database is corrupt.  A collection created with COLL_FSYNC_ALWAYS is on
  * disk when it returns (its directory and the parent are synced). */

@@ -27,6 +27,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "itype.h"
 #include "snapshot.h"
 
 #define TOMB_PREFIX ".dropped-"
@@ -484,6 +485,7 @@ store_create(struct store *s, const char *name, const char *factory, int *create
              struct rs_error *e)
 {
     struct entry *en;
+    struct itype type;
     const char *problem;
     int rc = RS_OK;
 
@@ -491,8 +493,9 @@ store_create(struct store *s, const char *name, const char *factory, int *create
     if (!store_valid_name(name))
         return rs_error_set(e, RS_EINVAL, "'%s' is not a collection name (1 to 64 letters, "
                             "digits, '_', '-' or '.', starting with a letter or digit)", name);
-    if (factory == NULL)
-        factory = s->factory;
+    /* an invalid type is refused as such, whether the collection exists or not */
+    if (factory != NULL && (rc = itype_parse(factory, s->opts.dim, &type, e)) != RS_OK)
+        return rc;
     pthread_mutex_lock(&s->mu);
     en = find(s, name);
     for (struct entry *d = s->dropped; d != NULL && rc == RS_OK; d = d->next)
@@ -507,12 +510,13 @@ store_create(struct store *s, const char *name, const char *factory, int *create
     } else if (en != NULL) {
         struct coll_stats st;
         coll_get_stats(en->coll, &st);
-        if (strcmp(st.factory, factory) != 0)
+        /* without a type, whatever it has; else the same index, however spelled */
+        if (factory != NULL && !itype_same(st.factory, factory, s->opts.dim))
             rc = rs_error_set(e, RS_EEXIST, "collection '%s' exists with index type '%s'",
                               name, st.factory);
     } else if ((problem = live_problem(s)) != NULL) {
         rc = rs_error_set(e, RS_EIO, "%s", problem);
-    } else if ((rc = create_coll(s, name, factory, &en, e)) == RS_OK) {
+    } else if ((rc = create_coll(s, name, factory ? factory : s->factory, &en, e)) == RS_OK) {
         en->next = s->entries;
         s->entries = en;
         *created = 1;

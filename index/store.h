@@ -77,10 +77,12 @@ int store_valid_name(const char *name);
  * and a write in it refused since the last one that succeeded counts. */
 const char *store_problem(struct store *s);
 
-/* Create a collection; *created is 0 when it already exists with the same
- * index type.  RS_EEXIST when it exists with another or failed to open;
- * RS_EINVAL for a bad name or index type; RS_EIO when the data directory
- * is not writable. */
+/* Create a collection of index type factory (NULL: the default; for an
+ * existing collection, whatever type it has).  *created is 0 when it
+ * already exists with the same index, however spelled (itype_same:
+ * HNSW32 is HNSW32,Flat).  RS_EINVAL for a bad name or index type (checked
+ * first); RS_EEXIST when it exists with another or failed to open; RS_EIO
+ * when the data directory is not writable. */
 int store_create(struct store *s, const char *name, const char *factory, int *created,
                  struct rs_error *e);
 

@@ -1096,6 +1096,31 @@ START_TEST(test_creation_is_durable)
 }
 END_TEST
 
+/* Opening with an index type compares what the types build, not how
+ * they are spelled. */
+START_TEST(test_open_with_equivalent_index_type)
+{
+    char *dir = temp_dir(), path[600];
+    struct coll_options o = { 0, "HNSW32", DIM, "test-model", COLL_FSYNC_OFF, 0, NULL, NULL };
+    struct coll *c = open_coll(dir, "HNSW32,Flat", 1);
+    struct rs_error e;
+
+    coll_close(c);
+    snprintf(path, sizeof(path), "%s/c", dir);
+    ck_assert_msg(coll_open(&c, path, &o, &e) == RS_OK, "%s", e.msg);
+    coll_close(c);
+    o.factory = "IDMap2,HNSW32,Flat";
+    ck_assert_msg(coll_open(&c, path, &o, &e) == RS_OK, "%s", e.msg);
+    coll_close(c);
+    o.factory = "Flat";
+    ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EEXIST);
+    o.factory = "HNSW16";
+    ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EEXIST);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *
 collection_suite(void)
 {
@@ -1118,6 +1143,7 @@ collection_suite(void)
     tcase_add_test(tc, test_fsync_policy);
     tcase_add_test(tc, test_periodic_snapshot_failure_is_reported);
     tcase_add_test(tc, test_creation_is_durable);
+    tcase_add_test(tc, test_open_with_equivalent_index_type);
     suite_add_tcase(s, tc);
     /* threads: alone with CK_RUN_CASE=threads (e.g. under ThreadSanitizer) */
     tc = tcase_create("threads");

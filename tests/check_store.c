@@ -663,6 +663,100 @@ START_TEST(test_daemon_sees_data_dir_turn_unwritable)
 }
 END_TEST
 
+/* Creating an existing collection: no type, or the same index however
+ * spelled, is fine; an invalid type is invalid before anything else; a
+ * different index conflicts. */
+START_TEST(test_create_is_idempotent)
+{
+    static const struct { const char *name, *factory; int rc; } cases[] = {
+        { "h", "HNSW32,Flat", RS_OK }, { "h", NULL, RS_OK }, { "h", "HNSW32", RS_OK },
+        { "h", "IDMap2,HNSW32,Flat", RS_OK }, { "h", "HNSW032", RS_OK },
+        { "h", " Flat!", RS_EINVAL }, { "h", "PQ3", RS_EINVAL }, { "h", "Flat", RS_EEXIST },
+        { "h", "HNSW16", RS_EEXIST }, { "h", "HNSW32,SQ8", RS_EEXIST },
+        { "f", "IDMap2,Flat", RS_OK }, { "f", "Flat", RS_OK }, { "f", NULL, RS_OK },
+        { "f", "IDMap,Flat", RS_EEXIST }, { "f", "SQfp16", RS_EEXIST },
+        { "p", "PQ4", RS_OK }, { "p", "PQ4x8", RS_OK }, { "p", "PQ4x4", RS_EEXIST },
+        { "o", "OPQ4,IVF1,PQ4", RS_OK }, { "o", "OPQ4_16,IVF1,PQ4x8", RS_OK },
+        { "o", "OPQ4_8,IVF1,PQ4", RS_EEXIST }, { "n", " Flat!", RS_EINVAL },
+    };
+    char *dir = temp_dir(), data[600];
+    struct store *s;
+    struct rs_error e;
+    int created;
+
+    snprintf(data, sizeof(data), "%s/data", dir);
+    s = open_store(data, DIM, "m");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = store_create(s, cases[i].name, cases[i].factory, &created, &e);
+        ck_assert_msg(rc == cases[i].rc, "%s with %s: %d, expected %d (%s)", cases[i].name,
+                      cases[i].factory ? cases[i].factory : "no type", rc, cases[i].rc,
+                      rc != RS_OK ? e.msg : "");
+    }
+    ck_assert_int_eq(exists(data, "n"), 0);
+    store_close(s);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* The same over HTTP. */
+START_TEST(test_put_is_idempotent_over_http)
+{
+    static const char hnsw[] = "{\"index\":\"HNSW32,Flat\"}";
+    char *dir = temp_dir();
+    const char *extra[] = { "--model", MODEL, "--data", dir, NULL };
+    struct tu_daemon d;
+
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    call(d.port, "PUT", "/v1/collections/idem", hnsw, 201);
+    call(d.port, "PUT", "/v1/collections/idem", hnsw, 200);
+    call(d.port, "PUT", "/v1/collections/idem", NULL, 200);
+    call(d.port, "PUT", "/v1/collections/idem", "{}", 200);
+    call(d.port, "PUT", "/v1/collections/idem", "{\"index\":\"HNSW32\"}", 200);
+    assert_error(get_json(d.port, "PUT", "/v1/collections/idem", "{\"index\":\" Flat!\"}", 422),
+                 "invalid", dir);
+    assert_error(get_json(d.port, "PUT", "/v1/collections/idem", "{\"index\":\"Flat\"}", 409),
+                 "conflict", dir);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* rosim import without --index appends to a collection of any type; with
+ * one, the same index however spelled. */
+START_TEST(test_import_appends_to_its_type)
+{
+    char *dir = temp_dir(), data[700], *out = NULL, *err = NULL;
+    char *imp[] = { (char *)tu_program("ROSIM", "build/rosim"), "import", "--model", MODEL,
+                    "--data", data, "--collection", "faq", "--index", NULL, NULL };
+    char *srch[] = { (char *)tu_program("ROSIM", "build/rosim"), "search", "--model", MODEL,
+                     "--data", data, "--collection", "faq", NULL };
+
+    snprintf(data, sizeof(data), "%s/data", dir);
+    imp[9] = "HNSW16";
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"a\",\"text\":\"好\"}\n", NULL, NULL), 0);
+    imp[8] = NULL;   /* no --index */
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"b\",\"text\":\"坏\"}\n", NULL, &err), 0);
+    free(err);
+    imp[8] = "--index";
+    imp[9] = "HNSW16,Flat";
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"c\",\"text\":\"中\"}\n", NULL, NULL), 0);
+    imp[9] = "Flat";
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"d\",\"text\":\"大\"}\n", NULL, &err), 1);
+    ck_assert_msg(strstr(err, "exists with index type 'HNSW16'") != NULL, "%s", err);
+    free(err);
+    ck_assert_int_eq(tu_run(srch, "好\n", &out, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"id\":\"a\""));
+    ck_assert_ptr_nonnull(strstr(out, "\"id\":\"b\""));
+    ck_assert_ptr_nonnull(strstr(out, "\"id\":\"c\""));
+    ck_assert_ptr_null(strstr(out, "\"id\":\"d\""));
+    free(out);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *
 store_suite(void)
 {
@@ -681,6 +775,9 @@ store_suite(void)
     tcase_add_test(tc, test_unfinished_creation_is_removed);
     tcase_add_test(tc, test_data_dir_unwritable_later);
     tcase_add_test(tc, test_daemon_sees_data_dir_turn_unwritable);
+    tcase_add_test(tc, test_create_is_idempotent);
+    tcase_add_test(tc, test_put_is_idempotent_over_http);
+    tcase_add_test(tc, test_import_appends_to_its_type);
     suite_add_tcase(s, tc);
     return s;
 }
