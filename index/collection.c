@@ -55,14 +55,22 @@ struct coll {
     long writes_since_snapshot; /* under wmu */
 };
 
+/* The Euclidean norm of v (0 only for a zero vector: summed in double). */
+static double
+norm_of(const float *v, int dim)
+{
+    double sum = 0;
+
+    for (int i = 0; i < dim; i++)
+        sum += (double)v[i] * v[i];
+    return sqrt(sum);
+}
+
 static void
 normalize(const float *in, float *out, int dim)
 {
-    double norm = 0;
+    double norm = norm_of(in, dim);
 
-    for (int i = 0; i < dim; i++)
-        norm += (double)in[i] * in[i];
-    norm = sqrt(norm);
     for (int i = 0; i < dim; i++)
         out[i] = norm > 0 ? (float)(in[i] / norm) : 0.0f;
 }
@@ -707,6 +715,8 @@ fill_hits(struct coll *c, const float *q, const struct ranked *r, long k, float 
         }
         for (int j = 0; j < c->dim; j++)
             dot += q[j] * v[j];
+        /* rounding can take the cosine of unit vectors past +-1 */
+        dot = dot > 1.0f ? 1.0f : dot < -1.0f ? -1.0f : dot;
         if (dot < min_score) {
             coll_hit_clear(&out[*n]);
             *cut = 1;
@@ -733,6 +743,9 @@ coll_search(struct coll *c, const float *query, int k, float min_score,
     *n_hits = 0;
     if (k < 1)
         return rs_error_set(e, RS_EINVAL, "k must be at least 1");
+    if (norm_of(query, c->dim) == 0)
+        return rs_error_set(e, RS_EINVAL, "the query vector is zero: it has no direction to "
+                            "compare with");
     for (int i = 0; i < c->dim; i++)
         if (!isfinite(query[i]))
             return rs_error_set(e, RS_EINVAL, "the query vector is not finite");

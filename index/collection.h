@@ -120,8 +120,10 @@ int coll_delete(struct coll *c, const char *id, struct rs_error *e);
 int coll_get(struct coll *c, const char *id, struct coll_hit *out, struct rs_error *e);
 
 /* The k most similar documents with score >= min_score, best first:
- * min(k, documents) of them unless min_score ends the list.  *hits is new
- * (coll_hits_free), NULL when *n is 0. */
+ * min(k, documents) of them unless min_score ends the list.  Scores are
+ * cosines, in [-1, 1].  RS_EINVAL for a query that is zero (it has no
+ * direction) or not finite.  *hits is new (coll_hits_free), NULL when *n
+ * is 0. */
 int coll_search(struct coll *c, const float *query, int k, float min_score,
                 struct coll_hit **hits, int *n, struct rs_error *e);
 

@@ -1096,6 +1096,69 @@ START_TEST(test_creation_is_durable)
 }
 END_TEST
 
+/* A zero vector has no direction: a search with it is refused, not
+ * answered with scores of 0. */
+START_TEST(test_zero_query_refused)
+{
+    char *dir = temp_dir();
+    struct coll *c = open_coll(dir, "Flat", 1);
+    float v[DIM], zero[DIM] = { 0 };
+    struct coll_doc d = { "a", "text", NULL, v, 0 };
+    struct coll_hit *hits = NULL;
+    struct rs_error e;
+    int n = -1;
+
+    random_vec(v);
+    ck_assert_int_eq(coll_upsert(c, &d, 1, &e), RS_OK);
+    ck_assert_int_eq(coll_search(c, zero, 5, -2.0f, &hits, &n, &e), RS_EINVAL);
+    ck_assert_msg(strstr(e.msg, "zero") != NULL, "%s", e.msg);
+    ck_assert_ptr_null(hits);
+    ck_assert_int_eq(n, 0);
+    zero[3] = -0.0f;   /* a negative zero is no better */
+    ck_assert_int_eq(coll_search(c, zero, 5, -2.0f, &hits, &n, &e), RS_EINVAL);
+    coll_close(c);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* Scores are cosines: never above 1 or below -1, whatever the rounding
+ * of a document searched with its own vector (or its opposite). */
+START_TEST(test_scores_within_unit_range)
+{
+    char *dir = temp_dir();
+    struct coll *c = open_coll(dir, "Flat", 1);
+    struct mirror m = mirror_new(200);
+    float top = -2, bottom = 2;
+
+    put_docs(c, &m, 0, m.n);
+    for (int i = 0; i < m.n; i++) {
+        float neg[DIM];
+        struct coll_hit *hits;
+        struct rs_error e;
+        int n;
+        ck_assert_int_eq(coll_search(c, m.vec[i], 1, -2.0f, &hits, &n, &e), RS_OK);
+        ck_assert_int_eq(n, 1);
+        ck_assert_msg(hits[0].score <= 1.0f && hits[0].score > 0.9999f, "doc-%d: %.9g", i,
+                      (double)hits[0].score);
+        top = fmaxf(top, hits[0].score);
+        coll_hits_free(hits, n);
+        for (int j = 0; j < DIM; j++)
+            neg[j] = -m.vec[i][j];
+        ck_assert_int_eq(coll_search(c, neg, m.n, -2.0f, &hits, &n, &e), RS_OK);
+        ck_assert_msg(hits[n - 1].score >= -1.0f, "doc-%d: %.9g", i, (double)hits[n - 1].score);
+        bottom = fminf(bottom, hits[n - 1].score);
+        coll_hits_free(hits, n);
+    }
+    fprintf(stderr, "self-similarity scores up to %.9g, opposite down to %.9g\n", (double)top,
+            (double)bottom);
+    coll_close(c);
+    mirror_free(&m);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
 /* Opening with an index type compares what the types build, not how
  * they are spelled. */
 START_TEST(test_open_with_equivalent_index_type)
@@ -1143,6 +1206,8 @@ collection_suite(void)
     tcase_add_test(tc, test_fsync_policy);
     tcase_add_test(tc, test_periodic_snapshot_failure_is_reported);
     tcase_add_test(tc, test_creation_is_durable);
+    tcase_add_test(tc, test_zero_query_refused);
+    tcase_add_test(tc, test_scores_within_unit_range);
     tcase_add_test(tc, test_open_with_equivalent_index_type);
     suite_add_tcase(s, tc);
     /* threads: alone with CK_RUN_CASE=threads (e.g. under ThreadSanitizer) */

@@ -699,13 +699,14 @@ START_TEST(test_create_is_idempotent)
 }
 END_TEST
 
-/* The same over HTTP. */
+/* The same over HTTP; and a search with a zero vector is refused (422). */
 START_TEST(test_put_is_idempotent_over_http)
 {
     static const char hnsw[] = "{\"index\":\"HNSW32,Flat\"}";
-    char *dir = temp_dir();
+    char *dir = temp_dir(), zero[512];
     const char *extra[] = { "--model", MODEL, "--data", dir, NULL };
     struct tu_daemon d;
+    size_t len;
 
     ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
     call(d.port, "PUT", "/v1/collections/idem", hnsw, 201);
@@ -717,6 +718,14 @@ START_TEST(test_put_is_idempotent_over_http)
                  "invalid", dir);
     assert_error(get_json(d.port, "PUT", "/v1/collections/idem", "{\"index\":\"Flat\"}", 409),
                  "conflict", dir);
+    call(d.port, "POST", "/v1/collections/idem/documents",
+         "{\"documents\":[{\"id\":\"a\",\"text\":\"今天天气不错\"}]}", 200);
+    len = (size_t)snprintf(zero, sizeof(zero), "{\"vector\":[0");
+    for (int i = 1; i < 64; i++)
+        len += (size_t)snprintf(zero + len, sizeof(zero) - len, ",0");
+    snprintf(zero + len, sizeof(zero) - len, "]}");
+    assert_error(get_json(d.port, "POST", "/v1/collections/idem/search", zero, 422), "invalid",
+                 dir);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
     remove_tree(dir);
     free(dir);
