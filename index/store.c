@@ -71,7 +71,15 @@ report(struct store *s, const char *name, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    store_scrub(s, msg);
     s->opts.report(s->opts.report_arg, name, msg);
+}
+
+/* What a collection reports goes the same way (arg is the store). */
+static void
+coll_report(void *arg, const char *collection, const char *what)
+{
+    report(arg, collection, "%s", what);
 }
 
 int
@@ -273,7 +281,7 @@ open_coll(struct store *s, const char *name, const char *factory, int create,
 {
     char path[4200];
     struct coll_options o = { create, factory, s->opts.dim, s->fingerprint, s->opts.fsync,
-                              s->opts.snapshot_every, s->opts.report, s->opts.report_arg };
+                              s->opts.snapshot_every, coll_report, s };
 
     snprintf(path, sizeof(path), "%s/%s", s->dir, name);
     return coll_open(c, path, &o, e);

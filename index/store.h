@@ -51,8 +51,8 @@ struct store_options {
      * time: a collection that failed to open (collection set), an index
      * rebuilt because its snapshot was missing or unusable, a snapshot that
      * failed at close, an unwritable data directory or leftover files
-     * (collection NULL when it is about the directory).  Messages may hold
-     * absolute paths (they are for the log).  May be NULL; it may be called
+     * (collection NULL when it is about the directory).  Messages name
+     * files relative to the data directory.  May be NULL; it may be called
      * with the store's lock held, so it must not call the store. */
     void (*report)(void *arg, const char *collection, const char *what);
     void *report_arg;

@@ -559,8 +559,11 @@ START_TEST(test_unfinished_creation_is_removed)
     free(list);
     ck_assert_int_eq(exists(data, "empty"), 0);
     ck_assert_int_eq(exists(data, "tables"), 0);
-    ck_assert_msg(strstr(reports, "empty: ") != NULL && strstr(reports, "tables: ") != NULL &&
-                  strstr(reports, "its creation never finished") != NULL, "%s", reports);
+    ck_assert_msg(strstr(reports, "empty: empty: its creation never finished") != NULL, "%s",
+                  reports);
+    ck_assert_msg(strstr(reports, "tables: tables: its creation never finished") != NULL, "%s",
+                  reports);
+    ck_assert_msg(strstr(reports, dir) == NULL, "absolute path in %s", reports);
     /* the retried creation makes what it asks for */
     ck_assert_msg(store_create(s, "empty", "HNSW32", &created, &e) == RS_OK, "%s", e.msg);
     ck_assert_int_eq(created, 1);
@@ -766,6 +769,40 @@ START_TEST(test_import_appends_to_its_type)
 }
 END_TEST
 
+/* What the store reports names files relative to the data directory: a
+ * periodic snapshot that fails, and one at close. */
+START_TEST(test_reports_name_no_absolute_path)
+{
+    char *dir = temp_dir(), data[600], path[700];
+    struct store_options o = { DIM, "m", COLL_FSYNC_OFF, 1, "Flat", collect, NULL };
+    float v[DIM] = { 1 };
+    struct coll_doc d = { "d1", "text", NULL, v, 0 };
+    struct store *s;
+    struct coll *c;
+    struct rs_error e;
+    int created;
+
+    snprintf(data, sizeof(data), "%s/data", dir);
+    ck_assert_msg(store_open(&s, data, &o, &e) == RS_OK, "%s", e.msg);
+    ck_assert_int_eq(store_create(s, "f", NULL, &created, &e), RS_OK);
+    snprintf(path, sizeof(path), "%s/f/index.snap.tmp", data);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    ck_assert_int_eq(store_get(s, "f", &c, &e), RS_OK);
+    reports[0] = '\0';
+    ck_assert_int_eq(coll_upsert(c, &d, 1, &e), RS_OK);
+    ck_assert_msg(strstr(reports, "f: the index snapshot could not be written") != NULL &&
+                  strstr(reports, "f/index.snap.tmp") != NULL, "%s", reports);
+    ck_assert_msg(strstr(reports, dir) == NULL, "absolute path in %s", reports);
+    store_release(s, c);
+    reports[0] = '\0';
+    store_close(s);
+    ck_assert_msg(strstr(reports, "f/index.snap.tmp") != NULL, "%s", reports);
+    ck_assert_msg(strstr(reports, dir) == NULL, "absolute path in %s", reports);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *
 store_suite(void)
 {
@@ -787,6 +824,7 @@ store_suite(void)
     tcase_add_test(tc, test_create_is_idempotent);
     tcase_add_test(tc, test_put_is_idempotent_over_http);
     tcase_add_test(tc, test_import_appends_to_its_type);
+    tcase_add_test(tc, test_reports_name_no_absolute_path);
     suite_add_tcase(s, tc);
     return s;
 }
