@@ -248,13 +248,45 @@ coll_free(struct coll *c)
     free(c);
 }
 
-/* Check the store's settings against o, or write them into a new store. */
+/* A store without settings met by an open (not a create): a creation that
+ * never finished, so never acknowledged, when it holds no documents
+ * either: RS_ENOTFOUND then (the caller removes it), else RS_EFORMAT. */
+static int
+unfinished(struct coll *c, struct rs_error *e)
+{
+    long n;
+    int rc = ds_count(c->ds, &n, e);
+
+    if (rc != RS_OK)
+        return rc;
+    if (n > 0)
+        return rs_error_set(e, RS_EFORMAT, "%s: docs.db holds %ld documents but no settings "
+                            "(index type, dimension, model)", c->dir, n);
+    return rs_error_set(e, RS_ENOTFOUND, "%s: its creation never finished (no settings were "
+                        "committed), so it was never acknowledged", c->dir);
+}
+
+/* Make a new collection's files durable: its directory's entries and its
+ * own entry in the parent directory. */
+static int
+sync_created(const char *dir, struct rs_error *e)
+{
+    if (snap_sync_new_dir(dir) != 0)
+        return rs_error_set(e, RS_EIO, "%s: cannot sync the new collection to disk: %s", dir,
+                            strerror(errno));
+    return RS_OK;
+}
+
+/* Check the store's settings against o, or write them into a new store
+ * (only when o->create: see unfinished). */
 static int
 settle(struct coll *c, const struct coll_options *o, struct rs_error *e)
 {
     struct ds_settings set;
     int rc = ds_settings_get(c->ds, &set, e);
 
+    if (rc == RS_ENOTFOUND && !o->create)
+        return unfinished(c, e);
     if (rc == RS_ENOTFOUND) {
         const char *factory = o->factory ? o->factory : "Flat";
         struct fx_index *probe;
@@ -272,11 +304,13 @@ settle(struct coll *c, const struct coll_options *o, struct rs_error *e)
         snprintf(set.factory, sizeof(set.factory), "%s", factory);
         set.dim = c->dim;
         snprintf(set.fingerprint, sizeof(set.fingerprint), "%s", o->fingerprint ? o->fingerprint : "");
-        return ds_settings_init(c->ds, &set, e);
+        if ((rc = ds_settings_init(c->ds, &set, e)) != RS_OK)
+            return rc;
+        return o->fsync == COLL_FSYNC_ALWAYS ? sync_created(c->dir, e) : RS_OK;
     }
     if (rc != RS_OK)
         return rc;
-    if (o->factory != NULL && strcmp(set.factory, o->factory) != 0)
+    if (o->factory != NULL && !itype_same(set.factory, o->factory, c->dim))
         return rs_error_set(e, RS_EEXIST, "%s exists with index type '%s', not '%s'", c->dir,
                             set.factory, o->factory);
     if (set.dim != c->dim)
@@ -663,6 +697,8 @@ fill_hits(struct coll *c, const float *q, const struct ranked *r, long k, float 
         }
         for (int j = 0; j < c->dim; j++)
             dot += q[j] * v[j];
+        /* rounding can take the cosine of unit vectors past +-1 */
+        dot = dot > 1.0f ? 1.0f : dot < -1.0f ? -1.0f : dot;
         if (dot < min_score) {
             coll_hit_clear(&out[*n]);
             *cut = 1;
@@ -689,6 +725,9 @@ coll_search(struct coll *c, const float *query, int k, float min_score,
     *n_hits = 0;
     if (k < 1)
         return rs_error_set(e, RS_EINVAL, "k must be at least 1");
+    if (vec_dot(query, query, c->dim) == 0)
+        return rs_error_set(e, RS_EINVAL, "the query vector is zero: it has no direction to "
+                            "compare with");
     for (int i = 0; i < c->dim; i++)
         if (!isfinite(query[i]))
             return rs_error_set(e, RS_EINVAL, "the query vector is not finite");

@@ -93,10 +93,13 @@ struct coll_stats {
 struct coll;
 
 /* Open (or create) the collection in directory dir.  RS_ENOTFOUND when it
- * does not exist and opts->create is 0; RS_EEXIST when it exists with
- * another index type; RS_EINVAL for an index type itype.h refuses, or a
+ * does not exist and opts->create is 0, or when its creation never
+ * finished (no settings and no documents: it was never acknowledged, the
+ * caller may remove it); RS_EEXIST when it exists with another index type
+ * (itype_same); RS_EINVAL for an index type itype.h refuses, or a
  * collection built with another model or dimension; RS_EFORMAT when its
- * database is corrupt. */
+ * database is corrupt.  A collection created with COLL_FSYNC_ALWAYS is on
+ * disk when it returns (its directory and the parent are synced). */
 int coll_open(struct coll **out, const char *dir, const struct coll_options *opts,
               struct rs_error *e);
 
@@ -122,8 +125,10 @@ int coll_get(struct coll *c, const char *id, struct coll_hit *out, struct rs_err
 
 /* The k documents most similar to query (dim floats of any norm,
  * L2-normalized here like the stored vectors) with score >= min_score,
- * best first: min(k, documents) of them unless min_score ends the list.  *hits is new
- * (coll_hits_free), NULL when *n is 0. */
+ * best first: min(k, documents) of them unless min_score ends the list.
+ * Scores are cosines, in [-1, 1].  RS_EINVAL for a query that is zero (it
+ * has no direction) or not finite.  *hits is new (coll_hits_free), NULL
+ * when *n is 0. */
 int coll_search(struct coll *c, const float *query, int k, float min_score,
                 struct coll_hit **hits, int *n, struct rs_error *e);
 

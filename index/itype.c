@@ -1,7 +1,9 @@
 /*
  * itype.c: the index-type parser of itype.h.  A recursive-descent reading
  * of the comma-separated components, tracking the dimension each one sees
- * (a PCA or OPQ changes it for what follows).
+ * (a PCA or OPQ changes it for what follows).  Each component accepted is
+ * also written down in its canonical spelling (itype.canon), so that two
+ * spellings of one index compare equal.
  */
 #include "itype.h"
 
@@ -23,6 +25,7 @@ struct parse {
 };
 
 static int refuse(struct parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void spell(struct parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int
 refuse(struct parse *p, const char *fmt, ...)
@@ -34,6 +37,24 @@ refuse(struct parse *p, const char *fmt, ...)
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     return rs_error_set(p->e, RS_EINVAL, "index type '%s': %s", p->factory, why);
+}
+
+/* Append a component, in its canonical spelling, to t->canon, leaving
+ * room for a wrapper in front ("IDMap2,").  There is room for the longest:
+ * a component grows by at most 6 characters. */
+#define WRAPPER_ROOM 8
+
+static void
+spell(struct parse *p, const char *fmt, ...)
+{
+    size_t n = strlen(p->t->canon), room = sizeof(p->t->canon) - WRAPPER_ROOM;
+    va_list ap;
+
+    if (n > 0 && n < room - 1)
+        p->t->canon[n++] = ',';
+    va_start(ap, fmt);
+    vsnprintf(p->t->canon + n, room - n, fmt, ap);
+    va_end(ap);
 }
 
 /* When s is prefix followed by a number, that number (-1 when it is out of
@@ -79,6 +100,7 @@ pq(struct parse *p, const char *s)
     if (!p->dim_unknown && p->dim % m != 0)
         return refuse(p, "%s: %ld sub-quantizers do not divide dimension %ld", s, m, (long)p->dim);
     need_training(p, ITYPE_TRAIN_FACTOR * (1L << bits));
+    spell(p, "PQ%ldx%ld", m, bits);
     return RS_OK;
 }
 
@@ -86,10 +108,13 @@ pq(struct parse *p, const char *s)
 static int
 storage(struct parse *p, const char *s, int pq_ok)
 {
-    if (strcmp(s, "Flat") == 0 || strcmp(s, "SQfp16") == 0)
+    if (strcmp(s, "Flat") == 0 || strcmp(s, "SQfp16") == 0) {
+        spell(p, "%s", s);
         return RS_OK;
+    }
     if (strcmp(s, "SQ4") == 0 || strcmp(s, "SQ6") == 0 || strcmp(s, "SQ8") == 0) {
         need_training(p, ITYPE_TRAIN_FACTOR * (1L << atoi(s + 2)));
+        spell(p, "%s", s);
         return RS_OK;
     }
     if (pq_ok && strncmp(s, "PQ", 2) == 0)
@@ -110,13 +135,16 @@ transform(struct parse *p, const char *s)
     const char *end;
     long v;
 
-    if (strcmp(s, "L2norm") == 0)
+    if (strcmp(s, "L2norm") == 0) {
+        spell(p, "%s", s);
         return RS_OK;
+    }
     if ((v = number_after(s, "PCAR", 1, p->dim, &end)) != 0 ||
         (v = number_after(s, "PCA", 1, p->dim, &end)) != 0) {
         if (v < 0 || *end != '\0')
             return refuse(p, "%s: the output dimension must be 1 to %ld", s, (long)p->dim);
         need_training(p, ITYPE_TRAIN_FACTOR * (long)p->dim);
+        spell(p, "%s%ld", s[3] == 'R' ? "PCAR" : "PCA", v);
         p->dim = (int)v;
         p->dim_unknown = 0;
         return RS_OK;
@@ -141,6 +169,10 @@ transform(struct parse *p, const char *s)
         if (!p->dim_unknown && out % v != 0)
             return refuse(p, "%s: %ld sub-quantizers do not divide dimension %ld", s, v, out);
         need_training(p, ITYPE_TRAIN_FACTOR * 256L);
+        if (p->dim_unknown)
+            spell(p, "OPQ%ld", v);
+        else
+            spell(p, "OPQ%ld_%ld", v, out);
         p->dim = (int)out;
     }
     return RS_OK;
@@ -163,8 +195,10 @@ core(struct parse *p, const char *s)
             return refuse(p, "%s: the graph degree must be 2 to %ld", s, (long)ITYPE_MAX_HNSW_M);
         p->t->hnsw_m = (int)v;
         p->t->removable = 0;
+        spell(p, "HNSW%ld", v);
         if (p->at < p->n)
             return storage(p, next(p), 0);
+        spell(p, "Flat");
         return RS_OK;
     }
     if ((v = number_after(s, "IVF", 1, ITYPE_MAX_NLIST, &end)) != 0) {
@@ -173,6 +207,7 @@ core(struct parse *p, const char *s)
             return refuse(p, "%s: the number of lists must be 1 to %ld", s, (long)ITYPE_MAX_NLIST);
         p->t->ivf_nlist = (int)v;
         need_training(p, ITYPE_TRAIN_FACTOR * v);
+        spell(p, "IVF%ld", v);
         if ((fine = next(p)) == NULL)
             return refuse(p, "%s must be followed by a storage (Flat, SQ8, PQ<m>, ...)", s);
         return storage(p, fine, 1);
@@ -191,7 +226,7 @@ itype_parse(const char *factory, int dim, struct itype *t, struct rs_error *e)
     char buf[128];
     struct parse p = { .dim = dim > 0 ? dim : ITYPE_MAX_DIM, .dim_unknown = dim <= 0,
                        .factory = factory, .t = t, .e = e };
-    const char *s;
+    const char *s, *wrapper = "";
     int rc, wrapped = 0;
 
     memset(t, 0, sizeof(*t));
@@ -216,6 +251,7 @@ itype_parse(const char *factory, int dim, struct itype *t, struct rs_error *e)
     s = next(&p);
     if (strcmp(s, "IDMap") == 0 || strcmp(s, "IDMap2") == 0) {
         wrapped = 1;
+        wrapper = strcmp(s, "IDMap") == 0 ? "IDMap," : "IDMap2,";
         s = next(&p);
         if (s == NULL)
             return rs_error_set(e, RS_EINVAL, "index type '%s' wraps nothing", factory);
@@ -236,9 +272,22 @@ itype_parse(const char *factory, int dim, struct itype *t, struct rs_error *e)
                             ? " (a refinement cannot keep document labels)" : "");
     /* IVF takes labels itself (through transforms too); the others are
      * given an IDMap2 */
-    if (wrapped || (t->ivf_nlist > 0 && t->removable))
+    if (wrapped || (t->ivf_nlist > 0 && t->removable)) {
         snprintf(t->build, sizeof(t->build), "%s", factory);
-    else
+    } else {
         snprintf(t->build, sizeof(t->build), "IDMap2,%s", factory);
+        wrapper = "IDMap2,";
+    }
+    memmove(t->canon + strlen(wrapper), t->canon, strlen(t->canon) + 1);
+    memcpy(t->canon, wrapper, strlen(wrapper));
     return RS_OK;
+}
+
+int
+itype_same(const char *a, const char *b, int dim)
+{
+    struct itype ta, tb;
+
+    return itype_parse(a, dim, &ta, NULL) == RS_OK && itype_parse(b, dim, &tb, NULL) == RS_OK &&
+           strcmp(ta.canon, tb.canon) == 0;
 }

@@ -43,6 +43,10 @@
 
 struct itype {
     char factory[128];   /* as given */
+    char canon[256];     /* the same index spelled one way: defaults written out
+                            (HNSW32 -> HNSW32,Flat; PQ8 -> PQ8x8; OPQ8 -> OPQ8_<d>
+                            when d is known), numbers without leading zeros, in
+                            the wrapper build adds; see itype_same */
     char build[160];     /* what index_factory builds: wrapped in IDMap2 when the
                             outermost index cannot take labels itself */
     long train_min;      /* vectors needed to train; 0: nothing to train */
@@ -56,5 +60,10 @@ struct itype {
  * yet, e.g. before a model is loaded) everything but what depends on the
  * dimension is checked. */
 int itype_parse(const char *factory, int dim, struct itype *t, struct rs_error *e);
+
+/* Whether a and b are valid for dimension dim and build the same index
+ * (their canonical spellings are equal): "HNSW32" and "HNSW32,Flat" are,
+ * "Flat" and "HNSW32,Flat" are not. */
+int itype_same(const char *a, const char *b, int dim);
 
 #endif

@@ -94,7 +94,7 @@ snap_encode(const struct snap_state *s, char **out, size_t *out_len, struct rs_e
 static int
 fsync_dir(const char *dir)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int rc;
 
     if (fd < 0)
@@ -102,6 +102,22 @@ fsync_dir(const char *dir)
     rc = fsync(fd);
     close(fd);
     return rc;
+}
+
+int
+snap_sync_new_dir(const char *dir)
+{
+    char up[4200];
+    char *slash;
+
+    if (fsync_dir(dir) != 0)
+        return -1;
+    snprintf(up, sizeof(up), "%s", dir);
+    if ((slash = strrchr(up, '/')) == NULL)
+        snprintf(up, sizeof(up), ".");
+    else
+        slash[slash == up] = '\0';   /* keep "/" itself */
+    return fsync_dir(up);
 }
 
 int

@@ -47,4 +47,9 @@ int snap_save(const char *dir, const char *buf, size_t len, struct rs_error *e);
  * be used (s->filter is empty again then). */
 int snap_load(const char *dir, int dim, int64_t max_seq, struct snap_state *s);
 
+/* fsync the directory dir and its parent, so that a new directory and the
+ * files made in it are on disk (a new collection, a new data directory).
+ * 0, or -1 with errno. */
+int snap_sync_new_dir(const char *dir);
+
 #endif

@@ -18,12 +18,17 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+#include "itype.h"
+#include "snapshot.h"
 
 #define TOMB_PREFIX ".dropped-"
 
@@ -41,7 +46,10 @@ struct store {
     int dirfd;            /* open and flocked while the store lives */
     struct store_options opts;
     char fingerprint[256], factory[128];
-    char problem[256];    /* "" when the directory is writable */
+    /* what store_problem says (constant while the store lives) */
+    char unwritable[160], read_only[160];
+    atomic_int refused;   /* errno of the last write in the directory refused
+                             (EACCES, EPERM, EROFS); 0 once one succeeds */
     unsigned long tombs;  /* tombstone names handed out */
     pthread_mutex_t mu;
     struct entry *entries;
@@ -63,7 +71,15 @@ report(struct store *s, const char *name, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    store_scrub(s, msg);
     s->opts.report(s->opts.report_arg, name, msg);
+}
+
+/* What a collection reports goes the same way (arg is the store). */
+static void
+coll_report(void *arg, const char *collection, const char *what)
+{
+    report(arg, collection, "%s", what);
 }
 
 int
@@ -113,10 +129,44 @@ store_scrub(struct store *s, char *msg)
     replace_all(msg, s->dir, "data");
 }
 
+/* --- writability ---------------------------------------------------------- */
+
+/* Whether this process may write in the data directory now, as the
+ * kernel would decide (mode, owner, ACLs, an immutable flag, a read-only
+ * mount): NULL, or the sentence saying why not. */
+static const char *
+live_problem(struct store *s)
+{
+    struct statvfs vfs;
+
+    if (fstatvfs(s->dirfd, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+        return s->read_only;
+    if (faccessat(s->dirfd, ".", R_OK | W_OK | X_OK, AT_EACCESS) != 0)
+        return errno == EROFS ? s->read_only : s->unwritable;
+    return NULL;
+}
+
 const char *
 store_problem(struct store *s)
 {
-    return s->problem[0] ? s->problem : NULL;
+    const char *live = live_problem(s);
+    int refused = atomic_load(&s->refused);
+
+    if (live != NULL || refused == 0)
+        return live;
+    return refused == EROFS ? s->read_only : s->unwritable;
+}
+
+/* Note how a write in the data directory went (err: its errno).  A write
+ * refused while the kernel says the directory is writable (a security
+ * module, say) marks it unwritable until a write succeeds. */
+static void
+note_write(struct store *s, int err)
+{
+    if (err == 0)
+        atomic_store(&s->refused, 0);
+    else if ((err == EACCES || err == EPERM || err == EROFS) && live_problem(s) == NULL)
+        atomic_store(&s->refused, err);
 }
 
 /* --- files ---------------------------------------------------------------- */
@@ -231,7 +281,7 @@ open_coll(struct store *s, const char *name, const char *factory, int create,
 {
     char path[4200];
     struct coll_options o = { create, factory, s->opts.dim, s->fingerprint, s->opts.fsync,
-                              s->opts.snapshot_every, s->opts.report, s->opts.report_arg };
+                              s->opts.snapshot_every, coll_report, s };
 
     snprintf(path, sizeof(path), "%s/%s", s->dir, name);
     return coll_open(c, path, &o, e);
@@ -244,6 +294,7 @@ add_found(struct store *s, const char *name)
     struct entry *en = entry_new(name);
     struct rs_error e;
     char why[600];
+    int rc;
 
     if (en == NULL)
         return RS_ENOMEM;
@@ -251,7 +302,17 @@ add_found(struct store *s, const char *name)
     check_access(s, name, why, sizeof(why));
     if (why[0] != '\0') {
         report(s, name, "cannot be opened, serving the others: %s", why);
-    } else if (open_coll(s, name, NULL, 0, &en->coll, &e) != RS_OK) {
+    } else if ((rc = open_coll(s, name, NULL, 0, &en->coll, &e)) == RS_ENOTFOUND) {
+        /* a creation cut short: it was never acknowledged, nothing is lost */
+        entry_free(en);
+        if (remove_dir(s, name) != 0) {
+            report(s, name, "%s; its directory could not be removed: %s", e.msg,
+                   strerror(errno));
+            return RS_OK;
+        }
+        report(s, name, "%s; removed", e.msg);
+        return RS_OK;
+    } else if (rc != RS_OK) {
         report(s, name, "cannot be opened, serving the others: %s", e.msg);
         store_scrub(s, e.msg);
         snprintf(why, sizeof(why), "%s", e.msg);
@@ -292,11 +353,16 @@ store_open(struct store **out, const char *dir, const struct store_options *o, s
     struct store *s;
     DIR *d;
     struct dirent *de;
+    const char *problem;
     int rc = RS_OK, fd;
 
     *out = NULL;
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+    if (mkdir(dir, 0700) == 0) {
+        if (o->fsync == COLL_FSYNC_ALWAYS && snap_sync_new_dir(dir) != 0)
+            return rs_error_set(e, RS_EIO, "%s: cannot sync to disk: %s", dir, strerror(errno));
+    } else if (errno != EEXIST) {
         return rs_error_set(e, RS_EIO, "%s: cannot create: %s", dir, strerror(errno));
+    }
     s = calloc(1, sizeof(*s));
     if (s == NULL || (s->dir = strdup(dir)) == NULL) {
         free(s);
@@ -305,6 +371,10 @@ store_open(struct store **out, const char *dir, const struct store_options *o, s
     s->opts = *o;
     snprintf(s->fingerprint, sizeof(s->fingerprint), "%s", o->fingerprint ? o->fingerprint : "");
     snprintf(s->factory, sizeof(s->factory), "%s", o->default_factory ? o->default_factory : "Flat");
+    snprintf(s->unwritable, sizeof(s->unwritable), "the data directory is not writable by the "
+             "server (uid %d): collections cannot be created or dropped", (int)geteuid());
+    snprintf(s->read_only, sizeof(s->read_only), "the data directory is on a read-only "
+             "filesystem: collections cannot be created or dropped");
     pthread_mutex_init(&s->mu, NULL);
     s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->dirfd < 0) {
@@ -322,11 +392,8 @@ store_open(struct store **out, const char *dir, const struct store_options *o, s
         store_close(s);
         return rc;
     }
-    if (faccessat(s->dirfd, ".", R_OK | W_OK | X_OK, AT_EACCESS) != 0) {
-        snprintf(s->problem, sizeof(s->problem), "the data directory is not writable by the "
-                 "server (uid %d): collections cannot be created or dropped", (int)geteuid());
-        report(s, NULL, "%s: %s: %s", dir, strerror(errno), s->problem);
-    }
+    if ((problem = live_problem(s)) != NULL)
+        report(s, NULL, "%s", problem);
     if ((fd = dup(s->dirfd)) < 0 || (d = fdopendir(fd)) == NULL) {
         rc = rs_error_set(e, RS_EIO, "%s: %s", dir, strerror(errno));
         if (fd >= 0)
@@ -387,19 +454,56 @@ store_close(struct store *s)
     free(s);
 }
 
+/* Make the directory of the collection name and create the collection in
+ * it, into a new entry (*out).  A directory made here goes again when the
+ * collection cannot be created. */
+static int
+create_coll(struct store *s, const char *name, const char *factory, struct entry **out,
+            struct rs_error *e)
+{
+    struct entry *en;
+    int made = mkdirat(s->dirfd, name, 0700) == 0, err = made ? 0 : errno, rc;
+
+    *out = NULL;
+    if (!made && err != EEXIST) {   /* EEXIST: a directory without a database */
+        note_write(s, err);
+        return rs_error_set(e, err == ENOSPC ? RS_ENOSPC : RS_EIO, "collection '%s' could not "
+                            "be created: %s", name, strerror(err));
+    }
+    note_write(s, 0);
+    if ((en = entry_new(name)) == NULL)
+        rc = rs_error_set(e, RS_ENOMEM, "out of memory");
+    else
+        rc = open_coll(s, name, factory, 1, &en->coll, e);
+    if (rc != RS_OK) {
+        store_scrub(s, e->msg);
+        if (en != NULL)
+            entry_free(en);
+        if (made)
+            remove_dir(s, name);
+        return rc;
+    }
+    en->refs = 1;
+    *out = en;
+    return RS_OK;
+}
+
 int
 store_create(struct store *s, const char *name, const char *factory, int *created,
              struct rs_error *e)
 {
     struct entry *en;
+    struct itype type;
+    const char *problem;
     int rc = RS_OK;
 
     *created = 0;
     if (!store_valid_name(name))
         return rs_error_set(e, RS_EINVAL, "'%s' is not a collection name (%s)", name,
                             STORE_NAME_RULE);
-    if (factory == NULL)
-        factory = s->factory;
+    /* an invalid type is refused as such, whether the collection exists or not */
+    if (factory != NULL && (rc = itype_parse(factory, s->opts.dim, &type, e)) != RS_OK)
+        return rc;
     pthread_mutex_lock(&s->mu);
     en = find(s, name);
     for (struct entry *d = s->dropped; d != NULL && rc == RS_OK; d = d->next)
@@ -414,18 +518,13 @@ store_create(struct store *s, const char *name, const char *factory, int *create
     } else if (en != NULL) {
         struct coll_stats st;
         coll_get_stats(en->coll, &st);
-        if (strcmp(st.factory, factory) != 0)
+        /* without a type, whatever it has; else the same index, however spelled */
+        if (factory != NULL && !itype_same(st.factory, factory, s->opts.dim))
             rc = rs_error_set(e, RS_EEXIST, "collection '%s' exists with index type '%s'",
                               name, st.factory);
-    } else if (s->problem[0] != '\0') {
-        rc = rs_error_set(e, RS_EIO, "%s", s->problem);
-    } else if ((en = entry_new(name)) == NULL) {
-        rc = rs_error_set(e, RS_ENOMEM, "out of memory");
-    } else if ((rc = open_coll(s, name, factory, 1, &en->coll, e)) != RS_OK) {
-        store_scrub(s, e->msg);
-        entry_free(en);
-    } else {
-        en->refs = 1;
+    } else if ((problem = live_problem(s)) != NULL) {
+        rc = rs_error_set(e, RS_EIO, "%s", problem);
+    } else if ((rc = create_coll(s, name, factory ? factory : s->factory, &en, e)) == RS_OK) {
         en->next = s->entries;
         s->entries = en;
         *created = 1;
@@ -499,16 +598,21 @@ static int
 bury(struct store *s, struct entry *en, int *renamed, struct rs_error *e)
 {
     char tomb[128];
-    int rc;
+    const char *problem;
+    int rc, err;
 
     do {
         snprintf(tomb, sizeof(tomb), TOMB_PREFIX "%s-%lu", en->name, s->tombs++);
         rc = renameat(s->dirfd, en->name, s->dirfd, tomb);
     } while (rc != 0 && (errno == EEXIST || errno == ENOTEMPTY));
     *renamed = rc == 0;
-    if (rc != 0)
+    err = rc == 0 ? 0 : errno;
+    note_write(s, err);
+    if (rc != 0) {
+        problem = store_problem(s);
         return rs_error_set(e, RS_EIO, "collection '%s' could not be dropped: %s%s%s", en->name,
-                            strerror(errno), s->problem[0] ? "; " : "", s->problem);
+                            strerror(err), problem ? "; " : "", problem ? problem : "");
+    }
     if ((en->tomb = strdup(tomb)) == NULL) {
         /* a tombstone without a record is removed at the next start */
         report(s, en->name, "out of memory: %s/%s is left for the next start", s->dir, tomb);

@@ -25,6 +25,11 @@
  * name files relative to the data directory (store_scrub does the same to
  * a collection's own errors), so they can be shown to clients.
  *
+ * Creating is durable when store_create returns with fsync always (the new
+ * directory and the data directory are synced).  A collection whose
+ * creation never finished (a crash before its settings were committed: it
+ * was never acknowledged) is removed by store_open, and reported.
+ *
  * Dropping is durable when store_drop returns: the directory is renamed to
  * a tombstone (".dropped-NAME-N", never a collection name) and the data
  * directory is fsynced.  The tombstone's files are removed when the last
@@ -46,8 +51,8 @@ struct store_options {
      * time: a collection that failed to open (collection set), an index
      * rebuilt because its snapshot was missing or unusable, a snapshot that
      * failed at close, an unwritable data directory or leftover files
-     * (collection NULL when it is about the directory).  Messages may hold
-     * absolute paths (they are for the log).  May be NULL; it may be called
+     * (collection NULL when it is about the directory).  Messages name
+     * files relative to the data directory.  May be NULL; it may be called
      * with the store's lock held, so it must not call the store. */
     void (*report)(void *arg, const char *collection, const char *what);
     void *report_arg;
@@ -69,13 +74,17 @@ void store_close(struct store *s);
 int store_valid_name(const char *name);
 
 /* NULL when the data directory is writable by this process, else a
- * sentence without paths saying it is not (constant while s is open). */
+ * sentence without paths saying it is not (constant while s is open).
+ * Checked when asked (cheap: the directory's mode, owner, flags and mount),
+ * and a write in it refused since the last one that succeeded counts. */
 const char *store_problem(struct store *s);
 
-/* Create a collection; *created is 0 when it already exists with the same
- * index type.  RS_EEXIST when it exists with another or failed to open;
- * RS_EINVAL for a bad name or index type; RS_EIO when the data directory
- * is not writable. */
+/* Create a collection of index type factory (NULL: the default; for an
+ * existing collection, whatever type it has).  *created is 0 when it
+ * already exists with the same index, however spelled (itype_same:
+ * HNSW32 is HNSW32,Flat).  RS_EINVAL for a bad name or index type (checked
+ * first); RS_EEXIST when it exists with another or failed to open; RS_EIO
+ * when the data directory is not writable. */
 int store_create(struct store *s, const char *name, const char *factory, int *created,
                  struct rs_error *e);
 

@@ -157,6 +157,11 @@ need_writable(const char *what, const char *dir)
 {
     if (access(dir, W_OK | X_OK) == 0)
         return 0;
+    if (errno == EROFS) {
+        log_msg(RS_LOG_ERROR, "%s: %s is on a read-only filesystem: mount it read-write, or "
+                "choose a directory on a writable one", what, dir);
+        return -1;
+    }
     log_msg(RS_LOG_ERROR, "%s: %s is not writable by uid %d (%s): make it writable by that "
             "user, e.g. chown -R %d:%d %s", what, dir, (int)geteuid(), strerror(errno),
             (int)geteuid(), (int)getegid(), dir);

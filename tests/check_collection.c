@@ -7,7 +7,7 @@
  * random moments are all exercised.  fsync and fdatasync are defined here
  * (forwarding to the system calls) so that the fsync policy is measured by
  * what it does: the binary's definitions take the place of libc's for
- * SQLite too.
+ * SQLite too.  fsync also notes the directories it syncs.
  */
 #include <fcntl.h>
 #include <math.h>
@@ -34,10 +34,20 @@
 
 static atomic_long syncs;
 
+/* The inodes of the last directories synced (a ring). */
+#define SYNCED_DIRS 64
+static _Atomic unsigned long synced_dir[SYNCED_DIRS];
+static atomic_long n_synced_dirs;
+
 int
 fsync(int fd)
 {
+    struct stat st;
+
     atomic_fetch_add(&syncs, 1);
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+        atomic_store(&synced_dir[atomic_fetch_add(&n_synced_dirs, 1) % SYNCED_DIRS],
+                     (unsigned long)st.st_ino);
     return (int)syscall(SYS_fsync, fd);
 }
 
@@ -1036,6 +1046,144 @@ START_TEST(test_periodic_snapshot_failure_is_reported)
 }
 END_TEST
 
+/* Whether the directory path was synced since n_synced_dirs was 0. */
+static int
+was_synced(const char *path)
+{
+    struct stat st;
+    long n = atomic_load(&n_synced_dirs);
+
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_lt(n, SYNCED_DIRS);
+    for (long i = 0; i < n; i++)
+        if (atomic_load(&synced_dir[i]) == (unsigned long)st.st_ino)
+            return 1;
+    return 0;
+}
+
+/* With fsync = always a new collection is on disk when it is created:
+ * its directory's entries and its own entry in the data directory, as a
+ * drop is. */
+START_TEST(test_creation_is_durable)
+{
+    char *dir = temp_dir(), data[600], path[700];
+    struct coll_options co = { 1, "Flat", DIM, "test-model", COLL_FSYNC_ALWAYS, 0, NULL, NULL };
+    struct store_options so = { DIM, "test-model", COLL_FSYNC_ALWAYS, 0, "Flat", NULL, NULL };
+    struct store *s;
+    struct coll *c;
+    struct rs_error e;
+    int created;
+
+    snprintf(path, sizeof(path), "%s/c", dir);
+    atomic_store(&n_synced_dirs, 0);
+    ck_assert_msg(coll_open(&c, path, &co, &e) == RS_OK, "%s", e.msg);
+    ck_assert(was_synced(path));
+    ck_assert(was_synced(dir));
+    coll_close(c);
+    /* through the store, the data directory made too */
+    snprintf(data, sizeof(data), "%s/data", dir);
+    atomic_store(&n_synced_dirs, 0);
+    ck_assert_msg(store_open(&s, data, &so, &e) == RS_OK, "%s", e.msg);
+    ck_assert(was_synced(dir));
+    atomic_store(&n_synced_dirs, 0);
+    ck_assert_msg(store_create(s, "faq", "HNSW32", &created, &e) == RS_OK, "%s", e.msg);
+    snprintf(path, sizeof(path), "%s/faq", data);
+    ck_assert(was_synced(path));
+    ck_assert(was_synced(data));
+    store_close(s);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* A zero vector has no direction: a search with it is refused, not
+ * answered with scores of 0. */
+START_TEST(test_zero_query_refused)
+{
+    char *dir = temp_dir();
+    struct coll *c = open_coll(dir, "Flat", 1);
+    float v[DIM], zero[DIM] = { 0 };
+    struct coll_doc d = { "a", "text", NULL, v, 0 };
+    struct coll_hit *hits = NULL;
+    struct rs_error e;
+    int n = -1;
+
+    random_vec(v);
+    ck_assert_int_eq(coll_upsert(c, &d, 1, &e), RS_OK);
+    ck_assert_int_eq(coll_search(c, zero, 5, -2.0f, &hits, &n, &e), RS_EINVAL);
+    ck_assert_msg(strstr(e.msg, "zero") != NULL, "%s", e.msg);
+    ck_assert_ptr_null(hits);
+    ck_assert_int_eq(n, 0);
+    zero[3] = -0.0f;   /* a negative zero is no better */
+    ck_assert_int_eq(coll_search(c, zero, 5, -2.0f, &hits, &n, &e), RS_EINVAL);
+    coll_close(c);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* Scores are cosines: never above 1 or below -1, whatever the rounding
+ * of a document searched with its own vector (or its opposite). */
+START_TEST(test_scores_within_unit_range)
+{
+    char *dir = temp_dir();
+    struct coll *c = open_coll(dir, "Flat", 1);
+    struct mirror m = mirror_new(200);
+    float top = -2, bottom = 2;
+
+    put_docs(c, &m, 0, m.n);
+    for (int i = 0; i < m.n; i++) {
+        float neg[DIM];
+        struct coll_hit *hits;
+        struct rs_error e;
+        int n;
+        ck_assert_int_eq(coll_search(c, m.vec[i], 1, -2.0f, &hits, &n, &e), RS_OK);
+        ck_assert_int_eq(n, 1);
+        ck_assert_msg(hits[0].score <= 1.0f && hits[0].score > 0.9999f, "doc-%d: %.9g", i,
+                      (double)hits[0].score);
+        top = fmaxf(top, hits[0].score);
+        coll_hits_free(hits, n);
+        for (int j = 0; j < DIM; j++)
+            neg[j] = -m.vec[i][j];
+        ck_assert_int_eq(coll_search(c, neg, m.n, -2.0f, &hits, &n, &e), RS_OK);
+        ck_assert_msg(hits[n - 1].score >= -1.0f, "doc-%d: %.9g", i, (double)hits[n - 1].score);
+        bottom = fminf(bottom, hits[n - 1].score);
+        coll_hits_free(hits, n);
+    }
+    fprintf(stderr, "self-similarity scores up to %.9g, opposite down to %.9g\n", (double)top,
+            (double)bottom);
+    coll_close(c);
+    mirror_free(&m);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* Opening with an index type compares what the types build, not how
+ * they are spelled. */
+START_TEST(test_open_with_equivalent_index_type)
+{
+    char *dir = temp_dir(), path[600];
+    struct coll_options o = { 0, "HNSW32", DIM, "test-model", COLL_FSYNC_OFF, 0, NULL, NULL };
+    struct coll *c = open_coll(dir, "HNSW32,Flat", 1);
+    struct rs_error e;
+
+    coll_close(c);
+    snprintf(path, sizeof(path), "%s/c", dir);
+    ck_assert_msg(coll_open(&c, path, &o, &e) == RS_OK, "%s", e.msg);
+    coll_close(c);
+    o.factory = "IDMap2,HNSW32,Flat";
+    ck_assert_msg(coll_open(&c, path, &o, &e) == RS_OK, "%s", e.msg);
+    coll_close(c);
+    o.factory = "Flat";
+    ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EEXIST);
+    o.factory = "HNSW16";
+    ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EEXIST);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *
 collection_suite(void)
 {
@@ -1057,6 +1205,10 @@ collection_suite(void)
     tcase_add_test(tc, test_text_with_nul);
     tcase_add_test(tc, test_fsync_policy);
     tcase_add_test(tc, test_periodic_snapshot_failure_is_reported);
+    tcase_add_test(tc, test_creation_is_durable);
+    tcase_add_test(tc, test_zero_query_refused);
+    tcase_add_test(tc, test_scores_within_unit_range);
+    tcase_add_test(tc, test_open_with_equivalent_index_type);
     suite_add_tcase(s, tc);
     /* threads: alone with CK_RUN_CASE=threads (e.g. under ThreadSanitizer) */
     tc = tcase_create("threads");

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -511,6 +512,297 @@ START_TEST(test_import_reads_a_file_twice)
 }
 END_TEST
 
+/* --- creation, writability, index types, messages ------------------------- */
+
+/* A creation killed before its settings were committed was never
+ * acknowledged: it is removed at start (and said), never served as a
+ * collection of another type, and its name is free again. */
+START_TEST(test_unfinished_creation_is_removed)
+{
+    char *dir = temp_dir(), data[600], path[700];
+    struct store *s;
+    struct store_info *list;
+    struct coll *c;
+    struct coll_stats st;
+    struct rs_error e;
+    int n, created;
+
+    snprintf(data, sizeof(data), "%s/data", dir);
+    s = open_store(data, DIM, "m");
+    make_coll(s, "good", DIM);
+    store_close(s);
+    /* killed after SQLite made the file, or its tables */
+    snprintf(path, sizeof(path), "%s/empty", data);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/empty/docs.db", data);
+    write_file(path, "");
+    snprintf(path, sizeof(path), "%s/tables", data);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/tables/docs.db", data);
+    sql(path, "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+    /* documents without settings are no creation cut short: kept, failed */
+    snprintf(path, sizeof(path), "%s/orphan", data);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/orphan/docs.db", data);
+    sql(path, "CREATE TABLE docs (id TEXT PRIMARY KEY, label INTEGER NOT NULL UNIQUE, text TEXT "
+              "NOT NULL, meta TEXT NOT NULL, vector BLOB NOT NULL, seq INTEGER NOT NULL);"
+              "INSERT INTO docs VALUES ('a', 1, 'text', '{}', zeroblob(64), 1)");
+
+    reports[0] = '\0';
+    s = open_store(data, DIM, "m");
+    ck_assert_int_eq(store_list(s, &list, &n), RS_OK);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(info_of(list, n, "good")->failed, 0);
+    ck_assert_int_eq(info_of(list, n, "orphan")->failed, 1);
+    ck_assert_msg(strstr(info_of(list, n, "orphan")->reason, "no settings") != NULL, "%s",
+                  info_of(list, n, "orphan")->reason);
+    free(list);
+    ck_assert_int_eq(exists(data, "empty"), 0);
+    ck_assert_int_eq(exists(data, "tables"), 0);
+    ck_assert_msg(strstr(reports, "empty: empty: its creation never finished") != NULL, "%s",
+                  reports);
+    ck_assert_msg(strstr(reports, "tables: tables: its creation never finished") != NULL, "%s",
+                  reports);
+    ck_assert_msg(strstr(reports, dir) == NULL, "absolute path in %s", reports);
+    /* the retried creation makes what it asks for */
+    ck_assert_msg(store_create(s, "empty", "HNSW32", &created, &e) == RS_OK, "%s", e.msg);
+    ck_assert_int_eq(created, 1);
+    store_close(s);
+    s = open_store(data, DIM, "m");
+    ck_assert_int_eq(store_get(s, "empty", &c, &e), RS_OK);
+    coll_get_stats(c, &st);
+    ck_assert_str_eq(st.factory, "HNSW32");
+    store_release(s, c);
+    store_close(s);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* The data directory turning unwritable while the store is open is seen
+ * when asked (a read-only remount, an immutable flag, which binds root
+ * too), and goes when it is writable again.  rosimd started on a
+ * read-only filesystem says so (a chown cannot help). */
+START_TEST(test_data_dir_unwritable_later)
+{
+    char *dir = temp_dir(), mnt[600], data[700], *err = NULL, cmd[800];
+    char *argv[] = { (char *)tu_program("ROSIMD", "build/rosimd"), "--listen", "127.0.0.1:0",
+                     "--model", MODEL, "--data", data, NULL };
+    struct store *s;
+    struct rs_error e;
+    const char *why;
+    int created;
+
+    snprintf(mnt, sizeof(mnt), "%s/mnt", dir);
+    ck_assert_int_eq(mkdir(mnt, 0700), 0);
+    ck_assert_msg(mount("tmpfs", mnt, "tmpfs", 0, "size=1m") == 0,
+                  "cannot mount a small tmpfs (the suite runs as root)");
+    snprintf(data, sizeof(data), "%s/data", mnt);
+    s = open_store(data, DIM, "m");
+    ck_assert_ptr_null(store_problem(s));
+    ck_assert_int_eq(mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
+    why = store_problem(s);
+    ck_assert_msg(why != NULL && strstr(why, "read-only filesystem") != NULL, "%s",
+                  why ? why : "(null)");
+    ck_assert_int_eq(store_create(s, "a", NULL, &created, &e), RS_EIO);
+    ck_assert_msg(strstr(e.msg, "read-only filesystem") != NULL, "%s", e.msg);
+    ck_assert_int_eq(mount(NULL, mnt, NULL, MS_REMOUNT, NULL), 0);
+    ck_assert_ptr_null(store_problem(s));
+    ck_assert_int_eq(store_create(s, "a", NULL, &created, &e), RS_OK);
+    snprintf(cmd, sizeof(cmd), "chattr +i '%s'", data);
+    ck_assert_int_eq(system(cmd), 0);
+    why = store_problem(s);
+    ck_assert_msg(why != NULL && strstr(why, "not writable") != NULL, "%s", why ? why : "(null)");
+    ck_assert_int_eq(store_drop(s, "a", &e), RS_EIO);
+    snprintf(cmd, sizeof(cmd), "chattr -i '%s'", data);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_ptr_null(store_problem(s));
+    store_close(s);
+
+    ck_assert_int_eq(mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
+    ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 1);
+    ck_assert_msg(strstr(err, "read-only filesystem") != NULL && strstr(err, "chown") == NULL,
+                  "%s", err);
+    free(err);
+    ck_assert_int_eq(umount(mnt), 0);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* The same through rosimd run as an unprivileged user: /readyz and
+ * rosim_data_dir_writable follow the data directory's mode. */
+START_TEST(test_daemon_sees_data_dir_turn_unwritable)
+{
+    char *dir = temp_dir(), data[600];
+    const char *extra[] = { "--model", MODEL, "--data", data, NULL };
+    struct tu_daemon d;
+    struct tu_response r;
+    json_t *j;
+
+    snprintf(data, sizeof(data), "%s/data", dir);
+    ck_assert_int_eq(mkdir(data, 0700), 0);
+    ck_assert_int_eq(chown(data, NOBODY, NOBODY), 0);
+    ck_assert_int_eq(tu_daemon_start_as(&d, extra, NOBODY), 0);
+    call(d.port, "PUT", "/v1/collections/a", NULL, 201);
+    ck_assert_int_eq(chmod(data, 0500), 0);
+    j = get_json(d.port, "GET", "/readyz", NULL, 200);
+    ck_assert(json_is_false(json_object_get(j, "data_dir_writable")));
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(j, "warning")),
+                                 "not writable"));
+    json_decref(j);
+    ck_assert_int_eq(tu_http(d.port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    ck_assert_ptr_nonnull(strstr(r.body, "rosim_data_dir_writable 0\n"));
+    tu_response_free(&r);
+    assert_error(get_json(d.port, "PUT", "/v1/collections/b", NULL, 500), "storage_error", dir);
+    ck_assert_int_eq(chmod(data, 0700), 0);
+    j = get_json(d.port, "GET", "/readyz", NULL, 200);
+    ck_assert(json_is_true(json_object_get(j, "data_dir_writable")));
+    json_decref(j);
+    call(d.port, "PUT", "/v1/collections/b", NULL, 201);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* Creating an existing collection: no type, or the same index however
+ * spelled, is fine; an invalid type is invalid before anything else; a
+ * different index conflicts. */
+START_TEST(test_create_is_idempotent)
+{
+    static const struct { const char *name, *factory; int rc; } cases[] = {
+        { "h", "HNSW32,Flat", RS_OK }, { "h", NULL, RS_OK }, { "h", "HNSW32", RS_OK },
+        { "h", "IDMap2,HNSW32,Flat", RS_OK }, { "h", "HNSW032", RS_OK },
+        { "h", " Flat!", RS_EINVAL }, { "h", "PQ3", RS_EINVAL }, { "h", "Flat", RS_EEXIST },
+        { "h", "HNSW16", RS_EEXIST }, { "h", "HNSW32,SQ8", RS_EEXIST },
+        { "f", "IDMap2,Flat", RS_OK }, { "f", "Flat", RS_OK }, { "f", NULL, RS_OK },
+        { "f", "IDMap,Flat", RS_EEXIST }, { "f", "SQfp16", RS_EEXIST },
+        { "p", "PQ4", RS_OK }, { "p", "PQ4x8", RS_OK }, { "p", "PQ4x4", RS_EEXIST },
+        { "o", "OPQ4,IVF1,PQ4", RS_OK }, { "o", "OPQ4_16,IVF1,PQ4x8", RS_OK },
+        { "o", "OPQ4_8,IVF1,PQ4", RS_EEXIST }, { "n", " Flat!", RS_EINVAL },
+    };
+    char *dir = temp_dir(), data[600];
+    struct store *s;
+    struct rs_error e;
+    int created;
+
+    snprintf(data, sizeof(data), "%s/data", dir);
+    s = open_store(data, DIM, "m");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = store_create(s, cases[i].name, cases[i].factory, &created, &e);
+        ck_assert_msg(rc == cases[i].rc, "%s with %s: %d, expected %d (%s)", cases[i].name,
+                      cases[i].factory ? cases[i].factory : "no type", rc, cases[i].rc,
+                      rc != RS_OK ? e.msg : "");
+    }
+    ck_assert_int_eq(exists(data, "n"), 0);
+    store_close(s);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* The same over HTTP; and a search with a zero vector is refused (422). */
+START_TEST(test_put_is_idempotent_over_http)
+{
+    static const char hnsw[] = "{\"index\":\"HNSW32,Flat\"}";
+    char *dir = temp_dir(), zero[512];
+    const char *extra[] = { "--model", MODEL, "--data", dir, NULL };
+    struct tu_daemon d;
+    size_t len;
+
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    call(d.port, "PUT", "/v1/collections/idem", hnsw, 201);
+    call(d.port, "PUT", "/v1/collections/idem", hnsw, 200);
+    call(d.port, "PUT", "/v1/collections/idem", NULL, 200);
+    call(d.port, "PUT", "/v1/collections/idem", "{}", 200);
+    call(d.port, "PUT", "/v1/collections/idem", "{\"index\":\"HNSW32\"}", 200);
+    assert_error(get_json(d.port, "PUT", "/v1/collections/idem", "{\"index\":\" Flat!\"}", 422),
+                 "invalid", dir);
+    assert_error(get_json(d.port, "PUT", "/v1/collections/idem", "{\"index\":\"Flat\"}", 409),
+                 "conflict", dir);
+    call(d.port, "POST", "/v1/collections/idem/documents",
+         "{\"documents\":[{\"id\":\"a\",\"text\":\"今天天气不错\"}]}", 200);
+    len = (size_t)snprintf(zero, sizeof(zero), "{\"vector\":[0");
+    for (int i = 1; i < 64; i++)
+        len += (size_t)snprintf(zero + len, sizeof(zero) - len, ",0");
+    snprintf(zero + len, sizeof(zero) - len, "]}");
+    assert_error(get_json(d.port, "POST", "/v1/collections/idem/search", zero, 422), "invalid",
+                 dir);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* rosim import without --index appends to a collection of any type; with
+ * one, the same index however spelled. */
+START_TEST(test_import_appends_to_its_type)
+{
+    char *dir = temp_dir(), data[700], *out = NULL, *err = NULL;
+    char *imp[] = { (char *)tu_program("ROSIM", "build/rosim"), "import", "--model", MODEL,
+                    "--data", data, "--collection", "faq", "--index", NULL, NULL };
+    char *srch[] = { (char *)tu_program("ROSIM", "build/rosim"), "search", "--model", MODEL,
+                     "--data", data, "--collection", "faq", NULL };
+
+    snprintf(data, sizeof(data), "%s/data", dir);
+    imp[9] = "HNSW16";
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"a\",\"text\":\"好\"}\n", NULL, NULL), 0);
+    imp[8] = NULL;   /* no --index */
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"b\",\"text\":\"坏\"}\n", NULL, &err), 0);
+    free(err);
+    imp[8] = "--index";
+    imp[9] = "HNSW16,Flat";
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"c\",\"text\":\"中\"}\n", NULL, NULL), 0);
+    imp[9] = "Flat";
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"d\",\"text\":\"大\"}\n", NULL, &err), 1);
+    ck_assert_msg(strstr(err, "exists with index type 'HNSW16'") != NULL, "%s", err);
+    free(err);
+    ck_assert_int_eq(tu_run(srch, "好\n", &out, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"id\":\"a\""));
+    ck_assert_ptr_nonnull(strstr(out, "\"id\":\"b\""));
+    ck_assert_ptr_nonnull(strstr(out, "\"id\":\"c\""));
+    ck_assert_ptr_null(strstr(out, "\"id\":\"d\""));
+    free(out);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
+/* What the store reports names files relative to the data directory: a
+ * periodic snapshot that fails, and one at close. */
+START_TEST(test_reports_name_no_absolute_path)
+{
+    char *dir = temp_dir(), data[600], path[700];
+    struct store_options o = { DIM, "m", COLL_FSYNC_OFF, 1, "Flat", collect, NULL };
+    float v[DIM] = { 1 };
+    struct coll_doc d = { "d1", "text", NULL, v, 0 };
+    struct store *s;
+    struct coll *c;
+    struct rs_error e;
+    int created;
+
+    snprintf(data, sizeof(data), "%s/data", dir);
+    ck_assert_msg(store_open(&s, data, &o, &e) == RS_OK, "%s", e.msg);
+    ck_assert_int_eq(store_create(s, "f", NULL, &created, &e), RS_OK);
+    snprintf(path, sizeof(path), "%s/f/index.snap.tmp", data);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    ck_assert_int_eq(store_get(s, "f", &c, &e), RS_OK);
+    reports[0] = '\0';
+    ck_assert_int_eq(coll_upsert(c, &d, 1, &e), RS_OK);
+    ck_assert_msg(strstr(reports, "f: the index snapshot could not be written") != NULL &&
+                  strstr(reports, "f/index.snap.tmp") != NULL, "%s", reports);
+    ck_assert_msg(strstr(reports, dir) == NULL, "absolute path in %s", reports);
+    store_release(s, c);
+    reports[0] = '\0';
+    store_close(s);
+    ck_assert_msg(strstr(reports, "f/index.snap.tmp") != NULL, "%s", reports);
+    ck_assert_msg(strstr(reports, dir) == NULL, "absolute path in %s", reports);
+    remove_tree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *
 store_suite(void)
 {
@@ -526,6 +818,13 @@ store_suite(void)
     tcase_add_test(tc, test_second_process_is_refused);
     tcase_add_test(tc, test_permissions_checked_at_start);
     tcase_add_test(tc, test_import_reads_a_file_twice);
+    tcase_add_test(tc, test_unfinished_creation_is_removed);
+    tcase_add_test(tc, test_data_dir_unwritable_later);
+    tcase_add_test(tc, test_daemon_sees_data_dir_turn_unwritable);
+    tcase_add_test(tc, test_create_is_idempotent);
+    tcase_add_test(tc, test_put_is_idempotent_over_http);
+    tcase_add_test(tc, test_import_appends_to_its_type);
+    tcase_add_test(tc, test_reports_name_no_absolute_path);
     suite_add_tcase(s, tc);
     return s;
 }
