@@ -113,4 +113,18 @@ double gen_rng_uniform(struct gen_rng *r);    /* [0, 1) */
 int gen_sample_token(const float *probs, int V, const struct gen_params *p,
                      struct gen_rng *rng, int *work_idx, float *work_p);
 
+/* A beam search candidate: row extended by token, with its summed score. */
+struct gen_beam_cand {
+    double score;
+    int row, token;
+};
+
+/* The best min(width, rows x V) extensions of rows beams with summed
+ * scores score[r] and next-token probabilities probs[r * V ..], scored
+ * score[r] + log(p + 1e-12), into best[0..width), best first (ties: lower
+ * row, then lower token); returns their number.  A heap of width
+ * entries: O(rows x V) time, nothing allocated. */
+int gen_beam_select(const float *probs, const double *score, int rows, int V, int width,
+                    struct gen_beam_cand *best);
+
 #endif

@@ -658,6 +658,116 @@ START_TEST(test_api_cost_and_beam)
 }
 END_TEST
 
+/* --- beam selection ------------------------------------------------------------ */
+
+/* Beam search gives, on both fixtures, the ids the sorting implementation
+ * gave (tests/fixtures/beam-golden.tsv: fixture, text, width, max_new, ids). */
+START_TEST(test_beam_golden)
+{
+    FILE *f = fopen("tests/fixtures/beam-golden.tsv", "r");
+    char line[1024], dir[256] = "";
+    struct rf_model *m = NULL;
+    int cases = 0;
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *fixture = strtok(line, "\t"), *text = strtok(NULL, "\t");
+        char *width = strtok(NULL, "\t"), *max_new = strtok(NULL, "\t"), *ids = strtok(NULL, "\n");
+        struct gen_params p = gen_default_params();
+        struct tok_output tok = { 0 };
+        struct gen_sequences out;
+        struct rs_error e;
+        struct dec *d;
+        int i = 0;
+
+        if (line[0] == '#')
+            continue;
+        ck_assert_ptr_nonnull(ids);
+        if (strcmp(dir + strlen("tests/fixtures/"), fixture) != 0) {
+            if (m != NULL)
+                rf_model_free(m);
+            snprintf(dir, sizeof(dir), "tests/fixtures/%s", fixture);
+            m = load(dir);
+        }
+        p.beam = atoi(width);
+        p.max_new = atoi(max_new);
+        ck_assert_int_eq(tok_encode(rf_model_vocab(m), text, strlen(text), 64, &tok, &e), RS_OK);
+        d = dec_new(m, tok.n, p.max_new, p.beam);
+        ck_assert_ptr_nonnull(d);
+        ck_assert_msg(gen_run(m, d, tok.ids, tok.n, &p, &out, &e) == RS_OK, "%s", e.msg);
+        ck_assert_int_eq(out.n, 1);
+        for (char *s = strtok(ids, " "); s != NULL; s = strtok(NULL, " "), i++) {
+            ck_assert_msg(i < out.len[0], "%s %s beam %d: %d ids, want more", fixture, text,
+                          p.beam, out.len[0]);
+            ck_assert_msg(out.ids[i] == atoi(s), "%s %s beam %d max_new %d: id %d is %d, want %s",
+                          fixture, text, p.beam, p.max_new, i, out.ids[i], s);
+        }
+        ck_assert_int_eq(out.len[0], i);
+        gen_sequences_free(&out);
+        dec_free(d);
+        tok_output_free(&tok);
+        cases++;
+    }
+    fclose(f);
+    rf_model_free(m);
+    ck_assert_int_ge(cases, 60);
+}
+END_TEST
+
+static int
+cand_order(const void *x, const void *y)
+{
+    const struct gen_beam_cand *a = x, *b = y;
+    if (a->score != b->score)
+        return a->score > b->score ? -1 : 1;
+    if (a->row != b->row)
+        return a->row - b->row;
+    return a->token - b->token;
+}
+
+/* gen_beam_select equals sorting all rows x V candidates and taking the
+ * first width, on random inputs full of ties (probabilities on a coarse
+ * grid, zeros, rows with equal scores). */
+START_TEST(test_beam_select_random)
+{
+    struct gen_rng rng;
+
+    gen_rng_seed(&rng, 11);
+    for (int trial = 0; trial < 400; trial++) {
+        int rows = 1 + (int)(gen_rng_uniform(&rng) * 12), V = 1 + (int)(gen_rng_uniform(&rng) * 200);
+        int width = 1 + (int)(gen_rng_uniform(&rng) * (rows * V + 4)), n;
+        int grid = trial % 2 ? 8 : 1 << 20;
+        float *probs = malloc((size_t)rows * (size_t)V * sizeof(float));
+        double *score = malloc((size_t)rows * sizeof(double));
+        struct gen_beam_cand *all = malloc((size_t)rows * (size_t)V * sizeof(*all));
+        struct gen_beam_cand *best = malloc((size_t)width * sizeof(*best));
+
+        for (int r = 0; r < rows; r++) {
+            score[r] = trial % 3 ? -(double)(int)(gen_rng_uniform(&rng) * 4) : 0;
+            for (int v = 0; v < V; v++) {
+                float x = (float)((int)(gen_rng_uniform(&rng) * grid)) / (float)grid;
+                probs[(size_t)r * (size_t)V + (size_t)v] = gen_rng_uniform(&rng) < 0.2 ? 0 : x;
+                all[(size_t)r * (size_t)V + (size_t)v] = (struct gen_beam_cand){
+                    score[r] + log((double)probs[(size_t)r * (size_t)V + (size_t)v] + 1e-12), r, v };
+            }
+        }
+        qsort(all, (size_t)rows * (size_t)V, sizeof(*all), cand_order);
+        n = gen_beam_select(probs, score, rows, V, width, best);
+        ck_assert_int_eq(n, width < rows * V ? width : rows * V);
+        for (int i = 0; i < n; i++)
+            ck_assert_msg(best[i].score == all[i].score && best[i].row == all[i].row &&
+                          best[i].token == all[i].token,
+                          "trial %d (%d rows, V %d, width %d): #%d is (%d, %d, %g), want (%d, %d, %g)",
+                          trial, rows, V, width, i, best[i].row, best[i].token, best[i].score,
+                          all[i].row, all[i].token, all[i].score);
+        free(probs);
+        free(score);
+        free(all);
+        free(best);
+    }
+}
+END_TEST
+
 Suite *
 generate_suite(void)
 {
@@ -679,6 +789,8 @@ generate_suite(void)
     tcase_add_test(tc, test_cost);
     tcase_add_test(tc, test_api_scores_equal_similarity);
     tcase_add_test(tc, test_api_cost_and_beam);
+    tcase_add_test(tc, test_beam_golden);
+    tcase_add_test(tc, test_beam_select_random);
     suite_add_tcase(s, tc);
     return s;
 }
