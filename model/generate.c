@@ -33,9 +33,9 @@ gen_check_params(const struct gen_params *p, struct rs_error *e)
     if (p->top_k < 0)
         return rs_error_set(e, RS_EINVAL, "top_k must be 0 (off) or positive, not %d", p->top_k);
     if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
-        return rs_error_set(e, RS_EINVAL, "top_p must be in (0, 1], not %g", (double)p->top_p);
+        return rs_error_set(e, RS_EINVAL, "top_p must be in (0, 1], not %.9g", (double)p->top_p);
     if (!(p->temperature > 0.0f) || !isfinite(p->temperature))
-        return rs_error_set(e, RS_EINVAL, "temperature must be positive, not %g",
+        return rs_error_set(e, RS_EINVAL, "temperature must be positive, not %.9g",
                             (double)p->temperature);
     if (p->max_new < 1 || p->max_new > GEN_MAX_NEW)
         return rs_error_set(e, RS_EINVAL, "max_length must be from 1 to %d, not %d",
@@ -251,16 +251,23 @@ probs_finite(const struct dec *d, int rows, int V, struct rs_error *e)
     return rs_error_set(e, RS_EINTERNAL, "model produced non-finite values");
 }
 
-/* bert4keras random_sample, min_ends = 1, minlen = 1. */
-/* RS_ECANCELED when the caller asks to stop, else RS_OK. */
+/* RS_ECANCELED or RS_ETIMEOUT when the caller asks to stop, else RS_OK. */
 static int
 check_cancel(const struct gen_params *p, struct rs_error *e)
 {
-    if (p->cancel != NULL && p->cancel(p->cancel_arg))
+    int why = p->cancel != NULL ? p->cancel(p->cancel_arg) : 0;
+
+    if (why == GEN_STOP_DEADLINE)
+        return rs_error_set(e, RS_ETIMEOUT, "generation stopped: it ran past the request's "
+                            "deadline (request_timeout); ask for fewer or shorter candidates "
+                            "or a narrower beam, or retry");
+    if (why != 0)
         return rs_error_set(e, RS_ECANCELED, "generation stopped: the client went away or "
                             "the server is stopping");
     return RS_OK;
 }
+
+/* bert4keras random_sample, min_ends = 1, minlen = 1. */
 
 static int
 run_sampling(const struct rf_model *m, struct dec *d, const struct gen_params *p,

@@ -36,6 +36,10 @@
 
 #define GEN_MAX_N 1000        /* candidates per call */
 #define GEN_MAX_NEW 512       /* generated tokens per candidate */
+#define GEN_MIN_REAL 1e-38    /* smallest top_p and temperature callers should pass
+                               * on: a smaller double becomes float 0 */
+
+enum { GEN_STOP_CANCEL = 1, GEN_STOP_DEADLINE = 2 };   /* gen_params.cancel's answers */
 
 struct gen_params {
     int n;              /* candidates to sample, 1..GEN_MAX_N */
@@ -46,8 +50,9 @@ struct gen_params {
     int src_maxlen;     /* source truncation in tokens, >= 2 */
     uint64_t seed;
     int beam;           /* 0: sampling; > 0: beam search of this width */
-    /* asked before each decode step; nonzero stops the run with
-     * RS_ECANCELED (client gone, deadline passed).  NULL: never. */
+    /* asked before each decode step: GEN_STOP_CANCEL stops the run with
+     * RS_ECANCELED (client gone, server stopping), GEN_STOP_DEADLINE with
+     * RS_ETIMEOUT (the request's time is up), 0 goes on.  NULL: never. */
     int (*cancel)(void *arg);
     void *cancel_arg;
 };

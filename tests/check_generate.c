@@ -768,6 +768,87 @@ START_TEST(test_beam_select_random)
 }
 END_TEST
 
+/* --- the deadline of a running generation ------------------------------------- */
+
+/* A generation still running request_timeout after it asked for the model
+ * stops between decode steps: 503 "timeout" with Retry-After, counted as a
+ * timeout in /metrics; the next request is served at once. */
+START_TEST(test_api_generation_deadline)
+{
+    /* some 8 s on a 2-core machine without the deadline */
+    static const char big[] = "{\"texts\":[\"我喜欢北京\",\"手机坏了怎么办\",\"今天天气不错\",\"你好\"],"
+                              "\"n\":256,\"max_length\":128,\"seed\":1}";
+    struct tu_daemon d;
+    struct tu_response r;
+    char data[64];
+    double t0;
+    json_t *j;
+
+    start_daemon(&d, data, "limits.request_timeout=1", "limits.max_generate_cost=10000000");
+    t0 = tu_now();
+    ck_assert_int_eq(tu_http(d.port, "POST", "/v1/generate", "application/json", big,
+                             strlen(big), &r), 0);
+    ck_assert_msg(r.status == 503, "status %ld after %.1f s: %.300s", r.status, tu_now() - t0,
+                  r.body);
+    ck_assert_msg(tu_now() - t0 < 6, "stopped after %.1f s", tu_now() - t0);
+    ck_assert_ptr_nonnull(strstr(r.headers, "Retry-After: 1"));
+    j = json_loads(r.body, 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                     "timeout");
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(json_object_get(j, "error"),
+                                                                   "message")),
+                                 "ran past the request's deadline"));
+    json_decref(j);
+    tu_response_free(&r);
+    ck_assert_int_eq(tu_http(d.port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    ck_assert_ptr_nonnull(strstr(r.body, "rosim_rejected_total{reason=\"timeout\"} 1\n"));
+    tu_response_free(&r);
+    json_decref(post(d.port, "/v1/generate", "{\"text\":\"好\",\"n\":2,\"max_length\":4}", 200));
+    stop_daemon(&d, data);
+}
+END_TEST
+
+/* --- values at the edges of float ---------------------------------------------- */
+
+/* A refused top_p or temperature is shown with the digits that tell it from
+ * the bound (1.0000001 is not "1"); one so small that it would become float
+ * 0 is out of range like 0, not an internal "invalid ... not 0". */
+START_TEST(test_edge_values)
+{
+    struct rf_model *m = load(TINY);
+    struct gen_paraphrases out = { 0 };
+    struct gen_params p = gen_default_params();
+    struct tu_daemon d;
+    char data[64];
+    struct rs_error e;
+    static const char *const cases[][2] = {
+        { "{\"text\":\"好\",\"top_p\":1.0000001}", "not 1.0000001\"" },
+        { "{\"text\":\"好\",\"top_p\":1e-46}", "not 1e-46\"" },
+        { "{\"text\":\"好\",\"temperature\":1e-46}", "not 1e-46\"" },
+        { "{\"text\":\"好\",\"temperature\":100.00000000000001}", "not 100.00000000000001\"" },
+    };
+
+    p.top_p = 1.0000001f;
+    ck_assert_int_eq(gen_paraphrase(m, "你好", strlen("你好"), &p, 5, &out, &e), RS_EINVAL);
+    ck_assert_msg(strstr(e.msg, "not 1.00000012") != NULL, "%s", e.msg);
+    rf_model_free(m);
+    start_daemon(&d, data, "limits.max_n=8", "limits.max_k=8");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *j = post(d.port, "/v1/generate", cases[i][0], 422);
+        char *text = json_dumps(j, 0);
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                         "out_of_range");
+        ck_assert_msg(strstr(text, cases[i][1]) != NULL, "%s: %s", cases[i][0], text);
+        free(text);
+        json_decref(j);
+    }
+    json_decref(post(d.port, "/v1/generate",
+                     "{\"text\":\"好\",\"n\":2,\"max_length\":4,\"top_p\":1e-30,\"temperature\":1e-30}",
+                     200));
+    stop_daemon(&d, data);
+}
+END_TEST
+
 Suite *
 generate_suite(void)
 {
@@ -791,6 +872,8 @@ generate_suite(void)
     tcase_add_test(tc, test_api_cost_and_beam);
     tcase_add_test(tc, test_beam_golden);
     tcase_add_test(tc, test_beam_select_random);
+    tcase_add_test(tc, test_api_generation_deadline);
+    tcase_add_test(tc, test_edge_values);
     suite_add_tcase(s, tc);
     return s;
 }
