@@ -579,11 +579,16 @@ embed_tokens(const struct rf_model *m, const struct tok_output *toks, int n, flo
 long
 gen_cost(int src_tokens, const struct gen_params *p)
 {
+    const long S = src_tokens, N = p->max_new;
     long rows = p->beam > 0 ? p->beam : p->n;
     long ranked = p->beam > 0 ? 1 : p->n;
-    long cand = p->max_new + 2 < p->src_maxlen ? p->max_new + 2 : p->src_maxlen;
+    long cand = N + 2 < p->src_maxlen ? N + 2 : p->src_maxlen;
+    /* token t of a row attends to S + t keys: sum over t = 1..N */
+    long decode = rows * N + rows * N * (2 * S + N + 1) / (2 * GEN_COST_CONTEXT);
 
-    return 2L * src_tokens + rows * p->max_new + ranked * cand;
+    if (p->beam > 0)
+        decode += rows * N * N / GEN_COST_BEAM_COPY;
+    return 2 * S + GEN_COST_STEP * N + decode + ranked * cand;
 }
 
 int

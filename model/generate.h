@@ -99,12 +99,21 @@ int gen_paraphrase(const struct rf_model *m, const char *text, size_t len,
                    const struct gen_params *p, int k, struct gen_paraphrases *out,
                    struct rs_error *e);
 
-/* The work of gen_paraphrase in tokens, for admission control: the source
- * twice (decoder input and its vector), the generated tokens (rows x
- * max_new, rows = n, or the beam width) and the vectors of the candidates
- * (each at most min(max_new + 2, src_maxlen) tokens).  src_tokens: the
- * source's length after truncation to p->src_maxlen, [CLS] and [SEP]
- * included. */
+/* The work of gen_paraphrase for admission control, in units of one token
+ * through the model with a short context, so that it is proportional to
+ * run time (within some 2x on the demo model, sampling and beam search
+ * alike): the source twice (decoder input and its vector); per decode
+ * step GEN_COST_STEP (the weights are read once a step, however few the
+ * rows); per generated token of each of the rows (n, or the beam width)
+ * 1 + its context (source + tokens before it) / GEN_COST_CONTEXT (the
+ * key/value reads); with beam search, the copies of duplicated beams'
+ * caches, rows x max_new^2 / GEN_COST_BEAM_COPY; and the vectors of the
+ * candidates (n, or 1 for beam search; each at most min(max_new + 2,
+ * src_maxlen) tokens).  src_tokens: the source's length after truncation
+ * to p->src_maxlen, [CLS] and [SEP] included. */
+#define GEN_COST_STEP 24
+#define GEN_COST_CONTEXT 32
+#define GEN_COST_BEAM_COPY 256
 long gen_cost(int src_tokens, const struct gen_params *p);
 
 /* --- the sampler, exposed for tests ------------------------------------- */

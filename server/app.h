@@ -5,7 +5,7 @@
  * The model and store are set once at startup (then `ready` becomes 1) and
  * never change while requests run.  Embedding goes through the batcher.
  * Generation takes one of conf.workers slots and reserves its cost
- * (n x max_length) against conf.max_generate_cost; at most conf.max_queue
+ * (gen_cost) against conf.max_generate_cost; at most conf.max_queue
  * requests may wait for a slot, and none longer than conf.request_timeout;
  * a generation that runs past request_timeout (counted from its request for
  * a slot) is stopped between decode steps.

@@ -545,16 +545,20 @@ START_TEST(test_cost)
 {
     struct gen_params p = gen_default_params();
 
-    /* 2 x source + generated + re-ranked candidates */
+    /* 2 x source + 24 per step + per generated token 1 + context / 32
+     * (contexts src + 1 .. src + max_new) + beam copies + re-ranked */
     p.n = 1;
     p.max_new = 1;
     p.src_maxlen = 64;
-    ck_assert_int_eq(gen_cost(64, &p), 2 * 64 + 1 + 3);
+    ck_assert_int_eq(gen_cost(64, &p), 2 * 64 + 24 + 1 + 65 / 32 + 3);
     p.n = 256;
     p.max_new = 128;
-    ck_assert_int_eq(gen_cost(7, &p), 14 + 256 * 128 + 256 * 64);
+    ck_assert_int_eq(gen_cost(7, &p),
+                     14 + 24 * 128 + 256 * 128 + 256L * (128 * 7 + 128 * 129 / 2) / 32 + 256 * 64);
     p.beam = 4;
-    ck_assert_int_eq(gen_cost(7, &p), 14 + 4 * 128 + 64);
+    ck_assert_int_eq(gen_cost(7, &p),
+                     14 + 24 * 128 + 4 * 128 + 4L * (128 * 7 + 128 * 129 / 2) / 32 +
+                     4 * 128 * 128 / 256 + 64);
 }
 END_TEST
 
@@ -636,8 +640,9 @@ START_TEST(test_api_cost_and_beam)
     char data[64], *body = malloc(5000 * 3 + 64);
     json_t *j;
 
-    /* source 64 tokens after truncation: 2 x 64 + 1 + 3 = 132 > 100; "好": 10 */
-    start_daemon(&d, data, "model.max_length=64", "limits.max_generate_cost=100");
+    /* source 64 tokens after truncation: 2 x 64 + 24 + 1 + 65 / 32 + 3 = 158 > 150;
+     * "好": 34; the beam below: 137 */
+    start_daemon(&d, data, "model.max_length=64", "limits.max_generate_cost=150");
     strcpy(body, "{\"text\":\"");
     for (int i = 0; i < 5000; i++)
         strcat(body + 9 + 3 * i, "天");
@@ -849,6 +854,36 @@ START_TEST(test_edge_values)
 }
 END_TEST
 
+/* --- the price of a generation -------------------------------------------------- */
+
+/* Beam search is priced for its work: 256 beams of 128 tokens (minutes on
+ * the 6-layer demo model, as long as sampling 256 x 128) are over the
+ * default budget like the sampling, while the README's examples run. */
+START_TEST(test_api_beam_priced)
+{
+    struct tu_daemon d;
+    char data[64];
+    json_t *j;
+
+    start_daemon(&d, data, "limits.max_n=256", "limits.max_new_tokens=128");
+    j = post(d.port, "/v1/generate", "{\"text\":\"我喜欢北京的天气，今天天气很好，适合出去玩\","
+             "\"beam\":256,\"max_length\":128}", 422);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                     "too_costly");
+    json_decref(j);
+    json_decref(post(d.port, "/v1/generate", "{\"text\":\"我喜欢北京的天气，今天天气很好，适合出去玩\","
+                     "\"n\":256,\"max_length\":128}", 422));
+    json_decref(post(d.port, "/v1/generate", "{\"text\":\"我喜欢北京的天气，今天天气很好，适合出去玩\","
+                     "\"n\":20,\"k\":5,\"top_p\":0.95,\"top_k\":0,\"temperature\":1,"
+                     "\"max_length\":64,\"seed\":null,\"beam\":0}", 200));
+    json_decref(post(d.port, "/v1/generate", "{\"texts\":[\"我喜欢北京\",\"手机坏了怎么办\"],"
+                     "\"max_length\":64}", 200));
+    json_decref(post(d.port, "/v1/generate", "{\"text\":\"微信和支付宝哪个好用\",\"beam\":8,"
+                     "\"max_length\":64}", 200));
+    stop_daemon(&d, data);
+}
+END_TEST
+
 Suite *
 generate_suite(void)
 {
@@ -874,6 +909,7 @@ generate_suite(void)
     tcase_add_test(tc, test_beam_select_random);
     tcase_add_test(tc, test_api_generation_deadline);
     tcase_add_test(tc, test_edge_values);
+    tcase_add_test(tc, test_api_beam_priced);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -22,7 +22,7 @@
 #define TINY "tests/fixtures/roformer-sim-tiny"
 #define JSON "application/json"
 #define SLOW_GENERATE "{\"text\":\"我喜欢北京\",\"n\":256,\"max_length\":128,\"k\":3,\"seed\":1}"
-/* three times as long; needs limits.max_generate_cost >= 147504 (the cost of LONG_GENERATE) */
+/* three times as long; needs limits.max_generate_cost >= 380000 (the cost of LONG_GENERATE) */
 #define LONG_GENERATE "{\"texts\":[\"我喜欢北京\",\"手机坏了怎么办\",\"今天天气不错\"],\"n\":256," \
                       "\"max_length\":128,\"k\":3,\"seed\":1}"
 
@@ -211,7 +211,7 @@ START_TEST(test_backpressure)
     /* request_timeout long enough that the one waiting is never timed out
      * (a slow build, e.g. under ThreadSanitizer) */
     static const char *const more[] = { "-o", "model.workers=1", "-o", "limits.max_queue=1",
-                                        "-o", "limits.max_generate_cost=100000",
+                                        "-o", "limits.max_generate_cost=300000",
                                         "-o", "limits.request_timeout=600", NULL };
     struct tu_daemon d;
     pthread_t t[12];
@@ -369,7 +369,8 @@ END_TEST
 START_TEST(test_sigterm_finishes_requests)
 {
     /* room for the slow request however slow the build (ThreadSanitizer) */
-    static const char *const more[] = { "-o", "server.shutdown_timeout=3600", NULL };
+    static const char *const more[] = { "-o", "server.shutdown_timeout=3600", "-o",
+                                        "limits.max_generate_cost=1000000", NULL };
     struct tu_daemon d;
     pthread_t t;
     struct caller c;
@@ -392,7 +393,7 @@ END_TEST
 START_TEST(test_client_gone)
 {
     static const char *const more[] = { "-o", "model.workers=1", "-o",
-                                        "limits.max_generate_cost=200000", NULL };
+                                        "limits.max_generate_cost=1000000", NULL };
     char raw[512], *reply;
     struct tu_daemon d;
     double t0;
@@ -418,7 +419,7 @@ END_TEST
 START_TEST(test_sigterm_deadline)
 {
     static const char *const more[] = { "-o", "server.shutdown_timeout=2", "-o",
-                                        "limits.max_generate_cost=200000", NULL };
+                                        "limits.max_generate_cost=1000000", NULL };
     struct tu_daemon d;
     pthread_t t;
     struct caller c;
