@@ -34,9 +34,9 @@ gen_check_params(const struct gen_params *p, struct rs_error *e)
     if (p->top_k < 0)
         return rs_error_set(e, RS_EINVAL, "top_k must be 0 (off) or positive, not %d", p->top_k);
     if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
-        return rs_error_set(e, RS_EINVAL, "top_p must be in (0, 1], not %g", (double)p->top_p);
+        return rs_error_set(e, RS_EINVAL, "top_p must be in (0, 1], not %.9g", (double)p->top_p);
     if (!(p->temperature > 0.0f) || !isfinite(p->temperature))
-        return rs_error_set(e, RS_EINVAL, "temperature must be positive, not %g",
+        return rs_error_set(e, RS_EINVAL, "temperature must be positive, not %.9g",
                             (double)p->temperature);
     if (p->max_new < 1 || p->max_new > GEN_MAX_NEW)
         return rs_error_set(e, RS_EINVAL, "max_length must be from 1 to %d, not %d",
@@ -252,16 +252,23 @@ probs_finite(const struct dec *d, int rows, int V, struct rs_error *e)
     return rs_error_set(e, RS_EINTERNAL, "model produced non-finite values");
 }
 
-/* bert4keras random_sample, min_ends = 1, minlen = 1. */
-/* RS_ECANCELED when the caller asks to stop, else RS_OK. */
+/* RS_ECANCELED or RS_ETIMEOUT when the caller asks to stop, else RS_OK. */
 static int
 check_cancel(const struct gen_params *p, struct rs_error *e)
 {
-    if (p->cancel != NULL && p->cancel(p->cancel_arg))
+    int why = p->cancel != NULL ? p->cancel(p->cancel_arg) : 0;
+
+    if (why == GEN_STOP_DEADLINE)
+        return rs_error_set(e, RS_ETIMEOUT, "generation stopped: it ran past the request's "
+                            "deadline (request_timeout); ask for fewer or shorter candidates "
+                            "or a narrower beam, or retry");
+    if (why != 0)
         return rs_error_set(e, RS_ECANCELED, "generation stopped: the client went away or "
                             "the server is stopping");
     return RS_OK;
 }
+
+/* bert4keras random_sample, min_ends = 1, minlen = 1. */
 
 static int
 run_sampling(const struct rf_model *m, struct dec *d, const struct gen_params *p,
@@ -328,20 +335,93 @@ done:
     return rc;
 }
 
-struct beam_cand {
-    double score;
-    int row, token;
-};
-
+/* True when a ranks before b: higher score, then lower row, then lower
+ * token (the order bert4keras's argsort gives, ties made deterministic). */
 static int
-by_score_desc(const void *x, const void *y)
+beam_before(const struct gen_beam_cand *a, const struct gen_beam_cand *b)
 {
-    const struct beam_cand *a = x, *b = y;
     if (a->score != b->score)
-        return a->score > b->score ? -1 : 1;
+        return a->score > b->score;
     if (a->row != b->row)
-        return a->row - b->row;
-    return a->token - b->token;
+        return a->row < b->row;
+    return a->token < b->token;
+}
+
+/* Restore the heap below i: heap[0] is the candidate ranked last. */
+static void
+beam_sift_down(struct gen_beam_cand *heap, int n, int i)
+{
+    for (;;) {
+        int c = 2 * i + 1;
+        struct gen_beam_cand t;
+        if (c >= n)
+            return;
+        if (c + 1 < n && beam_before(&heap[c], &heap[c + 1]))
+            c++;
+        if (!beam_before(&heap[i], &heap[c]))
+            return;
+        t = heap[i];
+        heap[i] = heap[c];
+        heap[c] = t;
+        i = c;
+    }
+}
+
+static void
+beam_sift_up(struct gen_beam_cand *heap, int i)
+{
+    while (i > 0 && beam_before(&heap[(i - 1) / 2], &heap[i])) {
+        struct gen_beam_cand t = heap[i];
+        heap[i] = heap[(i - 1) / 2];
+        heap[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+/*
+ * The candidates are visited in (row, token) order, so a newcomer ranks
+ * after every kept candidate of equal score: it enters only with a
+ * strictly higher score than the last kept.  Once the heap is full, a
+ * token can enter only if p + 1e-12 > exp(last - score[r]); the test
+ * against that bound, loosened by a relative 1e-9 (far above the rounding
+ * of either side), skips the logarithm of nearly every token, and the
+ * exact comparison decides the rest.
+ */
+int
+gen_beam_select(const float *probs, const double *score, int rows, int V, int width,
+                struct gen_beam_cand *best)
+{
+    int n = 0;
+
+    for (int r = 0; r < rows; r++) {
+        const float *pr = probs + (size_t)r * (size_t)V;
+        double bound = n == width ? exp(best[0].score - score[r]) * (1 - 1e-9) : 0;
+        for (int v = 0; v < V; v++) {
+            struct gen_beam_cand c;
+            if (n == width && (double)pr[v] + 1e-12 <= bound)
+                continue;
+            c = (struct gen_beam_cand){ score[r] + log((double)pr[v] + 1e-12), r, v };
+            if (n < width) {
+                best[n] = c;
+                beam_sift_up(best, n++);
+            } else if (c.score > best[0].score) {
+                best[0] = c;
+                beam_sift_down(best, n, 0);
+            } else {
+                continue;
+            }
+            if (n == width)
+                bound = exp(best[0].score - score[r]) * (1 - 1e-9);
+        }
+    }
+    /* heap sort: the last-ranked to the end, best first */
+    for (int i = n - 1; i > 0; i--) {
+        struct gen_beam_cand t = best[0];
+        best[0] = best[i];
+        best[i] = t;
+        beam_sift_down(best, i, 0);
+    }
+    return n;
 }
 
 /* bert4keras beam_search, min_ends = 1, minlen = 1: the best of topk beams
@@ -356,7 +436,7 @@ run_beam(const struct rf_model *m, struct dec *d, const struct gen_params *p,
     int32_t *hist = malloc((size_t)topk * (size_t)N * sizeof(int32_t));
     int32_t *hist2 = malloc((size_t)topk * (size_t)N * sizeof(int32_t));
     double *score = calloc((size_t)topk, sizeof(double));
-    struct beam_cand *cand = malloc((size_t)topk * (size_t)V * sizeof(*cand));
+    struct gen_beam_cand *cand = malloc((size_t)topk * sizeof(*cand));
     int32_t *tok = malloc((size_t)topk * sizeof(int32_t));
     int *parent = malloc((size_t)topk * sizeof(int));
     int rc = RS_OK, best = 0;
@@ -366,17 +446,10 @@ run_beam(const struct rf_model *m, struct dec *d, const struct gen_params *p,
         goto done;
     }
     for (int step = 0; step < N; step++) {
-        int nc = 0, kept = 0;
+        int nc, kept = 0;
         if ((rc = probs_finite(d, rows, V, e)) != RS_OK)
             goto done;
-        for (int r = 0; r < rows; r++)
-            for (int v = 0; v < V; v++)
-                cand[nc++] = (struct beam_cand){
-                    score[r] + log((double)dec_probs(d)[(size_t)r * (size_t)V + (size_t)v] + 1e-12),
-                    r, v };
-        qsort(cand, (size_t)nc, sizeof(*cand), by_score_desc);
-        if (nc > topk)
-            nc = topk;
+        nc = gen_beam_select(dec_probs(d), score, rows, V, topk, cand);
         /* the best candidate ended: that is the answer */
         if (cand[0].token == sep) {
             memcpy(out->ids, hist + (size_t)cand[0].row * (size_t)N, (size_t)step * sizeof(int32_t));
@@ -496,11 +569,16 @@ embed_tokens(const struct rf_model *m, const struct tok_output *toks, int n, flo
 long
 gen_cost(int src_tokens, const struct gen_params *p)
 {
+    const long S = src_tokens, N = p->max_new;
     long rows = p->beam > 0 ? p->beam : p->n;
     long ranked = p->beam > 0 ? 1 : p->n;
-    long cand = p->max_new + 2 < p->src_maxlen ? p->max_new + 2 : p->src_maxlen;
+    long cand = N + 2 < p->src_maxlen ? N + 2 : p->src_maxlen;
+    /* token t of a row attends to S + t keys: sum over t = 1..N */
+    long decode = rows * N + rows * N * (2 * S + N + 1) / (2 * GEN_COST_CONTEXT);
 
-    return 2L * src_tokens + rows * p->max_new + ranked * cand;
+    if (p->beam > 0)
+        decode += rows * N * N / GEN_COST_BEAM_COPY;
+    return 2 * S + GEN_COST_STEP * N + decode + ranked * cand;
 }
 
 int

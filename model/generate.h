@@ -36,6 +36,10 @@
 
 #define GEN_MAX_N 1000        /* candidates per call */
 #define GEN_MAX_NEW 512       /* generated tokens per candidate */
+#define GEN_MIN_REAL 1e-38    /* smallest top_p and temperature callers should pass
+                               * on: a smaller double becomes float 0 */
+
+enum { GEN_STOP_CANCEL = 1, GEN_STOP_DEADLINE = 2 };   /* gen_params.cancel's answers */
 
 struct gen_params {
     int n;              /* candidates to sample, 1..GEN_MAX_N */
@@ -46,8 +50,9 @@ struct gen_params {
     int src_maxlen;     /* source truncation in tokens, >= 2 */
     uint64_t seed;
     int beam;           /* 0: sampling; > 0: beam search of this width */
-    /* asked before each decode step; nonzero stops the run with
-     * RS_ECANCELED (client gone, deadline passed).  NULL: never. */
+    /* asked before each decode step: GEN_STOP_CANCEL stops the run with
+     * RS_ECANCELED (client gone, server stopping), GEN_STOP_DEADLINE with
+     * RS_ETIMEOUT (the request's time is up), 0 goes on.  NULL: never. */
     int (*cancel)(void *arg);
     void *cancel_arg;
 };
@@ -94,12 +99,21 @@ int gen_paraphrase(const struct rf_model *m, const char *text, size_t len,
                    const struct gen_params *p, int k, struct gen_paraphrases *out,
                    struct rs_error *e);
 
-/* The work of gen_paraphrase in tokens, for admission control: the source
- * twice (decoder input and its vector), the generated tokens (rows x
- * max_new, rows = n, or the beam width) and the vectors of the candidates
- * (each at most min(max_new + 2, src_maxlen) tokens).  src_tokens: the
- * source's length after truncation to p->src_maxlen, [CLS] and [SEP]
- * included. */
+/* The work of gen_paraphrase for admission control, in units of one token
+ * through the model with a short context, so that it is proportional to
+ * run time (within some 2x on the demo model, sampling and beam search
+ * alike): the source twice (decoder input and its vector); per decode
+ * step GEN_COST_STEP (the weights are read once a step, however few the
+ * rows); per generated token of each of the rows (n, or the beam width)
+ * 1 + its context (source + tokens before it) / GEN_COST_CONTEXT (the
+ * key/value reads); with beam search, the copies of duplicated beams'
+ * caches, rows x max_new^2 / GEN_COST_BEAM_COPY; and the vectors of the
+ * candidates (n, or 1 for beam search; each at most min(max_new + 2,
+ * src_maxlen) tokens).  src_tokens: the source's length after truncation
+ * to p->src_maxlen, [CLS] and [SEP] included. */
+#define GEN_COST_STEP 24
+#define GEN_COST_CONTEXT 32
+#define GEN_COST_BEAM_COPY 256
 long gen_cost(int src_tokens, const struct gen_params *p);
 
 /* --- the sampler, exposed for tests ------------------------------------- */
@@ -112,5 +126,19 @@ double gen_rng_uniform(struct gen_rng *r);    /* [0, 1) */
  * work: scratch of V ints and V floats. */
 int gen_sample_token(const float *probs, int V, const struct gen_params *p,
                      struct gen_rng *rng, int *work_idx, float *work_p);
+
+/* A beam search candidate: row extended by token, with its summed score. */
+struct gen_beam_cand {
+    double score;
+    int row, token;
+};
+
+/* The best min(width, rows x V) extensions of rows beams with summed
+ * scores score[r] and next-token probabilities probs[r * V ..], scored
+ * score[r] + log(p + 1e-12), into best[0..width), best first (ties: lower
+ * row, then lower token); returns their number.  A heap of width
+ * entries: O(rows x V) time, nothing allocated. */
+int gen_beam_select(const float *probs, const double *score, int rows, int V, int width,
+                    struct gen_beam_cand *best);
 
 #endif

@@ -216,6 +216,16 @@ fresh_seed(void)
     return (uint64_t)t.tv_sec * 1000000007u ^ (uint64_t)t.tv_nsec ^ (uint64_t)(uintptr_t)&seed;
 }
 
+/* x in the fewest digits that read back as x: 1.0000001, not 1. */
+static const char *
+shortest(double x, char buf[32])
+{
+    for (int digits = 1; digits <= 17; digits++)
+        if (snprintf(buf, 32, "%.*g", digits, x) > 0 && strtod(buf, NULL) == x)
+            break;
+    return buf;
+}
+
 void
 api_generate(struct app *a, const struct api_request *rq, const struct route_args *arg,
              struct api_reply *rp)
@@ -226,8 +236,10 @@ api_generate(struct app *a, const struct api_request *rq, const struct route_arg
     json_t *body = body_object(rq, rp, allowed), *results = NULL;
     struct emb_text *texts = NULL;
     struct gen_params p = gen_default_params();
+    struct app_watch watch = { rq->cancelled, rq->cancel_arg, { 0, 0 } };
     long long n = p.n, k = 5, top_k = 0, max_length = 64, seed = -1, beam = 0;
     double top_p = p.top_p, temperature = 1.0;
+    char num[32];
     int count, single;
     long cost;
 
@@ -252,12 +264,15 @@ api_generate(struct app *a, const struct api_request *rq, const struct route_arg
         int_field(body, "beam", 0, c->max_n, &beam, rp) ||
         num_field(body, "top_p", &top_p, rp) || num_field(body, "temperature", &temperature, rp))
         goto done;
-    if (!(top_p > 0 && top_p <= 1)) {
-        api_error(rp, 422, "out_of_range", "'top_p' must be in (0, 1], not %g", top_p);
+    /* checked before they become floats (1e-46 would become 0) */
+    if (!(top_p >= GEN_MIN_REAL && top_p <= 1)) {
+        api_error(rp, 422, "out_of_range", "'top_p' must be in (0, 1] (at least %g), not %s",
+                  GEN_MIN_REAL, shortest(top_p, num));
         goto done;
     }
-    if (!(temperature > 0 && temperature <= 100)) {
-        api_error(rp, 422, "out_of_range", "'temperature' must be in (0, 100], not %g", temperature);
+    if (!(temperature >= GEN_MIN_REAL && temperature <= 100)) {
+        api_error(rp, 422, "out_of_range", "'temperature' must be in (0, 100] (at least %g), "
+                  "not %s", GEN_MIN_REAL, shortest(temperature, num));
         goto done;
     }
     if (!rf_model_can_generate(a->model)) {
@@ -272,8 +287,8 @@ api_generate(struct app *a, const struct api_request *rq, const struct route_arg
     p.max_new = (int)max_length;
     p.beam = (int)beam;
     p.src_maxlen = c->max_length;
-    p.cancel = rq->cancelled;
-    p.cancel_arg = rq->cancel_arg;
+    p.cancel = app_watch_stop;    /* client gone, server stopping, deadline */
+    p.cancel_arg = &watch;
     if (beam > 0 && json_object_get(body, "k") == NULL)
         k = 1;
     /* generation holds a slot and reserves its cost while it runs: source
@@ -292,7 +307,7 @@ api_generate(struct app *a, const struct api_request *rq, const struct route_arg
             error_reply(rp, &e);
             goto done;
         }
-        rc = app_acquire(a, cost, &e);
+        rc = app_acquire(a, cost, &watch.deadline, &e);
         if (rc == RS_EINVAL) {
             api_error(rp, 422, "too_costly", "%s", e.msg);
             metrics_rejected("too_costly");

@@ -1,8 +1,12 @@
 /*
  * app.c: generation slots and cost budget (mutex, condition variable,
- * timeout), and the batcher's life.
+ * timeout), generation deadlines, and the batcher's life.  The deadlines
+ * are on the monotonic clock, so a change of the wall clock neither stops
+ * a generation nor lets one run on.
  */
 #include "app.h"
+
+#include "../model/generate.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -17,7 +21,13 @@ app_init(struct app *a, const struct conf *conf, struct rf_model *m, struct stor
     a->model = m;
     a->store = s;
     pthread_mutex_init(&a->mu, NULL);
-    pthread_cond_init(&a->cv, NULL);
+    {
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&a->cv, &attr);
+        pthread_condattr_destroy(&attr);
+    }
     a->n_free = conf->workers;
     a->batcher = batcher_new(m, conf->batch_tokens, conf->batch_wait_us, conf->max_queue,
                              conf->max_length);
@@ -36,17 +46,16 @@ app_deinit(struct app *a)
 }
 
 int
-app_acquire(struct app *a, long cost, struct rs_error *e)
+app_acquire(struct app *a, long cost, struct timespec *deadline, struct rs_error *e)
 {
-    struct timespec deadline;
     int rc = 0, got = 0;
 
     if (cost > a->conf->max_generate_cost)
         return rs_error_set(e, RS_EINVAL, "the generation would cost %ld tokens, over the "
                             "budget of %d; ask for fewer or shorter candidates or texts",
                             cost, a->conf->max_generate_cost);
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += a->conf->request_timeout;
+    clock_gettime(CLOCK_MONOTONIC, deadline);
+    deadline->tv_sec += a->conf->request_timeout;
     pthread_mutex_lock(&a->mu);
     if (a->gen_cost + cost > a->conf->max_generate_cost || a->waiting >= a->conf->max_queue) {
         pthread_mutex_unlock(&a->mu);
@@ -55,7 +64,7 @@ app_acquire(struct app *a, long cost, struct rs_error *e)
     a->gen_cost += cost;
     a->waiting++;
     while (a->n_free == 0 && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&a->cv, &a->mu, &deadline);
+        rc = pthread_cond_timedwait(&a->cv, &a->mu, deadline);
     a->waiting--;
     if (a->n_free > 0) {
         a->n_free--;
@@ -78,4 +87,19 @@ app_release(struct app *a, long cost)
     a->gen_cost -= cost;
     pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
+}
+
+int
+app_watch_stop(void *watch)
+{
+    const struct app_watch *w = watch;
+    struct timespec now;
+
+    if (w->cancelled != NULL && w->cancelled(w->cancel_arg))
+        return GEN_STOP_CANCEL;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec > w->deadline.tv_sec ||
+        (now.tv_sec == w->deadline.tv_sec && now.tv_nsec >= w->deadline.tv_nsec))
+        return GEN_STOP_DEADLINE;
+    return 0;
 }

@@ -236,7 +236,7 @@ metrics_render(struct store *store)
     emit(&o, "# HELP rosim_generated_tokens_total Tokens generated.\n"
              "# TYPE rosim_generated_tokens_total counter\nrosim_generated_tokens_total %lu\n",
          m.generated);
-    emit(&o, "# HELP rosim_rejected_total Requests turned away before running.\n"
+    emit(&o, "# HELP rosim_rejected_total Requests refused, or stopped at their deadline, by reason.\n"
              "# TYPE rosim_rejected_total counter\n");
     for (int i = 0; i < N_REASONS; i++)
         emit(&o, "rosim_rejected_total{reason=\"%s\"} %lu\n", reasons[i], m.rejected[i]);

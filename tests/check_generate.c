@@ -545,16 +545,20 @@ START_TEST(test_cost)
 {
     struct gen_params p = gen_default_params();
 
-    /* 2 x source + generated + re-ranked candidates */
+    /* 2 x source + 24 per step + per generated token 1 + context / 32
+     * (contexts src + 1 .. src + max_new) + beam copies + re-ranked */
     p.n = 1;
     p.max_new = 1;
     p.src_maxlen = 64;
-    ck_assert_int_eq(gen_cost(64, &p), 2 * 64 + 1 + 3);
+    ck_assert_int_eq(gen_cost(64, &p), 2 * 64 + 24 + 1 + 65 / 32 + 3);
     p.n = 256;
     p.max_new = 128;
-    ck_assert_int_eq(gen_cost(7, &p), 14 + 256 * 128 + 256 * 64);
+    ck_assert_int_eq(gen_cost(7, &p),
+                     14 + 24 * 128 + 256 * 128 + 256L * (128 * 7 + 128 * 129 / 2) / 32 + 256 * 64);
     p.beam = 4;
-    ck_assert_int_eq(gen_cost(7, &p), 14 + 4 * 128 + 64);
+    ck_assert_int_eq(gen_cost(7, &p),
+                     14 + 24 * 128 + 4 * 128 + 4L * (128 * 7 + 128 * 129 / 2) / 32 +
+                     4 * 128 * 128 / 256 + 64);
 }
 END_TEST
 
@@ -636,8 +640,9 @@ START_TEST(test_api_cost_and_beam)
     char data[64], *body = malloc(5000 * 3 + 64);
     json_t *j;
 
-    /* source 64 tokens after truncation: 2 x 64 + 1 + 3 = 132 > 100; "好": 10 */
-    start_daemon(&d, data, "model.max_length=64", "limits.max_generate_cost=100");
+    /* source 64 tokens after truncation: 2 x 64 + 24 + 1 + 65 / 32 + 3 = 158 > 150;
+     * "好": 34; the beam below: 137 */
+    start_daemon(&d, data, "model.max_length=64", "limits.max_generate_cost=150");
     strcpy(body, "{\"text\":\"");
     for (int i = 0; i < 5000; i++)
         strcat(body + 9 + 3 * i, "天");
@@ -654,6 +659,227 @@ START_TEST(test_api_cost_and_beam)
     json_decref(post(d.port, "/v1/generate",
                      "{\"text\":\"微信和支付宝哪个好用\",\"beam\":2,\"k\":3,\"max_length\":4}", 422));
     free(body);
+    stop_daemon(&d, data);
+}
+END_TEST
+
+/* --- beam selection ------------------------------------------------------------ */
+
+/* Beam search gives, on both fixtures, the ids the sorting implementation
+ * gave (tests/fixtures/beam-golden.tsv: fixture, text, width, max_new, ids). */
+START_TEST(test_beam_golden)
+{
+    FILE *f = fopen("tests/fixtures/beam-golden.tsv", "r");
+    char line[1024], dir[256] = "";
+    struct rf_model *m = NULL;
+    int cases = 0;
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *fixture = strtok(line, "\t"), *text = strtok(NULL, "\t");
+        char *width = strtok(NULL, "\t"), *max_new = strtok(NULL, "\t"), *ids = strtok(NULL, "\n");
+        struct gen_params p = gen_default_params();
+        struct tok_output tok = { 0 };
+        struct gen_sequences out;
+        struct rs_error e;
+        struct dec *d;
+        int i = 0;
+
+        if (line[0] == '#')
+            continue;
+        ck_assert_ptr_nonnull(ids);
+        if (strcmp(dir + strlen("tests/fixtures/"), fixture) != 0) {
+            if (m != NULL)
+                rf_model_free(m);
+            snprintf(dir, sizeof(dir), "tests/fixtures/%s", fixture);
+            m = load(dir);
+        }
+        p.beam = atoi(width);
+        p.max_new = atoi(max_new);
+        ck_assert_int_eq(tok_encode(rf_model_vocab(m), text, strlen(text), 64, &tok, &e), RS_OK);
+        d = dec_new(m, tok.n, p.max_new, p.beam);
+        ck_assert_ptr_nonnull(d);
+        ck_assert_msg(gen_run(m, d, tok.ids, tok.n, &p, &out, &e) == RS_OK, "%s", e.msg);
+        ck_assert_int_eq(out.n, 1);
+        for (char *s = strtok(ids, " "); s != NULL; s = strtok(NULL, " "), i++) {
+            ck_assert_msg(i < out.len[0], "%s %s beam %d: %d ids, want more", fixture, text,
+                          p.beam, out.len[0]);
+            ck_assert_msg(out.ids[i] == atoi(s), "%s %s beam %d max_new %d: id %d is %d, want %s",
+                          fixture, text, p.beam, p.max_new, i, out.ids[i], s);
+        }
+        ck_assert_int_eq(out.len[0], i);
+        gen_sequences_free(&out);
+        dec_free(d);
+        tok_output_free(&tok);
+        cases++;
+    }
+    fclose(f);
+    rf_model_free(m);
+    ck_assert_int_ge(cases, 60);
+}
+END_TEST
+
+static int
+cand_order(const void *x, const void *y)
+{
+    const struct gen_beam_cand *a = x, *b = y;
+    if (a->score != b->score)
+        return a->score > b->score ? -1 : 1;
+    if (a->row != b->row)
+        return a->row - b->row;
+    return a->token - b->token;
+}
+
+/* gen_beam_select equals sorting all rows x V candidates and taking the
+ * first width, on random inputs full of ties (probabilities on a coarse
+ * grid, zeros, rows with equal scores). */
+START_TEST(test_beam_select_random)
+{
+    struct gen_rng rng;
+
+    gen_rng_seed(&rng, 11);
+    for (int trial = 0; trial < 400; trial++) {
+        int rows = 1 + (int)(gen_rng_uniform(&rng) * 12), V = 1 + (int)(gen_rng_uniform(&rng) * 200);
+        int width = 1 + (int)(gen_rng_uniform(&rng) * (rows * V + 4)), n;
+        int grid = trial % 2 ? 8 : 1 << 20;
+        float *probs = malloc((size_t)rows * (size_t)V * sizeof(float));
+        double *score = malloc((size_t)rows * sizeof(double));
+        struct gen_beam_cand *all = malloc((size_t)rows * (size_t)V * sizeof(*all));
+        struct gen_beam_cand *best = malloc((size_t)width * sizeof(*best));
+
+        for (int r = 0; r < rows; r++) {
+            score[r] = trial % 3 ? -(double)(int)(gen_rng_uniform(&rng) * 4) : 0;
+            for (int v = 0; v < V; v++) {
+                float x = (float)((int)(gen_rng_uniform(&rng) * grid)) / (float)grid;
+                probs[(size_t)r * (size_t)V + (size_t)v] = gen_rng_uniform(&rng) < 0.2 ? 0 : x;
+                all[(size_t)r * (size_t)V + (size_t)v] = (struct gen_beam_cand){
+                    score[r] + log((double)probs[(size_t)r * (size_t)V + (size_t)v] + 1e-12), r, v };
+            }
+        }
+        qsort(all, (size_t)rows * (size_t)V, sizeof(*all), cand_order);
+        n = gen_beam_select(probs, score, rows, V, width, best);
+        ck_assert_int_eq(n, width < rows * V ? width : rows * V);
+        for (int i = 0; i < n; i++)
+            ck_assert_msg(best[i].score == all[i].score && best[i].row == all[i].row &&
+                          best[i].token == all[i].token,
+                          "trial %d (%d rows, V %d, width %d): #%d is (%d, %d, %g), want (%d, %d, %g)",
+                          trial, rows, V, width, i, best[i].row, best[i].token, best[i].score,
+                          all[i].row, all[i].token, all[i].score);
+        free(probs);
+        free(score);
+        free(all);
+        free(best);
+    }
+}
+END_TEST
+
+/* --- the deadline of a running generation ------------------------------------- */
+
+/* A generation still running request_timeout after it asked for the model
+ * stops between decode steps: 503 "timeout" with Retry-After, counted as a
+ * timeout in /metrics; the next request is served at once. */
+START_TEST(test_api_generation_deadline)
+{
+    /* some 8 s on a 2-core machine without the deadline */
+    static const char big[] = "{\"texts\":[\"我喜欢北京\",\"手机坏了怎么办\",\"今天天气不错\",\"你好\"],"
+                              "\"n\":256,\"max_length\":128,\"seed\":1}";
+    struct tu_daemon d;
+    struct tu_response r;
+    char data[64];
+    double t0;
+    json_t *j;
+
+    start_daemon(&d, data, "limits.request_timeout=1", "limits.max_generate_cost=10000000");
+    t0 = tu_now();
+    ck_assert_int_eq(tu_http(d.port, "POST", "/v1/generate", "application/json", big,
+                             strlen(big), &r), 0);
+    ck_assert_msg(r.status == 503, "status %ld after %.1f s: %.300s", r.status, tu_now() - t0,
+                  r.body);
+    ck_assert_msg(tu_now() - t0 < 6, "stopped after %.1f s", tu_now() - t0);
+    ck_assert_ptr_nonnull(strstr(r.headers, "Retry-After: 1"));
+    j = json_loads(r.body, 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                     "timeout");
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(json_object_get(j, "error"),
+                                                                   "message")),
+                                 "ran past the request's deadline"));
+    json_decref(j);
+    tu_response_free(&r);
+    ck_assert_int_eq(tu_http(d.port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    ck_assert_ptr_nonnull(strstr(r.body, "rosim_rejected_total{reason=\"timeout\"} 1\n"));
+    tu_response_free(&r);
+    json_decref(post(d.port, "/v1/generate", "{\"text\":\"好\",\"n\":2,\"max_length\":4}", 200));
+    stop_daemon(&d, data);
+}
+END_TEST
+
+/* --- values at the edges of float ---------------------------------------------- */
+
+/* A refused top_p or temperature is shown with the digits that tell it from
+ * the bound (1.0000001 is not "1"); one so small that it would become float
+ * 0 is out of range like 0, not an internal "invalid ... not 0". */
+START_TEST(test_edge_values)
+{
+    struct rf_model *m = load(TINY);
+    struct gen_paraphrases out = { 0 };
+    struct gen_params p = gen_default_params();
+    struct tu_daemon d;
+    char data[64];
+    struct rs_error e;
+    static const char *const cases[][2] = {
+        { "{\"text\":\"好\",\"top_p\":1.0000001}", "not 1.0000001\"" },
+        { "{\"text\":\"好\",\"top_p\":1e-46}", "not 1e-46\"" },
+        { "{\"text\":\"好\",\"temperature\":1e-46}", "not 1e-46\"" },
+        { "{\"text\":\"好\",\"temperature\":100.00000000000001}", "not 100.00000000000001\"" },
+    };
+
+    p.top_p = 1.0000001f;
+    ck_assert_int_eq(gen_paraphrase(m, "你好", strlen("你好"), &p, 5, &out, &e), RS_EINVAL);
+    ck_assert_msg(strstr(e.msg, "not 1.00000012") != NULL, "%s", e.msg);
+    rf_model_free(m);
+    start_daemon(&d, data, "limits.max_n=8", "limits.max_k=8");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *j = post(d.port, "/v1/generate", cases[i][0], 422);
+        char *text = json_dumps(j, 0);
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                         "out_of_range");
+        ck_assert_msg(strstr(text, cases[i][1]) != NULL, "%s: %s", cases[i][0], text);
+        free(text);
+        json_decref(j);
+    }
+    json_decref(post(d.port, "/v1/generate",
+                     "{\"text\":\"好\",\"n\":2,\"max_length\":4,\"top_p\":1e-30,\"temperature\":1e-30}",
+                     200));
+    stop_daemon(&d, data);
+}
+END_TEST
+
+/* --- the price of a generation -------------------------------------------------- */
+
+/* Beam search is priced for its work: 256 beams of 128 tokens (minutes on
+ * the 6-layer demo model, as long as sampling 256 x 128) are over the
+ * default budget like the sampling, while the README's examples run. */
+START_TEST(test_api_beam_priced)
+{
+    struct tu_daemon d;
+    char data[64];
+    json_t *j;
+
+    start_daemon(&d, data, "limits.max_n=256", "limits.max_new_tokens=128");
+    j = post(d.port, "/v1/generate", "{\"text\":\"我喜欢北京的天气，今天天气很好，适合出去玩\","
+             "\"beam\":256,\"max_length\":128}", 422);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                     "too_costly");
+    json_decref(j);
+    json_decref(post(d.port, "/v1/generate", "{\"text\":\"我喜欢北京的天气，今天天气很好，适合出去玩\","
+                     "\"n\":256,\"max_length\":128}", 422));
+    json_decref(post(d.port, "/v1/generate", "{\"text\":\"我喜欢北京的天气，今天天气很好，适合出去玩\","
+                     "\"n\":20,\"k\":5,\"top_p\":0.95,\"top_k\":0,\"temperature\":1,"
+                     "\"max_length\":64,\"seed\":null,\"beam\":0}", 200));
+    json_decref(post(d.port, "/v1/generate", "{\"texts\":[\"我喜欢北京\",\"手机坏了怎么办\"],"
+                     "\"max_length\":64}", 200));
+    json_decref(post(d.port, "/v1/generate", "{\"text\":\"微信和支付宝哪个好用\",\"beam\":8,"
+                     "\"max_length\":64}", 200));
     stop_daemon(&d, data);
 }
 END_TEST
@@ -679,6 +905,11 @@ generate_suite(void)
     tcase_add_test(tc, test_cost);
     tcase_add_test(tc, test_api_scores_equal_similarity);
     tcase_add_test(tc, test_api_cost_and_beam);
+    tcase_add_test(tc, test_beam_golden);
+    tcase_add_test(tc, test_beam_select_random);
+    tcase_add_test(tc, test_api_generation_deadline);
+    tcase_add_test(tc, test_edge_values);
+    tcase_add_test(tc, test_api_beam_priced);
     suite_add_tcase(s, tc);
     return s;
 }
