@@ -20,6 +20,7 @@ main(void)
     srunner_add_suite(sr, generate_suite());
     srunner_add_suite(sr, collection_suite());
     srunner_add_suite(sr, store_suite());
+    srunner_add_suite(sr, search_suite());
     srunner_add_suite(sr, api_suite());
     srunner_add_suite(sr, production_suite());
     srunner_add_suite(sr, openai_suite());

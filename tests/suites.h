@@ -22,5 +22,6 @@ Suite *env_suite(void);
 Suite *openai_suite(void);
 Suite *web_suite(void);
 Suite *precision_suite(void);
+Suite *search_suite(void);
 
 #endif
