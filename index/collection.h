@@ -59,6 +59,7 @@ enum coll_fsync { COLL_FSYNC_ALWAYS, COLL_FSYNC_BATCH, COLL_FSYNC_OFF };
 #define COLL_DEFAULT_NPROBE 16            /* bounded by the index's lists */
 #define COLL_MAX_EF_CONSTRUCTION 1024
 #define COLL_MAX_EF_SEARCH 4096
+#define COLL_MAX_NPROBE 65536             /* the most lists an IVF index has */
 
 struct coll_effort {
     int ef_construction, ef_search, nprobe;

@@ -391,6 +391,13 @@ int
 store_create(struct store *s, const char *name, const char *factory, int *created,
              struct rs_error *e)
 {
+    return store_create_effort(s, name, factory, NULL, created, e);
+}
+
+int
+store_create_effort(struct store *s, const char *name, const char *factory,
+                    const struct coll_effort *effort, int *created, struct rs_error *e)
+{
     struct entry *en;
     int rc = RS_OK;
 
@@ -400,6 +407,8 @@ store_create(struct store *s, const char *name, const char *factory, int *create
                             "digits, '_', '-' or '.', starting with a letter or digit)", name);
     if (factory == NULL)
         factory = s->factory;
+    if (effort != NULL && (rc = coll_effort_check(factory, effort, e)) != RS_OK)
+        return rc;
     pthread_mutex_lock(&s->mu);
     en = find(s, name);
     for (struct entry *d = s->dropped; d != NULL && rc == RS_OK; d = d->next)
@@ -430,6 +439,9 @@ store_create(struct store *s, const char *name, const char *factory, int *create
         s->entries = en;
         *created = 1;
     }
+    /* a failure leaves a new collection with the default effort */
+    if (rc == RS_OK && effort != NULL)
+        rc = coll_set_effort(en->coll, effort, e);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

@@ -13,7 +13,6 @@
 #include "api.h"
 #include "api_internal.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +26,7 @@
 #include "../model/vec.h"
 #include "metrics.h"
 #include "openai.h"
+#include "search_params.h"
 
 #ifndef ROSIM_VERSION
 #define ROSIM_VERSION "0.1.0"
@@ -706,12 +706,16 @@ coll_json(const char *name, struct coll *c)
 {
     struct coll_stats st;
 
+    json_t *j;
+
     coll_get_stats(c, &st);
-    return json_pack("{s:s,s:s,s:s,s:i,s:I,s:I,s:b,s:I}", "name", name, "state", "open",
-                     "index", st.factory,
-                     "dim", st.dim, "documents", (json_int_t)st.documents, "index_vectors",
-                     (json_int_t)st.index_vectors, "trained", st.trained, "seq",
-                     (json_int_t)st.seq);
+    j = json_pack("{s:s,s:s,s:s,s:i,s:I,s:I,s:b,s:I}", "name", name, "state", "open",
+                  "index", st.factory,
+                  "dim", st.dim, "documents", (json_int_t)st.documents, "index_vectors",
+                  (json_int_t)st.index_vectors, "trained", st.trained, "seq",
+                  (json_int_t)st.seq);
+    sp_effort_json(j, &st.effort);
+    return j;
 }
 
 /* A failed collection: its name, state and reason (no absolute paths). */
@@ -781,9 +785,11 @@ static void
 route_collection_put(struct app *a, const struct api_request *rq, const char *name,
                      struct api_reply *rp)
 {
-    static const char *const allowed[] = { "index", NULL };
+    static const char *const allowed[] = { "index", "ef_construction", "ef_search", "nprobe",
+                                           NULL };
     json_t *body = NULL, *idx;
     const char *factory = NULL;
+    struct coll_effort effort = { 0 };
     struct rs_error e;
     struct coll *c;
     int created;
@@ -803,8 +809,10 @@ route_collection_put(struct app *a, const struct api_request *rq, const char *na
                 goto done;
             }
         }
+        if (sp_effort_parse(body, 1, &effort, rp))
+            goto done;
     }
-    if (store_create(a->store, name, factory, &created, &e) != RS_OK) {
+    if (store_create_effort(a->store, name, factory, &effort, &created, &e) != RS_OK) {
         coll_fail(a, rp, &e);
         goto done;
     }
@@ -863,10 +871,12 @@ route_documents_upsert(struct app *a, const struct api_request *rq, const char *
                        struct api_reply *rp)
 {
     static const char *const allowed[] = { "documents", NULL };
-    static const char *const doc_keys[] = { "id", "text", "meta" };
+    static const char *const doc_keys[] = { "id", "text", "meta", "vector" };
     const int H = rf_model_config(a->model)->d_model;
     json_t *body = body_object(rq, rp, allowed), *docs, *d;
     struct text *texts = NULL;
+    size_t *to_embed = NULL, n_embed = 0;   /* documents without a vector */
+    float *given = NULL;                    /* (n, H): vectors of the request */
     char **metas = NULL;
     struct coll_doc *cd = NULL;
     struct embedded em = { 0 };
@@ -895,13 +905,15 @@ route_documents_upsert(struct app *a, const struct api_request *rq, const char *
     texts = calloc(n, sizeof(*texts));
     metas = calloc(n, sizeof(*metas));
     cd = calloc(n, sizeof(*cd));
-    if (texts == NULL || metas == NULL || cd == NULL) {
+    to_embed = calloc(n, sizeof(*to_embed));
+    given = malloc(n * (size_t)H * sizeof(float));
+    if (texts == NULL || metas == NULL || cd == NULL || to_embed == NULL || given == NULL) {
         api_error(rp, 503, "busy", "out of memory");
         goto done;
     }
     json_array_foreach(docs, i, d) {
         json_t *id = json_object_get(d, "id"), *text = json_object_get(d, "text");
-        json_t *meta = json_object_get(d, "meta");
+        json_t *meta = json_object_get(d, "meta"), *vec = json_object_get(d, "vector");
         const char *key;
         json_t *v;
         char what[64];
@@ -911,7 +923,7 @@ route_documents_upsert(struct app *a, const struct api_request *rq, const char *
         }
         json_object_foreach(d, key, v) {
             int ok = 0;
-            for (int k = 0; k < 3; k++)
+            for (int k = 0; k < 4; k++)
                 ok |= strcmp(key, doc_keys[k]) == 0;
             if (!ok) {
                 api_error(rp, 400, "unknown_field", "documents[%zu]: unknown field '%s'", i, key);
@@ -930,17 +942,24 @@ route_documents_upsert(struct app *a, const struct api_request *rq, const char *
         if (!valid_id(json_string_value(id), json_string_length(id), what, rp))
             goto done;
         snprintf(what, sizeof(what), "documents[%zu].text", i);
-        if (text == NULL) {
-            api_error(rp, 400, "missing_field", "%s is required", what);
+        if (text == NULL && vec == NULL) {
+            api_error(rp, 400, "missing_field", "%s or .vector is required", what);
             goto done;
         }
-        if (check_text(a, text, what, rp))
+        if (text != NULL && check_text(a, text, what, rp))
+            goto done;
+        snprintf(what, sizeof(what), "documents[%zu].vector", i);
+        if (vec != NULL && sp_vector(vec, H, given + i * (size_t)H, what, rp))
             goto done;
         if (meta != NULL && !json_is_null(meta) && !json_is_object(meta)) {
             api_error(rp, 400, "invalid_type", "documents[%zu].meta must be an object", i);
             goto done;
         }
-        texts[i] = text_of(text);
+        texts[i] = text != NULL ? text_of(text) : (struct text){ "", 0 };
+        if (vec != NULL)
+            cd[i].vec = given + i * (size_t)H;
+        else
+            to_embed[n_embed++] = i;
         metas[i] = meta && json_is_object(meta) ? json_dumps(meta, JSON_COMPACT) : strdup("{}");
         if (metas[i] == NULL) {
             api_error(rp, 503, "busy", "out of memory");
@@ -953,10 +972,12 @@ route_documents_upsert(struct app *a, const struct api_request *rq, const char *
     }
     if ((c = find_collection(a, name, rp)) == NULL)
         goto done;
-    if (embed(a, texts, (int)n, 1, &em, rp))
+    for (i = 0; i < n_embed; i++)   /* in place: to_embed[i] >= i */
+        texts[i] = texts[to_embed[i]];
+    if (n_embed > 0 && embed(a, texts, (int)n_embed, 1, &em, rp))
         goto done;
-    for (i = 0; i < n; i++)
-        cd[i].vec = em.vecs + i * (size_t)H;
+    for (i = 0; i < n_embed; i++)
+        cd[to_embed[i]].vec = em.vecs + i * (size_t)H;
     if (coll_upsert(c, cd, (int)n, &e) != RS_OK) {
         coll_fail(a, rp, &e);
         goto done;
@@ -969,6 +990,8 @@ done:
     free(metas);
     free(texts);
     free(cd);
+    free(to_embed);
+    free(given);
     free(em.vecs);
     json_decref(body);
 }
@@ -990,12 +1013,16 @@ hit_json(const struct coll_hit *h, int with_score)
 static void
 route_search(struct app *a, const struct api_request *rq, const char *name, struct api_reply *rp)
 {
-    static const char *const allowed[] = { "text", "vector", "k", "min_score", NULL };
+    static const char *const allowed[] = { "text", "vector", "k", "min_score", "filter",
+                                           "ef_search", "nprobe", NULL };
     const int H = rf_model_config(a->model)->d_model;
     json_t *body = body_object(rq, rp, allowed), *text, *vec, *list;
     long long k = 10;
     double min_score = -1.0;
     float *q = NULL;
+    struct sp_filter filter = { 0 };
+    struct coll_effort effort;
+    struct coll_query cq;
     struct embedded em = { 0 };
     struct coll *c = NULL;
     struct coll_hit *hits = NULL;
@@ -1011,38 +1038,18 @@ route_search(struct app *a, const struct api_request *rq, const char *name, stru
         goto done;
     }
     if (int_field(body, "k", 1, a->conf->max_search_k, &k, rp) ||
-        num_field(body, "min_score", &min_score, rp))
+        num_field(body, "min_score", &min_score, rp) || sp_filter_parse(body, &filter, rp) ||
+        sp_effort_parse(body, 0, &effort, rp))
         goto done;
     if (text != NULL && check_text(a, text, "'text'", rp))
         goto done;
     if (vec != NULL) {
-        json_t *x;
-        size_t i;
-        if (!json_is_array(vec)) {
-            api_error(rp, 400, "invalid_type", "'vector' must be a list of numbers");
-            goto done;
-        }
-        if (json_array_size(vec) != (size_t)H) {
-            api_error(rp, 422, "wrong_dimension", "'vector' has %zu numbers; the model's "
-                      "vectors have %d", json_array_size(vec), H);
-            goto done;
-        }
-        q = malloc((size_t)H * sizeof(float));
-        if (q == NULL) {
+        if ((q = malloc((size_t)H * sizeof(float))) == NULL) {
             api_error(rp, 503, "busy", "out of memory");
             goto done;
         }
-        json_array_foreach(vec, i, x) {
-            if (!json_is_number(x)) {
-                api_error(rp, 400, "invalid_type", "'vector'[%zu] is not a number", i);
-                goto done;
-            }
-            q[i] = (float)json_number_value(x);
-            if (!isfinite(q[i])) {
-                api_error(rp, 422, "out_of_range", "'vector'[%zu] does not fit a float", i);
-                goto done;
-            }
-        }
+        if (sp_vector(vec, H, q, "'vector'", rp))
+            goto done;
     }
     if ((c = find_collection(a, name, rp)) == NULL)
         goto done;
@@ -1051,7 +1058,9 @@ route_search(struct app *a, const struct api_request *rq, const char *name, stru
         if (embed(a, &t, 1, 1, &em, rp))
             goto done;
     }
-    if (coll_search(c, q ? q : em.vecs, (int)k, (float)min_score, &hits, &n, &e) != RS_OK) {
+    cq = (struct coll_query){ (int)k, (float)min_score, sp_filter_get(&filter), effort.ef_search,
+                              effort.nprobe };
+    if (coll_search_q(c, q ? q : em.vecs, &cq, &hits, &n, &e) != RS_OK) {
         coll_fail(a, rp, &e);
         goto done;
     }
@@ -1064,6 +1073,7 @@ done:
     store_release(a->store, c);
     free(q);
     free(em.vecs);
+    sp_filter_free(&filter);
     json_decref(body);
 }
 
