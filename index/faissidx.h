@@ -1,6 +1,7 @@
 /*
- * faissidx.h: the FAISS index behind a collection; the only code that
- * includes FAISS headers.
+ * faissidx.h: the FAISS index behind a collection; the only code of rosim's
+ * that includes FAISS headers (but for the benchmark's reference, which calls
+ * FAISS directly: cli/bench_search.c).
  *
  *     struct fx_index *x;
  *     fx_new(&type, 384, 0, &x, &err);            // the real index, untrained
