@@ -794,26 +794,31 @@ search_index(struct coll *c, const float *q, long fetch, const struct coll_query
 }
 
 /* Keep the candidates of r whose documents match f (labels never change
- * their document, so this holds however late it is asked). */
+ * their document, so this holds however late it is asked), in rank order,
+ * looking them up in chunks until 2k match (room for documents replaced
+ * while the hits are read). */
 static int
-keep_matching(struct coll *c, const struct coll_filter *f, struct ranked *r, struct rs_error *e)
+keep_matching(struct coll *c, const struct coll_filter *f, long k, struct ranked *r,
+              struct rs_error *e)
 {
-    unsigned char *match = malloc((size_t)r->n + 1);
-    long m = 0;
-    int rc;
+    const long chunk = 256;
+    unsigned char match[256];
+    long m = 0, done = 0;
+    int rc = RS_OK;
 
-    if (match == NULL)
-        return rs_error_set(e, RS_ENOMEM, "out of memory");
-    rc = ds_match_labels(c->ds, f, r->labels, (size_t)r->n, match, e);
-    for (long i = 0; rc == RS_OK && i < r->n; i++) {
-        if (!match[i])
-            continue;
-        r->labels[m] = r->labels[i];
-        r->dist[m++] = r->dist[i];
+    while (rc == RS_OK && done < r->n && m < 2 * k) {
+        long len = r->n - done < chunk ? r->n - done : chunk;
+        rc = ds_match_labels(c->ds, f, r->labels + done, (size_t)len, match, e);
+        for (long i = 0; rc == RS_OK && i < len; i++) {
+            if (!match[i])
+                continue;
+            r->labels[m] = r->labels[done + i];
+            r->dist[m++] = r->dist[done + i];
+        }
+        done += len;
     }
     if (rc == RS_OK)
         r->n = m;
-    free(match);
     return rc;
 }
 
@@ -950,7 +955,7 @@ coll_search_q(struct coll *c, const float *query, const struct coll_query *qr,
         }
         rc = search_index(c, q, fetch, qr, &r, &live, e);
         if (rc == RS_OK && f != NULL)
-            rc = keep_matching(c, f, &r, e);
+            rc = keep_matching(c, f, k, &r, e);
         if (rc == RS_OK)
             rc = fill_hits(c, q, &r, k, qr->min_score, out, &n, &cut, e);
         if (rc != RS_OK || cut || n >= k || (f == NULL && n >= live))
