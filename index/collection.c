@@ -742,7 +742,8 @@ search_exact(struct coll *c, const float *q, const struct coll_filter *f, struct
                        : ds_vectors(c->ds, 0, score_one, &x, e);
 
     if (rc == RS_OK) {
-        qsort(x.all, x.n, sizeof(*x.all), cmp_score_desc);
+        if (x.n > 0)   /* none may match a filter */
+            qsort(x.all, x.n, sizeof(*x.all), cmp_score_desc);
         r->n = 0;
         for (size_t i = 0; i < x.n && r->n < r->cap; i++, r->n++) {
             r->dist[r->n] = x.all[i].score;
