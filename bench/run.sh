@@ -10,7 +10,8 @@
 #   - bulk import of those sentences into a collection (documents/s);
 #   - generation: gen_synonyms, n 100, k 20, 32 new tokens, 8 sentences, in
 #     each of GEN_PRECISIONS (default bf16 fp32);
-#   - search: 100k random vectors, Flat and HNSW32 (QPS, recall@10).
+#   - search: 100k vectors, clustered and uniform: Flat, HNSW32 and IVF at two
+#     efforts each, and FAISS's flat index called directly (QPS, recall@10).
 # OpenBLAS picks its own kernel: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are
 # unset here, as nowhere else.
 #   usage: bench/run.sh BUILD_DIR [encoder|import|generate|search]...

@@ -27,8 +27,10 @@ int bench_encoder(const struct rf_model *m, const struct bench_options *o);
  * (measured at a few steps and integrated). */
 int bench_generate(const struct rf_model *m, const struct bench_options *o);
 
-/* Collections of o->count random vectors of the model's dimension, Flat and
- * HNSW32: insert rate, single-query QPS and recall@10 against brute force. */
+/* Collections of o->count vectors of the model's dimension, clustered and
+ * uniform, Flat, HNSW32 and IVF at two efforts each, and FAISS's own flat
+ * index as the reference: single-query QPS and recall@10 against brute
+ * force (bench_search.c). */
 int bench_search(const struct rf_model *m, const struct bench_options *o);
 
 #endif

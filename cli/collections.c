@@ -3,8 +3,10 @@
  * shell.
  *
  *     rosim import --model DIR --data DIR --collection NAME [--index F] < docs.jsonl
- *         one {"id": "...", "text": "...", "meta": {...}} per line; meta is
- *         optional.  Every line is checked before anything is stored (a
+ *         one {"id": "...", "text": "...", "meta": {...}, "vector": [...]}
+ *         per line; meta is optional, and so is text when a vector (of the
+ *         model's dimension, any length: it is normalized) is given: such a
+ *         document is not embedded.  Every line is checked before anything is stored (a
  *         second pass reads stdin again, or a temporary copy of it when it
  *         is a pipe).  Texts are embedded in batches and each batch is one
  *         acknowledged write; progress goes to stderr, and a failure says
@@ -114,14 +116,45 @@ struct import_doc {
     json_t *j;
     const char *id, *text;
     json_t *meta;          /* NULL when absent */
+    json_t *vector;        /* NULL when absent */
 };
 
-/* Parse {"id": 1..COLL_MAX_ID_BYTES bytes, "text": string, "meta": object} (meta
- * optional, nothing else).  0, or -1 with the reason in why. */
+/* Whether v is a vector of dim finite floats, not all 0; -1 with the
+ * reason in why if not. */
 static int
-parse_doc(const char *line, size_t len, struct import_doc *d, char *why, size_t wlen)
+check_vector(json_t *v, int dim, char *why, size_t wlen)
 {
-    static const char shape[] = "expected {\"id\": string, \"text\": string, \"meta\": object}";
+    json_t *x;
+    size_t i;
+    int nonzero = 0;
+
+    if (!json_is_array(v) || json_array_size(v) != (size_t)dim) {
+        snprintf(why, wlen, "\"vector\" must be a list of %d numbers (the model's dimension)",
+                 dim);
+        return -1;
+    }
+    json_array_foreach(v, i, x) {
+        if (!json_is_number(x) || !isfinite((float)json_number_value(x))) {
+            snprintf(why, wlen, "\"vector\"[%zu] is not a number that fits a float", i);
+            return -1;
+        }
+        nonzero |= json_number_value(x) != 0;
+    }
+    if (!nonzero) {
+        snprintf(why, wlen, "\"vector\" is all zeros");
+        return -1;
+    }
+    return 0;
+}
+
+/* Parse {"id": 1..COLL_MAX_ID_BYTES bytes, "text": string, "meta": object, "vector":
+ * [dim numbers]} (meta optional, text optional with a vector, nothing
+ * else).  0, or -1 with the reason in why. */
+static int
+parse_doc(const char *line, size_t len, int dim, struct import_doc *d, char *why, size_t wlen)
+{
+    static const char shape[] = "expected {\"id\": string, \"text\": string, \"meta\": object, "
+                                "\"vector\": [numbers]} with text or vector";
     json_error_t je;
     const char *key;
     json_t *v;
@@ -136,19 +169,25 @@ parse_doc(const char *line, size_t len, struct import_doc *d, char *why, size_t 
         goto bad;
     }
     json_object_foreach(d->j, key, v) {
-        if (strcmp(key, "id") != 0 && strcmp(key, "text") != 0 && strcmp(key, "meta") != 0) {
-            snprintf(why, wlen, "unknown field '%.64s' (expected id, text and meta)", key);
+        if (strcmp(key, "id") != 0 && strcmp(key, "text") != 0 && strcmp(key, "meta") != 0 &&
+            strcmp(key, "vector") != 0) {
+            snprintf(why, wlen, "unknown field '%.64s' (expected id, text, meta and vector)",
+                     key);
             goto bad;
         }
     }
     d->meta = json_object_get(d->j, "meta");
     d->id = json_string_value(json_object_get(d->j, "id"));
     d->text = json_string_value(json_object_get(d->j, "text"));
-    if (d->id == NULL || d->text == NULL ||
+    d->vector = json_object_get(d->j, "vector");
+    if (d->id == NULL || (d->text == NULL && d->vector == NULL) ||
+        (d->text == NULL && json_object_get(d->j, "text") != NULL) ||
         (d->meta != NULL && !json_is_object(d->meta))) {
         snprintf(why, wlen, "%s", shape);
         goto bad;
     }
+    if (d->vector != NULL && check_vector(d->vector, dim, why, wlen) != 0)
+        goto bad;
     if (strlen(d->id) == 0 || strlen(d->id) > COLL_MAX_ID_BYTES) {
         snprintf(why, wlen, "an id has 1 to %d bytes", COLL_MAX_ID_BYTES);
         goto bad;
@@ -164,7 +203,7 @@ bad:
  * The second pass reads *src: stdin rewound when it is a regular file,
  * else a temporary copy.  0, or 1 after naming the first bad line. */
 static int
-check_input(FILE **src, long *total)
+check_input(FILE **src, int dim, long *total)
 {
     struct stat sb;
     off_t start = ftello(stdin);
@@ -185,7 +224,7 @@ check_input(FILE **src, long *total)
         struct import_doc d;
         lineno++;
         *total += len + 1;
-        if (len > 0 && parse_doc(line, (size_t)len, &d, why, sizeof(why)) != 0) {
+        if (len > 0 && parse_doc(line, (size_t)len, dim, &d, why, sizeof(why)) != 0) {
             fprintf(stderr, "rosim: line %ld: %s; nothing was imported\n", lineno, why);
             rc = 1;
         } else if (len > 0) {
@@ -232,8 +271,10 @@ cmd_import(const struct rf_model *m, const struct options *o)
     struct coll *c = NULL;
     struct rf_state *st = NULL;
     struct coll_doc docs[64];
-    char *ids[64] = { 0 }, *texts[64] = { 0 }, *metas[64] = { 0 };
+    char *ids[64] = { 0 }, *texts[64] = { 0 }, *metas[64] = { 0 }, *to_embed[64];
+    int embed_at[64], n_embed = 0;   /* the documents of the batch without a vector */
     float *vecs = malloc((size_t)64 * (size_t)H * sizeof(float));
+    float *embedded = malloc((size_t)64 * (size_t)H * sizeof(float));
     FILE *src = NULL;
     char *line = NULL;
     size_t cap = 0;
@@ -244,16 +285,17 @@ cmd_import(const struct rf_model *m, const struct options *o)
 
     if ((rc = open_store(m, o, &s)) != 0) {
         free(vecs);
+        free(embedded);
         return rc;
     }
     st = rf_state_new(m, B, o->max_length);
-    if (st == NULL || vecs == NULL) {
+    if (st == NULL || vecs == NULL || embedded == NULL) {
         fprintf(stderr, "rosim: out of memory\n");
         rc = 1;
         goto done;
     }
     /* nothing is stored unless every line is good */
-    if ((rc = check_input(&src, &total)) != 0 || (rc = get_collection(s, o, 1, &c)) != 0)
+    if ((rc = check_input(&src, H, &total)) != 0 || (rc = get_collection(s, o, 1, &c)) != 0)
         goto done;
     for (;;) {
         len = read_line_from(src, &line, &cap);
@@ -262,14 +304,22 @@ cmd_import(const struct rf_model *m, const struct options *o)
             char why[200];
             lineno++;
             bytes += len + 1;
-            if (parse_doc(line, (size_t)len, &d, why, sizeof(why)) != 0) {   /* the file changed */
+            if (parse_doc(line, (size_t)len, H, &d, why, sizeof(why)) != 0) {   /* the file changed */
                 fprintf(stderr, "\nrosim: line %ld: %s\n", lineno, why);
                 rc = 1;
                 break;
             }
             ids[n] = strdup(d.id);
-            texts[n] = strdup(d.text);
+            texts[n] = strdup(d.text != NULL ? d.text : "");
             metas[n] = d.meta ? json_dumps(d.meta, JSON_COMPACT) : strdup("{}");
+            if (d.vector != NULL) {
+                for (int j = 0; j < H; j++)
+                    vecs[(size_t)n * (size_t)H + (size_t)j] =
+                        (float)json_number_value(json_array_get(d.vector, (size_t)j));
+            } else {
+                embed_at[n_embed] = n;
+                to_embed[n_embed++] = texts[n];
+            }
             json_decref(d.j);
             if (ids[n] == NULL || texts[n] == NULL || metas[n] == NULL) {
                 fprintf(stderr, "\nrosim: out of memory\n");
@@ -285,11 +335,15 @@ cmd_import(const struct rf_model *m, const struct options *o)
         }
         if (n == B || (len < 0 && n > 0)) {
             struct rs_error e;
-            if (embed(m, st, B, texts, n, o->max_length, vecs, &e) != RS_OK) {
+            if (n_embed > 0 &&
+                embed(m, st, B, to_embed, n_embed, o->max_length, embedded, &e) != RS_OK) {
                 fprintf(stderr, "\nrosim: line %ld: %s\n", lineno, e.msg);
                 rc = 1;
                 break;
             }
+            for (int i = 0; i < n_embed; i++)
+                memcpy(vecs + (size_t)embed_at[i] * (size_t)H, embedded + (size_t)i * (size_t)H,
+                       (size_t)H * sizeof(float));
             for (int i = 0; i < n; i++)
                 docs[i] = (struct coll_doc){ ids[i], texts[i], metas[i], vecs + (size_t)i * (size_t)H, 0 };
             if (coll_upsert(c, docs, n, &e) != RS_OK) {
@@ -300,7 +354,7 @@ cmd_import(const struct rf_model *m, const struct options *o)
             done += n;
             stored_through = lineno;
             batch_clear(ids, texts, metas, n);
-            n = 0;
+            n = n_embed = 0;
             if (len >= 0 && cli_now() - last > 0.2) {
                 progress(done, t0, bytes, total);
                 last = cli_now();
@@ -324,6 +378,7 @@ done:
         fclose(src);
     free(line);
     free(vecs);
+    free(embedded);
     rf_state_free(st);
     store_release(s, c);
     store_close(s);

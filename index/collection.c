@@ -13,8 +13,12 @@
  *
  * Locks: wmu serializes writers (and snapshots, which must pair an index
  * with the sequence it covers); the rwlock guards index, filter, trained,
- * removable and documents: searches take it shared, a writer exclusively
- * and only while it changes them.  seq and snapshot_seq are atomics:
+ * removable, documents and the effort fields: searches take it shared, a
+ * writer exclusively and only while it changes them.  FAISS keeps the
+ * search effort (efSearch, nprobe) in the index itself, so a search that
+ * needs other values than the index has takes the lock exclusively to set
+ * them: searches at one effort run in parallel, a change of effort waits
+ * for them.  seq and snapshot_seq are atomics:
  * written under wmu, read anywhere.
  */
 #include "collection.h"
@@ -52,9 +56,127 @@ struct coll {
     int removable;              /* remove_ids works on index */
     struct label_set filter;    /* retired labels still in the index */
     long documents;
+    struct coll_effort stored;  /* as stored: 0 = rosim's default */
+    struct coll_effort effort;  /* stored, defaults resolved; 0 where it does not apply */
+    int cur_ef, cur_nprobe;     /* what index is set to; 0: not known */
     _Atomic int64_t seq, snapshot_seq;
     long writes_since_snapshot; /* under wmu */
 };
+
+/* --- search effort --------------------------------------------------------- */
+
+static int
+effort_check_type(const struct itype *t, const struct coll_effort *eff, struct rs_error *e)
+{
+    static const char *const names[] = { "ef_construction", "ef_search" };
+    const int hnsw[] = { eff->ef_construction, eff->ef_search };
+    const int max[] = { COLL_MAX_EF_CONSTRUCTION, COLL_MAX_EF_SEARCH };
+
+    for (int i = 0; i < 2; i++) {
+        if (hnsw[i] == 0)
+            continue;
+        if (t->hnsw_m == 0)
+            return rs_error_set(e, RS_EINVAL, "'%s' applies to HNSW index types, not '%s'",
+                                names[i], t->factory);
+        if (hnsw[i] < 1 || hnsw[i] > max[i])
+            return rs_error_set(e, RS_EINVAL, "'%s' must be from 1 to %d, not %d", names[i],
+                                max[i], hnsw[i]);
+    }
+    if (eff->nprobe != 0 && t->ivf_nlist == 0)
+        return rs_error_set(e, RS_EINVAL, "'nprobe' applies to IVF index types, not '%s'",
+                            t->factory);
+    if (eff->nprobe != 0 && (eff->nprobe < 1 || eff->nprobe > t->ivf_nlist))
+        return rs_error_set(e, RS_EINVAL, "'nprobe' must be from 1 to %d (the lists of '%s'), "
+                            "not %d", t->ivf_nlist, t->factory, eff->nprobe);
+    return RS_OK;
+}
+
+int
+coll_effort_check(const char *factory, const struct coll_effort *eff, struct rs_error *e)
+{
+    struct itype t;
+    int rc = itype_parse(factory, 0, &t, e);
+
+    return rc == RS_OK ? effort_check_type(&t, eff, e) : rc;
+}
+
+/* The effort in use: the stored values, rosim's defaults for those left 0,
+ * and 0 for what the index type does not have. */
+static void
+resolve_effort(const struct itype *t, const struct coll_effort *stored, struct coll_effort *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (t->hnsw_m > 0) {
+        out->ef_construction = stored->ef_construction ? stored->ef_construction
+                                                       : COLL_DEFAULT_EF_CONSTRUCTION;
+        out->ef_search = stored->ef_search ? stored->ef_search : COLL_DEFAULT_EF_SEARCH;
+    }
+    if (t->ivf_nlist > 0)
+        out->nprobe = stored->nprobe ? stored->nprobe
+                    : t->ivf_nlist < COLL_DEFAULT_NPROBE ? t->ivf_nlist : COLL_DEFAULT_NPROBE;
+}
+
+/* Whether the index searches with ef_search and nprobe (an interim flat
+ * index has no effort).  Under the lock. */
+static int
+effort_in_place(const struct coll *c, int ef_search, int nprobe)
+{
+    return !c->trained || ((c->type.hnsw_m == 0 || c->cur_ef == ef_search) &&
+                           (c->type.ivf_nlist == 0 || c->cur_nprobe == nprobe));
+}
+
+/* Set the index's search effort.  Under the write lock. */
+static int
+set_effort(struct coll *c, int ef_search, int nprobe, struct rs_error *e)
+{
+    int rc = RS_OK;
+
+    if (!c->trained)
+        return RS_OK;
+    if (c->type.hnsw_m > 0 && (rc = fx_set_param(c->index, "efSearch", ef_search, e)) == RS_OK)
+        c->cur_ef = ef_search;
+    if (rc == RS_OK && c->type.ivf_nlist > 0 &&
+        (rc = fx_set_param(c->index, "nprobe", nprobe, e)) == RS_OK)
+        c->cur_nprobe = nprobe;
+    return rc;
+}
+
+int
+coll_set_effort(struct coll *c, const struct coll_effort *eff, struct rs_error *e)
+{
+    struct coll_effort next;
+    int rc;
+
+    if ((rc = effort_check_type(&c->type, eff, e)) != RS_OK)
+        return rc;
+    pthread_mutex_lock(&c->wmu);
+    next = c->stored;
+    if (eff->ef_construction)
+        next.ef_construction = eff->ef_construction;
+    if (eff->ef_search)
+        next.ef_search = eff->ef_search;
+    if (eff->nprobe)
+        next.nprobe = eff->nprobe;
+    if (eff->ef_construction && eff->ef_construction != c->effort.ef_construction &&
+        atomic_load(&c->seq) != 0)
+        rc = rs_error_set(e, RS_EEXIST, "the collection was built with ef_construction %d; "
+                          "it cannot change once documents were written",
+                          c->effort.ef_construction);
+    else if (memcmp(&next, &c->stored, sizeof(next)) != 0)
+        rc = ds_settings_set_effort(c->ds, &next, e);
+    if (rc == RS_OK) {
+        pthread_rwlock_wrlock(&c->lock);
+        c->stored = next;
+        resolve_effort(&c->type, &next, &c->effort);
+        /* an empty graph takes its construction effort now */
+        if (c->trained && c->type.hnsw_m > 0)
+            rc = fx_set_param(c->index, "efConstruction", c->effort.ef_construction, e);
+        c->cur_ef = c->cur_nprobe = 0;
+        pthread_rwlock_unlock(&c->lock);
+    }
+    pthread_mutex_unlock(&c->wmu);
+    return rc;
+}
 
 /* --- the index ------------------------------------------------------------- */
 
@@ -121,6 +243,8 @@ build_index(struct coll *c, struct fx_index **out, int *trained, long *documents
     interim = (long)g.n < c->type.train_min;
     if (rc == RS_OK)
         rc = fx_new(&c->type, c->dim, interim, &idx, e);
+    if (rc == RS_OK && !interim && c->type.hnsw_m > 0)
+        rc = fx_set_param(idx, "efConstruction", c->effort.ef_construction, e);
     if (rc == RS_OK && !fx_is_trained(idx))
         rc = fx_train(idx, g.n, g.vecs, e);
     if (rc == RS_OK)
@@ -154,6 +278,7 @@ rebuild(struct coll *c, struct rs_error *e)
     c->trained = trained;
     c->removable = c->type.removable;
     c->documents = documents;
+    c->cur_ef = c->cur_nprobe = 0;
     label_set_clear(&c->filter);
     pthread_rwlock_unlock(&c->lock);
     fx_free(old);
@@ -304,6 +429,7 @@ settle(struct coll *c, const struct coll_options *o, struct rs_error *e)
         snprintf(set.factory, sizeof(set.factory), "%s", factory);
         set.dim = c->dim;
         snprintf(set.fingerprint, sizeof(set.fingerprint), "%s", o->fingerprint ? o->fingerprint : "");
+        resolve_effort(&c->type, &c->stored, &c->effort);
         if ((rc = ds_settings_init(c->ds, &set, e)) != RS_OK)
             return rc;
         return o->fsync == COLL_FSYNC_ALWAYS ? sync_created(c->dir, e) : RS_OK;
@@ -321,9 +447,13 @@ settle(struct coll *c, const struct coll_options *o, struct rs_error *e)
         return rs_error_set(e, RS_EINVAL, "%s was built with model %s, but the loaded model "
                             "is %s; use the same model or a new collection", c->dir,
                             set.fingerprint, o->fingerprint);
-    if ((rc = itype_parse(set.factory, c->dim, &c->type, e)) != RS_OK)
+    if ((rc = itype_parse(set.factory, c->dim, &c->type, e)) != RS_OK) {
         rs_error_prefix(e, "%s", c->dir);
-    return rc;
+        return rc;
+    }
+    c->stored = set.effort;
+    resolve_effort(&c->type, &c->stored, &c->effort);
+    return RS_OK;
 }
 
 int
@@ -444,15 +574,21 @@ static int
 validate_doc(const struct coll_doc *d, int dim, struct rs_error *e)
 {
     size_t n;
+    double norm = 0;
 
     if (d->id == NULL || (n = strlen(d->id)) == 0 || n > COLL_MAX_ID_BYTES)
         return rs_error_set(e, RS_EINVAL, "a document id must have 1 to %d bytes",
                             COLL_MAX_ID_BYTES);
     if (d->text == NULL || d->vec == NULL)
         return rs_error_set(e, RS_EINVAL, "document '%s' has no text or vector", d->id);
-    for (int i = 0; i < dim; i++)
+    for (int i = 0; i < dim; i++) {
         if (!isfinite(d->vec[i]))
             return rs_error_set(e, RS_EINVAL, "document '%s' has a non-finite vector", d->id);
+        norm += (double)d->vec[i] * d->vec[i];
+    }
+    if (norm == 0)
+        return rs_error_set(e, RS_EINVAL, "document '%s' has a zero vector, which has no "
+                            "direction to compare", d->id);
     return RS_OK;
 }
 
@@ -618,16 +754,20 @@ score_one(int64_t label, const float *v, void *arg)
     return 0;
 }
 
-/* Exact search over the stored vectors: the r->cap best into r (more than
- * k, for documents replaced while the hits are read). */
+/* Exact search over the stored vectors (those matching f, when not
+ * NULL): the r->cap best into r (more than k, for documents replaced while
+ * the hits are read). */
 static int
-search_exact(struct coll *c, const float *q, struct ranked *r, struct rs_error *e)
+search_exact(struct coll *c, const float *q, const struct coll_filter *f, struct ranked *r,
+             struct rs_error *e)
 {
     struct exact x = { NULL, 0, 0, q, c->dim };
-    int rc = ds_vectors(c->ds, 0, score_one, &x, e);
+    int rc = f != NULL ? ds_match_vectors(c->ds, f, score_one, &x, e)
+                       : ds_vectors(c->ds, 0, score_one, &x, e);
 
     if (rc == RS_OK) {
-        qsort(x.all, x.n, sizeof(*x.all), cmp_score_desc);
+        if (x.n > 0)   /* none may match a filter */
+            qsort(x.all, x.n, sizeof(*x.all), cmp_score_desc);
         r->n = 0;
         for (size_t i = 0; i < x.n && r->n < r->cap; i++, r->n++) {
             r->dist[r->n] = x.all[i].score;
@@ -638,23 +778,34 @@ search_exact(struct coll *c, const float *q, struct ranked *r, struct rs_error *
     return rc;
 }
 
-/* Search the index for k live labels: over-fetch by at most k places for
- * filtered labels (and not more than the index holds). */
+/* Search the index for fetch live labels at the given effort: over-fetch
+ * by at most fetch places for filtered labels (and not more than the index
+ * holds or r has room for). */
 static int
-search_index(struct coll *c, const float *q, long k, struct ranked *r, long *live,
-             struct rs_error *e)
+search_index(struct coll *c, const float *q, long fetch, const struct coll_query *qr,
+             struct ranked *r, long *live, struct rs_error *e)
 {
     long want, m = 0;
-    int rc;
+    int rc = RS_OK, ef, nprobe;
 
     pthread_rwlock_rdlock(&c->lock);
+    ef = qr->ef_search ? qr->ef_search : c->effort.ef_search;
+    nprobe = qr->nprobe ? qr->nprobe : c->effort.nprobe;
+    if (!effort_in_place(c, ef, nprobe)) {
+        /* re-checked under the write lock: another search may have set it */
+        pthread_rwlock_unlock(&c->lock);
+        pthread_rwlock_wrlock(&c->lock);
+        if (!effort_in_place(c, ef, nprobe))
+            rc = set_effort(c, ef, nprobe, e);
+    }
     *live = c->documents;
-    want = k + ((long)c->filter.n < k ? (long)c->filter.n : k);
+    want = fetch + ((long)c->filter.n < fetch ? (long)c->filter.n : fetch);
     if (want > fx_ntotal(c->index))
         want = fx_ntotal(c->index);
     if (want > r->cap)
         want = r->cap;
-    rc = want > 0 ? fx_search(c->index, q, want, r->dist, r->labels, e) : RS_OK;
+    if (rc == RS_OK && want > 0)
+        rc = fx_search(c->index, q, want, r->dist, r->labels, e);
     /* drop filtered labels while the lock keeps the set stable */
     for (long i = 0; rc == RS_OK && i < want; i++) {
         if (r->labels[i] < 0 || label_set_has(&c->filter, r->labels[i]))
@@ -665,6 +816,54 @@ search_index(struct coll *c, const float *q, long k, struct ranked *r, long *liv
     pthread_rwlock_unlock(&c->lock);
     r->n = m;
     return rc;
+}
+
+/* Keep the candidates of r whose documents match f (labels never change
+ * their document, so this holds however late it is asked), in rank order,
+ * looking them up in chunks until 2k match (room for documents replaced
+ * while the hits are read). */
+static int
+keep_matching(struct coll *c, const struct coll_filter *f, long k, struct ranked *r,
+              struct rs_error *e)
+{
+    const long chunk = 256;
+    unsigned char match[256];
+    long m = 0, done = 0;
+    int rc = RS_OK;
+
+    while (rc == RS_OK && done < r->n && m < 2 * k) {
+        long len = r->n - done < chunk ? r->n - done : chunk;
+        rc = ds_match_labels(c->ds, f, r->labels + done, (size_t)len, match, e);
+        for (long i = 0; rc == RS_OK && i < len; i++) {
+            if (!match[i])
+                continue;
+            r->labels[m] = r->labels[done + i];
+            r->dist[m++] = r->dist[done + i];
+        }
+        done += len;
+    }
+    if (rc == RS_OK)
+        r->n = m;
+    return rc;
+}
+
+/* Room in r for cap candidates. */
+static int
+ranked_reserve(struct ranked *r, long cap, struct rs_error *e)
+{
+    float *d;
+    int64_t *l;
+
+    if (cap <= r->cap)
+        return RS_OK;
+    if ((d = realloc(r->dist, (size_t)cap * sizeof(float))) == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    r->dist = d;
+    if ((l = realloc(r->labels, (size_t)cap * sizeof(int64_t))) == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    r->labels = l;
+    r->cap = cap;
+    return RS_OK;
 }
 
 static int
@@ -712,13 +911,47 @@ fill_hits(struct coll *c, const float *q, const struct ranked *r, long k, float 
 }
 
 int
-coll_search(struct coll *c, const float *query, int k, float min_score,
-            struct coll_hit **hits, int *n_hits, struct rs_error *e)
+coll_filter_check(const struct coll_filter *f, struct rs_error *e)
 {
+    if (f->n < 1 || f->n > COLL_FILTER_MAX_CLAUSES)
+        return rs_error_set(e, RS_EINVAL, "a filter has 1 to %d keys, not %d",
+                            COLL_FILTER_MAX_CLAUSES, f->n);
+    for (int i = 0; i < f->n; i++) {
+        const struct coll_clause *cl = &f->clauses[i];
+        size_t len = cl->key != NULL ? strlen(cl->key) : 0;
+        if (len < 1 || len > COLL_FILTER_MAX_KEY)
+            return rs_error_set(e, RS_EINVAL, "a filter key has 1 to %d bytes",
+                                COLL_FILTER_MAX_KEY);
+        if (cl->cond != COLL_MATCH && cl->cond != COLL_EXISTS && cl->cond != COLL_ABSENT)
+            return rs_error_set(e, RS_EINVAL, "filter key '%s': unknown condition", cl->key);
+        if (cl->cond != COLL_MATCH)
+            continue;
+        if (cl->n_values < 1 || cl->n_values > COLL_FILTER_MAX_VALUES)
+            return rs_error_set(e, RS_EINVAL, "filter key '%s' has %d values; it may have 1 "
+                                "to %d", cl->key, cl->n_values, COLL_FILTER_MAX_VALUES);
+        for (int v = 0; v < cl->n_values; v++) {
+            const struct coll_value *x = &cl->values[v];
+            if (x->type < COLL_V_NULL || x->type > COLL_V_STRING ||
+                (x->type == COLL_V_REAL && !isfinite(x->r)) ||
+                (x->type == COLL_V_STRING && (x->s == NULL || x->len > COLL_FILTER_MAX_STRING)))
+                return rs_error_set(e, RS_EINVAL, "filter key '%s': value %d is not a string "
+                                    "of at most %d bytes, a finite number, true, false or "
+                                    "null", cl->key, v, COLL_FILTER_MAX_STRING);
+        }
+    }
+    return RS_OK;
+}
+
+int
+coll_search_q(struct coll *c, const float *query, const struct coll_query *qr,
+              struct coll_hit **hits, int *n_hits, struct rs_error *e)
+{
+    const struct coll_filter *f = qr->filter != NULL && qr->filter->n > 0 ? qr->filter : NULL;
+    const struct coll_effort asked = { 0, qr->ef_search, qr->nprobe };
     struct ranked r = { 0 };
     struct coll_hit *out = NULL;
     float *q = NULL;
-    long live = 0;
+    long live = 0, fetch, k = qr->k;
     int n = 0, cut = 0, rc;
 
     *hits = NULL;
@@ -731,30 +964,45 @@ coll_search(struct coll *c, const float *query, int k, float min_score,
     for (int i = 0; i < c->dim; i++)
         if (!isfinite(query[i]))
             return rs_error_set(e, RS_EINVAL, "the query vector is not finite");
-    r.cap = 2 * (long)k;
+    if ((f != NULL && (rc = coll_filter_check(f, e)) != RS_OK) ||
+        (rc = effort_check_type(&c->type, &asked, e)) != RS_OK)
+        return rc;
     q = malloc((size_t)c->dim * sizeof(float));
-    r.dist = malloc((size_t)r.cap * sizeof(float));
-    r.labels = malloc((size_t)r.cap * sizeof(int64_t));
-    out = calloc((size_t)k, sizeof(*out));
-    if (q == NULL || r.dist == NULL || r.labels == NULL || out == NULL) {
-        rc = rs_error_set(e, RS_ENOMEM, "out of memory");
-        goto out;
-    }
+    if (q == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
     vec_normalize_to(query, q, c->dim);
-    rc = search_index(c, q, k, &r, &live, e);
-    if (rc == RS_OK)
-        rc = fill_hits(c, q, &r, k, min_score, out, &n, &cut, e);
-    /* an approximate index (an HNSW graph, IVF lists, filtered places) may
-     * come short of the k documents that exist: search exactly then */
-    if (rc == RS_OK && !cut && n < k && n < live) {
-        coll_hits_free(out, n);
-        n = 0;
-        if ((out = calloc((size_t)k, sizeof(*out))) == NULL)
+    /* unfiltered: k candidates, then an exact search when the index came
+     * short of the documents that exist (an HNSW graph, IVF lists,
+     * filtered places); filtered: 4k, 32k, ... candidates, then an exact
+     * scan of the matching documents */
+    fetch = f != NULL ? 4 * k : k;
+    for (;;) {
+        if ((rc = ranked_reserve(&r, 2 * fetch, e)) != RS_OK)
+            break;
+        if ((out = calloc((size_t)k, sizeof(*out))) == NULL) {
             rc = rs_error_set(e, RS_ENOMEM, "out of memory");
-        else if ((rc = search_exact(c, q, &r, e)) == RS_OK)
-            rc = fill_hits(c, q, &r, k, min_score, out, &n, &cut, e);
+            break;
+        }
+        rc = search_index(c, q, fetch, qr, &r, &live, e);
+        if (rc == RS_OK && f != NULL)
+            rc = keep_matching(c, f, k, &r, e);
+        if (rc == RS_OK)
+            rc = fill_hits(c, q, &r, k, qr->min_score, out, &n, &cut, e);
+        if (rc != RS_OK || cut || n >= k || (f == NULL && n >= live))
+            break;
+        coll_hits_free(out, n);
+        out = NULL;
+        n = 0;
+        if (f == NULL || fetch >= live || fetch >= COLL_FILTER_MAX_FETCH) {
+            r.cap = 2 * k;   /* ranked_reserve made room for at least that */
+            if ((out = calloc((size_t)k, sizeof(*out))) == NULL)
+                rc = rs_error_set(e, RS_ENOMEM, "out of memory");
+            else if ((rc = search_exact(c, q, f, &r, e)) == RS_OK)
+                rc = fill_hits(c, q, &r, k, qr->min_score, out, &n, &cut, e);
+            break;
+        }
+        fetch = 8 * fetch < COLL_FILTER_MAX_FETCH ? 8 * fetch : COLL_FILTER_MAX_FETCH;
     }
-out:
     free(q);
     free(r.dist);
     free(r.labels);
@@ -767,6 +1015,15 @@ out:
     return RS_OK;
 }
 
+int
+coll_search(struct coll *c, const float *query, int k, float min_score,
+            struct coll_hit **hits, int *n_hits, struct rs_error *e)
+{
+    const struct coll_query q = { k, min_score, NULL, 0, 0 };
+
+    return coll_search_q(c, query, &q, hits, n_hits, e);
+}
+
 void
 coll_get_stats(struct coll *c, struct coll_stats *s)
 {
@@ -776,6 +1033,7 @@ coll_get_stats(struct coll *c, struct coll_stats *s)
     s->index_vectors = fx_ntotal(c->index) - (long)c->filter.n;
     s->filtered = (long)c->filter.n;
     s->trained = c->trained;
+    s->effort = c->effort;
     pthread_rwlock_unlock(&c->lock);
     s->seq = atomic_load(&c->seq);
     s->snapshot_seq = atomic_load(&c->snapshot_seq);

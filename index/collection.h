@@ -49,6 +49,24 @@
  * a power loss); OFF, when the OS writes it back (no sync). */
 enum coll_fsync { COLL_FSYNC_ALWAYS, COLL_FSYNC_BATCH, COLL_FSYNC_OFF };
 
+/* Search effort of an approximate index (0: the collection's default, or
+ * rosim's for a new collection).  ef_construction and ef_search apply to
+ * HNSW index types only, nprobe to IVF types only; any other use is
+ * RS_EINVAL.  ef_construction shapes the graph as vectors are added, so it
+ * is fixed when the collection is created; ef_search and nprobe are
+ * defaults that a search may override (coll_query).  The search itself
+ * looks at no fewer than k candidates whatever ef_search says. */
+#define COLL_DEFAULT_EF_CONSTRUCTION 40   /* FAISS's own */
+#define COLL_DEFAULT_EF_SEARCH 128
+#define COLL_DEFAULT_NPROBE 16            /* bounded by the index's lists */
+#define COLL_MAX_EF_CONSTRUCTION 1024
+#define COLL_MAX_EF_SEARCH 4096
+#define COLL_MAX_NPROBE 65536             /* the most lists an IVF index has */
+
+struct coll_effort {
+    int ef_construction, ef_search, nprobe;
+};
+
 struct coll_options {
     int create;               /* create when missing */
     const char *factory;      /* index type (itype.h), e.g. "Flat", "HNSW32,Flat"; NULL:
@@ -64,6 +82,59 @@ struct coll_options {
 };
 
 #define COLL_MAX_ID_BYTES 256  /* a document id: 1 to this many bytes of UTF-8 */
+
+/* A metadata filter: the documents whose meta (a JSON object) satisfies
+ * every clause.  A clause names a top-level key of meta (compared byte
+ * for byte) and holds when
+ *   COLL_MATCH   the key is present and its value equals one of values[]
+ *                (JSON equality of scalars: a string equals the same
+ *                string, a number the same number, 1 and 1.0 alike, true,
+ *                false and null only themselves; an array or object
+ *                value equals nothing);
+ *   COLL_EXISTS  the key is present (whatever its value, null too);
+ *   COLL_ABSENT  the key is absent.
+ * Bounds: 1..COLL_FILTER_MAX_CLAUSES clauses, keys of 1..COLL_FILTER_MAX_KEY
+ * bytes, 1..COLL_FILTER_MAX_VALUES values per COLL_MATCH clause, strings
+ * of at most COLL_FILTER_MAX_STRING bytes; coll_search refuses more with
+ * RS_EINVAL. */
+#define COLL_FILTER_MAX_CLAUSES 16
+#define COLL_FILTER_MAX_VALUES 64
+#define COLL_FILTER_MAX_KEY 256
+#define COLL_FILTER_MAX_STRING 1024
+
+enum coll_cond { COLL_MATCH, COLL_EXISTS, COLL_ABSENT };
+enum coll_vtype { COLL_V_NULL, COLL_V_TRUE, COLL_V_FALSE, COLL_V_INT, COLL_V_REAL, COLL_V_STRING };
+
+struct coll_value {
+    int type;                 /* enum coll_vtype */
+    long long i;              /* COLL_V_INT */
+    double r;                 /* COLL_V_REAL */
+    const char *s;            /* COLL_V_STRING: len bytes (borrowed) */
+    size_t len;
+};
+
+struct coll_clause {
+    const char *key;          /* NUL-terminated (borrowed) */
+    int cond;                 /* enum coll_cond */
+    const struct coll_value *values;   /* COLL_MATCH: n_values of them (borrowed) */
+    int n_values;
+};
+
+struct coll_filter {
+    const struct coll_clause *clauses;
+    int n;
+};
+
+/* Check f against the bounds and types above: RS_OK or RS_EINVAL. */
+int coll_filter_check(const struct coll_filter *f, struct rs_error *e);
+
+/* What a search asks beyond its query vector. */
+struct coll_query {
+    int k;                    /* >= 1 */
+    float min_score;          /* -1 (or less): no bound */
+    const struct coll_filter *filter;   /* NULL: every document */
+    int ef_search, nprobe;    /* 0: the collection's defaults */
+};
 
 struct coll_doc {
     const char *id;           /* 1..COLL_MAX_ID_BYTES bytes of UTF-8 */
@@ -88,6 +159,7 @@ struct coll_stats {
     int trained;
     char factory[128];
     int dim;
+    struct coll_effort effort;   /* the defaults in use; 0 where they do not apply */
 };
 
 struct coll;
@@ -132,8 +204,26 @@ int coll_get(struct coll *c, const char *id, struct coll_hit *out, struct rs_err
 int coll_search(struct coll *c, const float *query, int k, float min_score,
                 struct coll_hit **hits, int *n, struct rs_error *e);
 
+/* The same with a filter and search effort.  With a filter, the index is
+ * asked for 4k candidates, then 32k, ... up to COLL_FILTER_MAX_FETCH, and
+ * the matching ones are kept; when fewer than k match, the documents that
+ * match are scanned exactly.  So a filtered search returns min(k, matching
+ * documents) hits, as an unfiltered one does. */
+#define COLL_FILTER_MAX_FETCH 8192
+int coll_search_q(struct coll *c, const float *query, const struct coll_query *q,
+                  struct coll_hit **hits, int *n, struct rs_error *e);
+
 void coll_hits_free(struct coll_hit *hits, int n);
 void coll_hit_clear(struct coll_hit *h);
+
+/* Whether the non-zero fields of eff apply to index type factory and are
+ * in bounds: RS_OK, or RS_EINVAL saying which does not. */
+int coll_effort_check(const char *factory, const struct coll_effort *eff, struct rs_error *e);
+
+/* Make the non-zero fields of eff the collection's defaults, durably.
+ * RS_EINVAL as coll_effort_check; RS_EEXIST for an ef_construction other
+ * than the stored one once the collection has been written to. */
+int coll_set_effort(struct coll *c, const struct coll_effort *eff, struct rs_error *e);
 
 /* Write a snapshot now. */
 int coll_snapshot(struct coll *c, struct rs_error *e);

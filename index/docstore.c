@@ -1,9 +1,11 @@
 /*
  * docstore.c: the document store of docstore.h on SQLite.
  *
- * Schema (docs.db):
+ * Schema (docs.db), version 2:
  *   meta    (key TEXT PRIMARY KEY, value TEXT)      schema, factory, dim,
- *                                                   fingerprint, seq, pruned
+ *                                                   fingerprint, seq, pruned,
+ *                                                   ef_construction,
+ *                                                   ef_search, nprobe
  *   docs    (id TEXT PRIMARY KEY, label INTEGER UNIQUE, text TEXT,
  *            meta TEXT, vector BLOB, seq INTEGER)  index on seq
  *   deleted (label INTEGER PRIMARY KEY, seq INTEGER)
@@ -12,6 +14,14 @@
  * (the WAL is synced at every commit), batch = NORMAL (synced at
  * checkpoints only: a power loss may lose the last commits, a crash of the
  * process loses nothing), off = OFF.
+ *
+ * Version 1 lacked the three effort keys; opening such a store adds them
+ * (0: rosim's defaults, what it was searched with) and records version 2.
+ * A store of a later version is refused.
+ *
+ * Filters are SQL over json_each(docs.meta): one EXISTS per clause, the
+ * value compared by JSON type and atom, so "1" never equals 1 and true
+ * never equals 1.
  */
 #include "docstore.h"
 
@@ -21,7 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION "1"
+#define SCHEMA_VERSION 2
 
 struct docstore {
     char *dir;
@@ -155,27 +165,74 @@ meta_put(sqlite3 *db, const char *key, const char *value)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+
+static int
+meta_put_int(sqlite3 *db, const char *key, long long v)
+{
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%lld", v);
+    return meta_put(db, key, buf);
+}
+
 static int
 set_seq(sqlite3 *db, int64_t seq)
 {
+    return meta_put_int(db, "seq", (long long)seq);
+}
+
+static int
+put_effort(sqlite3 *db, const struct coll_effort *eff)
+{
+    return meta_put_int(db, "ef_construction", eff->ef_construction) ||
+           meta_put_int(db, "ef_search", eff->ef_search) || meta_put_int(db, "nprobe", eff->nprobe);
+}
+
+/* Bring a store of an earlier schema version up to this one. */
+static int
+migrate(struct docstore *ds, int version, struct rs_error *e)
+{
+    static const struct coll_effort defaults = { 0, 0, 0 };
+
+    if (version == SCHEMA_VERSION)
+        return RS_OK;
+    if (version < 1 || version > SCHEMA_VERSION)
+        return rs_error_set(e, RS_EFORMAT, "%s: docs.db has schema version %d; this rosim "
+                            "reads 1 to %d", ds->dir, version, SCHEMA_VERSION);
+    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK || put_effort(ds->wdb, &defaults) ||
+        meta_put_int(ds->wdb, "schema", SCHEMA_VERSION) || exec(ds->wdb, "COMMIT") != SQLITE_OK) {
+        int rc = db_error(ds, ds->wdb, e, "upgrade the schema");
+        exec(ds->wdb, "ROLLBACK");
+        return rc;
+    }
+    return RS_OK;
+}
+
+static int
+meta_int(sqlite3 *db, const char *key)
+{
     char buf[32];
-    snprintf(buf, sizeof(buf), "%lld", (long long)seq);
-    return meta_put(db, "seq", buf);
+    return meta_get(db, key, buf, sizeof(buf)) ? atoi(buf) : 0;
 }
 
 int
 ds_settings_get(struct docstore *ds, struct ds_settings *s, struct rs_error *e)
 {
     char buf[64];
+    int rc;
 
     memset(s, 0, sizeof(*s));
     if (meta_get(ds->wdb, "schema", buf, sizeof(buf)) == NULL)
         return rs_error_set(e, RS_ENOTFOUND, "%s: a new collection", ds->dir);
+    if ((rc = migrate(ds, atoi(buf), e)) != RS_OK)
+        return rc;
     if (meta_get(ds->wdb, "factory", s->factory, sizeof(s->factory)) == NULL ||
         meta_get(ds->wdb, "dim", buf, sizeof(buf)) == NULL)
         return rs_error_set(e, RS_EFORMAT, "%s: docs.db lacks its settings", ds->dir);
     s->dim = ds->dim = atoi(buf);
     meta_get(ds->wdb, "fingerprint", s->fingerprint, sizeof(s->fingerprint));
+    s->effort.ef_construction = meta_int(ds->wdb, "ef_construction");
+    s->effort.ef_search = meta_int(ds->wdb, "ef_search");
+    s->effort.nprobe = meta_int(ds->wdb, "nprobe");
     return RS_OK;
 }
 
@@ -185,15 +242,27 @@ ds_settings_init(struct docstore *ds, const struct ds_settings *s, struct rs_err
     char dim[32];
 
     snprintf(dim, sizeof(dim), "%d", s->dim);
-    if (exec(ds->wdb, "BEGIN") != SQLITE_OK || meta_put(ds->wdb, "schema", SCHEMA_VERSION) ||
+    if (exec(ds->wdb, "BEGIN") != SQLITE_OK || meta_put_int(ds->wdb, "schema", SCHEMA_VERSION) ||
         meta_put(ds->wdb, "factory", s->factory) || meta_put(ds->wdb, "dim", dim) ||
-        meta_put(ds->wdb, "fingerprint", s->fingerprint) || set_seq(ds->wdb, 0) ||
-        exec(ds->wdb, "COMMIT") != SQLITE_OK) {
+        meta_put(ds->wdb, "fingerprint", s->fingerprint) || put_effort(ds->wdb, &s->effort) ||
+        set_seq(ds->wdb, 0) || exec(ds->wdb, "COMMIT") != SQLITE_OK) {
         int rc = db_error(ds, ds->wdb, e, "initialize");
         exec(ds->wdb, "ROLLBACK");
         return rc;
     }
     ds->dim = s->dim;
+    return RS_OK;
+}
+
+int
+ds_settings_set_effort(struct docstore *ds, const struct coll_effort *eff, struct rs_error *e)
+{
+    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK || put_effort(ds->wdb, eff) ||
+        exec(ds->wdb, "COMMIT") != SQLITE_OK) {
+        int rc = db_error(ds, ds->wdb, e, "store the search effort");
+        exec(ds->wdb, "ROLLBACK");
+        return rc;
+    }
     return RS_OK;
 }
 
@@ -586,5 +655,139 @@ ds_changes(struct docstore *ds, int64_t after_seq, const struct ds_feed *f, int6
     exec(db, "COMMIT");
 out:
     sqlite3_close(db);
+    return rc;
+}
+
+/* --- filters --------------------------------------------------------------- */
+
+/* The SQL condition on docs.meta for f ("1" when f has no clause), with
+ * '?' where filter_bind puts the keys and values.  New; free(). */
+static char *
+filter_sql(const struct coll_filter *f)
+{
+    char *sql = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&sql, &len);
+
+    if (m == NULL)
+        return NULL;
+    fputs("1", m);
+    for (int i = 0; f != NULL && i < f->n; i++) {
+        const struct coll_clause *cl = &f->clauses[i];
+        fprintf(m, " AND %sEXISTS (SELECT 1 FROM json_each(docs.meta) AS j WHERE j.key = ?",
+                cl->cond == COLL_ABSENT ? "NOT " : "");
+        if (cl->cond == COLL_MATCH) {
+            fputs(" AND (0", m);
+            for (int v = 0; v < cl->n_values; v++) {
+                switch (cl->values[v].type) {
+                case COLL_V_NULL: fputs(" OR j.type = 'null'", m); break;
+                case COLL_V_TRUE: fputs(" OR j.type = 'true'", m); break;
+                case COLL_V_FALSE: fputs(" OR j.type = 'false'", m); break;
+                case COLL_V_STRING: fputs(" OR (j.type = 'text' AND j.atom = ?)", m); break;
+                default: fputs(" OR (j.type IN ('integer', 'real') AND j.atom = ?)", m); break;
+                }
+            }
+            fputs(")", m);
+        }
+        fputs(")", m);
+    }
+    if (fclose(m) != 0) {
+        free(sql);
+        return NULL;
+    }
+    return sql;
+}
+
+/* Bind f's keys and values to st from parameter first on, in filter_sql's
+ * order. */
+static void
+filter_bind(sqlite3_stmt *st, const struct coll_filter *f, int first)
+{
+    int p = first;
+
+    for (int i = 0; f != NULL && i < f->n; i++) {
+        const struct coll_clause *cl = &f->clauses[i];
+        sqlite3_bind_text(st, p++, cl->key, -1, SQLITE_STATIC);
+        for (int v = 0; cl->cond == COLL_MATCH && v < cl->n_values; v++) {
+            const struct coll_value *x = &cl->values[v];
+            if (x->type == COLL_V_STRING)
+                sqlite3_bind_text64(st, p++, x->s, x->len, SQLITE_STATIC, SQLITE_UTF8);
+            else if (x->type == COLL_V_INT)
+                sqlite3_bind_int64(st, p++, x->i);
+            else if (x->type == COLL_V_REAL)
+                sqlite3_bind_double(st, p++, x->r);
+        }
+    }
+}
+
+/* Prepare "SELECT cols FROM docs WHERE <f> AND tail" on the reader, with
+ * f's parameters bound after the tail's own (n_tail of them, first). */
+static int
+prepare_filtered(struct docstore *ds, const char *cols, const char *tail, int n_tail,
+                 const struct coll_filter *f, sqlite3_stmt **st, struct rs_error *e)
+{
+    char *cond = filter_sql(f), *sql = NULL;
+    int rc = RS_OK;
+
+    *st = NULL;
+    if (cond == NULL || asprintf(&sql, "SELECT %s FROM docs WHERE %s AND (%s)", cols, tail,
+                                 cond) < 0) {
+        free(cond);
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    }
+    if (sqlite3_prepare_v2(ds->rdb, sql, -1, st, NULL) != SQLITE_OK)
+        rc = db_error(ds, ds->rdb, e, "filter");
+    else
+        filter_bind(*st, f, n_tail + 1);
+    free(cond);
+    free(sql);
+    return rc;
+}
+
+int
+ds_match_labels(struct docstore *ds, const struct coll_filter *f, const int64_t *labels,
+                size_t n, unsigned char *match, struct rs_error *e)
+{
+    sqlite3_stmt *st;
+    int rc = prepare_filtered(ds, "1", "label = ?1", 1, f, &st, e);
+
+    for (size_t i = 0; rc == RS_OK && i < n; i++) {
+        int step;
+        sqlite3_bind_int64(st, 1, labels[i]);
+        step = sqlite3_step(st);
+        if (step != SQLITE_ROW && step != SQLITE_DONE)
+            rc = db_error(ds, ds->rdb, e, "filter");
+        match[i] = step == SQLITE_ROW;
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int
+ds_match_vectors(struct docstore *ds, const struct coll_filter *f,
+                 int (*fn)(int64_t label, const float *vec, void *arg), void *arg,
+                 struct rs_error *e)
+{
+    sqlite3_stmt *st;
+    int rc = prepare_filtered(ds, "label, vector", "1", 0, f, &st, e), step;
+
+    if (rc != RS_OK)
+        return rc;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t label = sqlite3_column_int64(st, 0);
+        if (sqlite3_column_bytes(st, 1) != ds->dim * (int)sizeof(float)) {
+            rc = rs_error_set(e, RS_EFORMAT, "%s: the vector of label %lld has the wrong size",
+                              ds->dir, (long long)label);
+            break;
+        }
+        if ((rc = fn(label, sqlite3_column_blob(st, 1), arg)) != 0) {
+            rs_error_set(e, rc, "out of memory");
+            break;
+        }
+    }
+    if (rc == RS_OK && step != SQLITE_DONE)
+        rc = db_error(ds, ds->rdb, e, "filter");
+    sqlite3_finalize(st);
     return rc;
 }

@@ -13,7 +13,7 @@
  * number of the write that stored it; the labels retired (replaced or
  * deleted) since the last snapshot, with the write that retired them; the
  * last sequence number; the settings (index type, dimension, model
- * fingerprint).  Labels are sequence numbers: the write with sequence s
+ * fingerprint, search effort).  Labels are sequence numbers: the write with sequence s
  * stores its i-th document under label first + i, and its sequence is the
  * last label it used (a delete uses one number).  "Changes since seq" are
  * the documents with a greater sequence and the labels retired by writes
@@ -42,6 +42,8 @@ struct ds_settings {
     char factory[128];
     int dim;
     char fingerprint[256];
+    struct coll_effort effort;   /* 0: rosim's default (stores made before effort
+                                    settings existed read as all 0) */
 };
 
 /* Open the store in directory dir (which exists), creating its files when
@@ -58,6 +60,10 @@ void ds_remove_files(const char *dir);
 int ds_settings_get(struct docstore *ds, struct ds_settings *s, struct rs_error *e);
 /* Initialize a new store with s (sequence 0). */
 int ds_settings_init(struct docstore *ds, const struct ds_settings *s, struct rs_error *e);
+
+/* Replace the stored effort settings. */
+int ds_settings_set_effort(struct docstore *ds, const struct coll_effort *eff,
+                           struct rs_error *e);
 
 int ds_seq(struct docstore *ds, int64_t *seq, struct rs_error *e);
 int ds_count(struct docstore *ds, long *n, struct rs_error *e);
@@ -117,6 +123,19 @@ struct ds_feed {
 };
 int ds_changes(struct docstore *ds, int64_t after_seq, const struct ds_feed *f, int64_t *upto,
                struct rs_error *e);
+
+/* Filters (struct coll_filter, collection.h, which defines what matches).
+ * ds_match_labels sets match[i] to 1 when a document is stored under
+ * labels[i] and its meta satisfies f, else 0.  ds_match_vectors calls
+ * fn(label, vector, arg) for each stored document whose meta satisfies f
+ * (a non-zero return stops with that status); it reads every document's
+ * meta (SQLite: json_each over docs.meta, no index; PostgreSQL would use
+ * jsonb operators).  f has been checked (coll_filter_check). */
+int ds_match_labels(struct docstore *ds, const struct coll_filter *f, const int64_t *labels,
+                    size_t n, unsigned char *match, struct rs_error *e);
+int ds_match_vectors(struct docstore *ds, const struct coll_filter *f,
+                     int (*fn)(int64_t label, const float *vec, void *arg), void *arg,
+                     struct rs_error *e);
 
 /* Forget the retired labels of writes up to seq (a snapshot covers them),
  * remembering seq (see ds_changes). */

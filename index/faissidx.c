@@ -14,9 +14,6 @@
 #include <pthread.h>
 #include <string.h>
 
-#define HNSW_EF_SEARCH 128
-#define IVF_NPROBE 16
-
 #define IDX(x) ((FaissIndex *)(x))
 
 /* FAISS's last error, minus "Error in <C++ signature> at <path>:<line>:"
@@ -56,27 +53,27 @@ fx_new(const struct itype *t, int dim, int interim, struct fx_index **out, struc
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     FaissIndex *idx = NULL;
-    FaissParameterSpace *ps = NULL;
 
     pthread_once(&once, set_process_settings);
     *out = NULL;
     if (faiss_index_factory(&idx, dim, interim ? "IDMap2,Flat" : t->build,
                             METRIC_INNER_PRODUCT) != 0)
         return fx_error(e, t->factory);
-    if (!interim && (t->hnsw_m > 0 || t->ivf_nlist > 0)) {
-        /* raise the search effort from FAISS's low defaults */
-        if (faiss_ParameterSpace_new(&ps) != 0) {
-            faiss_Index_free(idx);
-            return rs_error_set(e, RS_ENOMEM, "out of memory");
-        }
-        if (t->hnsw_m > 0)
-            faiss_ParameterSpace_set_index_parameter(ps, idx, "efSearch", HNSW_EF_SEARCH);
-        if (t->ivf_nlist > 0)
-            faiss_ParameterSpace_set_index_parameter(ps, idx, "nprobe", IVF_NPROBE);
-        faiss_ParameterSpace_free(ps);
-    }
     *out = (struct fx_index *)idx;
     return RS_OK;
+}
+
+int
+fx_set_param(struct fx_index *x, const char *name, int value, struct rs_error *e)
+{
+    FaissParameterSpace *ps = NULL;
+    int rc;
+
+    if (faiss_ParameterSpace_new(&ps) != 0)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    rc = faiss_ParameterSpace_set_index_parameter(ps, IDX(x), name, value);
+    faiss_ParameterSpace_free(ps);
+    return rc == 0 ? RS_OK : fx_error(e, name);
 }
 
 void

@@ -1,6 +1,7 @@
 /*
- * faissidx.h: the FAISS index behind a collection; the only code that
- * includes FAISS headers.
+ * faissidx.h: the FAISS index behind a collection; the only code of rosim's
+ * that includes FAISS headers (but for the benchmark's reference, which calls
+ * FAISS directly: cli/bench_search.c).
  *
  *     struct fx_index *x;
  *     fx_new(&type, 384, 0, &x, &err);            // the real index, untrained
@@ -10,7 +11,8 @@
  *     fx_free(x);
  *
  * Vectors are L2-normalized by the caller; the metric is inner product
- * (cosine).  HNSW and IVF search with raised effort (efSearch, nprobe).
+ * (cosine).  The search effort of HNSW and IVF indexes is set with
+ * fx_set_param (FAISS's low defaults otherwise).
  * Errors carry FAISS's own sentence without its C++ function names and
  * source paths.
  *
@@ -36,6 +38,11 @@ struct fx_index;
 int fx_new(const struct itype *t, int dim, int interim, struct fx_index **out,
            struct rs_error *e);
 void fx_free(struct fx_index *x);
+
+/* Set FAISS parameter name ("efConstruction", "efSearch" on an HNSW
+ * index, "nprobe" on an IVF one, through any wrappers); an error when
+ * the index has no such parameter. */
+int fx_set_param(struct fx_index *x, const char *name, int value, struct rs_error *e);
 
 int fx_is_trained(const struct fx_index *x);
 int fx_train(struct fx_index *x, size_t n, const float *vecs, struct rs_error *e);

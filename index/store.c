@@ -492,6 +492,13 @@ int
 store_create(struct store *s, const char *name, const char *factory, int *created,
              struct rs_error *e)
 {
+    return store_create_effort(s, name, factory, NULL, created, e);
+}
+
+int
+store_create_effort(struct store *s, const char *name, const char *factory,
+                    const struct coll_effort *effort, int *created, struct rs_error *e)
+{
     struct entry *en;
     struct itype type;
     const char *problem;
@@ -524,11 +531,17 @@ store_create(struct store *s, const char *name, const char *factory, int *create
                               name, st.factory);
     } else if ((problem = live_problem(s)) != NULL) {
         rc = rs_error_set(e, RS_EIO, "%s", problem);
+    } else if (effort != NULL &&
+               (rc = coll_effort_check(factory ? factory : s->factory, effort, e)) != RS_OK) {
+        /* a new collection's effort must suit its type (an existing one's
+         * is checked by coll_set_effort) */
     } else if ((rc = create_coll(s, name, factory ? factory : s->factory, &en, e)) == RS_OK) {
         en->next = s->entries;
         s->entries = en;
         *created = 1;
     }
+    if (rc == RS_OK && effort != NULL)
+        rc = coll_set_effort(en->coll, effort, e);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

@@ -87,6 +87,13 @@ const char *store_problem(struct store *s);
  * when the data directory is not writable. */
 int store_create(struct store *s, const char *name, const char *factory, int *created,
                  struct rs_error *e);
+/* The same, then the non-zero fields of effort made the collection's
+ * defaults (coll_set_effort; NULL: none).  RS_EINVAL before anything is
+ * created when a field does not apply to the index type; for an existing
+ * collection, ef_search and nprobe are replaced and ef_construction is
+ * RS_EEXIST when it differs once documents were written. */
+int store_create_effort(struct store *s, const char *name, const char *factory,
+                        const struct coll_effort *effort, int *created, struct rs_error *e);
 
 /* A reference to the named collection in *c (release it with
  * store_release).  RS_ENOTFOUND when there is none; RS_EEXIST when it

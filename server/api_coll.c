@@ -18,6 +18,7 @@
 #include "../index/collection.h"
 #include "../index/store.h"
 #include "metrics.h"
+#include "search_params.h"
 
 /* --- collections ---------------------------------------------------------- */
 
@@ -59,13 +60,16 @@ static json_t *
 coll_json(const char *name, struct coll *c)
 {
     struct coll_stats st;
+    json_t *j;
 
     coll_get_stats(c, &st);
-    return json_pack("{s:s,s:s,s:s,s:i,s:I,s:I,s:b,s:I}", "name", name, "state", "open",
-                     "index", st.factory,
-                     "dim", st.dim, "documents", (json_int_t)st.documents, "index_vectors",
-                     (json_int_t)st.index_vectors, "trained", st.trained, "seq",
-                     (json_int_t)st.seq);
+    j = json_pack("{s:s,s:s,s:s,s:i,s:I,s:I,s:b,s:I}", "name", name, "state", "open",
+                  "index", st.factory,
+                  "dim", st.dim, "documents", (json_int_t)st.documents, "index_vectors",
+                  (json_int_t)st.index_vectors, "trained", st.trained, "seq",
+                  (json_int_t)st.seq);
+    sp_effort_json(j, &st.effort);
+    return j;
 }
 
 /* A failed collection: its name, state and reason (no absolute paths). */
@@ -142,9 +146,11 @@ api_collection_put(struct app *a, const struct api_request *rq, const struct rou
                    struct api_reply *rp)
 {
     const char *name = arg->name;
-    static const char *const allowed[] = { "index", NULL };
+    static const char *const allowed[] = { "index", "ef_construction", "ef_search", "nprobe",
+                                           NULL };
     json_t *body = NULL, *idx;
     const char *factory = NULL;
+    struct coll_effort effort = { 0 };
     struct rs_error e;
     struct coll *c;
     int created;
@@ -164,8 +170,10 @@ api_collection_put(struct app *a, const struct api_request *rq, const struct rou
                 goto done;
             }
         }
+        if (sp_effort_parse(body, 1, &effort, rp))
+            goto done;
     }
-    if (store_create(a->store, name, factory, &created, &e) != RS_OK) {
+    if (store_create_effort(a->store, name, factory, &effort, &created, &e) != RS_OK) {
         coll_fail(a, rp, &e);
         goto done;
     }
@@ -230,10 +238,12 @@ api_documents_upsert(struct app *a, const struct api_request *rq, const struct r
 {
     const char *name = arg->name;
     static const char *const allowed[] = { "documents", NULL };
-    static const char *const doc_keys[] = { "id", "text", "meta" };
+    static const char *const doc_keys[] = { "id", "text", "meta", "vector" };
     const int H = rf_model_config(a->model)->d_model;
     json_t *body = body_object(rq, rp, allowed), *docs, *d;
     struct emb_text *texts = NULL;
+    size_t *to_embed = NULL, n_embed = 0;   /* documents without a vector */
+    float *given = NULL;                    /* (n, H): vectors of the request */
     char **metas = NULL;
     struct coll_doc *cd = NULL;
     struct embedded em = { 0 };
@@ -262,13 +272,15 @@ api_documents_upsert(struct app *a, const struct api_request *rq, const struct r
     texts = calloc(n, sizeof(*texts));
     metas = calloc(n, sizeof(*metas));
     cd = calloc(n, sizeof(*cd));
-    if (texts == NULL || metas == NULL || cd == NULL) {
+    to_embed = calloc(n, sizeof(*to_embed));
+    given = malloc(n * (size_t)H * sizeof(float));
+    if (texts == NULL || metas == NULL || cd == NULL || to_embed == NULL || given == NULL) {
         api_error(rp, 503, "busy", "out of memory");
         goto done;
     }
     json_array_foreach(docs, i, d) {
         json_t *id = json_object_get(d, "id"), *text = json_object_get(d, "text");
-        json_t *meta = json_object_get(d, "meta");
+        json_t *meta = json_object_get(d, "meta"), *vec = json_object_get(d, "vector");
         const char *key;
         json_t *v;
         char what[64];
@@ -278,7 +290,7 @@ api_documents_upsert(struct app *a, const struct api_request *rq, const struct r
         }
         json_object_foreach(d, key, v) {
             int ok = 0;
-            for (int k = 0; k < 3; k++)
+            for (int k = 0; k < 4; k++)
                 ok |= strcmp(key, doc_keys[k]) == 0;
             if (!ok) {
                 api_error(rp, 400, "unknown_field", "documents[%zu]: unknown field '%s'", i, key);
@@ -297,17 +309,24 @@ api_documents_upsert(struct app *a, const struct api_request *rq, const struct r
         if (!valid_id(json_string_value(id), json_string_length(id), what, rp))
             goto done;
         snprintf(what, sizeof(what), "documents[%zu].text", i);
-        if (text == NULL) {
-            api_error(rp, 400, "missing_field", "%s is required", what);
+        if (text == NULL && vec == NULL) {
+            api_error(rp, 400, "missing_field", "%s or .vector is required", what);
             goto done;
         }
-        if (check_text(a, text, what, rp))
+        if (text != NULL && check_text(a, text, what, rp))
+            goto done;
+        snprintf(what, sizeof(what), "documents[%zu].vector", i);
+        if (vec != NULL && sp_vector(vec, H, given + i * (size_t)H, what, rp))
             goto done;
         if (meta != NULL && !json_is_null(meta) && !json_is_object(meta)) {
             api_error(rp, 400, "invalid_type", "documents[%zu].meta must be an object", i);
             goto done;
         }
-        texts[i] = text_of(text);
+        texts[i] = text != NULL ? text_of(text) : (struct emb_text){ "", 0 };
+        if (vec != NULL)
+            cd[i].vec = given + i * (size_t)H;
+        else
+            to_embed[n_embed++] = i;
         metas[i] = meta && json_is_object(meta) ? json_dumps(meta, JSON_COMPACT) : strdup("{}");
         if (metas[i] == NULL) {
             api_error(rp, 503, "busy", "out of memory");
@@ -320,10 +339,12 @@ api_documents_upsert(struct app *a, const struct api_request *rq, const struct r
     }
     if ((c = find_collection(a, name, rp)) == NULL)
         goto done;
-    if (embed(a, texts, (int)n, 0, &em, rp))
+    for (i = 0; i < n_embed; i++)   /* in place: to_embed[i] >= i */
+        texts[i] = texts[to_embed[i]];
+    if (n_embed > 0 && embed(a, texts, (int)n_embed, 0, &em, rp))
         goto done;
-    for (i = 0; i < n; i++)
-        cd[i].vec = em.vecs + i * (size_t)H;
+    for (i = 0; i < n_embed; i++)
+        cd[to_embed[i]].vec = em.vecs + i * (size_t)H;
     if (coll_upsert(c, cd, (int)n, &e) != RS_OK) {
         coll_fail(a, rp, &e);
         goto done;
@@ -336,6 +357,8 @@ done:
     free(metas);
     free(texts);
     free(cd);
+    free(to_embed);
+    free(given);
     free(em.vecs);
     json_decref(body);
 }
@@ -384,12 +407,16 @@ api_search(struct app *a, const struct api_request *rq, const struct route_args 
            struct api_reply *rp)
 {
     const char *name = arg->name;
-    static const char *const allowed[] = { "text", "vector", "k", "min_score", NULL };
+    static const char *const allowed[] = { "text", "vector", "k", "min_score", "filter",
+                                           "ef_search", "nprobe", NULL };
     const int H = rf_model_config(a->model)->d_model;
     json_t *body = body_object(rq, rp, allowed), *text, *vec, *list;
     long long k = 10;
     double min_score = -1.0;
     float *q = NULL;
+    struct sp_filter filter = { 0 };
+    struct coll_effort effort;
+    struct coll_query cq;
     struct embedded em = { 0 };
     struct coll *c = NULL;
     struct coll_hit *hits = NULL;
@@ -405,38 +432,18 @@ api_search(struct app *a, const struct api_request *rq, const struct route_args 
         goto done;
     }
     if (int_field(body, "k", 1, a->conf->max_search_k, &k, rp) ||
-        num_field(body, "min_score", &min_score, rp))
+        num_field(body, "min_score", &min_score, rp) || sp_filter_parse(body, &filter, rp) ||
+        sp_effort_parse(body, 0, &effort, rp))
         goto done;
     if (text != NULL && check_text(a, text, "'text'", rp))
         goto done;
     if (vec != NULL) {
-        json_t *x;
-        size_t i;
-        if (!json_is_array(vec)) {
-            api_error(rp, 400, "invalid_type", "'vector' must be a list of numbers");
-            goto done;
-        }
-        if (json_array_size(vec) != (size_t)H) {
-            api_error(rp, 422, "wrong_dimension", "'vector' has %zu numbers; the model's "
-                      "vectors have %d", json_array_size(vec), H);
-            goto done;
-        }
-        q = malloc((size_t)H * sizeof(float));
-        if (q == NULL) {
+        if ((q = malloc((size_t)H * sizeof(float))) == NULL) {
             api_error(rp, 503, "busy", "out of memory");
             goto done;
         }
-        json_array_foreach(vec, i, x) {
-            if (!json_is_number(x)) {
-                api_error(rp, 400, "invalid_type", "'vector'[%zu] is not a number", i);
-                goto done;
-            }
-            q[i] = (float)json_number_value(x);
-            if (!isfinite(q[i])) {
-                api_error(rp, 422, "out_of_range", "'vector'[%zu] does not fit a float", i);
-                goto done;
-            }
-        }
+        if (sp_vector(vec, H, q, "'vector'", rp))
+            goto done;
     }
     if ((c = find_collection(a, name, rp)) == NULL)
         goto done;
@@ -445,7 +452,9 @@ api_search(struct app *a, const struct api_request *rq, const struct route_args 
         if (embed(a, &t, 1, 0, &em, rp))
             goto done;
     }
-    if (coll_search(c, q ? q : em.vecs, (int)k, (float)min_score, &hits, &n, &e) != RS_OK) {
+    cq = (struct coll_query){ (int)k, (float)min_score, sp_filter_get(&filter), effort.ef_search,
+                              effort.nprobe };
+    if (coll_search_q(c, q ? q : em.vecs, &cq, &hits, &n, &e) != RS_OK) {
         coll_fail(a, rp, &e);
         goto done;
     }
@@ -458,5 +467,6 @@ done:
     store_release(a->store, c);
     free(q);
     free(em.vecs);
+    sp_filter_free(&filter);
     json_decref(body);
 }

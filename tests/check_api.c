@@ -884,6 +884,150 @@ START_TEST(test_openai_client)
 }
 END_TEST
 
+/* A vector of the model's dimension h as JSON text: a one-hot of axis i
+ * plus 0.1 on axis i + 1, scaled by scale. */
+static char *
+vector_text(int h, int i, double scale)
+{
+    json_t *v = json_array();
+    char *s;
+    for (int j = 0; j < h; j++)
+        json_array_append_new(v, json_real(scale * (j == i % h ? 1.0 : j == (i + 1) % h ? 0.1 : 0)));
+    s = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    return s;
+}
+
+/* Filters, search effort and documents with their own vectors, over HTTP. */
+START_TEST(test_search_steering)
+{
+    static const struct { const char *body; long status; const char *code; } bad[] = {
+        { "\"filter\":\"cat\"", 400, "invalid_type" },
+        { "\"filter\":{\"cat\":{\"$gt\":1}}", 400, "invalid_filter" },
+        { "\"filter\":{\"cat\":{\"$exists\":1}}", 400, "invalid_filter" },
+        { "\"filter\":{\"cat\":{\"$exists\":true,\"x\":1}}", 400, "invalid_filter" },
+        { "\"filter\":{\"$or\":[1]}", 400, "invalid_filter" },
+        { "\"filter\":{\"cat\":[[1]]}", 400, "invalid_filter" },
+        { "\"filter\":{\"cat\":[{\"a\":1}]}", 400, "invalid_filter" },
+        { "\"filter\":{\"cat\":[]}", 422, "out_of_range" },
+        { "\"filter\":{\"a\":1,\"b\":1,\"c\":1,\"d\":1,\"e\":1,\"f\":1,\"g\":1,\"h\":1,\"i\":1,"
+          "\"j\":1,\"k\":1,\"l\":1,\"m\":1,\"n\":1,\"o\":1,\"p\":1,\"q\":1}", 422, "out_of_range" },
+        { "\"ef_search\":\"x\"", 400, "invalid_type" },
+        { "\"ef_search\":0", 422, "out_of_range" },
+        { "\"ef_search\":4097", 422, "out_of_range" },
+        { "\"nprobe\":2", 422, "invalid" },     /* not an IVF index */
+    };
+    json_t *j, *hits, *info;
+    char body[8192], *v0, *v1, *v2, *big, many[1024];
+    int h, n_cat_a = 0;
+
+    start(NULL);
+    info = call("GET", "/v1/info", NULL, 200);
+    h = (int)json_integer_value(json_object_get(json_object_get(info, "model"), "hidden"));
+    json_decref(info);
+    /* effort at PUT: shown, stored, refused where it does not apply */
+    j = call("PUT", "/v1/collections/h", "{\"index\":\"HNSW8\",\"ef_search\":64,"
+             "\"ef_construction\":60}", 201);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "ef_search")), 64);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "ef_construction")), 60);
+    ck_assert_ptr_null(json_object_get(j, "nprobe"));
+    json_decref(j);
+    json_decref(call("PUT", "/v1/collections/f", "{\"index\":\"Flat\",\"ef_search\":10}", 422));
+    json_decref(call("GET", "/v1/collections/f", NULL, 404));
+    json_decref(call("PUT", "/v1/collections/i", "{\"index\":\"IVF4,Flat\",\"nprobe\":5}", 422));
+    j = call("PUT", "/v1/collections/i", "{\"index\":\"IVF4,Flat\",\"nprobe\":2}", 201);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "nprobe")), 2);
+    json_decref(j);
+    j = call("PUT", "/v1/collections/h", "{\"index\":\"HNSW8\",\"ef_search\":32}", 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "ef_search")), 32);
+    json_decref(j);
+
+    /* documents with their own vectors (any length), text or not, mixed
+     * with embedded ones; metadata for filters */
+    v0 = vector_text(h, 0, 3.0);
+    v1 = vector_text(h, 1, 0.5);
+    for (int i = 0; i < 24; i++) {
+        char *v = vector_text(h, i, 1.0 + i);
+        const char *cat = i % 3 == 0 ? "a" : i % 3 == 1 ? "b" : "c";
+        n_cat_a += i % 3 == 0;
+        snprintf(body, sizeof(body), "{\"documents\":[{\"id\":\"d%d\",%s\"vector\":%s,"
+                 "\"meta\":{\"cat\":\"%s\",\"i\":%d%s}}]}", i, i % 2 ? "\"text\":\"t\"," : "",
+                 v, cat, i, i % 4 == 0 ? ",\"x\":null" : "");
+        json_decref(call("POST", "/v1/collections/h/documents", body, 200));
+        free(v);
+    }
+    snprintf(body, sizeof(body), "{\"documents\":[{\"id\":\"e1\",\"text\":\"%s\","
+             "\"meta\":{\"cat\":\"a\"}},{\"id\":\"v1\",\"vector\":%s}]}", case_text(0), v1);
+    json_decref(call("POST", "/v1/collections/h/documents", body, 200));
+    n_cat_a++;
+    j = call("GET", "/v1/collections/h/documents/d0", NULL, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "text")), "");
+    json_decref(j);
+    /* search by the vector scores 1 */
+    snprintf(body, sizeof(body), "{\"vector\":%s,\"k\":1}", v0);
+    j = call("POST", "/v1/collections/h/search", body, 200);
+    hits = json_object_get(j, "hits");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(hits, 0), "id")), "d0");
+    ck_assert(fabs(json_real_value(json_object_get(json_array_get(hits, 0), "score")) - 1) < 1e-5);
+    json_decref(j);
+    /* filters: exactly the matching documents, however many k asks */
+    snprintf(body, sizeof(body), "{\"vector\":%s,\"k\":50,\"filter\":{\"cat\":\"a\"},"
+             "\"ef_search\":16}", v0);
+    j = call("POST", "/v1/collections/h/search", body, 200);
+    hits = json_object_get(j, "hits");
+    ck_assert_int_eq((int)json_array_size(hits), n_cat_a);
+    for (size_t k = 0; k < json_array_size(hits); k++)
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(
+                             json_array_get(hits, k), "meta"), "cat")), "a");
+    json_decref(j);
+    snprintf(body, sizeof(body), "{\"vector\":%s,\"k\":50,\"filter\":{\"cat\":[\"b\",\"c\"],"
+             "\"x\":{\"$exists\":true},\"i\":[4,8.0,9]}}", v0);
+    j = call("POST", "/v1/collections/h/search", body, 200);
+    hits = json_object_get(j, "hits");   /* i 4 and 8 carry x: cat b (4) and c (8) */
+    ck_assert_int_eq((int)json_array_size(hits), 2);
+    json_decref(j);
+    snprintf(body, sizeof(body), "{\"vector\":%s,\"k\":50,\"filter\":{\"cat\":\"a\","
+             "\"x\":{\"$exists\":false}}}", v0);
+    j = call("POST", "/v1/collections/h/search", body, 200);
+    ck_assert_int_eq((int)json_array_size(json_object_get(j, "hits")), n_cat_a - 2);  /* 0, 12 */
+    json_decref(j);
+    /* malformed filters and effort */
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *msg;
+        snprintf(body, sizeof(body), "{\"vector\":%s,%s}", v0, bad[i].body);
+        msg = error_message("POST", "/v1/collections/h/search", body, bad[i].status, bad[i].code);
+        free(msg);
+    }
+    snprintf(many, sizeof(many), "\"filter\":{\"cat\":[");
+    for (int i = 0; i < 65; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s%d", i ? "," : "", i);
+    strcat(many, "]}");
+    snprintf(body, sizeof(body), "{\"vector\":%s,%s}", v0, many);
+    json_decref(call("POST", "/v1/collections/h/search", body, 422));
+    /* malformed vectors */
+    v2 = vector_text(h - 1, 0, 1.0);
+    big = vector_text(h, 0, 1e39);
+    snprintf(body, sizeof(body), "{\"documents\":[{\"id\":\"w\",\"vector\":%s}]}", v2);
+    free(error_message("POST", "/v1/collections/h/documents", body, 422, "wrong_dimension"));
+    snprintf(body, sizeof(body), "{\"documents\":[{\"id\":\"w\",\"vector\":%s}]}", big);
+    free(error_message("POST", "/v1/collections/h/documents", body, 422, "out_of_range"));
+    free(error_message("POST", "/v1/collections/h/documents",
+                       "{\"documents\":[{\"id\":\"w\",\"vector\":\"x\"}]}", 400, "invalid_type"));
+    free(error_message("POST", "/v1/collections/h/documents",
+                       "{\"documents\":[{\"id\":\"w\",\"meta\":{}}]}", 400, "missing_field"));
+    free(v2);
+    v2 = vector_text(h, 0, 0.0);
+    snprintf(body, sizeof(body), "{\"documents\":[{\"id\":\"w\",\"vector\":%s}]}", v2);
+    free(error_message("POST", "/v1/collections/h/documents", body, 422, "invalid"));
+    json_decref(call("GET", "/v1/collections/h/documents/w", NULL, 404));
+    free(v0);
+    free(v1);
+    free(v2);
+    free(big);
+    stop();
+}
+END_TEST
+
 Suite *
 api_suite(void)
 {
@@ -897,6 +1041,7 @@ api_suite(void)
     tcase_add_test(tc, test_http_framing);
     tcase_add_test(tc, test_concurrency);
     tcase_add_test(tc, test_openai_client);
+    tcase_add_test(tc, test_search_steering);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -333,6 +333,62 @@ START_TEST(test_one_pipeline)
 }
 END_TEST
 
+/* Documents with their own vectors: case 1's golden embedding stored
+ * without text is what case 1's text finds, with score 1. */
+START_TEST(test_import_vectors)
+{
+    json_error_t je;
+    json_t *exp = json_load_file(TINY "/expected.json", JSON_ALLOW_NUL, &je);
+    json_t *c1 = json_array_get(json_object_get(exp, "cases"), 1), *got, *hit;
+    char dir[] = "/tmp/rosim-cli-XXXXXX", *docs, *vec, *short_vec, query[256], *out, *err;
+    char *imp[] = { (char *)tu_program("ROSIM", "build/rosim"), "import", "--model", TINY,
+                    "--data", dir, "--collection", "own", NULL };
+    char *srch[] = { imp[0], "search", "--model", TINY, "--data", dir, "--collection", "own",
+                     "--k", "2", NULL };
+    json_t *shorter = json_deep_copy(json_object_get(c1, "embedding"));
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    vec = json_dumps(json_object_get(c1, "embedding"), JSON_COMPACT);
+    json_array_remove(shorter, 0);
+    short_vec = json_dumps(shorter, JSON_COMPACT);
+    ck_assert_int_gt(asprintf(&docs, "{\"id\":\"own\",\"vector\":%s,\"meta\":{\"src\":\"x\"}}\n"
+                              "{\"id\":\"text\",\"text\":\"%s\"}\n", vec,
+                              json_string_value(json_object_get(
+                                  json_array_get(json_object_get(exp, "cases"), 0), "text"))), 0);
+    ck_assert_int_eq(tu_run(imp, docs, &out, &err), 0);
+    free(out);
+    free(err);
+    snprintf(query, sizeof(query), "%s\n", json_string_value(json_object_get(c1, "text")));
+    ck_assert_int_eq(tu_run(srch, query, &out, &err), 0);
+    got = json_loads(out, 0, &je);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_int_eq(json_array_size(json_object_get(got, "hits")), 2);
+    hit = json_array_get(json_object_get(got, "hits"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(hit, "id")), "own");
+    ck_assert_str_eq(json_string_value(json_object_get(hit, "text")), "");
+    ck_assert(fabs(json_number_value(json_object_get(hit, "score")) - 1) < 1e-4);
+    json_decref(got);
+    free(out);
+    free(err);
+    free(docs);
+    /* a vector of another dimension stops the import before anything is stored */
+    ck_assert_int_gt(asprintf(&docs, "{\"id\":\"a\",\"text\":\"好\"}\n{\"id\":\"b\",\"vector\":%s}\n",
+                              short_vec), 0);
+    ck_assert_int_eq(tu_run(imp, docs, &out, &err), 1);
+    ck_assert_ptr_nonnull(strstr(err, "line 2: \"vector\" must be a list of"));
+    ck_assert_ptr_nonnull(strstr(err, "nothing was imported"));
+    free(out);
+    free(err);
+    free(docs);
+    snprintf(query, sizeof(query), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(query), 0);
+    free(vec);
+    free(short_vec);
+    json_decref(shorter);
+    json_decref(exp);
+}
+END_TEST
+
 Suite *
 cli_suite(void)
 {
@@ -344,6 +400,7 @@ cli_suite(void)
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_import_and_search);
     tcase_add_test(tc, test_one_pipeline);
+    tcase_add_test(tc, test_import_vectors);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -94,7 +94,8 @@ coll_name(const char *base)
     return name;
 }
 
-static const struct ds_settings settings = { "Flat", DIM, "roformer-sim-tiny:sha256:0123abcd" };
+static const struct ds_settings settings = { .factory = "Flat", .dim = DIM,
+                                             .fingerprint = "roformer-sim-tiny:sha256:0123abcd" };
 
 static struct st_coll *
 new_coll(struct st_db *db, const char *name)

@@ -24,5 +24,6 @@ Suite *openai_suite(void);
 Suite *web_suite(void);
 Suite *routes_suite(void);
 Suite *precision_suite(void);
+Suite *search_suite(void);
 
 #endif
