@@ -88,7 +88,7 @@ k_rope_tables(float *sin_t, float *cos_t, int n_pos, int d)
     }
 }
 
-void
+VECTOR_KERNEL void
 k_rope(float *v, int H, int d, const float *sin_p, const float *cos_p)
 {
     for (int h = 0; h < H; h += d) {
