@@ -15,10 +15,14 @@ struct bench_options {
 };
 
 /* Measure the machine's limits (OpenBLAS sgemm, oneDNN f32, bf16 and int8
- * matmul at the encoder's shapes) and the encoder at batch 1 and 32 in m's
- * precision, against the limit of that precision; the resident memory;
- * and, when m is not fp32, each sentence's cosine to the fp32 vector.
- * Prints JSON lines.  Returns 0, or 1 on error (message printed). */
+ * matmul at the encoder's shapes, with the kernel each runs) and the
+ * encoder at batch 1 and 32 in m's precision, against the limit of that
+ * precision (sgemm for fp32); the resident memory; and, when m is not
+ * fp32, the fp32 model's rate and each sentence's cosine to its vector.
+ * Batch 32 runs three times, each right after its limit (and before the
+ * fp32 model): the ratios are those of the best of each.
+ * Every figure comes with the load average.  Prints JSON lines.  Returns
+ * 0, or 1 on error (message printed). */
 int bench_encoder(const struct rf_model *m, const struct bench_options *o);
 
 /* gen_synonyms (n 100, k 20, 32 new tokens) over o->count sentences: time

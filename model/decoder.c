@@ -297,6 +297,7 @@ dec_step(struct dec *d, const int32_t *tokens, struct rs_error *e)
             return rs_error_set(e, RS_EINVAL, "token id %d outside the vocabulary", tokens[r]);
 
     /* embeddings: token + segment 1 (+ position) */
+#pragma omp parallel for num_threads(mm_threads()) schedule(static)
     for (int r = 0; r < R; r++) {
         float *x = d->x + (size_t)r * (size_t)H;
         const float *te = m->tok_emb + (size_t)tokens[r] * (size_t)H, *se = m->seg_emb + H;
@@ -313,6 +314,7 @@ dec_step(struct dec *d, const int32_t *tokens, struct rs_error *e)
         const struct rf_layer *L = &m->layers[l];
         if ((rc = rf_dense(&L->qkv, d->mm, d->x, R, d->qkv, e)))
             return rc;
+#pragma omp parallel for num_threads(mm_threads()) schedule(static)
         for (int r = 0; r < R; r++) {
             float *qkv = d->qkv + (size_t)r * 3 * (size_t)H;
             size_t at = (((size_t)l * (size_t)d->max_rows + (size_t)d->slot[r]) * N + (size_t)t) * (size_t)H;

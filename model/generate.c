@@ -12,10 +12,12 @@
 #include "generate.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "embed.h"
+#include "matmul.h"
 #include "tokenizer.h"
 #include "vec.h"
 
@@ -169,12 +171,27 @@ select_nucleus(int *idx, float *w, int n, double target)
     return lo > 0 ? lo : 1;
 }
 
-int
-gen_sample_token(const float *probs, int V, const struct gen_params *p,
-                 struct gen_rng *rng, int *idx, float *w)
+/* Whether a draw from probs takes a uniform number: not when top-k is 1
+ * or no weight is left after the temperature (then it is the argmax). */
+static int
+sample_draws(const float *probs, int V, const struct gen_params *p)
+{
+    if (p->top_k == 1)
+        return 0;
+    for (int i = 0; i < V; i++)
+        if (probs[i] > 0 && (p->temperature == 1.0f || powf(probs[i], 1.0f / p->temperature) > 0))
+            return 1;
+    return 0;
+}
+
+/* The token of probs that u (in [0, 1), unused when sample_draws says
+ * so) picks. */
+static int
+sample_with(const float *probs, int V, const struct gen_params *p, double u, int *idx,
+            float *w)
 {
     int n = 0, best = 0;
-    double total = 0, u, acc = 0;
+    double total = 0, acc = 0;
 
     for (int i = 0; i < V; i++) {
         float v = probs[i];
@@ -203,13 +220,38 @@ gen_sample_token(const float *probs, int V, const struct gen_params *p,
         for (int i = 0; i < n; i++)
             total += w[i];
     }
-    u = gen_rng_uniform(rng) * total;
+    u *= total;
     for (int i = 0; i < n; i++) {
         acc += w[i];
         if (acc > u)
             return idx[i];
     }
     return idx[n - 1];
+}
+
+int
+gen_sample_token(const float *probs, int V, const struct gen_params *p,
+                 struct gen_rng *rng, int *idx, float *w)
+{
+    return sample_with(probs, V, p, sample_draws(probs, V, p) ? gen_rng_uniform(rng) : 0, idx,
+                       w);
+}
+
+/* One token for each of rows rows of probs (V each) into tok, the same
+ * tokens as gen_sample_token row after row: the uniform numbers are drawn
+ * in row order first, then the rows are sampled in parallel, each thread
+ * with its own scratch (V ints and V floats per thread in idx, w). */
+static void
+sample_rows(const float *probs, int rows, int V, const struct gen_params *p,
+            struct gen_rng *rng, double *u, int threads, int *idx, float *w, int32_t *tok)
+{
+    for (int r = 0; r < rows; r++)
+        u[r] = sample_draws(probs + (size_t)r * (size_t)V, V, p) ? gen_rng_uniform(rng) : 0;
+#pragma omp parallel for num_threads(threads) schedule(dynamic)
+    for (int r = 0; r < rows; r++) {
+        const size_t t = (size_t)omp_get_thread_num() * (size_t)V;
+        tok[r] = sample_with(probs + (size_t)r * (size_t)V, V, p, u[r], idx + t, w + t);
+    }
 }
 
 /* --- the decoding loops --------------------------------------------------- */
@@ -279,12 +321,14 @@ run_sampling(const struct rf_model *m, struct dec *d, const struct gen_params *p
     int32_t *hist = malloc((size_t)n * (size_t)N * sizeof(int32_t));
     int32_t *tok = malloc((size_t)n * sizeof(int32_t));
     int *sample = malloc((size_t)n * sizeof(int)), *keep = malloc((size_t)n * sizeof(int));
-    int *work_idx = malloc((size_t)V * sizeof(int));
-    float *work_p = malloc((size_t)V * sizeof(float));
+    const int threads = mm_threads();
+    int *work_idx = malloc((size_t)threads * (size_t)V * sizeof(int));
+    float *work_p = malloc((size_t)threads * (size_t)V * sizeof(float));
+    double *u = malloc((size_t)n * sizeof(double));
     struct gen_rng rng;
     int rc = RS_OK, rows = n;
 
-    if (!hist || !tok || !sample || !keep || !work_idx || !work_p ||
+    if (!hist || !tok || !sample || !keep || !work_idx || !work_p || !u ||
         seq_alloc(out, n, N) != RS_OK) {
         rc = rs_error_set(e, RS_ENOMEM, "out of memory");
         goto done;
@@ -298,11 +342,9 @@ run_sampling(const struct rf_model *m, struct dec *d, const struct gen_params *p
         int kept = 0;
         if ((rc = probs_finite(d, rows, V, e)) != RS_OK)
             goto done;
-        for (int r = 0; r < rows; r++) {
-            tok[r] = gen_sample_token(dec_probs(d) + (size_t)r * (size_t)V, V, p, &rng,
-                                      work_idx, work_p);
+        sample_rows(dec_probs(d), rows, V, p, &rng, u, threads, work_idx, work_p, tok);
+        for (int r = 0; r < rows; r++)
             hist[(size_t)sample[r] * (size_t)N + (size_t)step] = tok[r];
-        }
         for (int r = 0; r < rows; r++) {
             if (tok[r] == sep)
                 seq_add(out, hist + (size_t)sample[r] * (size_t)N, step + 1, N);
@@ -332,6 +374,7 @@ done:
     free(keep);
     free(work_idx);
     free(work_p);
+    free(u);
     return rc;
 }
 

@@ -88,7 +88,7 @@ k_rope_tables(float *sin_t, float *cos_t, int n_pos, int d)
     }
 }
 
-void
+VECTOR_KERNEL void
 k_rope(float *v, int H, int d, const float *sin_p, const float *cos_p)
 {
     for (int h = 0; h < H; h += d) {
@@ -126,6 +126,26 @@ k_to_bf16(const float *x, size_t n, uint16_t *y)
     }
 }
 
+/* The largest |x[j]| of x[0..n), as the largest bit pattern of |x[j]|: the
+ * patterns of non-negative floats sort as their values, and an integer
+ * maximum vectorizes where a float one (fmaxf, or a comparison, which
+ * must keep NaN and signed-zero semantics) does not. */
+static inline float
+abs_max(const float *x, int n)
+{
+    uint32_t mx = 0;
+    float f;
+
+    for (int j = 0; j < n; j++) {
+        uint32_t u;
+        memcpy(&u, &x[j], sizeof(u));
+        u &= 0x7fffffffu;
+        mx = u > mx ? u : mx;
+    }
+    memcpy(&f, &mx, sizeof(f));
+    return f;
+}
+
 /* round(v) for |v| <= 127.5, in a form the compiler vectorizes */
 static inline int8_t
 round_s8(float v)
@@ -139,11 +159,8 @@ k_quantize_rows(const float *x, int n, int K, int8_t *q, float *scale)
     for (int i = 0; i < n; i++) {
         const float *row = x + (size_t)i * (size_t)K;
         int8_t *out = q + (size_t)i * (size_t)K;
-        float mx = 0, inv;
-        for (int k = 0; k < K; k++) {
-            float a = fabsf(row[k]);
-            mx = a > mx ? a : mx;   /* not fmaxf, a libm call the compiler keeps */
-        }
+        const float mx = abs_max(row, K);
+        float inv;
         scale[i] = mx > 0 ? mx / 127.0f : 1.0f;
         inv = 1.0f / scale[i];
         for (int k = 0; k < K; k++)
@@ -178,8 +195,13 @@ k_dequantize_rows(float *y, int n, int N, const float *rs, const float *cs, cons
 {
     for (int i = 0; i < n; i++) {
         float *row = y + (size_t)i * (size_t)N;
-        for (int j = 0; j < N; j++)
-            row[j] = row[j] * rs[i] * cs[j] + (b ? b[j] : 0.0f);
+        const float s = rs[i];
+        if (b != NULL)    /* outside the loop, which then vectorizes */
+            for (int j = 0; j < N; j++)
+                row[j] = row[j] * s * cs[j] + b[j];
+        else
+            for (int j = 0; j < N; j++)
+                row[j] = row[j] * s * cs[j];
     }
 }
 
@@ -220,14 +242,19 @@ k_requantize_gelu_rows(float *y, int n, int N, float *rs, const float *cs, const
     for (int i = 0; i < n; i++) {
         float *row = y + (size_t)i * (size_t)N;
         int8_t *out = q + (size_t)i * (size_t)N;
-        float mx = 0, inv;
-        for (int j = 0; j < N; j++) {
-            float v = row[j] * rs[i] * cs[j] + (b ? b[j] : 0.0f);
-            v = 0.5f * v * (1.0f + erf_rational(v * 0.70710678118654752f));
-            row[j] = v;
-            v = fabsf(v);
-            mx = v > mx ? v : mx;
-        }
+        const float s = rs[i];
+        float mx, inv;
+        /* the bias test outside the loops: a load under a condition keeps
+         * the compiler from vectorizing */
+        if (b != NULL)
+            for (int j = 0; j < N; j++)
+                row[j] = row[j] * s * cs[j] + b[j];
+        else
+            for (int j = 0; j < N; j++)
+                row[j] = row[j] * s * cs[j];
+        for (int j = 0; j < N; j++)
+            row[j] = 0.5f * row[j] * (1.0f + erf_rational(row[j] * 0.70710678118654752f));
+        mx = abs_max(row, N);
         rs[i] = mx > 0 ? mx / 127.0f : 1.0f;
         inv = 1.0f / rs[i];
         for (int j = 0; j < N; j++)

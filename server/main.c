@@ -40,6 +40,7 @@
 #include "http.h"
 #include "keyfile.h"
 #include "log.h"
+#include "threadenv.h"
 #include "watchdog.h"
 
 #ifndef ROSIM_VERSION
@@ -277,6 +278,7 @@ main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     struct override *ov;
+    char removed[256];
     int n_ov = 0, test_only = 0, opt, sig;
     const char *config_path = NULL;
     struct rs_error err;
@@ -291,6 +293,16 @@ main(int argc, char **argv)
     struct store *store = NULL;
     sigset_t sigs;
 
+    /* before anything: the environment libgomp reads at load (threadenv.h) */
+    if (threadenv_fix(removed, sizeof(removed))) {
+        threadenv_reexec(argv);
+        if (removed[0] != '\0') {
+            fprintf(stderr, "rosimd: cannot execute itself again without %s (%s); unset it: "
+                    "OpenMP teams smaller than [model] threads make oneDNN compute wrong "
+                    "vectors\n", removed, strerror(errno));
+            return 1;
+        }
+    }
     ov = calloc((size_t)argc, sizeof(*ov));
     if (ov == NULL) {
         fprintf(stderr, "rosimd: out of memory\n");
@@ -380,6 +392,9 @@ main(int argc, char **argv)
 
     log_msg(RS_LOG_INFO, "rosimd %s starting with %s (%d compute threads)", ROSIM_VERSION,
             config_path, conf.compute_threads);
+    if (threadenv_removed() != NULL && threadenv_removed()[0] != '\0')
+        log_msg(RS_LOG_WARN, "ignoring %s from the environment: OpenMP teams smaller than "
+                "[model] threads make oneDNN compute wrong vectors", threadenv_removed());
     http = http_server_start(&conf, &app, &err);
     if (http == NULL) {
         log_msg(RS_LOG_ERROR, "%s", err.msg);

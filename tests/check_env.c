@@ -14,6 +14,8 @@
  * - `sh scripts/setup.sh && make` runs the setup once: the script writes
  *   the stamp the Makefile checks.
  */
+#include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -509,6 +511,83 @@ START_TEST(test_setup_stamp)
 }
 END_TEST
 
+/* A file's first len - 1 bytes, NULs as newlines, with a newline before:
+ * /proc/PID/environ as lines "\nNAME=value". */
+static void
+read_lines(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    ck_assert_ptr_nonnull(f);
+    buf[0] = '\n';
+    n = fread(buf + 1, 1, len - 2, f);
+    fclose(f);
+    buf[n + 1] = '\0';
+    for (size_t i = 1; i <= n; i++)
+        buf[i] = buf[i] == '\0' ? '\n' : buf[i];
+}
+
+/* rosimd started with name=value in its environment and [model] threads =
+ * 2: its /v1/embed vector of the first golden case is the golden one
+ * (1e-4), it runs without name and with passive waiting, and says so. */
+static void
+embed_with_env(const char *name, const char *value)
+{
+    const char *const extra[] = { "--model", "tests/fixtures/roformer-sim-tiny", "--data",
+                                  "/tmp/rosim-check-env-omp", "-o", "model.threads=2", NULL };
+    json_error_t je;
+    json_t *gold = json_load_file("tests/fixtures/roformer-sim-tiny/expected.json",
+                                  JSON_ALLOW_NUL, &je);
+    json_t *c0 = json_array_get(json_object_get(gold, "cases"), 0), *reply, *got, *want;
+    struct tu_daemon d;
+    struct tu_response r;
+    char body[256], path[64], env[8192], log[8192], set[64];
+    double worst = 0;
+
+    ck_assert_msg(c0 != NULL, "expected.json: %s", je.text);
+    snprintf(body, sizeof(body), "{\"texts\":[\"%s\"]}",
+             json_string_value(json_object_get(c0, "text")));
+    setenv(name, value, 1);
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+    unsetenv(name);
+    snprintf(path, sizeof(path), "/proc/%d/environ", (int)d.pid);
+    read_lines(path, env, sizeof(env));
+    snprintf(set, sizeof(set), "\n%s=", name);
+    ck_assert_msg(strstr(env, set) == NULL, "rosimd runs with %s set", name);
+    ck_assert_msg(strstr(env, "\nOMP_WAIT_POLICY=passive\n") != NULL, "no passive waiting");
+    ck_assert_int_eq(tu_http(d.port, "POST", "/v1/embed", "application/json", body,
+                             strlen(body), &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    reply = json_loads(r.body, 0, &je);
+    got = json_array_get(json_object_get(reply, "embeddings"), 0);
+    want = json_object_get(c0, "embedding");
+    ck_assert_uint_eq(json_array_size(got), json_array_size(want));
+    for (size_t i = 0; i < json_array_size(want); i++) {
+        double dv = fabs(json_number_value(json_array_get(got, i)) -
+                         json_number_value(json_array_get(want, i)));
+        worst = dv > worst ? dv : worst;
+    }
+    ck_assert_msg(worst < 1e-4, "%s=%s: the vector is off by %g", name, value, worst);
+    read_lines(d.log_path, log, sizeof(log));
+    snprintf(set, sizeof(set), "ignoring %s=%s from the environment", name, value);
+    ck_assert_msg(strstr(log, set) != NULL, "no warning: %s", log);
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    tu_response_free(&r);
+    json_decref(reply);
+    json_decref(gold);
+    ck_assert_int_eq(system("rm -rf /tmp/rosim-check-env-omp"), 0);
+}
+
+/* OMP_THREAD_LIMIT and OMP_DYNAMIC let OpenMP give oneDNN fewer threads
+ * than it planned for: rosimd runs without them, and waits passively. */
+START_TEST(test_omp_env_cannot_shrink_teams)
+{
+    embed_with_env("OMP_THREAD_LIMIT", "1");
+    embed_with_env("OMP_DYNAMIC", "true");
+}
+END_TEST
+
 Suite *
 env_suite(void)
 {
@@ -524,6 +603,7 @@ env_suite(void)
     tcase_add_test(tc, test_probes_not_logged_at_info);
     tcase_add_test(tc, test_unwritable_dirs);
     tcase_add_test(tc, test_setup_stamp);
+    tcase_add_test(tc, test_omp_env_cannot_shrink_teams);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     tcase_add_test(cpu, test_threads_auto_in_config);

@@ -522,6 +522,115 @@ START_TEST(test_nul_in_source)
 }
 END_TEST
 
+/* Sampling draws the rows of a step on several threads: the sequences are
+ * those of drawing row after row with gen_sample_token (the uniform
+ * numbers taken in row order), rows ending at [SEP] leaving as they end. */
+static void
+sample_serially(const struct rf_model *m, const struct tok_output *src,
+                const struct gen_params *p, struct gen_sequences *want)
+{
+    const int V = rf_model_config(m)->n_vocab, sep = tok_specials(rf_model_vocab(m)).sep;
+    const int N = p->max_new;
+    struct dec *d = dec_new(m, src->n, N, p->n);
+    int32_t *hist = malloc((size_t)p->n * (size_t)N * sizeof(int32_t)), tok[64];
+    int *wi = malloc((size_t)V * sizeof(int)), sample[64], keep[64], rows = p->n;
+    float *wp = malloc((size_t)V * sizeof(float));
+    struct gen_rng rng;
+    struct rs_error e;
+
+    ck_assert_int_le(p->n, 64);
+    want->ids = malloc((size_t)p->n * (size_t)N * sizeof(int32_t));
+    want->off = malloc((size_t)p->n * sizeof(int));
+    want->len = malloc((size_t)p->n * sizeof(int));
+    want->n = 0;
+    gen_rng_seed(&rng, p->seed);
+    ck_assert_int_eq(dec_start(d, src->ids, src->n, &e), RS_OK);
+    ck_assert_int_eq(dec_fork(d, p->n, &e), RS_OK);
+    for (int r = 0; r < rows; r++)
+        sample[r] = r;
+    for (int step = 0; step < N; step++) {
+        int kept = 0;
+        for (int r = 0; r < rows; r++) {
+            tok[r] = gen_sample_token(dec_probs(d) + (size_t)r * (size_t)V, V, p, &rng, wi, wp);
+            hist[sample[r] * N + step] = tok[r];
+        }
+        for (int r = 0; r < rows; r++) {
+            if (tok[r] != sep && step < N - 1) {
+                keep[kept++] = r;
+                continue;
+            }
+            if (tok[r] != sep)
+                continue;
+            want->off[want->n] = want->n * N;
+            want->len[want->n] = step + 1;
+            memcpy(want->ids + want->n * N, hist + sample[r] * N, (size_t)(step + 1) * 4);
+            want->n++;
+        }
+        if (step == N - 1) {
+            for (int r = 0; r < rows; r++)
+                if (tok[r] != sep) {
+                    want->off[want->n] = want->n * N;
+                    want->len[want->n] = N;
+                    memcpy(want->ids + want->n * N, hist + sample[r] * N, (size_t)N * 4);
+                    want->n++;
+                }
+            break;
+        }
+        if (kept == 0)
+            break;
+        for (int i = 0; i < kept; i++) {
+            sample[i] = sample[keep[i]];
+            tok[i] = tok[keep[i]];
+        }
+        ck_assert_int_eq(dec_select(d, keep, kept, &e), RS_OK);
+        ck_assert_int_eq(dec_step(d, tok, &e), RS_OK);
+        rows = kept;
+    }
+    dec_free(d);
+    free(hist);
+    free(wi);
+    free(wp);
+}
+
+START_TEST(test_parallel_sampling_draws_as_serial)
+{
+    struct rf_model *m = load(TINY);
+    struct tok_output src = { 0 };
+    struct rs_error e;
+    static const char text[] = "今天天气怎么样";
+
+    rf_set_threads(2);
+    ck_assert_int_eq(tok_encode(rf_model_vocab(m), text, sizeof(text) - 1, 64, &src, &e), RS_OK);
+    for (int c = 0; c < 2; c++) {
+        struct gen_params p = gen_default_params();
+        struct gen_sequences got, want;
+        struct dec *d;
+        p.n = 40;
+        p.max_new = 12;
+        p.seed = 5 + (uint64_t)c;
+        if (c == 1) {
+            p.top_k = 7;
+            p.temperature = 0.7f;
+        }
+        d = dec_new(m, src.n, p.max_new, p.n);
+        ck_assert_int_eq(gen_run(m, d, src.ids, src.n, &p, &got, &e), RS_OK);
+        dec_free(d);
+        sample_serially(m, &src, &p, &want);
+        ck_assert_int_eq(got.n, want.n);
+        for (int i = 0; i < got.n; i++) {
+            ck_assert_int_eq(got.len[i], want.len[i]);
+            ck_assert_msg(memcmp(got.ids + got.off[i], want.ids + want.off[i],
+                                 (size_t)got.len[i] * sizeof(int32_t)) == 0,
+                          "case %d: sequence %d differs", c, i);
+        }
+        gen_sequences_free(&got);
+        gen_sequences_free(&want);
+    }
+    tok_output_free(&src);
+    rf_model_free(m);
+}
+END_TEST
+
 START_TEST(test_beam_gives_one)
 {
     struct rf_model *m = load(TINY);
@@ -898,6 +1007,7 @@ generate_suite(void)
     tcase_add_test(tc, test_sampler_distribution);
     tcase_add_test(tc, test_beam_full_width_is_exact);
     tcase_add_test(tc, test_paraphrase_and_seeds);
+    tcase_add_test(tc, test_parallel_sampling_draws_as_serial);
     tcase_add_test(tc, test_bad_parameters);
     tcase_add_test(tc, test_scores_are_cosines_of_truncated_texts);
     tcase_add_test(tc, test_nul_in_source);
