@@ -474,6 +474,21 @@ db_run(struct pg_db *db, const char *sql, const struct params *p, PGresult **res
     return rc;
 }
 
+/* One statement on a pooled connection, counting the rows it returned. */
+static int
+db_rows(struct pg_db *db, const char *sql, const struct params *p, const char *what, int *rows,
+        struct rs_error *e)
+{
+    PGresult *r;
+    int rc = db_run(db, sql, p, &r, what, e);
+
+    if (rc == RS_OK) {
+        *rows = PQntuples(r);
+        PQclear(r);
+    }
+    return rc;
+}
+
 static int
 pg_ping(struct st_db *base, struct rs_error *e)
 {
@@ -517,9 +532,8 @@ pg_create(struct st_db *base, const char *name, const struct ds_settings *s,
           struct rs_error *e)
 {
     struct params p = { 0 };
-    PGresult *r;
     char dim[16];
-    int rc;
+    int rc, rows;
 
     if (!store_valid_name(name))
         return rs_error_set(e, RS_EINVAL, "'%s' is not a collection name", name);
@@ -528,33 +542,28 @@ pg_create(struct st_db *base, const char *name, const struct ds_settings *s,
     p_str(&p, s->factory);
     p_str(&p, dim);
     p_str(&p, s->fingerprint);
-    rc = db_run((struct pg_db *)base,
-                "WITH ins AS (INSERT INTO rosim_collections (name, factory, dim, fingerprint)"
-                " VALUES ($1, $2, $3::integer, $4) ON CONFLICT (name) DO NOTHING RETURNING name)"
-                " SELECT pg_notify('" CHANNEL "', name || ' 0') FROM ins",
-                &p, &r, "create a collection", e);
-    if (rc == RS_OK && PQntuples(r) == 0)
-        rc = rs_error_set(e, RS_EEXIST, "collection '%s' exists", name);
-    PQclear(r);
-    return rc;
+    rc = db_rows((struct pg_db *)base,
+                 "WITH ins AS (INSERT INTO rosim_collections (name, factory, dim, fingerprint)"
+                 " VALUES ($1, $2, $3::integer, $4) ON CONFLICT (name) DO NOTHING RETURNING name)"
+                 " SELECT pg_notify('" CHANNEL "', name || ' 0') FROM ins",
+                 &p, "create a collection", &rows, e);
+    return rc == RS_OK && rows == 0 ? rs_error_set(e, RS_EEXIST, "collection '%s' exists", name)
+                                    : rc;
 }
 
 static int
 pg_drop(struct st_db *base, const char *name, struct rs_error *e)
 {
     struct params p = { 0 };
-    PGresult *r;
-    int rc;
+    int rc, rows;
 
     p_str(&p, name);
-    rc = db_run((struct pg_db *)base,
-                "WITH del AS (DELETE FROM rosim_collections WHERE name = $1 RETURNING name)"
-                " SELECT pg_notify('" CHANNEL "', name || ' -1') FROM del",
-                &p, &r, "drop a collection", e);
-    if (rc == RS_OK && PQntuples(r) == 0)
-        rc = rs_error_set(e, RS_ENOTFOUND, "no collection '%s'", name);
-    PQclear(r);
-    return rc;
+    rc = db_rows((struct pg_db *)base,
+                 "WITH del AS (DELETE FROM rosim_collections WHERE name = $1 RETURNING name)"
+                 " SELECT pg_notify('" CHANNEL "', name || ' -1') FROM del",
+                 &p, "drop a collection", &rows, e);
+    return rc == RS_OK && rows == 0 ? rs_error_set(e, RS_ENOTFOUND, "no collection '%s'", name)
+                                    : rc;
 }
 
 static int
@@ -603,62 +612,74 @@ gone(struct st_coll *c, struct rs_error *e)
     return rs_error_set(e, RS_ENOTFOUND, "collection '%s' was dropped", PC(c)->name);
 }
 
+/* Run sql with the collection's id as $1: RS_OK with its result in *r
+ * (at least one row; PQclear it), or an error (the collection gone when
+ * there is no row). */
+static int
+coll_query(struct st_coll *c, const char *sql, const char *what, PGresult **r,
+           struct rs_error *e)
+{
+    struct params p = { 0 };
+    int rc;
+
+    p_i64(&p, PC(c)->id);
+    if ((rc = db_run(PC(c)->db, sql, &p, r, what, e)) != RS_OK)
+        return rc;
+    if (PQntuples(*r) == 0) {
+        PQclear(*r);
+        return gone(c, e);
+    }
+    return RS_OK;
+}
+
 static int
 pg_settings(struct st_coll *c, struct ds_settings *s, struct rs_error *e)
 {
-    struct params p = { 0 };
     PGresult *r;
     int rc;
 
     memset(s, 0, sizeof(*s));
-    p_i64(&p, PC(c)->id);
-    if ((rc = db_run(PC(c)->db, "SELECT factory, dim, fingerprint FROM rosim_collections"
-                     " WHERE id = $1", &p, &r, "read settings", e)) != RS_OK)
+    if ((rc = coll_query(c, "SELECT factory, dim, fingerprint FROM rosim_collections"
+                         " WHERE id = $1", "read settings", &r, e)) != RS_OK)
         return rc;
-    if (PQntuples(r) == 0)
-        rc = gone(c, e);
-    else {
-        snprintf(s->factory, sizeof(s->factory), "%.*s", PQgetlength(r, 0, 0),
-                 PQgetvalue(r, 0, 0));
-        s->dim = get_i32(r, 0, 1);
-        snprintf(s->fingerprint, sizeof(s->fingerprint), "%.*s", PQgetlength(r, 0, 2),
-                 PQgetvalue(r, 0, 2));
-    }
+    snprintf(s->factory, sizeof(s->factory), "%.*s", PQgetlength(r, 0, 0), PQgetvalue(r, 0, 0));
+    s->dim = get_i32(r, 0, 1);
+    snprintf(s->fingerprint, sizeof(s->fingerprint), "%.*s", PQgetlength(r, 0, 2),
+             PQgetvalue(r, 0, 2));
     PQclear(r);
-    return rc;
+    return RS_OK;
+}
+
+/* The number a one-column query on the collection answers. */
+static int
+coll_int64(struct st_coll *c, const char *sql, const char *what, int64_t *v, struct rs_error *e)
+{
+    PGresult *r;
+    int rc;
+
+    if ((rc = coll_query(c, sql, what, &r, e)) != RS_OK)
+        return rc;
+    *v = get_i64(r, 0, 0);
+    PQclear(r);
+    return RS_OK;
 }
 
 static int
 pg_seq(struct st_coll *c, int64_t *seq, struct rs_error *e)
 {
-    struct params p = { 0 };
-    PGresult *r;
-    int rc;
-
-    p_i64(&p, PC(c)->id);
-    if ((rc = db_run(PC(c)->db, "SELECT seq FROM rosim_collections WHERE id = $1", &p, &r,
-                     "read the sequence", e)) != RS_OK)
-        return rc;
-    if (PQntuples(r) == 0)
-        rc = gone(c, e);
-    else
-        *seq = get_i64(r, 0, 0);
-    PQclear(r);
-    return rc;
+    return coll_int64(c, "SELECT seq FROM rosim_collections WHERE id = $1",
+                      "read the sequence", seq, e);
 }
 
 static int
 pg_count(struct st_coll *c, long *n, struct rs_error *e)
 {
-    struct params p = { 0 };
-    PGresult *r;
-    int rc;
+    int64_t v;
+    int rc = coll_int64(c, "SELECT count(*) FROM rosim_docs WHERE coll = $1",
+                        "count documents", &v, e);
 
-    p_i64(&p, PC(c)->id);
-    if ((rc = db_run(PC(c)->db, "SELECT count(*) FROM rosim_docs WHERE coll = $1", &p, &r,
-                     "count documents", e)) == RS_OK)
-        *n = (long)get_i64(r, 0, 0);
-    PQclear(r);
+    if (rc == RS_OK)
+        *n = (long)v;
     return rc;
 }
 

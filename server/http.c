@@ -27,15 +27,9 @@
  * over the connection's memory, 505, a malformed request line) stays the
  * library's.
  *
- * libmicrohttpd's connection timeout is an idle timeout: a client sending
- * a byte now and then holds its connection (and its thread) for ever.  So
- * each connection has a slot (on_connection) with a deadline by which its
- * request must have arrived whole, and the reaper thread answers 408 to
- * connections past it and shuts their socket down, which makes the
- * library close them.  A slot is freed in the library's "closed" notice,
- * which comes before the socket is closed: under conns_mu, a slot's fd is
- * always the connection's own.  A stop answers 503 to requests still
- * arriving in the same way.
+ * Each connection has a slot in conns.h from the library's "started"
+ * notice to its "closed", through which its request is held to
+ * read_timeout (408), and a stop ends requests still arriving (503).
  */
 #include "http.h"
 
@@ -45,7 +39,6 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -56,6 +49,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "conns.h"
 #include "keyfile.h"
 #include "log.h"
 #include "metrics.h"
@@ -65,20 +59,6 @@
 
 #define MAX_KEYS KEYFILE_MAX_KEYS
 #define STOP_GRACE_MS 500     /* after the stop deadline, for cancelled work to unwind */
-#define REAP_EVERY_MS 250     /* how often deadlines are checked */
-
-/* A connection, from the library's "started" notice to its "closed". */
-struct conn {
-    MHD_socket fd;
-    long long deadline;       /* monotonic ms by which a whole request must have come;
-                                 0 while a request is being handled */
-    int arriving;             /* its request line came: a request is arriving */
-    int answered;             /* a reply is queued before the body ended */
-    int reaped;               /* answered by the reaper: its request logs this status */
-    int reaped_status;
-    struct conn *prev, *next;
-};
-
 struct http_server {
     struct MHD_Daemon *daemon;
     const struct conf *conf;
@@ -89,14 +69,7 @@ struct http_server {
     atomic_llong stop_at;     /* monotonic ms when work in flight must stop; 0: not stopping */
     char *keys[MAX_KEYS];     /* API keys; none: no authentication */
     int n_keys;
-    /* the connections, and the reaper thread that enforces their deadlines */
-    pthread_mutex_t conns_mu;
-    pthread_cond_t reaper_cv;
-    struct conn *conns;
-    int stopping;             /* drain began: requests still arriving get 503 */
-    int reaper_stop;
-    int reaper_started;
-    pthread_t reaper;
+    struct conns *conns;      /* the connections and their deadlines */
 };
 
 struct request {
@@ -270,44 +243,25 @@ reply_and_close(struct MHD_Connection *c, struct request *req, const char *url, 
     free(out);
 }
 
-/* --- connection deadlines ------------------------------------------------- */
+/* --- connection deadlines (conns.h) ---------------------------------------- */
 
 static void
 on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
               enum MHD_ConnectionNotificationCode toe)
 {
     struct http_server *s = cls;
-    struct conn *k = *socket_context;
 
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (ci == NULL || (k = calloc(1, sizeof(*k))) == NULL)
-            return;   /* no deadline for this one: the idle timeout still holds */
-        k->fd = ci->connect_fd;
-        k->deadline = now_ms() + (long long)s->conf->read_timeout * 1000;
-        pthread_mutex_lock(&s->conns_mu);
-        k->next = s->conns;
-        if (s->conns != NULL)
-            s->conns->prev = k;
-        s->conns = k;
-        pthread_mutex_unlock(&s->conns_mu);
-        *socket_context = k;
-    } else if (k != NULL) {
-        pthread_mutex_lock(&s->conns_mu);
-        if (k->prev != NULL)
-            k->prev->next = k->next;
-        else
-            s->conns = k->next;
-        if (k->next != NULL)
-            k->next->prev = k->prev;
-        pthread_mutex_unlock(&s->conns_mu);
-        free(k);
+        *socket_context = ci != NULL ? conns_opened(s->conns, ci->connect_fd) : NULL;
+    } else {
+        conns_closed(s->conns, *socket_context);
         *socket_context = NULL;
     }
 }
 
-/* The connection of c's slot, or NULL (none could be made). */
+/* The slot of connection c, or NULL (none could be made). */
 static struct conn *
 conn_of(struct MHD_Connection *c)
 {
@@ -316,114 +270,23 @@ conn_of(struct MHD_Connection *c)
     return ci != NULL ? ci->socket_context : NULL;
 }
 
-/* A request line came on k. */
-static void
-conn_arriving(struct http_server *s, struct conn *k)
-{
-    if (k == NULL)
-        return;
-    pthread_mutex_lock(&s->conns_mu);
-    k->arriving = 1;
-    pthread_mutex_unlock(&s->conns_mu);
-}
-
-/* A reply is queued before the request's body ended (the reaper then does
- * not write one of its own). */
-static void
-conn_answered(struct http_server *s, struct conn *k)
-{
-    if (k == NULL)
-        return;
-    pthread_mutex_lock(&s->conns_mu);
-    k->answered = 1;
-    pthread_mutex_unlock(&s->conns_mu);
-}
-
-/* The request arrived whole and is handled: no deadline until it is done. */
-static void
-conn_handling(struct http_server *s, struct conn *k)
-{
-    if (k == NULL)
-        return;
-    pthread_mutex_lock(&s->conns_mu);
-    k->deadline = 0;
-    pthread_mutex_unlock(&s->conns_mu);
-}
-
-/* The request on k is done.  The next may begin after an idle wait of up
- * to connection_timeout and has read_timeout more to arrive; *status
- * becomes the reaper's answer when it ended the request. */
-static void
-conn_done(struct http_server *s, struct conn *k, int *status, int *closed)
-{
-    if (k == NULL)
-        return;
-    pthread_mutex_lock(&s->conns_mu);
-    if (k->reaped && *status == 0) {
-        *status = k->reaped_status;
-        *closed = 1;
-    }
-    k->arriving = k->answered = 0;
-    k->deadline = now_ms() + (long long)(s->conf->connection_timeout + s->conf->read_timeout) * 1000;
-    pthread_mutex_unlock(&s->conns_mu);
-}
-
-/* End a connection whose request is late (408), or still arriving at a
- * stop (503):
- * its reply goes out in one non-blocking send (a client that does not
- * read loses it), then the socket is shut down.  Under conns_mu. */
-static void
-reap(struct http_server *s, struct conn *k)
-{
-    struct api_reply r = { 0, NULL, 0, NULL, NULL };
-    char id[32], *out;
-    size_t n;
-
-    if (s->stopping && k->arriving)
-        api_error(&r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
-                  "the server is stopping; retry the request");
-    else
-        api_error(&r, MHD_HTTP_REQUEST_TIMEOUT, "request_timeout",
-                  "the request did not arrive whole within %d s", s->conf->read_timeout);
-    k->reaped = 1;
-    k->reaped_status = r.status;
-    snprintf(id, sizeof(id), "%08x%08x", (unsigned)time(NULL) ^ (unsigned)getpid(),
-             atomic_fetch_add(&s->next_id, 1));
-    if (!k->answered && (out = closing_response(&r, id, &n)) != NULL) {
-        send(k->fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT);   /* a client that cannot take it
-                                                               has its answer in the close */
-        free(out);
-    }
-    json_decref(r.json);
-    shutdown(k->fd, SHUT_RDWR);
-    if (r.status == MHD_HTTP_REQUEST_TIMEOUT)
-        metrics_rejected("read_timeout");
-}
-
-static void *
-reaper_main(void *arg)
+/* The reply that ends a connection whose request is late (408) or still
+ * arriving at a stop (503). */
+static char *
+deadline_response(void *arg, int status, size_t *len)
 {
     struct http_server *s = arg;
+    struct api_reply r = { 0, NULL, 0, NULL, NULL };
+    char id[32];
 
-    pthread_mutex_lock(&s->conns_mu);
-    while (!s->reaper_stop) {
-        long long now = now_ms();
-        struct timespec until;
-
-        for (struct conn *k = s->conns; k != NULL; k = k->next)
-            if (!k->reaped && k->deadline != 0 && ((s->stopping && k->arriving) ||
-                                                   now >= k->deadline))
-                reap(s, k);
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += REAP_EVERY_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&s->reaper_cv, &s->conns_mu, &until);
-    }
-    pthread_mutex_unlock(&s->conns_mu);
-    return NULL;
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+        api_error(&r, status, "unavailable", "the server is stopping; retry the request");
+    else
+        api_error(&r, status, "request_timeout", "the request did not arrive whole within "
+                  "%d s", s->conf->read_timeout);
+    snprintf(id, sizeof(id), "%08x%08x", (unsigned)time(NULL) ^ (unsigned)getpid(),
+             atomic_fetch_add(&s->next_id, 1));
+    return closing_response(&r, id, len);
 }
 
 /* --- authentication -------------------------------------------------------- */
@@ -556,7 +419,7 @@ on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     req->fd = MHD_INVALID_SOCKET;
     clock_gettime(CLOCK_MONOTONIC, &req->start);
     set_line(req, "-", uri);
-    conn_arriving(s, conn_of(c));
+    conn_arriving(s->conns, conn_of(c));
     thread_req = req;
     thread_conn = c;
     return req;
@@ -653,7 +516,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         }
         if (encoded(c)) {
             req->answered = 1;
-            conn_answered(s, req->conn);
+            conn_answered(s->conns, req->conn);
             api_error(&r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
                       "Content-Encoding is not supported: send the body as it is");
             openai_error_for_path(url, &r);
@@ -661,7 +524,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         }
         if (s->n_keys > 0 && !open_route && !authorized(s, c)) {
             req->answered = 1;
-            conn_answered(s, req->conn);
+            conn_answered(s->conns, req->conn);
             metrics_rejected("unauthorized");
             api_error(&r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
                       "this route needs \"Authorization: Bearer <API key>\"");
@@ -670,7 +533,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         }
         if (cl != NULL && strtoull(cl, NULL, 10) > s->conf->max_body_bytes) {
             req->answered = 1;
-            conn_answered(s, req->conn);
+            conn_answered(s->conns, req->conn);
             api_error(&r, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
                       "request body of %s bytes is over the limit of %zu bytes",
                       cl, s->conf->max_body_bytes);
@@ -710,7 +573,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         req->body[req->body_len] = '\0';
         return MHD_YES;
     }
-    conn_handling(s, req->conn);
+    conn_handling(s->conns, req->conn);
     if (route_match(method, url, &m) == ROUTE_FOUND) {
         if (m.route->flags & ROUTE_METRICS)
             return serve_metrics(s, c, req);
@@ -753,7 +616,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         thread_req = NULL;
         thread_conn = NULL;
     }
-    conn_done(s, conn_of(c), &req->status, &req->closed);
+    conn_done(s->conns, conn_of(c), &req->status, &req->closed);
     if (req->status == 0) {   /* a reply libmicrohttpd made, or none */
         ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
         req->status = ci != NULL ? (int)ci->http_status : 0;
@@ -849,22 +712,8 @@ free_server(struct http_server *s)
         memset(s->keys[i], 0, strlen(s->keys[i]));
         free(s->keys[i]);
     }
-    pthread_cond_destroy(&s->reaper_cv);
-    pthread_mutex_destroy(&s->conns_mu);
+    conns_stop(s->conns);
     free(s);
-}
-
-static void
-stop_reaper(struct http_server *s)
-{
-    if (!s->reaper_started)
-        return;
-    pthread_mutex_lock(&s->conns_mu);
-    s->reaper_stop = 1;
-    pthread_cond_signal(&s->reaper_cv);
-    pthread_mutex_unlock(&s->conns_mu);
-    pthread_join(s->reaper, NULL);
-    s->reaper_started = 0;
 }
 
 struct http_server *
@@ -873,7 +722,6 @@ http_server_start(const struct conf *conf, struct app *app, struct rs_error *e)
     struct sockaddr_storage ss;
     struct http_server *s;
     const union MHD_DaemonInfo *info;
-    pthread_condattr_t ca;
     /* a thread per connection: handlers block while the model works (the
      * batcher merges their work), and one slow request must not hold up
      * other connections; max_connections bounds the threads */
@@ -900,12 +748,9 @@ http_server_start(const struct conf *conf, struct app *app, struct rs_error *e)
     }
     s->conf = conf;
     s->app = app;
-    pthread_mutex_init(&s->conns_mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->reaper_cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (conf->api_key_file[0] != '\0' && load_keys(s, conf->api_key_file, e) != RS_OK) {
+    if ((conf->api_key_file[0] != '\0' && load_keys(s, conf->api_key_file, e) != RS_OK) ||
+        (s->conns = conns_start(conf->read_timeout, conf->connection_timeout,
+                                deadline_response, s, e)) == NULL) {
         free_server(s);
         return NULL;
     }
@@ -927,13 +772,6 @@ http_server_start(const struct conf *conf, struct app *app, struct rs_error *e)
         free_server(s);
         return NULL;
     }
-    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0) {
-        rs_error_set(e, RS_ENOMEM, "cannot start a thread");
-        MHD_stop_daemon(s->daemon);
-        free_server(s);
-        return NULL;
-    }
-    s->reaper_started = 1;
     info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info != NULL ? info->port : conf->listen.port;
     return s;
@@ -964,10 +802,7 @@ http_server_drain(struct http_server *s, int timeout_s)
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     atomic_store(&s->stop_at, stop_at);
-    pthread_mutex_lock(&s->conns_mu);   /* requests still arriving: 503 now */
-    s->stopping = 1;
-    pthread_cond_signal(&s->reaper_cv);
-    pthread_mutex_unlock(&s->conns_mu);
+    conns_stopping(s->conns);   /* requests still arriving: 503 now */
     while (atomic_load(&s->inflight) > 0 && now_ms() < stop_at + STOP_GRACE_MS)
         nanosleep(&nap, NULL);
     return atomic_load(&s->inflight);
@@ -978,7 +813,7 @@ http_server_stop(struct http_server *s)
 {
     if (s == NULL)
         return;
-    stop_reaper(s);
-    MHD_stop_daemon(s->daemon);
+    conns_stop_reaper(s->conns);
+    MHD_stop_daemon(s->daemon);   /* the connections close: conns_closed */
     free_server(s);
 }
