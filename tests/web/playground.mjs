@@ -24,6 +24,7 @@ function ok(cond, what) {
 const browser = await puppeteer.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
   headless: true,
+  timeout: 120000,   // a first start on a busy 2-core machine can pass the default 30 s
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
          '--disable-background-networking', '--disable-component-update', '--disable-sync',
          '--user-data-dir=' + profile],
