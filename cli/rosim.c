@@ -28,6 +28,7 @@
 #include "../model/embed.h"
 #include "../model/generate.h"
 #include "../model/roformer.h"
+#include "../model/threadenv.h"
 #include "bench.h"
 #include "cli.h"
 
@@ -307,7 +308,22 @@ main(int argc, char **argv)
     struct rf_model *m;
     struct rs_error e;
     int opt, rc, precision = MM_FP32;
+    char removed[128];
 
+    /* before anything: the environment libgomp reads at load (threadenv.h) */
+    if (threadenv_fix(removed, sizeof(removed))) {
+        threadenv_reexec(argv);
+        if (removed[0] != '\0') {
+            fprintf(stderr, "rosim: cannot execute itself again without %s (%s); unset it: "
+                    "OpenMP teams smaller than --threads make oneDNN compute wrong vectors\n",
+                    removed, strerror(errno));
+            return 1;
+        }
+    }
+    if (threadenv_removed() != NULL && threadenv_removed()[0] != '\0')
+        fprintf(stderr, "rosim: warning: ignoring %s from the environment: OpenMP teams "
+                "smaller than --threads make oneDNN compute wrong vectors\n",
+                threadenv_removed());
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

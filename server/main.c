@@ -40,7 +40,7 @@
 #include "http.h"
 #include "keyfile.h"
 #include "log.h"
-#include "threadenv.h"
+#include "../model/threadenv.h"
 #include "watchdog.h"
 
 #ifndef ROSIM_VERSION

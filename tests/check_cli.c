@@ -389,6 +389,49 @@ START_TEST(test_import_vectors)
 }
 END_TEST
 
+/* rosim ran with OMP_DYNAMIC or OMP_THREAD_LIMIT as the shell had them:
+ * OpenMP then gave oneDNN fewer threads than it planned for and `rosim
+ * embed` printed wrong vectors without a word.  It removes them (saying
+ * so), as rosimd does. */
+START_TEST(test_omp_env_cannot_shrink_teams)
+{
+    static const char *const vars[][2] = { { "OMP_DYNAMIC", "true" },
+                                           { "OMP_THREAD_LIMIT", "1" } };
+    json_error_t je;
+    json_t *exp = json_load_file(TINY "/expected.json", JSON_ALLOW_NUL, &je);
+    json_t *c0 = json_array_get(json_object_get(exp, "cases"), 0), *want, *got;
+    char *argv[] = { (char *)tu_program("ROSIM", "build/rosim"), "embed", "--model", TINY,
+                     "--threads", "2", NULL };
+    char input[256], *out, *err;
+
+    ck_assert_msg(c0 != NULL, "expected.json: %s", je.text);
+    want = json_object_get(c0, "embedding");
+    snprintf(input, sizeof(input), "%s\n", json_string_value(json_object_get(c0, "text")));
+    for (int v = 0; v < 2; v++) {
+        double worst = 0;
+        setenv(vars[v][0], vars[v][1], 1);
+        ck_assert_int_eq(tu_run(argv, input, &out, &err), 0);
+        unsetenv(vars[v][0]);
+        got = json_loads(out, JSON_DISABLE_EOF_CHECK, &je);
+        ck_assert_msg(got != NULL, "%s", out);
+        ck_assert_uint_eq(json_array_size(got), json_array_size(want));
+        for (size_t i = 0; i < json_array_size(want); i++) {
+            double d = fabs(json_number_value(json_array_get(got, i)) -
+                            json_number_value(json_array_get(want, i)));
+            worst = d > worst ? d : worst;
+        }
+        ck_assert_msg(worst < 1e-4, "%s=%s: the vector is off by %g", vars[v][0], vars[v][1],
+                      worst);
+        ck_assert_msg(strstr(err, "ignoring") != NULL && strstr(err, vars[v][0]) != NULL,
+                      "no warning: %s", err);
+        json_decref(got);
+        free(out);
+        free(err);
+    }
+    json_decref(exp);
+}
+END_TEST
+
 Suite *
 cli_suite(void)
 {
@@ -401,6 +444,7 @@ cli_suite(void)
     tcase_add_test(tc, test_import_and_search);
     tcase_add_test(tc, test_one_pipeline);
     tcase_add_test(tc, test_import_vectors);
+    tcase_add_test(tc, test_omp_env_cannot_shrink_teams);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,9 +1,10 @@
 /*
- * threadenv.c: the OpenMP environment rosimd runs under (see threadenv.h).
+ * threadenv.c: the OpenMP environment rosimd and rosim run under (see
+ * threadenv.h).
  *
  * The program executed again finds ROSIM_THREADENV in its environment,
  * holding what was removed: that both stops a second execution and lets
- * the daemon log the removal once logging is up.
+ * the program say what it removed once it can (rosimd once logging is up).
  */
 #include "threadenv.h"
 

@@ -1,21 +1,22 @@
 /*
- * threadenv.h: the OpenMP environment rosimd runs under, set before
- * OpenMP starts.
+ * threadenv.h: the OpenMP environment the inference core needs, set
+ * before OpenMP starts; rosimd and rosim both begin with it.
  *
  * libgomp reads its environment once, when the program is loaded, before
  * main() runs: a setenv() in main changes nothing for it.  So the very
- * first thing rosimd does is check its environment and, when it must
+ * first thing rosimd (and rosim) does is check its environment and, when it must
  * change, execute itself again with the corrected one (same program, same
  * arguments), before any thread, file or socket of its own exists:
  *
  *  - OMP_WAIT_POLICY unset becomes passive: OpenMP threads between two
  *    products sleep instead of spinning on the cores the HTTP and batcher
- *    threads need (set it to active to keep the spinning);
+ *    threads (or FAISS's own threads) need (set it to active to keep the
+ *    spinning);
  *  - OMP_THREAD_LIMIT, and OMP_DYNAMIC other than false, are removed:
  *    either lets the runtime run a parallel region on fewer threads than
  *    asked for, and oneDNN's kernels, planned for the full team, then
- *    return wrong vectors without an error.  [model] threads sizes the
- *    teams.
+ *    return wrong vectors without an error.  [model] threads (rosim:
+ *    --threads) sizes the teams.
  *
  *     char removed[128];
  *     if (threadenv_fix(removed, sizeof(removed)))
