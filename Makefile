@@ -48,7 +48,7 @@ else ifeq ($(TSAN),1)
 BUILD    ?= build/tsan
 SAN       = -fsanitize=thread
 OPT      ?= -O1 -g -fno-omit-frame-pointer
-MODEL_OMP = -Wno-unknown-pragmas -Wno-unused-variable
+MODEL_OMP = -Wno-unknown-pragmas -Wno-unused-variable -Wno-unused-parameter
 CHECK_ENV = OMP_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 \
             log_path=$(CURDIR)/$(BUILD)/tsan-report"
 CHECK_REPORTS = ; st=$$?; if ls $(BUILD)/tsan-report.* >/dev/null 2>&1; then \

@@ -502,9 +502,13 @@ store_create_effort(struct store *s, const char *name, const char *factory,
     struct entry *en;
     struct itype type;
     const char *problem;
+    struct coll *held = NULL;
     int rc = RS_OK;
 
     *created = 0;
+    if (effort != NULL && effort->ef_construction == 0 && effort->ef_search == 0 &&
+        effort->nprobe == 0)
+        effort = NULL;   /* nothing to set: the collection is left as it is */
     if (!store_valid_name(name))
         return rs_error_set(e, RS_EINVAL, "'%s' is not a collection name (%s)", name,
                             STORE_NAME_RULE);
@@ -540,9 +544,15 @@ store_create_effort(struct store *s, const char *name, const char *factory,
         s->entries = en;
         *created = 1;
     }
-    if (rc == RS_OK && effort != NULL)
-        rc = coll_set_effort(en->coll, effort, e);
+    if (rc == RS_OK && effort != NULL) {
+        en->refs++;   /* set below, outside the store's lock: it waits for the writer */
+        held = en->coll;
+    }
     pthread_mutex_unlock(&s->mu);
+    if (held != NULL) {
+        rc = coll_set_effort(held, effort, e);
+        store_release(s, held);
+    }
     return rc;
 }
 

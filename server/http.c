@@ -214,6 +214,15 @@ closing_response(struct api_reply *r, const char *id, size_t *len)
     return out;
 }
 
+/* The slot of connection c, or NULL (none could be made). */
+static struct conn *
+conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
 /* Answer with an error written on the socket itself and end the
  * connection: our write side is closed at once, and libmicrohttpd closes
  * the rest when the caller returns MHD_NO (or when its own reply fails).
@@ -229,6 +238,7 @@ reply_and_close(struct MHD_Connection *c, struct request *req, const char *url, 
     size_t n;
 
     req->answered = req->closed = 1;
+    conn_answered(req->server->conns, conn_of(c));   /* the reaper must not write too */
     api_error(&r, status, code, "%s", msg);
     if (url != NULL)
         openai_error_for_path(url, &r);   /* in OpenAI's shape on its routes */
@@ -259,15 +269,6 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
         conns_closed(s->conns, *socket_context);
         *socket_context = NULL;
     }
-}
-
-/* The slot of connection c, or NULL (none could be made). */
-static struct conn *
-conn_of(struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return ci != NULL ? ci->socket_context : NULL;
 }
 
 /* The reply that ends a connection whose request is late (408) or still
