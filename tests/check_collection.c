@@ -27,6 +27,7 @@
 #include "../index/collection.h"
 #include "../index/store.h"
 #include "suites.h"
+#include "testutil.h"
 
 #define DIM 16
 
@@ -77,22 +78,6 @@ random_vec(float *v)
     }
     for (int i = 0; i < DIM; i++)
         v[i] /= sqrtf(n);
-}
-
-static char *
-temp_dir(void)
-{
-    char *d = strdup("/tmp/rosim-coll-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(d));
-    return d;
-}
-
-static void
-remove_tree(const char *d)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
-    ck_assert_int_eq(system(cmd), 0);
 }
 
 static struct coll *
@@ -209,7 +194,7 @@ mirror_free(struct mirror *m)
 static void
 crud_and_stale(const char *factory, int n_docs, double min_recall)
 {
-    char *dir = temp_dir();
+    char *dir = tu_temp_dir("coll");
     struct coll *c = open_coll(dir, factory, 1);
     struct mirror m = mirror_new(n_docs);
     struct coll_hit h;
@@ -256,7 +241,7 @@ crud_and_stale(const char *factory, int n_docs, double min_recall)
     ck_assert(recall(c, &m, 20, 10) >= min_recall);
     coll_close(c);
     mirror_free(&m);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 
@@ -275,7 +260,7 @@ END_TEST
 START_TEST(test_ivf)
 {
     /* 39 x 16 = 624 vectors train it; the interim flat index is exact */
-    char *dir = temp_dir();
+    char *dir = tu_temp_dir("coll");
     struct coll *c = open_coll(dir, "IVF16,Flat", 1);
     struct mirror m = mirror_new(2000);
     struct coll_stats st;
@@ -286,7 +271,7 @@ START_TEST(test_ivf)
     ck_assert(recall(c, &m, 20, 10) == 1.0);
     coll_close(c);
     mirror_free(&m);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
     crud_and_stale("IVF16,Flat", 2000, 0.9);
 }
@@ -294,7 +279,7 @@ END_TEST
 
 START_TEST(test_snapshot_replay_and_damage)
 {
-    char *dir = temp_dir(), snap[600], db[600];
+    char *dir = tu_temp_dir("coll"), snap[600], db[600];
     struct coll *c = open_coll(dir, "HNSW32,Flat", 1);
     struct mirror m = mirror_new(1500);
     struct coll_stats st;
@@ -368,14 +353,14 @@ START_TEST(test_snapshot_replay_and_damage)
         ck_assert_ptr_nonnull(strstr(e.msg, "docs.db"));
     }
     mirror_free(&m);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
 
 START_TEST(test_refuses_other_model)
 {
-    char *dir = temp_dir(), path[600];
+    char *dir = tu_temp_dir("coll"), path[600];
     struct coll *c = open_coll(dir, "Flat", 1);
     struct coll_options o = { 0, NULL, DIM, "another-model", COLL_FSYNC_ALWAYS, 0, NULL, NULL };
     struct rs_error e;
@@ -409,14 +394,14 @@ START_TEST(test_refuses_other_model)
     snprintf(path, sizeof(path), "%s/none", dir);
     o.create = 0;
     ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_ENOTFOUND);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
 
 START_TEST(test_disk_full)
 {
-    char *dir = temp_dir();
+    char *dir = tu_temp_dir("coll");
     struct coll *c;
     struct mirror m = mirror_new(20000);
     struct rs_error e;
@@ -454,7 +439,7 @@ START_TEST(test_disk_full)
     coll_close(c);
     umount(dir);
     mirror_free(&m);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -490,7 +475,7 @@ crash_writer(const char *path, int fd, int start)
 
 START_TEST(test_sigkill_never_loses_acknowledged_writes)
 {
-    char *dir = temp_dir(), path[600];
+    char *dir = tu_temp_dir("coll"), path[600];
     static int version[100000];
     int next = 0, rounds = 24;
 
@@ -556,7 +541,7 @@ START_TEST(test_sigkill_never_loses_acknowledged_writes)
         }
     }
     ck_assert_int_gt(next, rounds);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -576,7 +561,7 @@ START_TEST(test_index_types)
     };
 
     for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
-        char *dir = temp_dir();
+        char *dir = tu_temp_dir("coll");
         struct coll *c = open_coll(dir, types[t].factory, 1);
         struct mirror m = mirror_new(700);
         struct coll_stats st;
@@ -611,7 +596,7 @@ START_TEST(test_index_types)
         ck_assert(recall(c, &m, 20, 10) >= types[t].min_recall);
         coll_close(c);
         mirror_free(&m);
-        remove_tree(dir);
+        tu_remove_tree(dir);
         free(dir);
     }
 }
@@ -629,7 +614,7 @@ START_TEST(test_index_types_refused)
         "IVF16", "IVF0,Flat", "IVF65537,Flat", "HNSW1", "HNSW257", "HNSW32,PQ4", "SQ16",
         "SQ8x", "Flat,Flat", "IDMap2", "IVF16,IVF16,Flat", "LSH", ",Flat", "",
     };
-    char *dir = temp_dir(), path[600];
+    char *dir = tu_temp_dir("coll"), path[600];
     struct coll_options o = { 1, NULL, DIM, "test-model", COLL_FSYNC_ALWAYS, 0, NULL, NULL };
     struct coll *c;
     struct rs_error e;
@@ -643,7 +628,7 @@ START_TEST(test_index_types_refused)
                       "'%s': %s", bad[i], e.msg);
         ck_assert_int_ne(stat(path, &sb), 0);   /* nothing left behind */
     }
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -652,7 +637,7 @@ END_TEST
  * however many replaced labels an HNSW index filters. */
 START_TEST(test_search_returns_min_k_live)
 {
-    char *dir = temp_dir();
+    char *dir = tu_temp_dir("coll");
     struct coll *c = open_coll(dir, "HNSW32,Flat", 1);
     struct mirror m = mirror_new(1051);
     struct coll_stats st;
@@ -667,7 +652,7 @@ START_TEST(test_search_returns_min_k_live)
     ck_assert(recall(c, &m, 3, 1051) >= 0.99);
     coll_close(c);
     mirror_free(&m);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -676,7 +661,7 @@ END_TEST
 START_TEST(test_text_with_nul)
 {
     static const char text[] = "a\0b\0\xe5\xa4\xa9";   /* 7 bytes */
-    char *dir = temp_dir();
+    char *dir = tu_temp_dir("coll");
     struct coll *c = open_coll(dir, "Flat", 1);
     float v[DIM];
     struct coll_doc d = { "nul", text, NULL, v, sizeof(text) - 1 };
@@ -706,7 +691,7 @@ START_TEST(test_text_with_nul)
     ck_assert_str_eq(h.text, "plain");
     coll_hit_clear(&h);
     coll_close(c);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -785,7 +770,7 @@ race_opener(void *arg)
 
 START_TEST(test_concurrent_writes_and_reads)
 {
-    char *dir = temp_dir(), path[600];
+    char *dir = tu_temp_dir("coll"), path[600];
     struct coll_options o = { 1, "HNSW16", DIM, "test-model", COLL_FSYNC_OFF, 50, NULL, NULL };
     struct race w[2], rd = { 0 };
     pthread_t tw[2], tr[2], to;
@@ -821,7 +806,7 @@ START_TEST(test_concurrent_writes_and_reads)
     ck_assert_int_eq(st.seq, 2 * (300 + 300 / 7));
     coll_close(rd.c);
     coll_close(rd.flat);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -866,7 +851,7 @@ timed_reader(void *arg)
  * go on meanwhile instead of waiting for the whole rebuild. */
 START_TEST(test_rebuild_does_not_block_searches)
 {
-    char *dir = temp_dir(), path[600];
+    char *dir = tu_temp_dir("coll"), path[600];
     struct coll_options o = { 1, "HNSW32,Flat", DIM, "test-model", COLL_FSYNC_OFF, 0, NULL, NULL };
     struct mirror m = mirror_new(8000);
     struct slow_reader r = { 0 };
@@ -897,7 +882,7 @@ START_TEST(test_rebuild_does_not_block_searches)
     ck_assert(recall(r.c, &m, 20, 10) >= 0.95);
     coll_close(r.c);
     mirror_free(&m);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -906,7 +891,7 @@ END_TEST
 static double
 syncs_per_write(int policy, int writes)
 {
-    char *dir = temp_dir(), path[600];
+    char *dir = tu_temp_dir("coll"), path[600];
     struct coll_options o = { 1, "Flat", DIM, "test-model", policy, 0, NULL, NULL };
     struct coll *c;
     struct rs_error e;
@@ -925,7 +910,7 @@ syncs_per_write(int policy, int writes)
     }
     before = atomic_load(&syncs) - before;
     coll_close(c);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
     return (double)before / writes;
 }
@@ -948,7 +933,7 @@ START_TEST(test_store)
 {
     static const char *const bad[] = { "", "../x", ".hidden", "a/b", "-x", "x y",
         "0123456789012345678901234567890123456789012345678901234567890123456789" };
-    char *dir = temp_dir(), path[600];
+    char *dir = tu_temp_dir("coll"), path[600];
     struct store_options o = { DIM, "test-model", COLL_FSYNC_ALWAYS, 0, "Flat", NULL, NULL };
     struct store *s;
     struct coll *c;
@@ -1004,7 +989,7 @@ START_TEST(test_store)
     free(info);
     ck_assert_int_eq(store_get(s, "q.a_2-b", &c, &e), RS_EEXIST);
     store_close(s);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -1021,7 +1006,7 @@ note_report(void *arg, const char *collection, const char *what)
 
 START_TEST(test_periodic_snapshot_failure_is_reported)
 {
-    char *dir = temp_dir(), path[600], tmp[700];
+    char *dir = tu_temp_dir("coll"), path[600], tmp[700];
     struct coll_options o = { 1, "Flat", DIM, "test-model", COLL_FSYNC_OFF, 1, note_report,
                               NULL };
     struct coll *c;
@@ -1041,7 +1026,7 @@ START_TEST(test_periodic_snapshot_failure_is_reported)
                   == 0, "%s", periodic_report);
     ck_assert_int_eq(rmdir(tmp), 0);
     coll_close(c);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -1066,7 +1051,7 @@ was_synced(const char *path)
  * drop is. */
 START_TEST(test_creation_is_durable)
 {
-    char *dir = temp_dir(), data[600], path[700];
+    char *dir = tu_temp_dir("coll"), data[600], path[700];
     struct coll_options co = { 1, "Flat", DIM, "test-model", COLL_FSYNC_ALWAYS, 0, NULL, NULL };
     struct store_options so = { DIM, "test-model", COLL_FSYNC_ALWAYS, 0, "Flat", NULL, NULL };
     struct store *s;
@@ -1091,7 +1076,7 @@ START_TEST(test_creation_is_durable)
     ck_assert(was_synced(path));
     ck_assert(was_synced(data));
     store_close(s);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -1100,7 +1085,7 @@ END_TEST
  * answered with scores of 0. */
 START_TEST(test_zero_query_refused)
 {
-    char *dir = temp_dir();
+    char *dir = tu_temp_dir("coll");
     struct coll *c = open_coll(dir, "Flat", 1);
     float v[DIM], zero[DIM] = { 0 };
     struct coll_doc d = { "a", "text", NULL, v, 0 };
@@ -1117,7 +1102,7 @@ START_TEST(test_zero_query_refused)
     zero[3] = -0.0f;   /* a negative zero is no better */
     ck_assert_int_eq(coll_search(c, zero, 5, -2.0f, &hits, &n, &e), RS_EINVAL);
     coll_close(c);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -1126,7 +1111,7 @@ END_TEST
  * of a document searched with its own vector (or its opposite). */
 START_TEST(test_scores_within_unit_range)
 {
-    char *dir = temp_dir();
+    char *dir = tu_temp_dir("coll");
     struct coll *c = open_coll(dir, "Flat", 1);
     struct mirror m = mirror_new(200);
     float top = -2, bottom = 2;
@@ -1154,7 +1139,7 @@ START_TEST(test_scores_within_unit_range)
             (double)bottom);
     coll_close(c);
     mirror_free(&m);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -1163,7 +1148,7 @@ END_TEST
  * they are spelled. */
 START_TEST(test_open_with_equivalent_index_type)
 {
-    char *dir = temp_dir(), path[600];
+    char *dir = tu_temp_dir("coll"), path[600];
     struct coll_options o = { 0, "HNSW32", DIM, "test-model", COLL_FSYNC_OFF, 0, NULL, NULL };
     struct coll *c = open_coll(dir, "HNSW32,Flat", 1);
     struct rs_error e;
@@ -1179,7 +1164,7 @@ START_TEST(test_open_with_equivalent_index_type)
     ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EEXIST);
     o.factory = "HNSW16";
     ck_assert_int_eq(coll_open(&c, path, &o, &e), RS_EEXIST);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST

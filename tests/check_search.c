@@ -19,6 +19,7 @@
 
 #include "../index/collection.h"
 #include "suites.h"
+#include "testutil.h"
 
 #define DIM 16
 #define NDOCS 400
@@ -55,22 +56,6 @@ cosine(const float *a, const float *b)
         bb += (double)b[i] * b[i];
     }
     return (float)(ab / sqrt(aa * bb));
-}
-
-static char *
-temp_dir(void)
-{
-    char *d = strdup("/tmp/rosim-search-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(d));
-    return d;
-}
-
-static void
-remove_tree(const char *d)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
-    ck_assert_int_eq(system(cmd), 0);
 }
 
 static struct coll *
@@ -246,7 +231,7 @@ check_filters(struct coll *c, const struct dmeta *docs, int k, int exact, double
 static void
 filters_for(const char *factory, int exact, int trained)
 {
-    char *dir = temp_dir();
+    char *dir = tu_temp_dir("search");
     struct coll *c = open_coll(dir, factory);
     struct dmeta *docs = calloc(NDOCS, sizeof(*docs));
     double found = 0, wanted = 0;
@@ -277,7 +262,7 @@ filters_for(const char *factory, int exact, int trained)
     ck_assert_msg(found >= 0.95 * wanted, "%s: filtered recall %.3f", factory, found / wanted);
     coll_close(c);
     free(docs);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 
@@ -310,7 +295,7 @@ END_TEST
 
 START_TEST(test_filters_refused)
 {
-    char *dir = temp_dir();
+    char *dir = tu_temp_dir("search");
     struct coll *c = open_coll(dir, "Flat");
     struct coll_value bad_real = { COLL_V_REAL, 0, NAN, NULL, 0 };
     struct coll_value many[COLL_FILTER_MAX_VALUES + 1];
@@ -340,7 +325,7 @@ START_TEST(test_filters_refused)
     cl[0] = (struct coll_clause){ "", COLL_EXISTS, NULL, 0 };
     ck_assert_int_eq(coll_search_q(c, v, &q, &hits, &n, &e), RS_EINVAL);
     coll_close(c);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -422,7 +407,7 @@ START_TEST(test_effort_changes_recall)
 {
     const int n = 3000;
     float (*vecs)[DIM] = malloc((size_t)n * sizeof(*vecs));
-    char *dir = temp_dir(), *dir2 = temp_dir();
+    char *dir = tu_temp_dir("search"), *dir2 = tu_temp_dir("search");
     struct coll *ivf = open_coll(dir, "IVF32,Flat"), *hnsw = open_coll(dir2, "HNSW4");
     double low, high;
     struct coll_stats st;
@@ -444,8 +429,8 @@ START_TEST(test_effort_changes_recall)
                   low, high);
     coll_close(ivf);
     coll_close(hnsw);
-    remove_tree(dir);
-    remove_tree(dir2);
+    tu_remove_tree(dir);
+    tu_remove_tree(dir2);
     free(dir);
     free(dir2);
     free(vecs);
@@ -454,7 +439,7 @@ END_TEST
 
 START_TEST(test_effort_settings)
 {
-    char *dir = temp_dir(), *dir2 = temp_dir();
+    char *dir = tu_temp_dir("search"), *dir2 = tu_temp_dir("search");
     struct coll *flat = open_coll(dir, "Flat"), *hnsw = open_coll(dir2, "HNSW8,Flat");
     struct coll_effort ef_search = { 0, 64, 0 }, nprobe = { 0, 0, 4 }, cons = { 80, 0, 0 };
     struct coll_effort too_big = { 0, COLL_MAX_EF_SEARCH + 1, 0 };
@@ -496,8 +481,8 @@ START_TEST(test_effort_settings)
     ck_assert_int_eq(st.effort.ef_search, 64);
     coll_close(hnsw);
     coll_close(flat);
-    remove_tree(dir);
-    remove_tree(dir2);
+    tu_remove_tree(dir);
+    tu_remove_tree(dir2);
     free(dir);
     free(dir2);
 }
@@ -518,7 +503,7 @@ sql(const char *dir, const char *stmt)
 
 START_TEST(test_schema_1_still_opens)
 {
-    char *dir = temp_dir();
+    char *dir = tu_temp_dir("search");
     struct coll *c = open_coll(dir, "IVF4,Flat");
     struct coll_stats st;
     struct rs_error e;
@@ -543,7 +528,7 @@ START_TEST(test_schema_1_still_opens)
     c = open_in(dir, NULL, 0, &rc, &e);
     ck_assert_int_eq(rc, RS_EFORMAT);
     ck_assert_ptr_nonnull(strstr(e.msg, "schema version 3"));
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -552,7 +537,7 @@ END_TEST
 
 START_TEST(test_vector_round_trip)
 {
-    char *dir = temp_dir();
+    char *dir = tu_temp_dir("search");
     struct coll *c = open_coll(dir, "HNSW8");
     float v[DIM], w[DIM], zero[DIM] = { 0 };
     struct coll_doc d = { "mine", "", "{\"src\":\"elsewhere\"}", v, 0 };
@@ -577,7 +562,7 @@ START_TEST(test_vector_round_trip)
     ck_assert_int_eq(coll_upsert(c, &d, 1, &e), RS_EINVAL);
     ck_assert_ptr_nonnull(strstr(e.msg, "zero vector"));
     coll_close(c);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST

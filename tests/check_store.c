@@ -37,23 +37,6 @@ collect(void *arg, const char *collection, const char *what)
              what);
 }
 
-static char *
-temp_dir(void)
-{
-    char *d = strdup("/tmp/rosim-store-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(d));
-    ck_assert_int_eq(chmod(d, 0755), 0);   /* the unprivileged daemon walks through it */
-    return d;
-}
-
-static void
-remove_tree(const char *d)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
 static struct store *
 open_store(const char *data, int dim, const char *fingerprint)
 {
@@ -114,7 +97,7 @@ info_of(const struct store_info *list, int n, const char *name)
 
 START_TEST(test_failed_collections_are_kept)
 {
-    char *dir = temp_dir(), data[600], path[700];
+    char *dir = tu_temp_dir("store"), data[600], path[700];
     struct store *s;
     struct store_info *list;
     const struct store_info *in;
@@ -178,14 +161,14 @@ START_TEST(test_failed_collections_are_kept)
     ck_assert_int_eq(store_create(s, "damaged", NULL, &created, &e), RS_OK);
     ck_assert_int_eq(created, 1);
     store_close(s);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
 
 START_TEST(test_snapshot_problems_are_reported)
 {
-    char *dir = temp_dir(), data[600], path[700];
+    char *dir = tu_temp_dir("store"), data[600], path[700];
     struct store *s;
 
     snprintf(data, sizeof(data), "%s/data", dir);
@@ -210,14 +193,14 @@ START_TEST(test_snapshot_problems_are_reported)
     s = open_store(data, DIM, "m");   /* written at the last close */
     ck_assert_str_eq(reports, "");
     store_close(s);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
 
 START_TEST(test_drop_is_durable)
 {
-    char *dir = temp_dir(), data[600], path[700];
+    char *dir = tu_temp_dir("store"), data[600], path[700];
     struct store *s;
     struct coll *c;
     struct rs_error e;
@@ -250,14 +233,14 @@ START_TEST(test_drop_is_durable)
     ck_assert_int_eq(n, 0);
     store_names_free(names, n);
     store_close(s);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
 
 START_TEST(test_one_owner)
 {
-    char *dir = temp_dir();
+    char *dir = tu_temp_dir("store");
     struct store_options o = { DIM, "m", COLL_FSYNC_ALWAYS, 0, "Flat", NULL, NULL };
     struct store *s, *s2;
     struct rs_error e;
@@ -268,7 +251,7 @@ START_TEST(test_one_owner)
     store_close(s);
     ck_assert_int_eq(store_open(&s2, dir, &o, &e), RS_OK);
     store_close(s2);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -334,7 +317,7 @@ START_TEST(test_daemon_serves_the_rest)
 {
     static const char doc[] = "{\"documents\":[{\"id\":\"a\",\"text\":\"今天天气不错\"}]}";
     static const char query[] = "{\"text\":\"天气\"}";
-    char *dir = temp_dir(), path[700], *log;
+    char *dir = tu_temp_dir("store"), path[700], *log;
     const char *extra[] = { "--model", MODEL, "--data", dir, NULL };
     struct tu_daemon d;
     struct tu_response r;
@@ -413,14 +396,14 @@ START_TEST(test_daemon_serves_the_rest)
     call(d.port, "GET", "/v1/collections/damaged", NULL, 404);
     call(d.port, "PUT", "/v1/collections/damaged", NULL, 201);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
 
 START_TEST(test_second_process_is_refused)
 {
-    char *dir = temp_dir();
+    char *dir = tu_temp_dir("store");
     const char *extra[] = { "--model", MODEL, "--data", dir, NULL };
     char *imp[] = { (char *)tu_program("ROSIM", "build/rosim"), "import", "--model", MODEL,
                     "--data", dir, "--collection", "x", NULL };
@@ -444,14 +427,14 @@ START_TEST(test_second_process_is_refused)
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
     /* and once it is gone, the import runs */
     ck_assert_int_eq(tu_run(imp, "{\"id\":\"a\",\"text\":\"好\"}\n", NULL, NULL), 0);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
 
 START_TEST(test_permissions_checked_at_start)
 {
-    char *dir = temp_dir(), data[600], *log;
+    char *dir = tu_temp_dir("store"), data[600], *log;
     const char *extra[] = { "--model", MODEL, "--data", data, NULL };
     char *imp[] = { (char *)tu_program("ROSIM", "build/rosim"), "import", "--model", MODEL,
                     "--data", data, "--collection", "byroot", NULL };
@@ -478,14 +461,14 @@ START_TEST(test_permissions_checked_at_start)
                           409), "collection_unavailable", dir);
     call(d.port, "POST", "/v1/collections/mine/search", "{\"text\":\"好\"}", 200);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
 
 START_TEST(test_import_reads_a_file_twice)
 {
-    char *dir = temp_dir(), file[700], cmd[2400], *out = NULL;
+    char *dir = tu_temp_dir("store"), file[700], cmd[2400], *out = NULL;
     const char *rosim = tu_program("ROSIM", "build/rosim");
     char *srch[] = { (char *)rosim, "search", "--model", MODEL, "--data", NULL, "--collection",
                      "f", NULL };
@@ -507,7 +490,7 @@ START_TEST(test_import_reads_a_file_twice)
     ck_assert_ptr_nonnull(strstr(out, "\"id\":\"a\""));
     ck_assert_ptr_nonnull(strstr(out, "\"id\":\"b\""));
     free(out);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -519,7 +502,7 @@ END_TEST
  * collection of another type, and its name is free again. */
 START_TEST(test_unfinished_creation_is_removed)
 {
-    char *dir = temp_dir(), data[600], path[700];
+    char *dir = tu_temp_dir("store"), data[600], path[700];
     struct store *s;
     struct store_info *list;
     struct coll *c;
@@ -574,7 +557,7 @@ START_TEST(test_unfinished_creation_is_removed)
     ck_assert_str_eq(st.factory, "HNSW32");
     store_release(s, c);
     store_close(s);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -585,7 +568,7 @@ END_TEST
  * read-only filesystem says so (a chown cannot help). */
 START_TEST(test_data_dir_unwritable_later)
 {
-    char *dir = temp_dir(), mnt[600], data[700], *err = NULL, cmd[800];
+    char *dir = tu_temp_dir("store"), mnt[600], data[700], *err = NULL, cmd[800];
     char *argv[] = { (char *)tu_program("ROSIMD", "build/rosimd"), "--listen", "127.0.0.1:0",
                      "--model", MODEL, "--data", data, NULL };
     struct store *s;
@@ -625,7 +608,7 @@ START_TEST(test_data_dir_unwritable_later)
                   "%s", err);
     free(err);
     ck_assert_int_eq(umount(mnt), 0);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -634,7 +617,7 @@ END_TEST
  * rosim_data_dir_writable follow the data directory's mode. */
 START_TEST(test_daemon_sees_data_dir_turn_unwritable)
 {
-    char *dir = temp_dir(), data[600];
+    char *dir = tu_temp_dir("store"), data[600];
     const char *extra[] = { "--model", MODEL, "--data", data, NULL };
     struct tu_daemon d;
     struct tu_response r;
@@ -661,7 +644,7 @@ START_TEST(test_daemon_sees_data_dir_turn_unwritable)
     json_decref(j);
     call(d.port, "PUT", "/v1/collections/b", NULL, 201);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -682,7 +665,7 @@ START_TEST(test_create_is_idempotent)
         { "o", "OPQ4,IVF1,PQ4", RS_OK }, { "o", "OPQ4_16,IVF1,PQ4x8", RS_OK },
         { "o", "OPQ4_8,IVF1,PQ4", RS_EEXIST }, { "n", " Flat!", RS_EINVAL },
     };
-    char *dir = temp_dir(), data[600];
+    char *dir = tu_temp_dir("store"), data[600];
     struct store *s;
     struct rs_error e;
     int created;
@@ -697,7 +680,7 @@ START_TEST(test_create_is_idempotent)
     }
     ck_assert_int_eq(exists(data, "n"), 0);
     store_close(s);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -706,7 +689,7 @@ END_TEST
 START_TEST(test_put_is_idempotent_over_http)
 {
     static const char hnsw[] = "{\"index\":\"HNSW32,Flat\"}";
-    char *dir = temp_dir(), zero[512];
+    char *dir = tu_temp_dir("store"), zero[512];
     const char *extra[] = { "--model", MODEL, "--data", dir, NULL };
     struct tu_daemon d;
     size_t len;
@@ -730,7 +713,7 @@ START_TEST(test_put_is_idempotent_over_http)
     assert_error(get_json(d.port, "POST", "/v1/collections/idem/search", zero, 422), "invalid",
                  dir);
     ck_assert_int_eq(tu_daemon_stop(&d), 0);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -739,7 +722,7 @@ END_TEST
  * one, the same index however spelled. */
 START_TEST(test_import_appends_to_its_type)
 {
-    char *dir = temp_dir(), data[700], *out = NULL, *err = NULL;
+    char *dir = tu_temp_dir("store"), data[700], *out = NULL, *err = NULL;
     char *imp[] = { (char *)tu_program("ROSIM", "build/rosim"), "import", "--model", MODEL,
                     "--data", data, "--collection", "faq", "--index", NULL, NULL };
     char *srch[] = { (char *)tu_program("ROSIM", "build/rosim"), "search", "--model", MODEL,
@@ -764,7 +747,7 @@ START_TEST(test_import_appends_to_its_type)
     ck_assert_ptr_nonnull(strstr(out, "\"id\":\"c\""));
     ck_assert_ptr_null(strstr(out, "\"id\":\"d\""));
     free(out);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST
@@ -773,7 +756,7 @@ END_TEST
  * periodic snapshot that fails, and one at close. */
 START_TEST(test_reports_name_no_absolute_path)
 {
-    char *dir = temp_dir(), data[600], path[700];
+    char *dir = tu_temp_dir("store"), data[600], path[700];
     struct store_options o = { DIM, "m", COLL_FSYNC_OFF, 1, "Flat", collect, NULL };
     float v[DIM] = { 1 };
     struct coll_doc d = { "d1", "text", NULL, v, 0 };
@@ -798,7 +781,7 @@ START_TEST(test_reports_name_no_absolute_path)
     store_close(s);
     ck_assert_msg(strstr(reports, "f/index.snap.tmp") != NULL, "%s", reports);
     ck_assert_msg(strstr(reports, dir) == NULL, "absolute path in %s", reports);
-    remove_tree(dir);
+    tu_remove_tree(dir);
     free(dir);
 }
 END_TEST

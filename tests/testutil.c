@@ -15,6 +15,7 @@
 #include <grp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -481,4 +482,29 @@ tu_http_truncated(int port, const char *path, const char *body, size_t content_l
     }
     close(fd);
     return rc;
+}
+
+char *
+tu_temp_dir(const char *name)
+{
+    char *d = NULL;
+
+    if (asprintf(&d, "/tmp/rosim-%s-XXXXXX", name) < 0 || mkdtemp(d) == NULL ||
+        chmod(d, 0755) != 0) {
+        fprintf(stderr, "cannot make a temporary directory for %s\n", name);
+        exit(1);
+    }
+    return d;
+}
+
+void
+tu_remove_tree(const char *path)
+{
+    char *cmd = NULL;
+
+    if (asprintf(&cmd, "rm -rf '%s'", path) < 0 || system(cmd) != 0) {
+        fprintf(stderr, "cannot remove %s\n", path);
+        exit(1);
+    }
+    free(cmd);
 }

@@ -86,4 +86,13 @@ int tu_raw(int port, const char *req, size_t len, const char *fill, size_t fill_
 int tu_raw_paced(int port, const char *req, size_t len, const char *fill, size_t fill_len,
                  double every_s, double timeout_s, char **reply, size_t *sent);
 
+/* A new directory /tmp/rosim-NAME-XXXXXX, mode 0755 (a daemon run as
+ * another user walks through it); a new string.  Exits the test process
+ * (a test error) when it cannot be made. */
+char *tu_temp_dir(const char *name);
+
+/* Remove path and everything under it; exits the test process when that
+ * fails. */
+void tu_remove_tree(const char *path);
+
 #endif
