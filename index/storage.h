@@ -74,6 +74,14 @@ struct st_ops {
     void (*db_close)(struct st_db *db);
     /* Whether the database answers (PostgreSQL: SELECT 1). */
     int (*ping)(struct st_db *db, struct rs_error *e);
+    /* Return once any collection may have changed (a write, a creation, a
+     * drop, by any process) since *gen was read, or after timeout_ms;
+     * *gen gets the count to pass next time (start from 0).  PostgreSQL:
+     * the notifications of rosim_changes, and a reconnection (which may
+     * have lost some) counts as a change.  SQLite: sleeps timeout_ms (a
+     * data directory has one process, which knows its own writes).
+     * RS_EUNAVAIL when the server cannot be reached (after waiting). */
+    int (*changed)(struct st_db *db, unsigned long *gen, int timeout_ms, struct rs_error *e);
     /* The collections' names, sorted: *names is new (st_names_free). */
     int (*list)(struct st_db *db, char ***names, size_t *n, struct rs_error *e);
     /* A new empty collection with settings s (sequence 0); RS_EEXIST when
@@ -89,7 +97,12 @@ struct st_ops {
 
     /* --- a collection ---------------------------------------------------- */
     void (*close)(struct st_coll *c);
+    /* A number naming this collection's incarnation: another after a drop
+     * and a re-creation under the same name (SQLite: 0). */
+    int64_t (*uid)(struct st_coll *c);
     int (*settings)(struct st_coll *c, struct ds_settings *s, struct rs_error *e);
+    /* Replace the stored effort settings (as ds_settings_set_effort). */
+    int (*set_effort)(struct st_coll *c, const struct coll_effort *eff, struct rs_error *e);
     /* The sequence of the last committed write. */
     int (*seq)(struct st_coll *c, int64_t *seq, struct rs_error *e);
     int (*count)(struct st_coll *c, long *n, struct rs_error *e);
@@ -109,6 +122,15 @@ struct st_ops {
     int (*get)(struct st_coll *c, const char *id, struct coll_hit *out, struct rs_error *e);
     int (*get_label)(struct st_coll *c, int64_t label, struct coll_hit *out, float *vec,
                      struct rs_error *e);
+    /* As ds_match_labels and ds_match_vectors (docstore.h): the same
+     * matches on both backends (PostgreSQL: jsonb operators, with the
+     * JSON equality of collection.h: 1 equals 1.0, strings byte for
+     * byte). */
+    int (*match_labels)(struct st_coll *c, const struct coll_filter *f, const int64_t *labels,
+                        size_t n, unsigned char *match, struct rs_error *e);
+    int (*match_vectors)(struct st_coll *c, const struct coll_filter *f,
+                         int (*fn)(int64_t label, const float *vec, void *arg), void *arg,
+                         struct rs_error *e);
     /* As ds_changes: what writes after after_seq did, as of one moment
      * whose sequence goes to *upto; RS_EINVAL when after_seq is older
      * than what prune_retired kept (rebuild from after_seq 0).  Rows are
@@ -137,6 +159,16 @@ int st_open(struct st_db **out, const char *backend, const char *where, int fsyn
 void st_close(struct st_db *db);
 
 int st_sqlite_open(struct st_db **out, const char *dir, int fsync, struct rs_error *e);
+/* The collection whose docs.db is in directory dir (which exists), alone,
+ * without its database handle: how the embedded backend's collections are
+ * opened by their owner (collection.c).  With create non-NULL, a store
+ * without settings is given them (the directory, its files and its entry
+ * in the parent are synced when fsync is COLL_FSYNC_ALWAYS).  Without, a
+ * store without settings is a creation that never finished: RS_ENOTFOUND
+ * when it holds no documents (it was never acknowledged; the caller may
+ * remove it), else RS_EFORMAT. */
+int st_sqlite_coll_open(struct st_coll **out, const char *dir, const struct ds_settings *create,
+                        int fsync, struct rs_error *e);
 int st_pg_open(struct st_db **out, const char *dsn, struct rs_error *e);
 
 void st_names_free(char **names, size_t n);

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "snapshot.h"
 #include "store.h"
 
 #define POLL_MS 10
@@ -93,6 +94,18 @@ sq_ping(struct st_db *base, struct rs_error *e)
 
     if (access(db->dir, R_OK | W_OK | X_OK) != 0)
         return rs_error_set(e, RS_EIO, "%s: %s", db->dir, strerror(errno));
+    return RS_OK;
+}
+
+static int
+sq_changed(struct st_db *base, unsigned long *gen, int timeout_ms, struct rs_error *e)
+{
+    struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L };
+
+    (void)base;
+    (void)e;
+    nanosleep(&ts, NULL);
+    ++*gen;
     return RS_OK;
 }
 
@@ -185,12 +198,56 @@ sq_drop(struct st_db *base, const char *name, struct rs_error *e)
     return RS_OK;
 }
 
+/* A store without settings met by an open: see st_sqlite_coll_open. */
+static int
+unfinished(struct docstore *ds, const char *dir, struct rs_error *e)
+{
+    long n;
+    int rc = ds_count(ds, &n, e);
+
+    if (rc != RS_OK)
+        return rc;
+    if (n > 0)
+        return rs_error_set(e, RS_EFORMAT, "%s: docs.db holds %ld documents but no settings "
+                            "(index type, dimension, model)", dir, n);
+    return rs_error_set(e, RS_ENOTFOUND, "%s: its creation never finished (no settings were "
+                        "committed), so it was never acknowledged", dir);
+}
+
+int
+st_sqlite_coll_open(struct st_coll **out, const char *dir, const struct ds_settings *create,
+                    int fsync, struct rs_error *e)
+{
+    struct sq_coll *c;
+    struct ds_settings s;
+    int rc;
+
+    *out = NULL;
+    if ((c = calloc(1, sizeof(*c))) == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    c->base.ops = &sq_ops;
+    if ((rc = ds_open(&c->ds, dir, create != NULL, fsync, e)) == RS_OK &&
+        (rc = ds_settings_get(c->ds, &s, e)) == RS_ENOTFOUND) {
+        if (create == NULL)
+            rc = unfinished(c->ds, dir, e);
+        else if ((rc = ds_settings_init(c->ds, create, e)) == RS_OK &&
+                 fsync == COLL_FSYNC_ALWAYS && snap_sync_new_dir(dir) != 0)
+            rc = rs_error_set(e, RS_EIO, "%s: cannot sync the new collection to disk: %s", dir,
+                              strerror(errno));
+    }
+    if (rc != RS_OK) {
+        ds_close(c->ds);
+        free(c);
+        return rc;
+    }
+    *out = &c->base;
+    return RS_OK;
+}
+
 static int
 sq_open(struct st_db *base, const char *name, struct st_coll **out, struct rs_error *e)
 {
     struct sq_db *db = (struct sq_db *)base;
-    struct sq_coll *c;
-    struct ds_settings s;
     char path[4096];
     int rc;
 
@@ -199,19 +256,9 @@ sq_open(struct st_db *base, const char *name, struct st_coll **out, struct rs_er
         return rc;
     if (!has_store(path))
         return rs_error_set(e, RS_ENOTFOUND, "no collection '%s'", name);
-    if ((c = calloc(1, sizeof(*c))) == NULL)
-        return rs_error_set(e, RS_ENOMEM, "out of memory");
-    c->base.ops = &sq_ops;
-    if ((rc = ds_open(&c->ds, path, 0, db->fsync, e)) != RS_OK ||
-        (rc = ds_settings_get(c->ds, &s, e)) != RS_OK) {
-        if (rc == RS_ENOTFOUND)
-            rs_error_set(e, rc, "no collection '%s'", name);
-        ds_close(c->ds);
-        free(c);
-        return rc;
-    }
-    *out = &c->base;
-    return RS_OK;
+    if ((rc = st_sqlite_coll_open(out, path, NULL, db->fsync, e)) == RS_ENOTFOUND)
+        rs_error_set(e, rc, "no collection '%s'", name);
+    return rc;
 }
 
 /* --- a collection: docstore.c --------------------------------------------- */
@@ -225,10 +272,23 @@ sq_close(struct st_coll *c)
     free(c);
 }
 
+static int64_t
+sq_uid(struct st_coll *c)
+{
+    (void)c;
+    return 0;
+}
+
 static int
 sq_settings(struct st_coll *c, struct ds_settings *s, struct rs_error *e)
 {
     return ds_settings_get(DS(c), s, e);
+}
+
+static int
+sq_set_effort(struct st_coll *c, const struct coll_effort *eff, struct rs_error *e)
+{
+    return ds_settings_set_effort(DS(c), eff, e);
 }
 
 static int
@@ -268,6 +328,21 @@ sq_get_label(struct st_coll *c, int64_t label, struct coll_hit *out, float *vec,
              struct rs_error *e)
 {
     return ds_get_label(DS(c), label, out, vec, e);
+}
+
+static int
+sq_match_labels(struct st_coll *c, const struct coll_filter *f, const int64_t *labels, size_t n,
+                unsigned char *match, struct rs_error *e)
+{
+    return ds_match_labels(DS(c), f, labels, n, match, e);
+}
+
+static int
+sq_match_vectors(struct st_coll *c, const struct coll_filter *f,
+                 int (*fn)(int64_t label, const float *vec, void *arg), void *arg,
+                 struct rs_error *e)
+{
+    return ds_match_vectors(DS(c), f, fn, arg, e);
 }
 
 static int
@@ -315,18 +390,23 @@ static const struct st_ops sq_ops = {
     .backend = "sqlite",
     .db_close = sq_db_close,
     .ping = sq_ping,
+    .changed = sq_changed,
     .list = sq_list,
     .create = sq_create,
     .drop = sq_drop,
     .open = sq_open,
     .close = sq_close,
+    .uid = sq_uid,
     .settings = sq_settings,
+    .set_effort = sq_set_effort,
     .seq = sq_seq,
     .count = sq_count,
     .upsert = sq_upsert,
     .del = sq_del,
     .get = sq_get,
     .get_label = sq_get_label,
+    .match_labels = sq_match_labels,
+    .match_vectors = sq_match_vectors,
     .changes = sq_changes,
     .prune_retired = sq_prune_retired,
     .wait = sq_wait,
