@@ -222,7 +222,7 @@ int
 coll_all_vectors(struct coll *c, int (*fn)(int64_t label, const float *vec, void *arg),
                  void *arg, int64_t *upto, struct rs_error *e)
 {
-    struct ds_feed f = { no_retired, fn, arg };
+    struct ds_feed f = { .retired = no_retired, .doc = fn, .arg = arg };
     int64_t at;
 
     return c->sc->ops->changes(c->sc, 0, &f, upto != NULL ? upto : &at, e);
@@ -394,7 +394,7 @@ static int
 apply_changes(struct coll *c, int64_t after, struct rs_error *e)
 {
     struct applying *a = calloc(1, sizeof(*a));
-    struct ds_feed f = { apply_retired, apply_doc, a };
+    struct ds_feed f = { .retired = apply_retired, .doc = apply_doc, .arg = a };
     int64_t upto;
     int rc, again;
 
