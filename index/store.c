@@ -402,8 +402,9 @@ add_shared(struct store *s, const char *name, struct rs_error *e)
     en->refs = 1;
     en->uid = sc->ops->uid(sc);
     snprintf(path, sizeof(path), "%s/%s.%lld", s->dir, name, (long long)en->uid);
-    if ((rc = coll_open_storage(&en->coll, sc, path, &o, e)) == RS_EUNAVAIL ||
-        rc == RS_ENOTFOUND || rc == RS_ENOMEM) {
+    if ((rc = st_mirror_open(&sc, sc, path, s->opts.fsync, e)) == RS_OK)
+        rc = coll_open_storage(&en->coll, sc, path, &o, e);
+    if (rc == RS_EUNAVAIL || rc == RS_ENOTFOUND || rc == RS_ENOMEM) {
         entry_free(en);   /* tried again at the next change */
         return rc == RS_ENOTFOUND ? RS_OK : rc;
     }
