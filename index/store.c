@@ -465,9 +465,13 @@ sync_table(struct store *s, struct rs_error *e)
     size_t n;
     int rc;
 
-    if ((rc = s->db->ops->list(s->db, &names, &n, e)) != RS_OK)
-        return rc;
+    /* listed under open_mu: a collection this process creates meanwhile is
+     * in the list or not yet in the table */
     pthread_mutex_lock(&s->open_mu);
+    if ((rc = s->db->ops->list(s->db, &names, &n, e)) != RS_OK) {
+        pthread_mutex_unlock(&s->open_mu);
+        return rc;
+    }
     pthread_mutex_lock(&s->mu);
     for (struct entry *en = s->entries, *next; en != NULL; en = next) {
         next = en->next;
