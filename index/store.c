@@ -555,8 +555,9 @@ remove_stale(struct store *s)
     while ((de = readdir(d)) != NULL) {
         char name[200];
         const char *dot = strrchr(de->d_name, '.');
-        if (de->d_name[0] == '.' || dot == NULL || (size_t)(dot - de->d_name) >= sizeof(name))
-            continue;
+        if (de->d_name[0] == '.' || dot == NULL || (size_t)(dot - de->d_name) >= sizeof(name) ||
+            dot[1] == '\0' || strspn(dot + 1, "0123456789") != strlen(dot + 1))
+            continue;   /* not NAME.UID */
         memcpy(name, de->d_name, (size_t)(dot - de->d_name));
         name[dot - de->d_name] = '\0';
         pthread_mutex_lock(&s->mu);
