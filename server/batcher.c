@@ -1,5 +1,21 @@
 /*
  * batcher.c: the queue and its worker thread (see batcher.h).
+ *
+ * Lingering.  Clients that wait for their vectors before they send again
+ * (the usual HTTP client, wrk, a pool of them) come back a few milliseconds
+ * after their batch ends.  Without a pause the next batch would start with
+ * only the jobs that queued during the last one, and the clients would split
+ * into cohorts that alternate in half-full batches.  So when a batch ends
+ * the worker notes how many requests it had in hand (the batch's jobs plus
+ * those queued meanwhile): that is how many it expects back.  The next
+ * batch waits on the condition variable, never spinning, while it holds
+ * fewer jobs than that, has room for the next, and the previous batch ended
+ * less than wait_us ago.  A lone client is expected back alone, so its
+ * requests never wait; a request arriving at an idle batcher long after the
+ * last batch does not wait either.  The pause ends at once when the
+ * expected jobs are in, when the token budget is reached or on shutdown.
+ * Jobs taken during it are no longer queued, so their deadlines no longer
+ * apply (as for a running batch); the pause is bounded by wait_us.
  */
 #include "batcher.h"
 
@@ -35,6 +51,8 @@ struct batcher {
     int depth, stopping;
     int running;             /* a batch is being encoded */
     unsigned long batches;   /* batches finished */
+    int expected;            /* jobs in hand when the last batch ended */
+    struct timespec ended;   /* when it ended (CLOCK_MONOTONIC; `work` waits on it) */
     pthread_t thread;
     struct rf_state *state;
     float *scratch;          /* [BATCH_SEQUENCES, H] vectors of one call */
@@ -61,16 +79,23 @@ batcher_depth(struct batcher *b)
     return d;
 }
 
+/* us microseconds after *ts, in place */
 static void
-deadline_in(struct timespec *ts, long us)
+add_us(struct timespec *ts, long us)
 {
-    clock_gettime(CLOCK_REALTIME, ts);
     ts->tv_sec += us / 1000000;
     ts->tv_nsec += (us % 1000000) * 1000;
     if (ts->tv_nsec >= 1000000000) {
         ts->tv_sec++;
         ts->tv_nsec -= 1000000000;
     }
+}
+
+static void
+deadline_in(struct timespec *ts, long us)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    add_us(ts, us);
 }
 
 /* Run the encoder over every sequence of jobs[0..n). */
@@ -124,8 +149,9 @@ worker(void *arg)
             pthread_cond_wait(&b->work, &b->mu);
         if (b->head == NULL && b->stopping)
             break;
-        /* take jobs in order while they fit; wait briefly to fill the batch */
-        deadline_in(&until, b->wait_us);
+        /* take jobs in order while they fit; linger for those expected back */
+        until = b->ended;
+        add_us(&until, b->wait_us);
         for (;;) {
             while (b->head != NULL && n < BATCH_JOBS &&
                    (n == 0 || tokens + b->head->tokens <= b->max_tokens)) {
@@ -138,8 +164,9 @@ worker(void *arg)
                 batch[n++] = j;
                 tokens += j->tokens;
             }
-            if (tokens >= b->max_tokens || n == BATCH_JOBS || b->head != NULL || b->wait_us == 0 ||
-                b->stopping || pthread_cond_timedwait(&b->work, &b->mu, &until) == ETIMEDOUT)
+            if (tokens >= b->max_tokens || n == BATCH_JOBS || b->head != NULL ||
+                n >= b->expected || b->stopping ||
+                pthread_cond_timedwait(&b->work, &b->mu, &until) == ETIMEDOUT)
                 break;
         }
         metrics_queue_depth(b->depth);
@@ -149,6 +176,8 @@ worker(void *arg)
         pthread_mutex_lock(&b->mu);
         b->running = 0;
         b->batches++;
+        b->expected = n + b->depth;
+        clock_gettime(CLOCK_MONOTONIC, &b->ended);
         for (int i = 0; i < n; i++)
             batch[i]->done = 1;
         pthread_cond_broadcast(&b->done);
@@ -184,7 +213,13 @@ batcher_new(const struct rf_model *m, int max_tokens, int wait_us, int max_queue
     b->scratch = malloc((size_t)BATCH_SEQUENCES * (size_t)rf_model_config(m)->d_model *
                         sizeof(float));
     pthread_mutex_init(&b->mu, NULL);
-    pthread_cond_init(&b->work, NULL);
+    {
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&b->work, &attr);
+        pthread_condattr_destroy(&attr);
+    }
     pthread_cond_init(&b->done, NULL);
     if (b->state == NULL || b->scratch == NULL ||
         pthread_create(&b->thread, NULL, worker, b) != 0) {
