@@ -9,13 +9,18 @@
  * the worker notes how many requests it had in hand (the batch's jobs plus
  * those queued meanwhile): that is how many it expects back.  The next
  * batch waits on the condition variable, never spinning, while it holds
- * fewer jobs than that, has room for the next, and the previous batch ended
- * less than wait_us ago.  A lone client is expected back alone, so its
- * requests never wait; a request arriving at an idle batcher long after the
- * last batch does not wait either.  The pause ends at once when the
- * expected jobs are in, when the token budget is reached or on shutdown.
- * Jobs taken during it are no longer queued, so their deadlines no longer
- * apply (as for a running batch); the pause is bounded by wait_us.
+ * fewer jobs than that, has room for the next, the previous batch ended
+ * less than wait_us ago, and requests keep coming: answered clients return
+ * in a burst far denser than a quarter of wait_us, so a quarter of it
+ * without an arrival (counted from the end of the batch or the last
+ * arrival) means the missing ones are not coming, as with independent
+ * clients whose requests are answered and done.  A lone client is expected
+ * back alone, so its requests never wait; a request arriving at an idle
+ * batcher long after the last batch does not wait either.  The pause ends
+ * at once when the expected jobs are in, when the token budget is reached
+ * or on shutdown.  Jobs taken during it are no longer queued, so their
+ * deadlines no longer apply (as for a running batch); the pause is bounded
+ * by wait_us.
  */
 #include "batcher.h"
 
@@ -52,7 +57,8 @@ struct batcher {
     int running;             /* a batch is being encoded */
     unsigned long batches;   /* batches finished */
     int expected;            /* jobs in hand when the last batch ended */
-    struct timespec ended;   /* when it ended (CLOCK_MONOTONIC; `work` waits on it) */
+    struct timespec ended;   /* when it ended (CLOCK_MONOTONIC, as `work` waits) */
+    struct timespec arrived; /* when the last job was queued (CLOCK_MONOTONIC) */
     pthread_t thread;
     struct rf_state *state;
     float *scratch;          /* [BATCH_SEQUENCES, H] vectors of one call */
@@ -96,6 +102,24 @@ deadline_in(struct timespec *ts, long us)
 {
     clock_gettime(CLOCK_REALTIME, ts);
     add_us(ts, us);
+}
+
+static int
+before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* When the batch being formed stops waiting for more (see the top). */
+static struct timespec
+linger_end(const struct batcher *b)
+{
+    struct timespec bound = b->ended;
+    struct timespec quiet = before(&b->ended, &b->arrived) ? b->arrived : b->ended;
+
+    add_us(&bound, b->wait_us);
+    add_us(&quiet, b->wait_us / 4);
+    return before(&quiet, &bound) ? quiet : bound;
 }
 
 /* Run the encoder over every sequence of jobs[0..n). */
@@ -150,8 +174,6 @@ worker(void *arg)
         if (b->head == NULL && b->stopping)
             break;
         /* take jobs in order while they fit; linger for those expected back */
-        until = b->ended;
-        add_us(&until, b->wait_us);
         for (;;) {
             while (b->head != NULL && n < BATCH_JOBS &&
                    (n == 0 || tokens + b->head->tokens <= b->max_tokens)) {
@@ -165,8 +187,10 @@ worker(void *arg)
                 tokens += j->tokens;
             }
             if (tokens >= b->max_tokens || n == BATCH_JOBS || b->head != NULL ||
-                n >= b->expected || b->stopping ||
-                pthread_cond_timedwait(&b->work, &b->mu, &until) == ETIMEDOUT)
+                n >= b->expected || b->stopping)
+                break;
+            until = linger_end(b);
+            if (pthread_cond_timedwait(&b->work, &b->mu, &until) == ETIMEDOUT)
                 break;
         }
         metrics_queue_depth(b->depth);
@@ -268,6 +292,7 @@ batcher_encode(struct batcher *b, const int32_t *const *ids, const int *lens, in
         b->head = &j;
     b->tail = &j;
     b->depth++;
+    clock_gettime(CLOCK_MONOTONIC, &b->arrived);
     metrics_queue_depth(b->depth);
     pthread_cond_signal(&b->work);
     while (!j.taken && pthread_cond_timedwait(&b->done, &b->mu, &until) != ETIMEDOUT)

@@ -527,37 +527,78 @@ START_TEST(test_batcher_lone_client_waits_not)
 }
 END_TEST
 
+/* Two requests queue behind a long job that three were in hand for, so
+ * they linger for a third that never comes; returns when the long job
+ * ended (tu_now), with the two still waiting. */
+static double
+two_lingering(struct batcher *b, struct enc_call two[2], pthread_t t[2])
+{
+    struct enc_call big = { b, sequences_for(b, 0.3), 60, -1, 0, 0 };
+    pthread_t tb;
+    unsigned long first;
+    int busy;
+    double ended;
+
+    first = batcher_progress(b, &busy);
+    pthread_create(&tb, NULL, encode_call, &big);
+    sleep_s(0.1);
+    for (int i = 0; i < 2; i++) {
+        two[i] = (struct enc_call){ b, 1, 60, -1, 0, 0 };
+        pthread_create(&t[i], NULL, encode_call, &two[i]);
+    }
+    pthread_join(tb, NULL);
+    ended = tu_now();
+    ck_assert_int_eq(big.rc, RS_OK);
+    sleep_s(0.02);
+    /* the batch of the two (milliseconds of work) has not run: it lingers */
+    ck_assert_msg(batcher_progress(b, &busy) == first + 1, "setup: the two did not linger");
+    return ended;
+}
+
+/* A linger ends when requests stop coming: a quarter of the bound after
+ * the last arrival (here, the end of the long job), not the whole bound. */
+START_TEST(test_batcher_linger_ends_when_quiet)
+{
+    struct rf_model *m;
+    struct rs_error e;
+    struct batcher *b;
+    struct enc_call two[2];
+    pthread_t t[2];
+    double ended, waited;
+
+    ck_assert_int_eq(rf_model_load(&m, TINY, &e), RS_OK);
+    b = batcher_new(m, 4096, LINGER_US, 64, 64);
+    ck_assert_ptr_nonnull(b);
+    ended = two_lingering(b, two, t);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(two[i].rc, RS_OK);
+    }
+    waited = tu_now() - ended;
+    ck_assert_msg(waited > 0.2 * LINGER_US / 1e6 && waited < 0.6 * LINGER_US / 1e6,
+                  "the two waited %.3f s after the long job", waited);
+    batcher_free(b);
+    rf_model_free(m);
+}
+END_TEST
+
 /* batcher_free during a linger ends it at once and still runs the jobs. */
 START_TEST(test_batcher_free_ends_linger)
 {
     struct rf_model *m;
     struct rs_error e;
     struct batcher *b;
-    struct enc_call big, two[2];
-    pthread_t tb, t[2];
-    unsigned long first;
-    int busy;
+    struct enc_call two[2];
+    pthread_t t[2];
     double t0;
 
     ck_assert_int_eq(rf_model_load(&m, TINY, &e), RS_OK);
     b = batcher_new(m, 4096, LINGER_US, 64, 64);
     ck_assert_ptr_nonnull(b);
-    big = (struct enc_call){ b, sequences_for(b, 0.3), 60, -1, 0, 0 };
-    first = batcher_progress(b, &busy);
-    pthread_create(&tb, NULL, encode_call, &big);
-    sleep_s(0.1);
-    for (int i = 0; i < 2; i++) {
-        /* three requests were in hand when the long job ended: these two linger for a third */
-        two[i] = (struct enc_call){ b, 1, 60, -1, 0, 0 };
-        pthread_create(&t[i], NULL, encode_call, &two[i]);
-    }
-    pthread_join(tb, NULL);
-    sleep_s(0.05);
-    /* the batch of the two (milliseconds of work) has not run: it lingers */
-    ck_assert_msg(batcher_progress(b, &busy) == first + 1, "setup: the two did not linger");
+    two_lingering(b, two, t);
     t0 = tu_now();
     batcher_free(b);
-    ck_assert_msg(tu_now() - t0 < 0.25 * LINGER_US / 1e6, "batcher_free took %.3f s",
+    ck_assert_msg(tu_now() - t0 < 0.1 * LINGER_US / 1e6, "batcher_free took %.3f s",
                   tu_now() - t0);
     for (int i = 0; i < 2; i++) {
         pthread_join(t[i], NULL);
@@ -726,6 +767,7 @@ production_suite(void)
     tcase_add_test(tc, test_batcher_deadlines);
     tcase_add_test(tc, test_batcher_linger_regroups);
     tcase_add_test(tc, test_batcher_lone_client_waits_not);
+    tcase_add_test(tc, test_batcher_linger_ends_when_quiet);
     tcase_add_test(tc, test_batcher_free_ends_linger);
     tcase_add_test(tc, test_sigterm_finishes_requests);
     tcase_add_test(tc, test_client_gone);
