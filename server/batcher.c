@@ -1,5 +1,26 @@
 /*
  * batcher.c: the queue and its worker thread (see batcher.h).
+ *
+ * Lingering.  Clients that wait for their vectors before they send again
+ * (the usual HTTP client, wrk, a pool of them) come back a few milliseconds
+ * after their batch ends.  Without a pause the next batch would start with
+ * only the jobs that queued during the last one, and the clients would split
+ * into cohorts that alternate in half-full batches.  So when a batch ends
+ * the worker notes how many requests it had in hand (the batch's jobs plus
+ * those queued meanwhile): that is how many it expects back.  The next
+ * batch waits on the condition variable, never spinning, while it holds
+ * fewer jobs than that, has room for the next, the previous batch ended
+ * less than wait_us ago, and requests keep coming: answered clients return
+ * in a burst far denser than a quarter of wait_us, so a quarter of it
+ * without an arrival (counted from the end of the batch or the last
+ * arrival) means the missing ones are not coming, as with independent
+ * clients whose requests are answered and done.  A lone client is expected
+ * back alone, so its requests never wait; a request arriving at an idle
+ * batcher long after the last batch does not wait either.  The pause ends
+ * at once when the expected jobs are in, when the token budget is reached
+ * or on shutdown.  Jobs taken during it are no longer queued, so their
+ * deadlines no longer apply (as for a running batch); the pause is bounded
+ * by wait_us.
  */
 #include "batcher.h"
 
@@ -35,6 +56,9 @@ struct batcher {
     int depth, stopping;
     int running;             /* a batch is being encoded */
     unsigned long batches;   /* batches finished */
+    int expected;            /* jobs in hand when the last batch ended */
+    struct timespec ended;   /* when it ended (CLOCK_MONOTONIC, as `work` waits) */
+    struct timespec arrived; /* when the last job was queued (CLOCK_MONOTONIC) */
     pthread_t thread;
     struct rf_state *state;
     float *scratch;          /* [BATCH_SEQUENCES, H] vectors of one call */
@@ -61,16 +85,41 @@ batcher_depth(struct batcher *b)
     return d;
 }
 
+/* us microseconds after *ts, in place */
 static void
-deadline_in(struct timespec *ts, long us)
+add_us(struct timespec *ts, long us)
 {
-    clock_gettime(CLOCK_REALTIME, ts);
     ts->tv_sec += us / 1000000;
     ts->tv_nsec += (us % 1000000) * 1000;
     if (ts->tv_nsec >= 1000000000) {
         ts->tv_sec++;
         ts->tv_nsec -= 1000000000;
     }
+}
+
+static void
+deadline_in(struct timespec *ts, long us)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    add_us(ts, us);
+}
+
+static int
+before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* When the batch being formed stops waiting for more (see the top). */
+static struct timespec
+linger_end(const struct batcher *b)
+{
+    struct timespec bound = b->ended;
+    struct timespec quiet = before(&b->ended, &b->arrived) ? b->arrived : b->ended;
+
+    add_us(&bound, b->wait_us);
+    add_us(&quiet, b->wait_us / 4);
+    return before(&quiet, &bound) ? quiet : bound;
 }
 
 /* Run the encoder over every sequence of jobs[0..n). */
@@ -124,8 +173,7 @@ worker(void *arg)
             pthread_cond_wait(&b->work, &b->mu);
         if (b->head == NULL && b->stopping)
             break;
-        /* take jobs in order while they fit; wait briefly to fill the batch */
-        deadline_in(&until, b->wait_us);
+        /* take jobs in order while they fit; linger for those expected back */
         for (;;) {
             while (b->head != NULL && n < BATCH_JOBS &&
                    (n == 0 || tokens + b->head->tokens <= b->max_tokens)) {
@@ -138,8 +186,11 @@ worker(void *arg)
                 batch[n++] = j;
                 tokens += j->tokens;
             }
-            if (tokens >= b->max_tokens || n == BATCH_JOBS || b->head != NULL || b->wait_us == 0 ||
-                b->stopping || pthread_cond_timedwait(&b->work, &b->mu, &until) == ETIMEDOUT)
+            if (tokens >= b->max_tokens || n == BATCH_JOBS || b->head != NULL ||
+                n >= b->expected || b->stopping)
+                break;
+            until = linger_end(b);
+            if (pthread_cond_timedwait(&b->work, &b->mu, &until) == ETIMEDOUT)
                 break;
         }
         metrics_queue_depth(b->depth);
@@ -149,6 +200,8 @@ worker(void *arg)
         pthread_mutex_lock(&b->mu);
         b->running = 0;
         b->batches++;
+        b->expected = n + b->depth;
+        clock_gettime(CLOCK_MONOTONIC, &b->ended);
         for (int i = 0; i < n; i++)
             batch[i]->done = 1;
         pthread_cond_broadcast(&b->done);
@@ -184,7 +237,13 @@ batcher_new(const struct rf_model *m, int max_tokens, int wait_us, int max_queue
     b->scratch = malloc((size_t)BATCH_SEQUENCES * (size_t)rf_model_config(m)->d_model *
                         sizeof(float));
     pthread_mutex_init(&b->mu, NULL);
-    pthread_cond_init(&b->work, NULL);
+    {
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&b->work, &attr);
+        pthread_condattr_destroy(&attr);
+    }
     pthread_cond_init(&b->done, NULL);
     if (b->state == NULL || b->scratch == NULL ||
         pthread_create(&b->thread, NULL, worker, b) != 0) {
@@ -233,6 +292,7 @@ batcher_encode(struct batcher *b, const int32_t *const *ids, const int *lens, in
         b->head = &j;
     b->tail = &j;
     b->depth++;
+    clock_gettime(CLOCK_MONOTONIC, &b->arrived);
     metrics_queue_depth(b->depth);
     pthread_cond_signal(&b->work);
     while (!j.taken && pthread_cond_timedwait(&b->done, &b->mu, &until) != ETIMEDOUT)

@@ -3,7 +3,8 @@
  *
  * Requests hand over tokenized texts and wait; one thread takes the jobs
  * waiting in the queue, in arrival order, up to a budget of tokens per
- * batch (a batch that is not full waits a short while for more), runs the
+ * batch (a batch that is not full waits a short while for the requests
+ * expected back from the last one; see batcher.c), runs the
  * encoder once over all their sequences (batches are packed, so sequences
  * of different lengths cost nothing extra), and wakes each request with its
  * vectors.  Under concurrency this turns many one-sentence requests into
@@ -23,7 +24,9 @@
 
 struct batcher;
 
-/* NULL when out of memory.  max_len: the longest sequence accepted. */
+/* NULL when out of memory.  max_tokens: the token budget of a batch;
+ * wait_us: how long after a batch ends the next may wait for the requests
+ * expected back (0: never waits); max_len: the longest sequence accepted. */
 struct batcher *batcher_new(const struct rf_model *m, int max_tokens, int wait_us, int max_queue,
                             int max_len);
 

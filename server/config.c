@@ -76,7 +76,7 @@ static const struct option options[] = {
     { "model", "demo_if_missing", OPT_BOOL, OFF(demo_if_missing), 0, 0, "no", booleans },
     { "model", "demo_vocab", OPT_PATH, OFF(demo_vocab), 0, 0, ROSIM_SHARE_DIR "/vocab.txt", NULL },
     { "model", "batch_tokens", OPT_INT, OFF(batch_tokens), 64, 1 << 20, "4096", NULL },
-    { "model", "batch_wait_us", OPT_INT, OFF(batch_wait_us), 0, 1000000, "2000", NULL },
+    { "model", "batch_wait_us", OPT_INT, OFF(batch_wait_us), 0, 1000000, "20000", NULL },
     { "limits", "max_texts", OPT_INT, OFF(max_texts), 1, 100000, "256", NULL },
     { "limits", "max_text_bytes", OPT_SIZE, OFF(max_text_bytes), 16, 16 * 1024 * 1024, "16k", NULL },
     { "limits", "max_n", OPT_INT, OFF(max_n), 1, 1000, "256", NULL },

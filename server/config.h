@@ -58,7 +58,7 @@ struct conf {
     int max_length;            /* tokens per text when embedding (bert4keras maxlen) */
     int demo_if_missing;       /* create a random demo model when dir is absent */
     int batch_tokens;          /* tokens per encoder batch, across requests */
-    int batch_wait_us;         /* how long a batch waits to fill */
+    int batch_wait_us;         /* how long after a batch the next waits for its clients */
     char demo_vocab[CONF_PATH_MAX];
 
     /* [limits] */

@@ -347,6 +347,27 @@ encode_call(void *arg)
     return NULL;
 }
 
+/* Sequences for a job of about secs seconds through b on this machine
+ * (timed with one of 256; b runs it). */
+static int
+sequences_for(struct batcher *b, double secs)
+{
+    struct enc_call cal = { b, 256, 60, -1, 0, 0 };
+    int n;
+
+    encode_call(&cal);
+    ck_assert_int_eq(cal.rc, RS_OK);
+    n = (int)(256 * secs / (cal.secs > 1e-3 ? cal.secs : 1e-3));
+    return n > 200000 ? 200000 : n < 256 ? 256 : n;
+}
+
+static void
+sleep_s(double s)
+{
+    struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+    nanosleep(&ts, NULL);
+}
+
 /* A job still queued at its deadline is taken out (RS_ETIMEOUT) and the
  * queue-depth gauge follows; a job taken before its deadline is waited
  * for without spinning. */
@@ -355,7 +376,7 @@ START_TEST(test_batcher_deadlines)
     struct rf_model *m;
     struct rs_error e;
     struct batcher *b;
-    struct enc_call cal, big, late;
+    struct enc_call big, late;
     pthread_t t;
     char *text;
     struct timespec nap = { 0, 200 * 1000000 };
@@ -363,16 +384,7 @@ START_TEST(test_batcher_deadlines)
     ck_assert_int_eq(rf_model_load(&m, TINY, &e), RS_OK);
     b = batcher_new(m, 4096, 0, 4, 64);
     ck_assert_ptr_nonnull(b);
-    /* a job of about 5 s on this machine */
-    cal = (struct enc_call){ b, 256, 60, -1, 0, 0 };
-    encode_call(&cal);
-    ck_assert_int_eq(cal.rc, RS_OK);
-    big = (struct enc_call){ b, (int)(256 * 5.0 / (cal.secs > 1e-3 ? cal.secs : 1e-3)), 1, -1,
-                             0, 0 };
-    if (big.n > 200000)
-        big.n = 200000;
-    if (big.n < 256)
-        big.n = 256;
+    big = (struct enc_call){ b, sequences_for(b, 5.0), 1, -1, 0, 0 };
     pthread_create(&t, NULL, encode_call, &big);
     nanosleep(&nap, NULL);               /* taken by the worker by now */
     late = (struct enc_call){ b, 1, 1, -1, 0, 0 };
@@ -390,6 +402,208 @@ START_TEST(test_batcher_deadlines)
     ck_assert_msg(big.cpu < 0.3, "the waiting thread used %.2f CPU-s in %.2f s", big.cpu,
                   big.secs);
     batcher_free(b);
+    rf_model_free(m);
+}
+END_TEST
+
+/* --- the batcher's linger, in process -------------------------------------- */
+
+#define LINGER_US 1000000  /* [model] batch_wait_us at its maximum: easy to tell apart */
+#define CLIENTS 8
+#define STAGGER 0.02       /* s between the clients' second requests */
+
+/* A client that sends one request, waits at the barrier twice (the test
+ * counts batches in between), sleeps `i` staggers and sends another. */
+struct client {
+    struct batcher *b;
+    int i;
+    pthread_barrier_t *bar;
+    struct enc_call call[2];
+};
+
+static void *
+client_run(void *arg)
+{
+    struct client *c = arg;
+
+    c->call[0] = (struct enc_call){ c->b, 1, 60, -1, 0, 0 };
+    encode_call(&c->call[0]);
+    pthread_barrier_wait(c->bar);
+    pthread_barrier_wait(c->bar);
+    sleep_s(c->i * STAGGER);
+    c->call[1] = (struct enc_call){ c->b, 1, 60, -1, 0, 0 };
+    encode_call(&c->call[1]);
+    return NULL;
+}
+
+/* CLIENTS requests queue behind a long job and run as one batch; their
+ * clients send again, STAGGER apart: the batches their second requests
+ * make, and the longest wait among them. */
+static unsigned long
+returning_clients(int wait_us, double *longest)
+{
+    struct rf_model *m;
+    struct rs_error e;
+    struct batcher *b;
+    struct enc_call big;
+    struct client c[CLIENTS];
+    pthread_t tb, tc[CLIENTS];
+    pthread_barrier_t bar;
+    unsigned long before, after;
+    int busy;
+
+    ck_assert_int_eq(rf_model_load(&m, TINY, &e), RS_OK);
+    b = batcher_new(m, 4096, wait_us, 64, 64);
+    ck_assert_ptr_nonnull(b);
+    big = (struct enc_call){ b, sequences_for(b, 0.5), 60, -1, 0, 0 };
+    before = batcher_progress(b, &busy);
+    pthread_create(&tb, NULL, encode_call, &big);
+    sleep_s(0.1);                        /* taken by the worker by now */
+    pthread_barrier_init(&bar, NULL, CLIENTS + 1);
+    for (int i = 0; i < CLIENTS; i++) {
+        c[i] = (struct client){ b, i, &bar, { { 0 } } };
+        pthread_create(&tc[i], NULL, client_run, &c[i]);
+    }
+    pthread_barrier_wait(&bar);
+    after = batcher_progress(b, &busy);
+    ck_assert_msg(after - before == 2, "setup: the first requests took %lu batches, not 1",
+                  after - before - 1);
+    pthread_barrier_wait(&bar);
+    *longest = 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        pthread_join(tc[i], NULL);
+        ck_assert_int_eq(c[i].call[0].rc, RS_OK);
+        ck_assert_int_eq(c[i].call[1].rc, RS_OK);
+        if (c[i].call[1].secs > *longest)
+            *longest = c[i].call[1].secs;
+    }
+    pthread_join(tb, NULL);
+    ck_assert_int_eq(big.rc, RS_OK);
+    before = after;
+    after = batcher_progress(b, &busy);
+    pthread_barrier_destroy(&bar);
+    batcher_free(b);
+    rf_model_free(m);
+    return after - before;
+}
+
+/* Clients answered by one batch come back a little apart; with a linger
+ * their requests meet in one batch again, which starts as soon as the last
+ * is in (long before the bound); without, each runs alone. */
+START_TEST(test_batcher_linger_regroups)
+{
+    double longest;
+    unsigned long batches;
+
+    batches = returning_clients(LINGER_US, &longest);
+    ck_assert_msg(batches == 1, "%lu batches with a linger", batches);
+    ck_assert_msg(longest < 0.5 * LINGER_US / 1e6 && longest >= (CLIENTS - 1) * STAGGER,
+                  "the first request back waited %.3f s", longest);
+    batches = returning_clients(0, &longest);
+    ck_assert_msg(batches > 1, "%lu batch without a linger", batches);
+}
+END_TEST
+
+/* A client alone is expected back alone: its requests never linger. */
+START_TEST(test_batcher_lone_client_waits_not)
+{
+    struct rf_model *m;
+    struct rs_error e;
+    struct batcher *b;
+
+    ck_assert_int_eq(rf_model_load(&m, TINY, &e), RS_OK);
+    b = batcher_new(m, 4096, LINGER_US, 64, 64);
+    ck_assert_ptr_nonnull(b);
+    for (int i = 0; i < 5; i++) {
+        struct enc_call one = { b, 1, 60, -1, 0, 0 };
+        encode_call(&one);
+        ck_assert_int_eq(one.rc, RS_OK);
+        ck_assert_msg(one.secs < 0.25 * LINGER_US / 1e6, "request %d took %.3f s", i,
+                      one.secs);
+        sleep_s(i % 2 ? 0.01 : 0);       /* straight back, or a little later */
+    }
+    batcher_free(b);
+    rf_model_free(m);
+}
+END_TEST
+
+/* Two requests queue behind a long job that three were in hand for, so
+ * they linger for a third that never comes; returns when the long job
+ * ended (tu_now), with the two still waiting. */
+static double
+two_lingering(struct batcher *b, struct enc_call two[2], pthread_t t[2])
+{
+    struct enc_call big = { b, sequences_for(b, 0.3), 60, -1, 0, 0 };
+    pthread_t tb;
+    unsigned long first;
+    int busy;
+    double ended;
+
+    first = batcher_progress(b, &busy);
+    pthread_create(&tb, NULL, encode_call, &big);
+    sleep_s(0.1);
+    for (int i = 0; i < 2; i++) {
+        two[i] = (struct enc_call){ b, 1, 60, -1, 0, 0 };
+        pthread_create(&t[i], NULL, encode_call, &two[i]);
+    }
+    pthread_join(tb, NULL);
+    ended = tu_now();
+    ck_assert_int_eq(big.rc, RS_OK);
+    sleep_s(0.02);
+    /* the batch of the two (milliseconds of work) has not run: it lingers */
+    ck_assert_msg(batcher_progress(b, &busy) == first + 1, "setup: the two did not linger");
+    return ended;
+}
+
+/* A linger ends when requests stop coming: a quarter of the bound after
+ * the last arrival (here, the end of the long job), not the whole bound. */
+START_TEST(test_batcher_linger_ends_when_quiet)
+{
+    struct rf_model *m;
+    struct rs_error e;
+    struct batcher *b;
+    struct enc_call two[2];
+    pthread_t t[2];
+    double ended, waited;
+
+    ck_assert_int_eq(rf_model_load(&m, TINY, &e), RS_OK);
+    b = batcher_new(m, 4096, LINGER_US, 64, 64);
+    ck_assert_ptr_nonnull(b);
+    ended = two_lingering(b, two, t);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(two[i].rc, RS_OK);
+    }
+    waited = tu_now() - ended;
+    ck_assert_msg(waited > 0.2 * LINGER_US / 1e6 && waited < 0.6 * LINGER_US / 1e6,
+                  "the two waited %.3f s after the long job", waited);
+    batcher_free(b);
+    rf_model_free(m);
+}
+END_TEST
+
+/* batcher_free during a linger ends it at once and still runs the jobs. */
+START_TEST(test_batcher_free_ends_linger)
+{
+    struct rf_model *m;
+    struct rs_error e;
+    struct batcher *b;
+    struct enc_call two[2];
+    pthread_t t[2];
+    double t0;
+
+    ck_assert_int_eq(rf_model_load(&m, TINY, &e), RS_OK);
+    b = batcher_new(m, 4096, LINGER_US, 64, 64);
+    ck_assert_ptr_nonnull(b);
+    two_lingering(b, two, t);
+    t0 = tu_now();
+    batcher_free(b);
+    ck_assert_msg(tu_now() - t0 < 0.1 * LINGER_US / 1e6, "batcher_free took %.3f s",
+                  tu_now() - t0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(two[i].rc, RS_OK);
+    }
     rf_model_free(m);
 }
 END_TEST
@@ -551,6 +765,10 @@ production_suite(void)
     tcase_add_test(tc, test_backpressure);
     tcase_add_test(tc, test_timeout);
     tcase_add_test(tc, test_batcher_deadlines);
+    tcase_add_test(tc, test_batcher_linger_regroups);
+    tcase_add_test(tc, test_batcher_lone_client_waits_not);
+    tcase_add_test(tc, test_batcher_linger_ends_when_quiet);
+    tcase_add_test(tc, test_batcher_free_ends_linger);
     tcase_add_test(tc, test_sigterm_finishes_requests);
     tcase_add_test(tc, test_client_gone);
     tcase_add_test(tc, test_sigterm_deadline);
