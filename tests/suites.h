@@ -25,5 +25,6 @@ Suite *web_suite(void);
 Suite *routes_suite(void);
 Suite *precision_suite(void);
 Suite *search_suite(void);
+Suite *replicas_suite(void);
 
 #endif
