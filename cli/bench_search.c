@@ -206,7 +206,7 @@ bench_collection(const struct bench_set *b, const char *factory, const char *eff
             docs[j] = (struct coll_doc){ ids[j], "", NULL,
                                          b->data + (size_t)(i + j) * (size_t)b->dim, 0 };
         }
-        if (coll_upsert(c, docs, k, &e) != RS_OK)
+        if (coll_upsert(c, docs, k, NULL, &e) != RS_OK)
             goto fail;
     }
     fprintf(stderr, "rosim: %s %s: %d vectors stored in %.1f s\n", b->name, factory, b->n,

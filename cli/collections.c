@@ -45,7 +45,7 @@ static int
 open_store(const struct rf_model *m, const struct options *o, struct store **s)
 {
     struct store_options so = { rf_model_config(m)->d_model, rf_model_fingerprint(m),
-                                COLL_FSYNC_ALWAYS, 10000, o->index, warn_store, NULL };
+                                COLL_FSYNC_ALWAYS, 10000, o->index, warn_store, NULL, NULL };
     struct rs_error e;
 
     if (o->data == NULL || o->collection == NULL) {
@@ -346,7 +346,7 @@ cmd_import(const struct rf_model *m, const struct options *o)
                        (size_t)H * sizeof(float));
             for (int i = 0; i < n; i++)
                 docs[i] = (struct coll_doc){ ids[i], texts[i], metas[i], vecs + (size_t)i * (size_t)H, 0 };
-            if (coll_upsert(c, docs, n, &e) != RS_OK) {
+            if (coll_upsert(c, docs, n, NULL, &e) != RS_OK) {
                 fprintf(stderr, "\nrosim: line %ld: %s\n", lineno, e.msg);
                 rc = 1;
                 break;

@@ -34,14 +34,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../model/vec.h"
-#include "docstore.h"
 #include "faissidx.h"
 #include "itype.h"
 #include "labels.h"
 #include "snapshot.h"
+#include "storage.h"
 
 #define FILTER_REBUILD_MIN 1000   /* filtered labels before a rebuild is considered */
 
@@ -145,7 +146,7 @@ coll_set_effort(struct coll *c, const struct coll_effort *eff, struct rs_error *
                           "it cannot change once documents were written",
                           c->effort.ef_construction);
     else if (memcmp(&next, &c->stored, sizeof(next)) != 0)
-        rc = ds_settings_set_effort(c->ds, &next, e);
+        rc = c->sc->ops->set_effort(c->sc, &next, e);
     if (rc == RS_OK) {
         pthread_rwlock_wrlock(&c->lock);
         c->stored = next;
@@ -209,19 +210,37 @@ gather(int64_t label, const float *v, void *arg)
     return 0;
 }
 
+static int
+no_retired(int64_t label, void *arg)
+{
+    (void)label;
+    (void)arg;
+    return 0;
+}
+
+int
+coll_all_vectors(struct coll *c, int (*fn)(int64_t label, const float *vec, void *arg),
+                 void *arg, int64_t *upto, struct rs_error *e)
+{
+    struct ds_feed f = { no_retired, fn, arg };
+    int64_t at;
+
+    return c->sc->ops->changes(c->sc, 0, &f, upto != NULL ? upto : &at, e);
+}
+
 /* Build a new index from every stored vector, off to the side: the caller
  * swaps it in.  The real index when enough vectors exist to train it,
- * else the interim flat one. */
+ * else the interim flat one.  *upto: the last write it covers. */
 static int
 build_index(struct coll *c, struct fx_index **out, int *trained, long *documents,
-            struct rs_error *e)
+            int64_t *upto, struct rs_error *e)
 {
     struct gathered g = { NULL, NULL, 0, 0, c->dim };
     struct fx_index *idx = NULL;
     int rc, interim;
 
     *out = NULL;
-    rc = ds_vectors(c->ds, 0, gather, &g, e);
+    rc = coll_all_vectors(c, gather, &g, upto, e);
     interim = (long)g.n < c->type.train_min;
     if (rc == RS_OK)
         rc = fx_new(&c->type, c->dim, interim, &idx, e);
@@ -243,16 +262,18 @@ build_index(struct coll *c, struct fx_index **out, int *trained, long *documents
     return RS_OK;
 }
 
-/* Rebuild and swap the new index in; the write lock is held only for the
- * swap.  Called by the writer (wmu held) or while opening. */
+/* Rebuild from the store as it is now and swap the new index in; the
+ * write lock is held only for the swap.  Called by the writer (wmu held)
+ * or while opening. */
 static int
 rebuild(struct coll *c, struct rs_error *e)
 {
     struct fx_index *idx, *old;
     int trained, rc;
     long documents;
+    int64_t upto;
 
-    if ((rc = build_index(c, &idx, &trained, &documents, e)) != RS_OK)
+    if ((rc = build_index(c, &idx, &trained, &documents, &upto, e)) != RS_OK)
         return rc;
     pthread_rwlock_wrlock(&c->lock);
     old = c->index;
@@ -263,6 +284,7 @@ rebuild(struct coll *c, struct rs_error *e)
     c->cur_ef = c->cur_nprobe = 0;
     label_set_clear(&c->filter);
     pthread_rwlock_unlock(&c->lock);
+    atomic_store(&c->seq, upto);
     fx_free(old);
     return RS_OK;
 }
@@ -297,8 +319,10 @@ coll_snapshot(struct coll *c, struct rs_error *e)
     free(buf);
     if (rc == RS_OK) {
         /* retired labels up to seq are now in the snapshot's own state; a
-         * failed prune only keeps rows that replay skips */
-        ds_prune_retired(c->ds, s.seq, NULL);
+         * failed prune only keeps rows that replay skips.  Shared storage
+         * keeps them for the other readers, whose snapshots may be older. */
+        if (!c->keep_retired)
+            c->sc->ops->prune_retired(c->sc, s.seq, NULL);
         atomic_store(&c->snapshot_seq, s.seq);
         c->writes_since_snapshot = 0;
     }
@@ -306,18 +330,92 @@ coll_snapshot(struct coll *c, struct rs_error *e)
     return rc;
 }
 
+/* --- following the store ---------------------------------------------------- */
+
+/* A batch of changes on its way into the index (apply_changes). */
+#define APPLY_BATCH 1024
+
+struct applying {
+    struct coll *c;
+    int64_t after;              /* labels above it were never in the index */
+    int64_t retired[APPLY_BATCH];
+    size_t n_retired;
+    float *vecs;                /* APPLY_BATCH vectors */
+    int64_t labels[APPLY_BATCH];
+    size_t n_docs;
+    int failed;                 /* the index could not take a change */
+};
+
+/* Apply what is gathered under the write lock; searches see the index
+ * between two batches (a hit is read by label, so never stale). */
 static int
-replay_retired(int64_t label, void *arg)
+apply_batch(struct applying *a)
 {
-    struct coll *c = arg;
-    return retire_labels(c->index, &c->removable, &c->filter, &label, 1) == 0 ? 0 : RS_ENOMEM;
+    struct coll *c = a->c;
+    struct rs_error e;
+
+    pthread_rwlock_wrlock(&c->lock);
+    if (retire_labels(c->index, &c->removable, &c->filter, a->retired, a->n_retired) != 0 ||
+        fx_add(c->index, a->n_docs, a->vecs, a->labels, &e) != RS_OK)
+        a->failed = 1;
+    c->documents += (long)a->n_docs - (long)a->n_retired;
+    pthread_rwlock_unlock(&c->lock);
+    a->n_retired = a->n_docs = 0;
+    return 0;
 }
 
 static int
-replay_added(int64_t label, const float *v, void *arg)
+apply_retired(int64_t label, void *arg)
 {
-    struct coll *c = arg;
-    return fx_add(c->index, 1, v, &label, NULL) == RS_OK ? 0 : RS_EFORMAT;
+    struct applying *a = arg;
+
+    if (label > a->after)
+        return 0;
+    a->retired[a->n_retired++] = label;
+    return a->n_retired == APPLY_BATCH ? apply_batch(a) : 0;
+}
+
+static int
+apply_doc(int64_t label, const float *v, void *arg)
+{
+    struct applying *a = arg;
+
+    memcpy(a->vecs + a->n_docs * (size_t)a->c->dim, v, (size_t)a->c->dim * sizeof(float));
+    a->labels[a->n_docs++] = label;
+    return a->n_docs == APPLY_BATCH ? apply_batch(a) : 0;
+}
+
+/* Bring the index, which holds the writes up to after, up to the store's
+ * present (the writes of any process), and set seq.  wmu held (or the
+ * collection not yet shared).  The index is rebuilt when it could not
+ * take a change or should be rebuilt (needs_rebuild); RS_EINVAL when the
+ * store forgot retirements after after (the caller rebuilds). */
+static int
+apply_changes(struct coll *c, int64_t after, struct rs_error *e)
+{
+    struct applying *a = calloc(1, sizeof(*a));
+    struct ds_feed f = { apply_retired, apply_doc, a };
+    int64_t upto;
+    int rc, again;
+
+    if (a == NULL || (a->vecs = malloc(APPLY_BATCH * (size_t)c->dim * sizeof(float))) == NULL) {
+        free(a);
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    }
+    a->c = c;
+    a->after = after;
+    if ((rc = c->sc->ops->changes(c->sc, after, &f, &upto, e)) == RS_OK)
+        apply_batch(a);
+    again = a->failed;
+    free(a->vecs);
+    free(a);
+    if (rc != RS_OK)
+        return again ? rebuild(c, e) : rc;   /* a half-applied feed is rebuilt */
+    atomic_store(&c->seq, upto);
+    pthread_rwlock_rdlock(&c->lock);
+    again = again || needs_rebuild(c);
+    pthread_rwlock_unlock(&c->lock);
+    return again ? rebuild(c, e) : RS_OK;
 }
 
 /* Load the snapshot and bring it up to date with the writes after it;
@@ -326,17 +424,24 @@ static int
 load_snapshot(struct coll *c, struct rs_error *e, int *rc)
 {
     struct snap_state s = { .filter = &c->filter };
-    int64_t seq = atomic_load(&c->seq);
+    int64_t seq;
 
     *rc = RS_OK;
-    if (snap_load(c->dir, c->dim, seq, &s) != RS_OK)
+    if (c->sc->ops->seq(c->sc, &seq, e) != RS_OK || snap_load(c->dir, c->dim, seq, &s) != RS_OK)
         return 0;
     c->index = s.index;
     c->trained = s.trained;
     c->removable = s.removable;
+    c->documents = fx_ntotal(c->index) - (long)c->filter.n;
     atomic_store(&c->snapshot_seq, s.seq);
-    if ((*rc = ds_retired(c->ds, s.seq, s.seq, replay_retired, c, e)) == RS_OK)
-        *rc = ds_vectors(c->ds, s.seq, replay_added, c, e);
+    if ((*rc = apply_changes(c, s.seq, e)) == RS_EINVAL) {
+        /* the store forgot what happened since (pruned for a newer snapshot) */
+        fx_free(c->index);
+        c->index = NULL;
+        label_set_clear(&c->filter);
+        atomic_store(&c->snapshot_seq, 0);
+        return 0;
+    }
     return 1;
 }
 
@@ -346,7 +451,8 @@ load_snapshot(struct coll *c, struct rs_error *e, int *rc)
 static void
 coll_free(struct coll *c)
 {
-    ds_close(c->ds);
+    if (c->sc != NULL)
+        c->sc->ops->close(c->sc);
     fx_free(c->index);
     label_set_clear(&c->filter);
     pthread_mutex_destroy(&c->wmu);
@@ -355,67 +461,39 @@ coll_free(struct coll *c)
     free(c);
 }
 
-/* A store without settings met by an open (not a create): a creation that
- * never finished, so never acknowledged, when it holds no documents
- * either: RS_ENOTFOUND then (the caller removes it), else RS_EFORMAT. */
-static int
-unfinished(struct coll *c, struct rs_error *e)
+int
+coll_new_settings(const struct coll_options *o, struct ds_settings *set, struct rs_error *e)
 {
-    long n;
-    int rc = ds_count(c->ds, &n, e);
+    const char *factory = o->factory ? o->factory : "Flat";
+    struct itype t;
+    struct fx_index *probe;
+    int rc;
 
-    if (rc != RS_OK)
+    if ((rc = itype_parse(factory, o->dim, &t, e)) != RS_OK)
         return rc;
-    if (n > 0)
-        return rs_error_set(e, RS_EFORMAT, "%s: docs.db holds %ld documents but no settings "
-                            "(index type, dimension, model)", c->dir, n);
-    return rs_error_set(e, RS_ENOTFOUND, "%s: its creation never finished (no settings were "
-                        "committed), so it was never acknowledged", c->dir);
-}
-
-/* Make a new collection's files durable: its directory's entries and its
- * own entry in the parent directory. */
-static int
-sync_created(const char *dir, struct rs_error *e)
-{
-    if (snap_sync_new_dir(dir) != 0)
-        return rs_error_set(e, RS_EIO, "%s: cannot sync the new collection to disk: %s", dir,
-                            strerror(errno));
+    /* the real index is built only once it can train: try it now */
+    if ((rc = fx_new(&t, o->dim, 0, &probe, e)) != RS_OK) {
+        rs_error_prefix(e, "index type '%s' is not valid", factory);
+        if (e != NULL)
+            e->code = RS_EINVAL;
+        return RS_EINVAL;
+    }
+    fx_free(probe);
+    memset(set, 0, sizeof(*set));
+    snprintf(set->factory, sizeof(set->factory), "%s", factory);
+    set->dim = o->dim;
+    snprintf(set->fingerprint, sizeof(set->fingerprint), "%s", o->fingerprint ? o->fingerprint : "");
     return RS_OK;
 }
 
-/* Check the store's settings against o, or write them into a new store
- * (only when o->create: see unfinished). */
+/* Check the stored settings against o (index type when o->factory, the
+ * dimension, the model) and take the type and effort from them. */
 static int
 settle(struct coll *c, const struct coll_options *o, struct rs_error *e)
 {
     struct ds_settings set;
-    int rc = ds_settings_get(c->ds, &set, e);
+    int rc = c->sc->ops->settings(c->sc, &set, e);
 
-    if (rc == RS_ENOTFOUND && !o->create)
-        return unfinished(c, e);
-    if (rc == RS_ENOTFOUND) {
-        const char *factory = o->factory ? o->factory : "Flat";
-        struct fx_index *probe;
-        if ((rc = itype_parse(factory, c->dim, &c->type, e)) != RS_OK)
-            return rc;
-        /* the real index is built only once it can train: try it now */
-        if ((rc = fx_new(&c->type, c->dim, 0, &probe, e)) != RS_OK) {
-            rs_error_prefix(e, "index type '%s' is not valid", factory);
-            if (e != NULL)
-                e->code = RS_EINVAL;
-            return RS_EINVAL;
-        }
-        fx_free(probe);
-        memset(&set, 0, sizeof(set));
-        snprintf(set.factory, sizeof(set.factory), "%s", factory);
-        set.dim = c->dim;
-        snprintf(set.fingerprint, sizeof(set.fingerprint), "%s", o->fingerprint ? o->fingerprint : "");
-        resolve_effort(&c->type, &c->stored, &c->effort);
-        if ((rc = ds_settings_init(c->ds, &set, e)) != RS_OK)
-            return rc;
-        return o->fsync == COLL_FSYNC_ALWAYS ? sync_created(c->dir, e) : RS_OK;
-    }
     if (rc != RS_OK)
         return rc;
     if (o->factory != NULL && !itype_same(set.factory, o->factory, c->dim))
@@ -446,55 +524,77 @@ coll_index_type_check(const char *factory, struct rs_error *e)
     return itype_parse(factory, 0, &t, e);
 }
 
-int
-coll_open(struct coll **out, const char *dir, const struct coll_options *o, struct rs_error *e)
+/* The collection over sc (owned from now on) with its snapshot in dir
+ * (which exists): settings checked, the index loaded and brought up to
+ * date, or rebuilt. */
+static int
+attach(struct coll **out, struct st_coll *sc, const char *dir, const struct coll_options *o,
+       int keep_retired, struct rs_error *e)
 {
-    struct coll *c;
-    struct stat st;
-    int64_t seq;
-    int rc, exists;
+    struct coll *c = calloc(1, sizeof(*c));
+    int rc;
 
     *out = NULL;
-    exists = stat(dir, &st) == 0;
-    if (!exists && !o->create)
-        return rs_error_set(e, RS_ENOTFOUND, "%s: no such collection", dir);
-    if (!exists && mkdir(dir, 0700) != 0)
-        return rs_error_set(e, errno == ENOSPC ? RS_ENOSPC : RS_EIO, "%s: %s", dir, strerror(errno));
-    c = calloc(1, sizeof(*c));
     if (c == NULL || (c->dir = strdup(dir)) == NULL) {
         free(c);
+        sc->ops->close(sc);
         return rs_error_set(e, RS_ENOMEM, "out of memory");
     }
+    c->sc = sc;
+    c->keep_retired = keep_retired;
     pthread_mutex_init(&c->wmu, NULL);
     pthread_rwlock_init(&c->lock, NULL);
     c->dim = o->dim;
     c->snapshot_every = o->snapshot_every;
     c->report = o->report;
     c->report_arg = o->report_arg;
-
-    if ((rc = ds_open(&c->ds, dir, 1, o->fsync, e)) != RS_OK ||
-        (rc = settle(c, o, e)) != RS_OK || (rc = ds_seq(c->ds, &seq, e)) != RS_OK ||
-        (rc = ds_count(c->ds, &c->documents, e)) != RS_OK)
-        goto fail;
-    atomic_store(&c->seq, seq);
-    if (!load_snapshot(c, e, &rc))
+    if ((rc = settle(c, o, e)) == RS_OK && !load_snapshot(c, e, &rc))
         rc = rebuild(c, e);
-    else if (rc == RS_OK && needs_rebuild(c))   /* e.g. an IVF index that can train now */
-        rc = rebuild(c, e);
-    if (rc != RS_OK)
-        goto fail;
-    c->writes_since_snapshot = (long)(seq - atomic_load(&c->snapshot_seq));
+    if (rc != RS_OK) {
+        coll_free(c);
+        return rc;
+    }
+    c->writes_since_snapshot = (long)(atomic_load(&c->seq) - atomic_load(&c->snapshot_seq));
     *out = c;
     return RS_OK;
-fail:
-    ds_close(c->ds);
-    c->ds = NULL;
-    if (!exists) {   /* a collection that failed to come into being leaves nothing */
+}
+
+int
+coll_open(struct coll **out, const char *dir, const struct coll_options *o, struct rs_error *e)
+{
+    struct ds_settings set;
+    struct st_coll *sc;
+    struct stat st;
+    int rc, exists;
+
+    *out = NULL;
+    exists = stat(dir, &st) == 0;
+    if (!exists && !o->create)
+        return rs_error_set(e, RS_ENOTFOUND, "%s: no such collection", dir);
+    if (o->create && (rc = coll_new_settings(o, &set, e)) != RS_OK)
+        return rc;
+    if (!exists && mkdir(dir, 0700) != 0)
+        return rs_error_set(e, errno == ENOSPC ? RS_ENOSPC : RS_EIO, "%s: %s", dir, strerror(errno));
+    if ((rc = st_sqlite_coll_open(&sc, dir, o->create ? &set : NULL, o->fsync, e)) == RS_OK)
+        rc = attach(out, sc, dir, o, 0, e);
+    if (rc != RS_OK && !exists) {   /* a collection that failed to come into being leaves nothing */
         ds_remove_files(dir);
         rmdir(dir);
     }
-    coll_free(c);
     return rc;
+}
+
+int
+coll_open_storage(struct coll **out, struct st_coll *sc, const char *dir,
+                  const struct coll_options *o, struct rs_error *e)
+{
+    *out = NULL;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        sc->ops->close(sc);
+        return rs_error_set(e, errno == ENOSPC ? RS_ENOSPC : RS_EIO, "%s: %s", dir,
+                            strerror(errno));
+    }
+    return attach(out, sc, dir, o, 1, e);
 }
 
 void
@@ -594,8 +694,16 @@ last_versions(const struct coll_doc *docs, int n, float *vecs, int64_t *labels, 
     return k;
 }
 
+/* Whether a periodic snapshot is due.  wmu held. */
+static int
+snapshot_due(const struct coll *c)
+{
+    return c->snapshot_every > 0 && c->writes_since_snapshot >= c->snapshot_every;
+}
+
 int
-coll_upsert(struct coll *c, const struct coll_doc *docs, int n, struct rs_error *e)
+coll_upsert(struct coll *c, const struct coll_doc *docs, int n, int64_t *seq,
+            struct rs_error *e)
 {
     float *vecs = NULL;
     int64_t *labels = NULL, *retired = NULL, first;
@@ -618,9 +726,17 @@ coll_upsert(struct coll *c, const struct coll_doc *docs, int n, struct rs_error 
     for (int i = 0; i < n; i++)
         vec_normalize_to(docs[i].vec, vecs + (size_t)i * (size_t)c->dim, c->dim);
     pthread_mutex_lock(&c->wmu);
-    first = atomic_load(&c->seq) + 1;
-    rc = ds_upsert(c->ds, docs, vecs, n, first, retired, &n_retired, &new_docs, e);
-    if (rc == RS_OK) {
+    rc = c->sc->ops->upsert(c->sc, docs, vecs, n, &first, retired, &n_retired, &new_docs, e);
+    if (rc == RS_OK && seq != NULL)
+        *seq = first + n - 1;
+    if (rc == RS_OK && first != atomic_load(&c->seq) + 1) {
+        /* another process wrote since the index was last brought up to
+         * date: the feed brings its writes and this one */
+        int64_t after = atomic_load(&c->seq);
+        rc = apply_changes(c, after, e);
+        c->writes_since_snapshot += (long)(atomic_load(&c->seq) - after);
+        snapshot = snapshot_due(c);
+    } else if (rc == RS_OK) {
         atomic_store(&c->seq, first + n - 1);
         /* labels retired inside this batch were never added */
         for (size_t i = 0; i < n_retired; i++)
@@ -631,7 +747,7 @@ coll_upsert(struct coll *c, const struct coll_doc *docs, int n, struct rs_error 
             labels[i] = first + i;
         k = last_versions(docs, n, vecs, labels, c->dim);
         rc = after_commit(c, retired, n_retired, vecs, labels, k, new_docs, e);
-        snapshot = c->snapshot_every > 0 && c->writes_since_snapshot >= c->snapshot_every;
+        snapshot = snapshot_due(c);
     }
     pthread_mutex_unlock(&c->wmu);
     if (snapshot)
@@ -644,20 +760,80 @@ out:
 }
 
 int
-coll_delete(struct coll *c, const char *id, struct rs_error *e)
+coll_delete(struct coll *c, const char *id, int64_t *seq, struct rs_error *e)
 {
-    int64_t label, seq;
+    int64_t label, at, after;
     int rc;
 
     pthread_mutex_lock(&c->wmu);
-    seq = atomic_load(&c->seq) + 1;
-    rc = ds_delete(c->ds, id, seq, &label, e);
-    if (rc == RS_OK) {
-        atomic_store(&c->seq, seq);
+    after = atomic_load(&c->seq);
+    rc = c->sc->ops->del(c->sc, id, &at, &label, e);
+    if (rc == RS_OK && seq != NULL)
+        *seq = at;
+    if (rc == RS_OK && at != after + 1) {   /* others wrote meanwhile: as in coll_upsert */
+        rc = apply_changes(c, after, e);
+        c->writes_since_snapshot += (long)(atomic_load(&c->seq) - after);
+    } else if (rc == RS_OK) {
+        atomic_store(&c->seq, at);
         rc = after_commit(c, &label, 1, NULL, NULL, 0, -1, e);
     }
     pthread_mutex_unlock(&c->wmu);
     return rc;
+}
+
+int
+coll_catch_up(struct coll *c, struct rs_error *e)
+{
+    int64_t stored, after;
+    int rc, snapshot = 0;
+
+    pthread_mutex_lock(&c->wmu);
+    after = atomic_load(&c->seq);
+    if ((rc = c->sc->ops->seq(c->sc, &stored, e)) == RS_OK && stored > after) {
+        if ((rc = apply_changes(c, after, e)) == RS_EINVAL)
+            rc = rebuild(c, e);   /* the store forgot retirements since: start over */
+        c->writes_since_snapshot += (long)(atomic_load(&c->seq) - after);
+        snapshot = rc == RS_OK && snapshot_due(c);
+    }
+    pthread_mutex_unlock(&c->wmu);
+    if (snapshot)
+        snapshot_or_report(c);
+    return rc;
+}
+
+static double
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int
+coll_wait_seq(struct coll *c, int64_t seq, int timeout_ms, struct rs_error *e)
+{
+    double deadline = now_ms() + timeout_ms;
+    int64_t stored;
+    int rc;
+
+    for (;;) {
+        if (atomic_load(&c->seq) >= seq)
+            return RS_OK;
+        if ((rc = coll_catch_up(c, e)) != RS_OK)
+            return rc;
+        if (atomic_load(&c->seq) >= seq)
+            return RS_OK;
+        double left = deadline - now_ms();
+        if (left <= 0)
+            return rs_error_set(e, RS_ETIMEOUT, "the index has applied the writes up to "
+                                "sequence %lld, not yet %lld", (long long)atomic_load(&c->seq),
+                                (long long)seq);
+        rc = c->sc->ops->wait(c->sc, atomic_load(&c->seq), left < 1000 ? (int)left + 1 : 1000,
+                              &stored, e);
+        if (rc != RS_OK && rc != RS_ETIMEOUT)
+            return rc;
+    }
 }
 
 void

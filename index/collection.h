@@ -154,7 +154,7 @@ struct coll_stats {
     long documents;
     long index_vectors;       /* vectors in the FAISS index (deleted ones filtered) */
     long filtered;            /* deleted but still in a non-removable index */
-    int64_t seq;              /* sequence number of the last write */
+    int64_t seq;              /* sequence number of the last write the index applied */
     int64_t snapshot_seq;
     int trained;
     char factory[128];
@@ -163,6 +163,8 @@ struct coll_stats {
 };
 
 struct coll;
+struct st_coll;
+struct ds_settings;
 
 /* Open (or create) the collection in directory dir.  RS_ENOTFOUND when it
  * does not exist and opts->create is 0, or when its creation never
@@ -175,6 +177,22 @@ struct coll;
 int coll_open(struct coll **out, const char *dir, const struct coll_options *opts,
               struct rs_error *e);
 
+/* Open the collection whose documents are in sc (storage.h: any backend;
+ * the collection owns sc from now on, and closes it when this fails),
+ * keeping its index snapshot in directory dir (created when missing).
+ * opts->create and opts->factory are not used: a collection on shared
+ * storage is created there (st_ops.create).  Errors as coll_open; and
+ * RS_EUNAVAIL when the database cannot be reached. */
+int coll_open_storage(struct coll **out, struct st_coll *sc, const char *dir,
+                      const struct coll_options *opts, struct rs_error *e);
+
+/* The settings of a new collection made with o (o->factory, NULL for
+ * Flat; o->dim; o->fingerprint), the index type checked by building one:
+ * what a collection on shared storage is created with (st_ops.create).
+ * RS_OK or RS_EINVAL. */
+int coll_new_settings(const struct coll_options *o, struct ds_settings *set,
+                      struct rs_error *e);
+
 /* Whether factory is an index type a collection can have, as far as can
  * be told before a model is loaded (its dimension is not known yet; see
  * itype.h).  RS_OK, or RS_EINVAL with the reason. */
@@ -185,12 +203,25 @@ int coll_index_type_check(const char *factory, struct rs_error *e);
 void coll_close(struct coll *c);
 
 /* Insert or replace n documents in one transaction, acknowledged (RS_OK)
- * only after it commits.  RS_ENOSPC when the disk is full; nothing is
- * half-written in any case. */
-int coll_upsert(struct coll *c, const struct coll_doc *docs, int n, struct rs_error *e);
+ * only after it commits; the write's sequence number goes to *seq (may be
+ * NULL).  RS_ENOSPC when the disk is full, RS_EUNAVAIL when the database
+ * cannot be reached (then the write may or may not have committed); nothing
+ * is half-written in any case. */
+int coll_upsert(struct coll *c, const struct coll_doc *docs, int n, int64_t *seq,
+                struct rs_error *e);
 
-/* Delete by id.  RS_ENOTFOUND when there is no such document. */
-int coll_delete(struct coll *c, const char *id, struct rs_error *e);
+/* Delete by id, the write's sequence number to *seq (may be NULL).
+ * RS_ENOTFOUND when there is no such document. */
+int coll_delete(struct coll *c, const char *id, int64_t *seq, struct rs_error *e);
+
+/* Bring the index up to date with the writes other processes committed
+ * (shared storage): cheap when there are none.  Any thread. */
+int coll_catch_up(struct coll *c, struct rs_error *e);
+
+/* Return once the index has applied every write up to sequence seq,
+ * catching up as needed, waiting up to timeout_ms for writes not yet
+ * committed: RS_OK, RS_ETIMEOUT, RS_EUNAVAIL or RS_ENOTFOUND (dropped). */
+int coll_wait_seq(struct coll *c, int64_t seq, int timeout_ms, struct rs_error *e);
 
 /* One document (score 1); RS_ENOTFOUND when absent. */
 int coll_get(struct coll *c, const char *id, struct coll_hit *out, struct rs_error *e);

@@ -17,6 +17,7 @@
 #include "faissidx.h"
 #include "itype.h"
 #include "labels.h"
+#include "storage.h"
 
 struct coll {
     char *dir;
@@ -24,8 +25,9 @@ struct coll {
     int dim, snapshot_every;
     void (*report)(void *arg, const char *collection, const char *what);
     void *report_arg;
-    struct docstore *ds;
-    pthread_mutex_t wmu;        /* one writer at a time */
+    struct st_coll *sc;         /* the documents: the source of truth */
+    int keep_retired;           /* others read sc: snapshots do not prune it */
+    pthread_mutex_t wmu;        /* one writer (or catch-up) at a time */
     pthread_rwlock_t lock;      /* the fields below, up to documents */
     struct fx_index *index;
     int trained;                /* the real index is in use (not the interim flat one) */
@@ -35,7 +37,8 @@ struct coll {
     struct coll_effort stored;  /* as stored: 0 = rosim's default */
     struct coll_effort effort;  /* stored, defaults resolved; 0 where it does not apply */
     int cur_ef, cur_nprobe;     /* what index is set to; 0: not known */
-    _Atomic int64_t seq, snapshot_seq;
+    _Atomic int64_t seq;        /* the last write the index applied */
+    _Atomic int64_t snapshot_seq;
     long writes_since_snapshot; /* under wmu */
 };
 
@@ -49,5 +52,11 @@ int coll_effort_in_place(const struct coll *c, int ef_search, int nprobe);
 
 /* Set the index's search effort.  Under c->lock held exclusively. */
 int coll_apply_effort(struct coll *c, int ef_search, int nprobe, struct rs_error *e);
+
+/* fn(label, vector, arg) for every stored document (a non-zero return
+ * stops with that status); *upto (may be NULL) gets the sequence the
+ * documents are as of. */
+int coll_all_vectors(struct coll *c, int (*fn)(int64_t label, const float *vec, void *arg),
+                     void *arg, int64_t *upto, struct rs_error *e);
 
 #endif

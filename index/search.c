@@ -40,7 +40,7 @@ coll_hits_free(struct coll_hit *hits, int n)
 int
 coll_get(struct coll *c, const char *id, struct coll_hit *out, struct rs_error *e)
 {
-    int rc = ds_get(c->ds, id, out, e);
+    int rc = c->sc->ops->get(c->sc, id, out, e);
 
     if (rc == RS_OK)
         out->score = 1.0f;
@@ -102,8 +102,8 @@ search_exact(struct coll *c, const float *q, const struct coll_filter *f, struct
              struct rs_error *e)
 {
     struct exact x = { NULL, 0, 0, q, c->dim };
-    int rc = f != NULL ? ds_match_vectors(c->ds, f, score_one, &x, e)
-                       : ds_vectors(c->ds, 0, score_one, &x, e);
+    int rc = f != NULL ? c->sc->ops->match_vectors(c->sc, f, score_one, &x, e)
+                       : coll_all_vectors(c, score_one, &x, NULL, e);
 
     if (rc == RS_OK) {
         if (x.n > 0)   /* none may match a filter */
@@ -173,7 +173,7 @@ keep_matching(struct coll *c, const struct coll_filter *f, long k, struct ranked
 
     while (rc == RS_OK && done < r->n && m < 2 * k) {
         long len = r->n - done < chunk ? r->n - done : chunk;
-        rc = ds_match_labels(c->ds, f, r->labels + done, (size_t)len, match, e);
+        rc = c->sc->ops->match_labels(c->sc, f, r->labels + done, (size_t)len, match, e);
         for (long i = 0; rc == RS_OK && i < len; i++) {
             if (!match[i])
                 continue;
@@ -226,7 +226,7 @@ fill_hits(struct coll *c, const float *q, const struct ranked *r, long k, float 
     if (v == NULL)
         return rs_error_set(e, RS_ENOMEM, "out of memory");
     for (long i = 0; i < r->n && *n < k; i++) {
-        int rc = ds_get_label(c->ds, r->labels[i], &out[*n], v, e);
+        int rc = c->sc->ops->get_label(c->sc, r->labels[i], &out[*n], v, e);
         float dot = 0;
         if (rc == RS_ENOTFOUND)   /* a label replaced meanwhile is skipped */
             continue;

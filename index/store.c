@@ -10,6 +10,16 @@
  * tombstone removed.  A name stays busy while its dropped entry lives, so
  * the closing collection (which may still write a snapshot into its old
  * directory name) never meets a new collection of the same name.
+ *
+ * On PostgreSQL (a dsn given) the collections are the database's, shared
+ * with other processes; the data directory holds this process's snapshots,
+ * one directory "NAME.UID" per collection incarnation (storage.h uid), so a
+ * collection dropped and created again elsewhere never meets the old
+ * snapshot.  A follower thread waits for the database's change
+ * notifications (or a second) and then opens the collections created
+ * elsewhere, forgets those dropped elsewhere, and brings every index up to
+ * date (coll_catch_up).  Whether the database answered last is kept for
+ * store_reachable.
  */
 #include "store.h"
 
@@ -29,8 +39,10 @@
 
 #include "itype.h"
 #include "snapshot.h"
+#include "storage.h"
 
 #define TOMB_PREFIX ".dropped-"
+#define FOLLOW_MS 500   /* the follower's longest sleep: a stop waits up to this */
 
 struct entry {
     char *name;
@@ -38,6 +50,7 @@ struct entry {
     char *reason;         /* why it failed (scrubbed), or NULL */
     char *tomb;           /* tombstone directory name once dropped */
     int refs;             /* users, plus one for the table itself */
+    int64_t uid;          /* shared storage: the incarnation (storage.h) */
     struct entry *next;
 };
 
@@ -52,8 +65,16 @@ struct store {
                              (EACCES, EPERM, EROFS); 0 once one succeeds */
     unsigned long tombs;  /* tombstone names handed out */
     pthread_mutex_t mu;
+    pthread_mutex_t open_mu; /* shared storage: one opener (follower, create) at a time */
     struct entry *entries;
     struct entry *dropped;   /* dropped but still in use */
+    /* shared storage (NULL: the data directory is the database) */
+    struct st_db *db;
+    atomic_int reachable;    /* the database answered the last call */
+    char unreachable[512];   /* why not (under mu) */
+    pthread_t follower;
+    int following;           /* the thread runs */
+    atomic_int stop;
 };
 
 static void
@@ -333,6 +354,287 @@ add_found(struct store *s, const char *name)
     return RS_OK;
 }
 
+/* --- shared storage (PostgreSQL) ------------------------------------------- */
+
+static void unref(struct store *s, struct entry **list, struct coll *c);
+
+/* Remember how the last call to the database went. */
+static void
+note_db(struct store *s, int rc, const struct rs_error *e)
+{
+    if (rc != RS_EUNAVAIL) {
+        if (rc == RS_OK)
+            atomic_store(&s->reachable, 1);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    snprintf(s->unreachable, sizeof(s->unreachable), "%s", e->msg);
+    pthread_mutex_unlock(&s->mu);
+    if (atomic_exchange(&s->reachable, 0))
+        report(s, NULL, "the database cannot be reached: writes are refused until it answers; "
+               "searches are served from the indexes: %s", e->msg);
+}
+
+/* Open the shared collection name into a new entry and add it to the
+ * table (open, or failed with its reason).  RS_OK also when it is gone
+ * (dropped meanwhile) or already in the table; open_mu held. */
+static int
+add_shared(struct store *s, const char *name, struct rs_error *e)
+{
+    struct coll_options o = { 0, NULL, s->opts.dim, s->fingerprint, s->opts.fsync,
+                              s->opts.snapshot_every, coll_report, s };
+    struct st_coll *sc;
+    struct entry *en;
+    char path[4200];
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    en = find(s, name);
+    pthread_mutex_unlock(&s->mu);
+    if (en != NULL)
+        return RS_OK;
+    if ((rc = s->db->ops->open(s->db, name, &sc, e)) != RS_OK)
+        return rc == RS_ENOTFOUND ? RS_OK : rc;
+    if ((en = entry_new(name)) == NULL) {
+        sc->ops->close(sc);
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    }
+    en->refs = 1;
+    en->uid = sc->ops->uid(sc);
+    snprintf(path, sizeof(path), "%s/%s.%lld", s->dir, name, (long long)en->uid);
+    if ((rc = coll_open_storage(&en->coll, sc, path, &o, e)) == RS_EUNAVAIL ||
+        rc == RS_ENOTFOUND || rc == RS_ENOMEM) {
+        entry_free(en);   /* tried again at the next change */
+        return rc == RS_ENOTFOUND ? RS_OK : rc;
+    }
+    if (rc != RS_OK) {
+        report(s, name, "cannot be opened, serving the others: %s", e->msg);
+        store_scrub(s, e->msg);
+        if ((en->reason = strdup(e->msg)) == NULL) {
+            entry_free(en);
+            return rs_error_set(e, RS_ENOMEM, "out of memory");
+        }
+    }
+    pthread_mutex_lock(&s->mu);
+    en->next = s->entries;
+    s->entries = en;
+    pthread_mutex_unlock(&s->mu);
+    return RS_OK;
+}
+
+/* Take the entry of a collection that is no longer in the database out of
+ * the table: its snapshot directory goes with its last user.  mu held. */
+static void
+forget(struct store *s, struct entry *en)
+{
+    char dir[200];
+
+    for (struct entry **p = &s->entries; *p != NULL; p = &(*p)->next)
+        if (*p == en) {
+            *p = en->next;
+            break;
+        }
+    snprintf(dir, sizeof(dir), "%s.%lld", en->name, (long long)en->uid);
+    if (en->coll == NULL) {
+        remove_tomb(s, dir, en->name);
+        entry_free(en);
+        return;
+    }
+    en->tomb = strdup(dir);   /* NULL: left for the next start */
+    en->next = s->dropped;
+    s->dropped = en;
+    unref(s, &s->dropped, en->coll);   /* the table's own reference */
+}
+
+static int
+has_name(char **names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Make the table the database's collections: add the new, forget the
+ * gone.  RS_OK or the database's error. */
+static int
+sync_table(struct store *s, struct rs_error *e)
+{
+    char **names;
+    size_t n;
+    int rc;
+
+    if ((rc = s->db->ops->list(s->db, &names, &n, e)) != RS_OK)
+        return rc;
+    pthread_mutex_lock(&s->open_mu);
+    pthread_mutex_lock(&s->mu);
+    for (struct entry *en = s->entries, *next; en != NULL; en = next) {
+        next = en->next;
+        if (!has_name(names, n, en->name)) {
+            report(s, en->name, "dropped by another process");
+            forget(s, en);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < n && rc == RS_OK; i++)
+        rc = add_shared(s, names[i], e);
+    pthread_mutex_unlock(&s->open_mu);
+    st_names_free(names, n);
+    return rc;
+}
+
+/* Bring every open collection up to date; one found dropped is forgotten
+ * (a new one of its name comes at the next sync). */
+static int
+catch_up_all(struct store *s, struct rs_error *e)
+{
+    char **names;
+    int n, rc = RS_OK;
+
+    if (store_names(s, &names, &n) != RS_OK)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    for (int i = 0; i < n && rc != RS_EUNAVAIL; i++) {
+        struct coll *c = store_acquire(s, names[i]);
+        struct entry *en;
+        int r;
+        if (c == NULL)
+            continue;
+        if ((r = coll_catch_up(c, e)) == RS_ENOTFOUND) {
+            pthread_mutex_lock(&s->mu);
+            if ((en = find(s, names[i])) != NULL && en->coll == c)
+                forget(s, en);
+            pthread_mutex_unlock(&s->mu);
+        } else if (r != RS_OK) {
+            if (r != RS_EUNAVAIL)
+                report(s, names[i], "could not apply the writes of other processes (retried "
+                       "at the next change): %s", e->msg);
+            rc = r;
+        }
+        store_release(s, c);
+    }
+    store_names_free(names, n);
+    return rc;
+}
+
+static void *
+follow(void *arg)
+{
+    struct store *s = arg;
+    unsigned long gen = 0;
+    struct rs_error e;
+    int rc;
+
+    while (!atomic_load(&s->stop)) {
+        if ((rc = s->db->ops->changed(s->db, &gen, FOLLOW_MS, &e)) == RS_OK &&
+            (rc = sync_table(s, &e)) == RS_OK)
+            rc = catch_up_all(s, &e);
+        note_db(s, rc, &e);
+    }
+    return NULL;
+}
+
+/* Remove the snapshot directories of collections the database no longer
+ * has (dropped while this process was away), and tombstones. */
+static void
+remove_stale(struct store *s)
+{
+    DIR *d;
+    struct dirent *de;
+    int fd = dup(s->dirfd), keep;
+
+    if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    while ((de = readdir(d)) != NULL) {
+        char name[200];
+        const char *dot = strrchr(de->d_name, '.');
+        if (de->d_name[0] == '.' || dot == NULL || (size_t)(dot - de->d_name) >= sizeof(name))
+            continue;
+        memcpy(name, de->d_name, (size_t)(dot - de->d_name));
+        name[dot - de->d_name] = '\0';
+        pthread_mutex_lock(&s->mu);
+        keep = 0;
+        for (struct entry *en = s->entries; en != NULL && !keep; en = en->next) {
+            char mine[200];
+            snprintf(mine, sizeof(mine), "%s.%lld", en->name, (long long)en->uid);
+            keep = strcmp(mine, de->d_name) == 0;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (!keep && store_valid_name(name))
+            remove_tomb(s, de->d_name, name);
+    }
+    closedir(d);
+}
+
+/* Connect to the database, open its collections and start following. */
+static int
+open_shared(struct store *s, const char *dsn, struct rs_error *e)
+{
+    int rc;
+
+    if ((rc = st_open(&s->db, "postgresql", dsn, s->opts.fsync, e)) != RS_OK)
+        return rc;
+    atomic_store(&s->reachable, 1);
+    if ((rc = sync_table(s, e)) != RS_OK)
+        return rc;
+    remove_stale(s);
+    if (pthread_create(&s->follower, NULL, follow, s) != 0)
+        return rs_error_set(e, RS_ENOMEM, "cannot start the follower thread");
+    s->following = 1;
+    return RS_OK;
+}
+
+/* A new collection in the database (or one another process just made),
+ * then opened here: *created says which.  open_mu held. */
+static int
+create_shared(struct store *s, const char *name, const char *factory,
+              const struct coll_effort *effort, int *created, struct rs_error *e)
+{
+    struct coll_options o = { 1, factory, s->opts.dim, s->fingerprint, s->opts.fsync, 0,
+                              NULL, NULL };
+    struct ds_settings set;
+    int rc;
+
+    if ((effort != NULL && (rc = coll_effort_check(factory, effort, e)) != RS_OK) ||
+        (rc = coll_new_settings(&o, &set, e)) != RS_OK)
+        return rc;
+    rc = s->db->ops->create(s->db, name, &set, e);
+    note_db(s, rc, e);
+    if (rc != RS_OK && rc != RS_EEXIST)
+        return rc;
+    *created = rc == RS_OK;
+    if ((rc = add_shared(s, name, e)) == RS_OK) {
+        pthread_mutex_lock(&s->mu);
+        if (find(s, name) == NULL)
+            rc = rs_error_set(e, RS_EBUSY, "collection '%s' was dropped by another process "
+                              "as it was created; retry", name);
+        pthread_mutex_unlock(&s->mu);
+    }
+    note_db(s, rc, e);
+    return rc;
+}
+
+int
+store_reachable(struct store *s, char *why, size_t len)
+{
+    int ok = s->db == NULL || atomic_load(&s->reachable);
+
+    if (!ok && why != NULL) {
+        pthread_mutex_lock(&s->mu);
+        snprintf(why, len, "%s", s->unreachable);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return ok;
+}
+
+const char *
+store_backend(struct store *s)
+{
+    return s->db != NULL ? "postgresql" : "sqlite";
+}
+
 /* Is this directory entry a collection?  Its docs.db exists, or cannot be
  * looked at (then check_access says why). */
 static int
@@ -376,6 +678,7 @@ store_open(struct store **out, const char *dir, const struct store_options *o, s
     snprintf(s->read_only, sizeof(s->read_only), "the data directory is on a read-only "
              "filesystem: collections cannot be created or dropped");
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->open_mu, NULL);
     s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->dirfd < 0) {
         rc = rs_error_set(e, RS_EIO, "%s: %s", dir, strerror(errno));
@@ -394,6 +697,14 @@ store_open(struct store **out, const char *dir, const struct store_options *o, s
     }
     if ((problem = live_problem(s)) != NULL)
         report(s, NULL, "%s", problem);
+    if (o->dsn != NULL) {
+        if ((rc = open_shared(s, o->dsn, e)) != RS_OK) {
+            store_close(s);
+            return rc;
+        }
+        *out = s;
+        return RS_OK;
+    }
     if ((fd = dup(s->dirfd)) < 0 || (d = fdopendir(fd)) == NULL) {
         rc = rs_error_set(e, RS_EIO, "%s: %s", dir, strerror(errno));
         if (fd >= 0)
@@ -435,6 +746,10 @@ store_close(struct store *s)
 {
     if (s == NULL)
         return;
+    if (s->following) {
+        atomic_store(&s->stop, 1);
+        pthread_join(s->follower, NULL);
+    }
     for (struct entry *en = s->entries, *next; en != NULL; en = next) {
         next = en->next;
         if (en->coll != NULL)
@@ -447,9 +762,11 @@ store_close(struct store *s)
         remove_tomb(s, en->tomb, en->name);
         entry_free(en);
     }
+    st_close(s->db);   /* after the collections, which use it */
     if (s->dirfd >= 0)
         close(s->dirfd);   /* releases the lock */
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->open_mu);
     free(s->dir);
     free(s);
 }
@@ -515,9 +832,20 @@ store_create_effort(struct store *s, const char *name, const char *factory,
     /* an invalid type is refused as such, whether the collection exists or not */
     if (factory != NULL && (rc = itype_parse(factory, s->opts.dim, &type, e)) != RS_OK)
         return rc;
+    if (s->db != NULL) {   /* made in the database unless there; then as an existing one */
+        pthread_mutex_lock(&s->open_mu);
+        pthread_mutex_lock(&s->mu);
+        en = find(s, name);
+        pthread_mutex_unlock(&s->mu);
+        if (en == NULL)
+            rc = create_shared(s, name, factory ? factory : s->factory, effort, created, e);
+        pthread_mutex_unlock(&s->open_mu);
+        if (rc != RS_OK)
+            return rc;
+    }
     pthread_mutex_lock(&s->mu);
     en = find(s, name);
-    for (struct entry *d = s->dropped; d != NULL && rc == RS_OK; d = d->next)
+    for (struct entry *d = s->dropped; d != NULL && rc == RS_OK && s->db == NULL; d = d->next)
         if (strcmp(d->name, name) == 0)
             rc = rs_error_set(e, RS_EBUSY, "collection '%s' is still being dropped; retry", name);
     if (rc != RS_OK) {
@@ -533,6 +861,9 @@ store_create_effort(struct store *s, const char *name, const char *factory,
         if (factory != NULL && !itype_same(st.factory, factory, s->opts.dim))
             rc = rs_error_set(e, RS_EEXIST, "collection '%s' exists with index type '%s'",
                               name, st.factory);
+    } else if (s->db != NULL) {
+        rc = rs_error_set(e, RS_EBUSY, "collection '%s' was dropped by another process as it "
+                          "was created; retry", name);
     } else if ((problem = live_problem(s)) != NULL) {
         rc = rs_error_set(e, RS_EIO, "%s", problem);
     } else if (effort != NULL &&
@@ -659,6 +990,17 @@ store_drop(struct store *s, const char *name, struct rs_error *e)
     if ((en = *p) == NULL) {
         pthread_mutex_unlock(&s->mu);
         return rs_error_set(e, RS_ENOTFOUND, "no collection '%s'", name);
+    }
+    if (s->db != NULL) {
+        /* the database's drop is the drop; the other processes follow */
+        pthread_mutex_unlock(&s->mu);
+        rc = s->db->ops->drop(s->db, name, e);
+        note_db(s, rc, e);
+        pthread_mutex_lock(&s->mu);
+        if ((rc == RS_OK || rc == RS_ENOTFOUND) && (en = find(s, name)) != NULL)
+            forget(s, en);
+        pthread_mutex_unlock(&s->mu);
+        return rc;
     }
     rc = bury(s, en, &renamed, e);
     if (!renamed) {   /* still in place */

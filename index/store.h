@@ -56,6 +56,12 @@ struct store_options {
      * with the store's lock held, so it must not call the store. */
     void (*report)(void *arg, const char *collection, const char *what);
     void *report_arg;
+    /* NULL: the embedded backend, SQLite, in the data directory.  Else a
+     * libpq connection string: the collections live in PostgreSQL, shared
+     * by every process with the same one, and the data directory keeps
+     * this process's index snapshots (one directory per collection
+     * incarnation). */
+    const char *dsn;
 };
 
 struct store;
@@ -78,6 +84,13 @@ int store_valid_name(const char *name);
  * Checked when asked (cheap: the directory's mode, owner, flags and mount),
  * and a write in it refused since the last one that succeeded counts. */
 const char *store_problem(struct store *s);
+
+/* Whether the database (shared storage) answered the last call: 1, or 0
+ * with its error in why (len bytes).  Always 1 for the embedded backend. */
+int store_reachable(struct store *s, char *why, size_t len);
+
+/* "sqlite" or "postgresql". */
+const char *store_backend(struct store *s);
 
 /* Create a collection of index type factory (NULL: the default; for an
  * existing collection, whatever type it has).  *created is 0 when it

@@ -29,6 +29,10 @@ struct api_request {
      * asked between generation steps.  NULL: never. */
     int (*cancelled)(void *arg);
     void *cancel_arg;
+    /* the value of the query argument key (?key=value, decoded), NULL when
+     * absent; query NULL: there are none */
+    const char *(*query)(void *arg, const char *key);
+    void *query_arg;
 };
 
 struct api_reply {

@@ -10,7 +10,9 @@
 #include "api.h"
 #include "api_internal.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,9 +37,56 @@ coll_fail(struct app *a, struct api_reply *rp, struct rs_error *e)
         api_error(rp, 429, "busy", "%s", e->msg);
         rp->retry_after = 1;
         metrics_rejected("busy");
+    } else if (e->code == RS_EUNAVAIL) {
+        api_error(rp, 503, "storage_unavailable", "%s", e->msg);
+        rp->retry_after = 2;
+        metrics_rejected("storage_unavailable");
     } else {
         error_reply(rp, e);
     }
+}
+
+/* Wait until c's index applied the writes up to min_seq (-1: no wait), up
+ * to the request timeout: 0, or -1 with 503 and Retry-After in rp. */
+static int
+wait_min_seq(struct app *a, struct coll *c, long long min_seq, struct api_reply *rp)
+{
+    struct rs_error e;
+    int rc;
+
+    if (min_seq < 0)
+        return 0;
+    rc = coll_wait_seq(c, (int64_t)min_seq, a->conf->request_timeout * 1000, &e);
+    if (rc == RS_OK)
+        return 0;
+    if (rc == RS_ETIMEOUT) {
+        api_error(rp, 503, "not_applied_yet", "min_seq %lld: %s", min_seq, e.msg);
+        rp->retry_after = 1;
+        metrics_rejected("timeout");
+    } else {
+        coll_fail(a, rp, &e);
+    }
+    return -1;
+}
+
+/* ?min_seq= of a GET: -1 when absent; 0, or -1 with 400 in rp when it is
+ * not a non-negative integer. */
+static int
+query_min_seq(const struct api_request *rq, long long *out, struct api_reply *rp)
+{
+    const char *v = rq->query != NULL ? rq->query(rq->query_arg, "min_seq") : NULL;
+    char *end;
+
+    *out = -1;
+    if (v == NULL)
+        return 0;
+    errno = 0;
+    *out = strtoll(v, &end, 10);
+    if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0) {
+        api_error(rp, 400, "invalid_type", "'min_seq' must be a non-negative integer");
+        return -1;
+    }
+    return 0;
 }
 
 /* A reference to the named collection, or NULL with 404 (none) or 409
@@ -107,9 +156,10 @@ api_collections_list(struct app *a, const struct api_request *rq, const struct r
     reply(rp, 200, json_pack("{s:o}", "collections", list));
 }
 
-/* /readyz, once loaded (503 before: routes.c): failed collections and an
- * unwritable data directory are listed but do not make the server unready
- * (the rest is served).  Only names: this route needs no key, the reasons
+/* /readyz, once loaded (503 before: routes.c): failed collections, an
+ * unwritable data directory and an unreachable database are listed but do
+ * not make the server unready (the rest is served: searches go on from
+ * the indexes).  Only names: this route needs no key, the reasons
  * are in /v1/collections and the log. */
 void
 api_readyz(struct app *a, const struct api_request *rq, const struct route_args *arg,
@@ -119,6 +169,8 @@ api_readyz(struct app *a, const struct api_request *rq, const struct route_args 
     int n, open = 0;
     json_t *failed = json_array(), *j;
     const char *problem = store_problem(a->store);
+    char why[300];
+    int reachable;
 
     (void)rq;
     (void)arg;
@@ -134,10 +186,15 @@ api_readyz(struct app *a, const struct api_request *rq, const struct route_args 
             open++;
     }
     free(info);
-    j = json_pack("{s:s,s:i,s:o,s:b}", "status", "ready", "collections_open", open,
-                  "collections_failed", failed, "data_dir_writable", problem == NULL);
+    reachable = store_reachable(a->store, why, sizeof(why));
+    j = json_pack("{s:s,s:i,s:o,s:b,s:s,s:b}", "status", "ready", "collections_open", open,
+                  "collections_failed", failed, "data_dir_writable", problem == NULL,
+                  "storage", store_backend(a->store), "storage_reachable", reachable);
     if (j != NULL && problem != NULL)
         json_object_set_new(j, "warning", json_string(problem));
+    else if (j != NULL && !reachable)
+        json_object_set_new(j, "warning", json_string("the database cannot be reached: "
+                                                      "writes are refused"));
     reply(rp, 200, j);
 }
 
@@ -249,6 +306,7 @@ api_documents_upsert(struct app *a, const struct api_request *rq, const struct r
     struct embedded em = { 0 };
     struct coll *c = NULL;
     struct rs_error e;
+    int64_t seq;
     size_t i, n = 0;
 
     if (body == NULL)
@@ -345,11 +403,11 @@ api_documents_upsert(struct app *a, const struct api_request *rq, const struct r
         goto done;
     for (i = 0; i < n_embed; i++)
         cd[to_embed[i]].vec = em.vecs + i * (size_t)H;
-    if (coll_upsert(c, cd, (int)n, &e) != RS_OK) {
+    if (coll_upsert(c, cd, (int)n, &seq, &e) != RS_OK) {
         coll_fail(a, rp, &e);
         goto done;
     }
-    reply(rp, 200, json_pack("{s:I}", "upserted", (json_int_t)n));
+    reply(rp, 200, json_pack("{s:I,s:I}", "upserted", (json_int_t)n, "seq", (json_int_t)seq));
 done:
     store_release(a->store, c);
     for (i = 0; metas != NULL && i < n; i++)
@@ -367,14 +425,16 @@ void
 api_document_get(struct app *a, const struct api_request *rq, const struct route_args *arg,
                  struct api_reply *rp)
 {
-    struct coll *c = find_collection(a, arg->name, rp);
+    struct coll *c;
     struct coll_hit h;
     struct rs_error e;
+    long long min_seq;
 
-    (void)rq;
-    if (c == NULL)
+    if (query_min_seq(rq, &min_seq, rp) || (c = find_collection(a, arg->name, rp)) == NULL)
         return;
-    if (coll_get(c, arg->id, &h, &e) != RS_OK) {
+    if (wait_min_seq(a, c, min_seq, rp)) {
+        /* answered */
+    } else if (coll_get(c, arg->id, &h, &e) != RS_OK) {
         coll_fail(a, rp, &e);
     } else {
         reply(rp, 200, hit_json(&h, 0));
@@ -389,14 +449,15 @@ api_document_delete(struct app *a, const struct api_request *rq, const struct ro
 {
     struct coll *c = find_collection(a, arg->name, rp);
     struct rs_error e;
+    int64_t seq;
 
     (void)rq;
     if (c == NULL)
         return;
-    if (coll_delete(c, arg->id, &e) != RS_OK)
+    if (coll_delete(c, arg->id, &seq, &e) != RS_OK)
         coll_fail(a, rp, &e);
     else
-        reply(rp, 200, json_pack("{s:s}", "deleted", arg->id));
+        reply(rp, 200, json_pack("{s:s,s:I}", "deleted", arg->id, "seq", (json_int_t)seq));
     store_release(a->store, c);
 }
 
@@ -408,10 +469,10 @@ api_search(struct app *a, const struct api_request *rq, const struct route_args 
 {
     const char *name = arg->name;
     static const char *const allowed[] = { "text", "vector", "k", "min_score", "filter",
-                                           "ef_search", "nprobe", NULL };
+                                           "ef_search", "nprobe", "min_seq", NULL };
     const int H = rf_model_config(a->model)->d_model;
     json_t *body = body_object(rq, rp, allowed), *text, *vec, *list;
-    long long k = 10;
+    long long k = 10, min_seq = -1;
     double min_score = -1.0;
     float *q = NULL;
     struct sp_filter filter = { 0 };
@@ -433,7 +494,8 @@ api_search(struct app *a, const struct api_request *rq, const struct route_args 
     }
     if (int_field(body, "k", 1, a->conf->max_search_k, &k, rp) ||
         num_field(body, "min_score", &min_score, rp) || sp_filter_parse(body, &filter, rp) ||
-        sp_effort_parse(body, 0, &effort, rp))
+        sp_effort_parse(body, 0, &effort, rp) ||
+        int_field(body, "min_seq", 0, INT64_MAX, &min_seq, rp))
         goto done;
     if (text != NULL && check_text(a, text, "'text'", rp))
         goto done;
@@ -445,7 +507,7 @@ api_search(struct app *a, const struct api_request *rq, const struct route_args 
         if (sp_vector(vec, H, q, "'vector'", rp))
             goto done;
     }
-    if ((c = find_collection(a, name, rp)) == NULL)
+    if ((c = find_collection(a, name, rp)) == NULL || wait_min_seq(a, c, min_seq, rp))
         goto done;
     if (text != NULL) {
         struct emb_text t = text_of(text);

@@ -480,6 +480,13 @@ serve_metrics(struct http_server *s, struct MHD_Connection *c, struct request *r
     return queue(c, req, MHD_HTTP_OK, "text/plain; version=0.0.4", text, NULL);
 }
 
+/* A query argument of the request on connection arg (api.h). */
+static const char *
+query_arg(void *arg, const char *key)
+{
+    return MHD_lookup_connection_value(arg, MHD_GET_ARGUMENT_KIND, key);
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
            const char *version, const char *upload_data, size_t *upload_data_size,
@@ -585,7 +592,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
         struct api_request rq = {
             method, url,
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
-            req->body, req->body_len, request_cancelled, req,
+            req->body, req->body_len, request_cancelled, req, query_arg, c,
         };
         api_handle(s->app, &rq, &r);
     }

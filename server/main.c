@@ -228,9 +228,11 @@ load(const struct conf *conf, struct app *app, struct rf_model **model, struct s
     }
     so = (struct store_options){ rf_model_config(*model)->d_model, rf_model_fingerprint(*model),
                                  conf->fsync, conf->snapshot_every, conf->default_index,
-                                 log_store, NULL };
+                                 log_store, NULL,
+                                 conf->backend == CONF_BACKEND_POSTGRESQL ? conf->dsn : NULL };
     if (store_open(store, conf->data_dir, &so, &err) != RS_OK) {
-        log_msg(RS_LOG_ERROR, "cannot open the data directory: %s", err.msg);
+        log_msg(RS_LOG_ERROR, "cannot open the %s: %s", so.dsn != NULL ? "collections"
+                : "data directory", err.msg);
         rf_model_free(*model);
         return -1;
     }
@@ -364,11 +366,6 @@ main(int argc, char **argv)
         printf("# rosimd: configuration %s is valid; in effect:\n", config_path);
         conf_print(stdout, &conf, &origins, config_path);
         return 0;
-    }
-    if (conf.backend == CONF_BACKEND_POSTGRESQL) {
-        fprintf(stderr, "rosimd: [storage] backend = postgresql is not yet supported for "
-                "serving (rosimd -t checks it and reaches the server); use sqlite\n");
-        return 1;
     }
     log_init();
     log_threshold = conf.log_level;

@@ -21,7 +21,7 @@ static const int batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128 };
 #define N_BATCH (int)(sizeof(batch_bounds) / sizeof(batch_bounds[0]))
 /* the reasons of rosim_rejected_total, in the order they are shown */
 static const char *const reasons[] = { "queue_full", "too_costly", "timeout", "unauthorized",
-                                       "read_timeout", "busy" };
+                                       "read_timeout", "busy", "storage_unavailable" };
 #define N_REASONS (int)(sizeof(reasons) / sizeof(reasons[0]))
 
 struct series {

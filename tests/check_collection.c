@@ -115,7 +115,7 @@ put_docs(struct coll *c, struct mirror *m, int from, int to)
         d[k] = (struct coll_doc){ ids[k], texts[k], "{\"n\":1}", m->vec[i], 0 };
         if (++k == 64 || i == to - 1) {
             struct rs_error e;
-            ck_assert_msg(coll_upsert(c, d, k, &e) == RS_OK, "%s", e.msg);
+            ck_assert_msg(coll_upsert(c, d, k, NULL, &e) == RS_OK, "%s", e.msg);
             k = 0;
         }
     }
@@ -210,9 +210,9 @@ crud_and_stale(const char *factory, int n_docs, double min_recall)
     for (int i = n_docs / 5; i < n_docs / 5 + n_docs / 10; i++) {
         char id[32];
         snprintf(id, sizeof(id), "doc-%d", i);
-        ck_assert_int_eq(coll_delete(c, id, &e), RS_OK);
+        ck_assert_int_eq(coll_delete(c, id, NULL, &e), RS_OK);
         m.alive[i] = 0;
-        ck_assert_int_eq(coll_delete(c, id, &e), RS_ENOTFOUND);
+        ck_assert_int_eq(coll_delete(c, id, NULL, &e), RS_ENOTFOUND);
         ck_assert_int_eq(coll_get(c, id, &h, &e), RS_ENOTFOUND);
     }
     r = recall(c, &m, 50, 10);
@@ -295,7 +295,7 @@ START_TEST(test_snapshot_replay_and_damage)
     for (int i = 100; i < 150; i++) {
         char id[32];
         snprintf(id, sizeof(id), "doc-%d", i);
-        ck_assert_int_eq(coll_delete(c, id, &e), RS_OK);
+        ck_assert_int_eq(coll_delete(c, id, NULL, &e), RS_OK);
         m.alive[i] = 0;
     }
     /* simulate a crash: drop the handle without its closing snapshot by
@@ -417,7 +417,7 @@ START_TEST(test_disk_full)
         snprintf(id, sizeof(id), "doc-%d", i);
         snprintf(text, sizeof(text), "%0150d", i);
         d = (struct coll_doc){ id, text, NULL, m.vec[i], 0 };
-        if (coll_upsert(c, &d, 1, &e) == RS_OK) {
+        if (coll_upsert(c, &d, 1, NULL, &e) == RS_OK) {
             m.alive[i] = 1;
             acked++;
         } else {
@@ -465,7 +465,7 @@ crash_writer(const char *path, int fd, int start)
         snprintf(id, sizeof(id), "doc-%d", n);
         snprintf(text, sizeof(text), "version %d of %d", i, n);
         d = (struct coll_doc){ id, text, NULL, v, 0 };
-        if (coll_upsert(c, &d, 1, &e) != RS_OK)
+        if (coll_upsert(c, &d, 1, NULL, &e) != RS_OK)
             _exit(4);
         snprintf(line, sizeof(line), "%d %d\n", n, i);
         if (write(fd, line, strlen(line)) < 0)
@@ -670,7 +670,7 @@ START_TEST(test_text_with_nul)
     int n;
 
     random_vec(v);
-    ck_assert_int_eq(coll_upsert(c, &d, 1, &e), RS_OK);
+    ck_assert_int_eq(coll_upsert(c, &d, 1, NULL, &e), RS_OK);
     ck_assert_int_eq(coll_get(c, "nul", &h, &e), RS_OK);
     ck_assert_uint_eq(h.text_len, sizeof(text) - 1);
     ck_assert(memcmp(h.text, text, sizeof(text)) == 0);   /* with the NUL after it */
@@ -685,7 +685,7 @@ START_TEST(test_text_with_nul)
     /* a NUL-terminated text (length 0) is stored up to its NUL */
     d.text = "plain";
     d.text_len = 0;
-    ck_assert_int_eq(coll_upsert(c, &d, 1, &e), RS_OK);
+    ck_assert_int_eq(coll_upsert(c, &d, 1, NULL, &e), RS_OK);
     ck_assert_int_eq(coll_get(c, "nul", &h, &e), RS_OK);
     ck_assert_uint_eq(h.text_len, 5);
     ck_assert_str_eq(h.text, "plain");
@@ -719,9 +719,9 @@ race_writer(void *arg)
         for (int j = 0; j < DIM; j++)
             v[j] = (float)rand_r(&seed) / RAND_MAX - 0.5f;
         snprintf(id, sizeof(id), "w%d-%d", r->id, i % 40);
-        ck_assert_int_eq(coll_upsert(r->c, &d, 1, &e), RS_OK);
+        ck_assert_int_eq(coll_upsert(r->c, &d, 1, NULL, &e), RS_OK);
         if (i % 7 == 6)
-            ck_assert_int_eq(coll_delete(r->c, id, &e), RS_OK);
+            ck_assert_int_eq(coll_delete(r->c, id, NULL, &e), RS_OK);
     }
     return NULL;
 }
@@ -784,7 +784,7 @@ START_TEST(test_concurrent_writes_and_reads)
     snprintf(path, sizeof(path), "%s/flat", dir);
     o.factory = "Flat";
     ck_assert_msg(coll_open(&rd.flat, path, &o, &e) == RS_OK, "%s", e.msg);
-    ck_assert_int_eq(coll_upsert(rd.flat, &d, 1, &e), RS_OK);
+    ck_assert_int_eq(coll_upsert(rd.flat, &d, 1, NULL, &e), RS_OK);
     rd.dir = dir;
     atomic_init(&rd.stop, 0);
     for (int i = 0; i < 2; i++) {
@@ -906,7 +906,7 @@ syncs_per_write(int policy, int writes)
         struct coll_doc d = { id, "some text", NULL, v, 0 };
         random_vec(v);
         snprintf(id, sizeof(id), "d%d", i % 50);
-        ck_assert_int_eq(coll_upsert(c, &d, 1, &e), RS_OK);
+        ck_assert_int_eq(coll_upsert(c, &d, 1, NULL, &e), RS_OK);
     }
     before = atomic_load(&syncs) - before;
     coll_close(c);
@@ -934,7 +934,7 @@ START_TEST(test_store)
     static const char *const bad[] = { "", "../x", ".hidden", "a/b", "-x", "x y",
         "0123456789012345678901234567890123456789012345678901234567890123456789" };
     char *dir = tu_temp_dir("coll"), path[600];
-    struct store_options o = { DIM, "test-model", COLL_FSYNC_ALWAYS, 0, "Flat", NULL, NULL };
+    struct store_options o = { DIM, "test-model", COLL_FSYNC_ALWAYS, 0, "Flat", NULL, NULL, NULL };
     struct store *s;
     struct coll *c;
     struct coll_stats cs;
@@ -1021,7 +1021,7 @@ START_TEST(test_periodic_snapshot_failure_is_reported)
     ck_assert_int_eq(mkdir(tmp, 0700), 0);
     random_vec(v);
     periodic_report[0] = '\0';
-    ck_assert_int_eq(coll_upsert(c, &d, 1, &e), RS_OK);
+    ck_assert_int_eq(coll_upsert(c, &d, 1, NULL, &e), RS_OK);
     ck_assert_msg(strncmp(periodic_report, "faq: the index snapshot could not be written", 44)
                   == 0, "%s", periodic_report);
     ck_assert_int_eq(rmdir(tmp), 0);
@@ -1053,7 +1053,7 @@ START_TEST(test_creation_is_durable)
 {
     char *dir = tu_temp_dir("coll"), data[600], path[700];
     struct coll_options co = { 1, "Flat", DIM, "test-model", COLL_FSYNC_ALWAYS, 0, NULL, NULL };
-    struct store_options so = { DIM, "test-model", COLL_FSYNC_ALWAYS, 0, "Flat", NULL, NULL };
+    struct store_options so = { DIM, "test-model", COLL_FSYNC_ALWAYS, 0, "Flat", NULL, NULL, NULL };
     struct store *s;
     struct coll *c;
     struct rs_error e;
@@ -1094,7 +1094,7 @@ START_TEST(test_zero_query_refused)
     int n = -1;
 
     random_vec(v);
-    ck_assert_int_eq(coll_upsert(c, &d, 1, &e), RS_OK);
+    ck_assert_int_eq(coll_upsert(c, &d, 1, NULL, &e), RS_OK);
     ck_assert_int_eq(coll_search(c, zero, 5, -2.0f, &hits, &n, &e), RS_EINVAL);
     ck_assert_msg(strstr(e.msg, "zero") != NULL, "%s", e.msg);
     ck_assert_ptr_null(hits);

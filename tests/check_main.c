@@ -23,6 +23,7 @@ main(void)
     srunner_add_suite(sr, routes_suite());
     srunner_add_suite(sr, storage_suite());
     srunner_add_suite(sr, search_suite());
+    srunner_add_suite(sr, shared_suite());
     srunner_add_suite(sr, api_suite());
     srunner_add_suite(sr, production_suite());
     srunner_add_suite(sr, openai_suite());

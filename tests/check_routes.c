@@ -177,8 +177,8 @@ series(const char *text, const char *name)
 START_TEST(test_busy_collection_is_not_a_full_queue)
 {
     char dir[] = "/tmp/rosim-busy-XXXXXX", cmd[64];
-    struct store_options o = { 4, "m", COLL_FSYNC_OFF, 0, "Flat", NULL, NULL };
-    struct api_request rq = { "PUT", "/v1/collections/c", NULL, "", 0, NULL, NULL };
+    struct store_options o = { 4, "m", COLL_FSYNC_OFF, 0, "Flat", NULL, NULL, NULL };
+    struct api_request rq = { "PUT", "/v1/collections/c", NULL, "", 0, NULL, NULL, NULL, NULL };
     struct api_reply rp = { 0, NULL, 0, NULL, NULL };
     struct app a;
     struct store *s;

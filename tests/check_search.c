@@ -173,7 +173,7 @@ put(struct coll *c, struct dmeta *docs, int i)
     random_meta(&docs[i], meta, sizeof(meta));
     snprintf(id, sizeof(id), "doc-%d", i);
     d = (struct coll_doc){ id, "t", meta, docs[i].vec, 0 };
-    ck_assert_msg(coll_upsert(c, &d, 1, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(coll_upsert(c, &d, 1, NULL, &e) == RS_OK, "%s", e.msg);
 }
 
 static int
@@ -248,7 +248,7 @@ filters_for(const char *factory, int exact, int trained)
             char id[32];
             if (urand(3) == 0 && docs[i].alive) {
                 snprintf(id, sizeof(id), "doc-%d", i);
-                ck_assert_int_eq(coll_delete(c, id, &e), RS_OK);
+                ck_assert_int_eq(coll_delete(c, id, NULL, &e), RS_OK);
                 docs[i].alive = 0;
             } else {
                 put(c, docs, i);
@@ -399,7 +399,7 @@ fill(struct coll *c, float (*vecs)[DIM], int n)
             snprintf(ids[j], sizeof(ids[j]), "doc-%d", i + j);
             d[j] = (struct coll_doc){ ids[j], "", NULL, vecs[i + j], 0 };
         }
-        ck_assert_msg(coll_upsert(c, d, m, &e) == RS_OK, "%s", e.msg);
+        ck_assert_msg(coll_upsert(c, d, m, NULL, &e) == RS_OK, "%s", e.msg);
     }
 }
 
@@ -549,7 +549,7 @@ START_TEST(test_vector_round_trip)
     for (int i = 0; i < DIM; i++)
         w[i] = 7.5f * v[i];   /* any length: normalized on the way in */
     d.vec = w;
-    ck_assert_int_eq(coll_upsert(c, &d, 1, &e), RS_OK);
+    ck_assert_int_eq(coll_upsert(c, &d, 1, NULL, &e), RS_OK);
     ck_assert_int_eq(coll_get(c, "mine", &got, &e), RS_OK);
     ck_assert_uint_eq(got.text_len, 0);
     ck_assert_str_eq(got.meta, "{\"src\":\"elsewhere\"}");
@@ -559,7 +559,7 @@ START_TEST(test_vector_round_trip)
     ck_assert_float_eq_tol(hits[0].score, 1.0f, 1e-5f);
     coll_hits_free(hits, n);
     d.vec = zero;
-    ck_assert_int_eq(coll_upsert(c, &d, 1, &e), RS_EINVAL);
+    ck_assert_int_eq(coll_upsert(c, &d, 1, NULL, &e), RS_EINVAL);
     ck_assert_ptr_nonnull(strstr(e.msg, "zero vector"));
     coll_close(c);
     tu_remove_tree(dir);

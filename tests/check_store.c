@@ -40,7 +40,7 @@ collect(void *arg, const char *collection, const char *what)
 static struct store *
 open_store(const char *data, int dim, const char *fingerprint)
 {
-    struct store_options o = { dim, fingerprint, COLL_FSYNC_ALWAYS, 0, "Flat", collect, NULL };
+    struct store_options o = { dim, fingerprint, COLL_FSYNC_ALWAYS, 0, "Flat", collect, NULL, NULL };
     struct store *s;
     struct rs_error e;
 
@@ -61,7 +61,7 @@ make_coll(struct store *s, const char *name, int dim)
     ck_assert_int_eq(dim <= DIM, 1);
     ck_assert_msg(store_create(s, name, NULL, &created, &e) == RS_OK, "%s", e.msg);
     ck_assert_int_eq(store_get(s, name, &c, &e), RS_OK);
-    ck_assert_msg(coll_upsert(c, &d, 1, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(coll_upsert(c, &d, 1, NULL, &e) == RS_OK, "%s", e.msg);
     store_release(s, c);
 }
 
@@ -241,7 +241,7 @@ END_TEST
 START_TEST(test_one_owner)
 {
     char *dir = tu_temp_dir("store");
-    struct store_options o = { DIM, "m", COLL_FSYNC_ALWAYS, 0, "Flat", NULL, NULL };
+    struct store_options o = { DIM, "m", COLL_FSYNC_ALWAYS, 0, "Flat", NULL, NULL, NULL };
     struct store *s, *s2;
     struct rs_error e;
 
@@ -757,7 +757,7 @@ END_TEST
 START_TEST(test_reports_name_no_absolute_path)
 {
     char *dir = tu_temp_dir("store"), data[600], path[700];
-    struct store_options o = { DIM, "m", COLL_FSYNC_OFF, 1, "Flat", collect, NULL };
+    struct store_options o = { DIM, "m", COLL_FSYNC_OFF, 1, "Flat", collect, NULL, NULL };
     float v[DIM] = { 1 };
     struct coll_doc d = { "d1", "text", NULL, v, 0 };
     struct store *s;
@@ -772,7 +772,7 @@ START_TEST(test_reports_name_no_absolute_path)
     ck_assert_int_eq(mkdir(path, 0700), 0);
     ck_assert_int_eq(store_get(s, "f", &c, &e), RS_OK);
     reports[0] = '\0';
-    ck_assert_int_eq(coll_upsert(c, &d, 1, &e), RS_OK);
+    ck_assert_int_eq(coll_upsert(c, &d, 1, NULL, &e), RS_OK);
     ck_assert_msg(strstr(reports, "f: the index snapshot could not be written") != NULL &&
                   strstr(reports, "f/index.snap.tmp") != NULL, "%s", reports);
     ck_assert_msg(strstr(reports, dir) == NULL, "absolute path in %s", reports);

@@ -25,6 +25,7 @@ Suite *web_suite(void);
 Suite *routes_suite(void);
 Suite *precision_suite(void);
 Suite *search_suite(void);
+Suite *shared_suite(void);
 Suite *replicas_suite(void);
 
 #endif

@@ -36,7 +36,7 @@ setup(void)
         snprintf(id, sizeof(id), "d%d", i);
         for (int j = 0; j < DIM; j++)
             v[j] = (float)((i * 7 + j * 3) % 11) - 5.0f;
-        if (coll_upsert(c, &d, 1, &e) != RS_OK)
+        if (coll_upsert(c, &d, 1, NULL, &e) != RS_OK)
             abort();
     }
     coll_close(c);
