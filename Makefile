@@ -99,7 +99,8 @@ else
 Q = @
 endif
 
-.PHONY: all check run bench install clean setup fuzz drills docker-test systemd-test haproxy-test FORCE
+.PHONY: all check run bench bench-replicas install clean setup fuzz drills docker-test systemd-test \
+        haproxy-test FORCE
 all: $(BUILD)/rosimd $(BUILD)/rosim
 
 setup: $(SETUP)
@@ -154,11 +155,15 @@ check: $(BUILD)/check_rosim $(BUILD)/rosimd $(BUILD)/rosim
 run: all
 	$(BUILD)/rosimd -c conf/rosimd.conf -o model.demo_if_missing=yes
 
-bench: all $(BUILD)/storage_bench
+bench: all $(BUILD)/replica_bench
 	sh bench/run.sh $(BUILD) $(BENCH)
 
-# write rate of each storage backend (a PostgreSQL server is started for it)
-$(BUILD)/storage_bench: $(call obj,bench/storage_bench.c tests/pgserver.c tests/testutil.c) $(LIB_OBJ)
+# shared collections: write rates, replica catch-up, search latency (a
+# PostgreSQL server is started for it)
+bench-replicas: $(BUILD)/replica_bench
+	$(BUILD)/replica_bench $(DOCS)
+
+$(BUILD)/replica_bench: $(call obj,bench/replica_bench.c tests/pgserver.c tests/testutil.c) $(LIB_OBJ)
 	@[ "$(V)" = 1 ] || echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) $(TEST_LIBS)
 

@@ -222,7 +222,7 @@ int
 coll_all_vectors(struct coll *c, int (*fn)(int64_t label, const float *vec, void *arg),
                  void *arg, int64_t *upto, struct rs_error *e)
 {
-    struct ds_feed f = { no_retired, fn, arg };
+    struct ds_feed f = { .retired = no_retired, .doc = fn, .arg = arg };
     int64_t at;
 
     return c->sc->ops->changes(c->sc, 0, &f, upto != NULL ? upto : &at, e);
@@ -319,10 +319,8 @@ coll_snapshot(struct coll *c, struct rs_error *e)
     free(buf);
     if (rc == RS_OK) {
         /* retired labels up to seq are now in the snapshot's own state; a
-         * failed prune only keeps rows that replay skips.  Shared storage
-         * keeps them for the other readers, whose snapshots may be older. */
-        if (!c->keep_retired)
-            c->sc->ops->prune_retired(c->sc, s.seq, NULL);
+         * failed prune only keeps rows that replay skips */
+        c->sc->ops->prune_retired(c->sc, s.seq, NULL);
         atomic_store(&c->snapshot_seq, s.seq);
         c->writes_since_snapshot = 0;
     }
@@ -394,7 +392,7 @@ static int
 apply_changes(struct coll *c, int64_t after, struct rs_error *e)
 {
     struct applying *a = calloc(1, sizeof(*a));
-    struct ds_feed f = { apply_retired, apply_doc, a };
+    struct ds_feed f = { .retired = apply_retired, .doc = apply_doc, .arg = a };
     int64_t upto;
     int rc, again;
 
@@ -529,7 +527,7 @@ coll_index_type_check(const char *factory, struct rs_error *e)
  * date, or rebuilt. */
 static int
 attach(struct coll **out, struct st_coll *sc, const char *dir, const struct coll_options *o,
-       int keep_retired, struct rs_error *e)
+       struct rs_error *e)
 {
     struct coll *c = calloc(1, sizeof(*c));
     int rc;
@@ -541,7 +539,6 @@ attach(struct coll **out, struct st_coll *sc, const char *dir, const struct coll
         return rs_error_set(e, RS_ENOMEM, "out of memory");
     }
     c->sc = sc;
-    c->keep_retired = keep_retired;
     pthread_mutex_init(&c->wmu, NULL);
     pthread_rwlock_init(&c->lock, NULL);
     c->dim = o->dim;
@@ -576,7 +573,7 @@ coll_open(struct coll **out, const char *dir, const struct coll_options *o, stru
     if (!exists && mkdir(dir, 0700) != 0)
         return rs_error_set(e, errno == ENOSPC ? RS_ENOSPC : RS_EIO, "%s: %s", dir, strerror(errno));
     if ((rc = st_sqlite_coll_open(&sc, dir, o->create ? &set : NULL, o->fsync, e)) == RS_OK)
-        rc = attach(out, sc, dir, o, 0, e);
+        rc = attach(out, sc, dir, o, e);
     if (rc != RS_OK && !exists) {   /* a collection that failed to come into being leaves nothing */
         ds_remove_files(dir);
         rmdir(dir);
@@ -594,7 +591,7 @@ coll_open_storage(struct coll **out, struct st_coll *sc, const char *dir,
         return rs_error_set(e, errno == ENOSPC ? RS_ENOSPC : RS_EIO, "%s: %s", dir,
                             strerror(errno));
     }
-    return attach(out, sc, dir, o, 1, e);
+    return attach(out, sc, dir, o, e);
 }
 
 void

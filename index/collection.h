@@ -177,9 +177,11 @@ struct ds_settings;
 int coll_open(struct coll **out, const char *dir, const struct coll_options *opts,
               struct rs_error *e);
 
-/* Open the collection whose documents are in sc (storage.h: any backend;
- * the collection owns sc from now on, and closes it when this fails),
- * keeping its index snapshot in directory dir (created when missing).
+/* Open the collection whose documents are in sc (storage.h: any backend,
+ * read and pruned by this process alone: for a shared collection, its copy,
+ * st_mirror_open; the collection owns sc from now on, and closes it when
+ * this fails), keeping its index snapshot in directory dir (created when
+ * missing).
  * opts->create and opts->factory are not used: a collection on shared
  * storage is created there (st_ops.create).  Errors as coll_open; and
  * RS_EUNAVAIL when the database cannot be reached. */

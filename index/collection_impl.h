@@ -25,8 +25,7 @@ struct coll {
     int dim, snapshot_every;
     void (*report)(void *arg, const char *collection, const char *what);
     void *report_arg;
-    struct st_coll *sc;         /* the documents: the source of truth */
-    int keep_retired;           /* others read sc: snapshots do not prune it */
+    struct st_coll *sc;         /* the documents: the source of truth, or a copy of it */
     pthread_mutex_t wmu;        /* one writer (or catch-up) at a time */
     pthread_rwlock_t lock;      /* the fields below, up to documents */
     struct fx_index *index;

@@ -631,6 +631,61 @@ ds_retired(struct docstore *ds, int64_t after_seq, int64_t max_label,
     return retired_on(ds, ds->rdb, after_seq, max_label, fn, arg, e);
 }
 
+/* The feed's optional forms (ds_feed.retired_at, .row). */
+static int
+retired_at_on(struct docstore *ds, sqlite3 *db, int64_t after_seq, const struct ds_feed *f,
+              struct rs_error *e)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(db, "SELECT label, seq FROM deleted WHERE seq > ?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return db_error(ds, db, e, "read retired labels");
+    sqlite3_bind_int64(st, 1, after_seq);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if ((rc = f->retired_at(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                                f->arg)) != 0) {
+            sqlite3_finalize(st);
+            return rs_error_set(e, rc, "%s: cannot use a retired label", ds->dir);
+        }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? RS_OK : db_error(ds, db, e, "read retired labels");
+}
+
+static int
+rows_on(struct docstore *ds, sqlite3 *db, int64_t after_seq, const struct ds_feed *f,
+        struct rs_error *e)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(db, "SELECT id, label, text, meta, vector, seq FROM docs"
+                           " WHERE seq > ?", -1, &st, NULL) != SQLITE_OK)
+        return db_error(ds, db, e, "read documents");
+    sqlite3_bind_int64(st, 1, after_seq);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct ds_row r = {
+            sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 5),
+            (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 2),
+            (const char *)sqlite3_column_text(st, 3), (size_t)sqlite3_column_bytes(st, 2),
+            sqlite3_column_blob(st, 4),
+        };
+        if (sqlite3_column_bytes(st, 4) != ds->dim * (int)sizeof(float))
+            rc = rs_error_set(e, RS_EFORMAT, "%s: the vector of label %lld has the wrong size",
+                              ds->dir, (long long)r.label);
+        else if ((rc = f->row(&r, f->arg)) != 0)
+            rc = rs_error_set(e, rc, "%s: cannot use the document of label %lld", ds->dir,
+                              (long long)r.label);
+        if (rc != 0) {
+            sqlite3_finalize(st);
+            return rc;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? RS_OK : db_error(ds, db, e, "read documents");
+}
+
 /* On a connection of its own, so that its read transaction (one snapshot
  * for the three reads) is not shared with other readers. */
 int
@@ -650,11 +705,95 @@ ds_changes(struct docstore *ds, int64_t after_seq, const struct ds_feed *f, int6
         rc = rs_error_set(e, RS_EINVAL, "%s: the labels retired after %lld are forgotten "
                           "(pruned up to %lld): rebuild from changes after 0", ds->dir,
                           (long long)after_seq, (long long)pruned_seq(db));
-    else if ((rc = retired_on(ds, db, after_seq, INT64_MAX, f->retired, f->arg, e)) == RS_OK)
-        rc = vectors_on(ds, db, after_seq, f->doc, f->arg, e);
+    else if ((rc = f->retired_at != NULL ? retired_at_on(ds, db, after_seq, f, e)
+                   : retired_on(ds, db, after_seq, INT64_MAX, f->retired, f->arg, e)) == RS_OK)
+        rc = f->row != NULL ? rows_on(ds, db, after_seq, f, e)
+           : vectors_on(ds, db, after_seq, f->doc, f->arg, e);
     exec(db, "COMMIT");
 out:
     sqlite3_close(db);
+    return rc;
+}
+
+/* --- a copy of another store ------------------------------------------------ */
+
+struct copying {
+    struct docstore *ds;
+    sqlite3_stmt *drop, *retire, *put;
+    int failed;                 /* a statement failed: the message is in wdb */
+};
+
+static int
+copy_failed(struct copying *k)
+{
+    k->failed = 1;
+    return (sqlite3_extended_errcode(k->ds->wdb) & 0xff) == SQLITE_FULL ? RS_ENOSPC : RS_EIO;
+}
+
+static int
+copy_retired(int64_t label, int64_t seq, void *arg)
+{
+    struct copying *k = arg;
+
+    sqlite3_bind_int64(k->drop, 1, label);
+    sqlite3_bind_int64(k->retire, 1, label);
+    sqlite3_bind_int64(k->retire, 2, seq);
+    if (sqlite3_step(k->drop) != SQLITE_DONE || sqlite3_step(k->retire) != SQLITE_DONE)
+        return copy_failed(k);
+    sqlite3_reset(k->drop);
+    sqlite3_reset(k->retire);
+    return 0;
+}
+
+static int
+copy_row(const struct ds_row *r, void *arg)
+{
+    struct copying *k = arg;
+
+    sqlite3_bind_text(k->put, 1, r->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(k->put, 2, r->label);
+    sqlite3_bind_text64(k->put, 3, r->text, r->text_len, SQLITE_STATIC, SQLITE_UTF8);
+    sqlite3_bind_text(k->put, 4, r->meta, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(k->put, 5, r->vec, k->ds->dim * (int)sizeof(float), SQLITE_STATIC);
+    sqlite3_bind_int64(k->put, 6, r->seq);
+    if (sqlite3_step(k->put) != SQLITE_DONE)
+        return copy_failed(k);
+    sqlite3_reset(k->put);
+    return 0;
+}
+
+int
+ds_apply(struct docstore *ds,
+         int (*pull)(const struct ds_feed *f, int64_t *upto, void *arg, struct rs_error *e),
+         void *arg, struct rs_error *e)
+{
+    struct copying k = { ds, NULL, NULL, NULL, 0 };
+    struct ds_feed f = { .arg = &k, .retired_at = copy_retired, .row = copy_row };
+    int64_t upto;
+    int rc;
+
+    if (exec(ds->wdb, "BEGIN IMMEDIATE") != SQLITE_OK ||
+        sqlite3_prepare_v2(ds->wdb, "DELETE FROM docs WHERE label = ?", -1, &k.drop, NULL) ||
+        sqlite3_prepare_v2(ds->wdb, "INSERT OR REPLACE INTO deleted (label, seq) VALUES (?, ?)",
+                           -1, &k.retire, NULL) ||
+        sqlite3_prepare_v2(ds->wdb, "INSERT OR REPLACE INTO docs (id, label, text, meta, vector,"
+                           " seq) VALUES (?, ?, ?, ?, ?, ?)", -1, &k.put, NULL)) {
+        rc = db_error(ds, ds->wdb, e, "copy changes");
+        goto out;
+    }
+    if ((rc = pull(&f, &upto, arg, e)) != RS_OK) {
+        if (k.failed)
+            rc = db_error(ds, ds->wdb, e, "copy changes");
+        goto out;
+    }
+    if (set_seq(ds->wdb, upto) != SQLITE_OK || exec(ds->wdb, "COMMIT") != SQLITE_OK)
+        rc = db_error(ds, ds->wdb, e, "copy changes");
+out:
+    sqlite3_finalize(k.drop);
+    sqlite3_finalize(k.retire);
+    sqlite3_finalize(k.put);
+    if (rc != RS_OK)
+        exec(ds->wdb, "ROLLBACK");
     return rc;
 }
 

@@ -116,13 +116,36 @@ int ds_retired(struct docstore *ds, int64_t after_seq, int64_t max_label,
  * moment covers.  A non-zero return from a callback stops with that
  * status.  RS_EINVAL when 0 < after_seq < a seq given to ds_prune_retired:
  * retirements after it are forgotten; rebuild from changes after 0. */
+struct ds_row {
+    int64_t label, seq;
+    const char *id, *text, *meta;   /* text: text_len bytes */
+    size_t text_len;
+    const float *vec;
+};
 struct ds_feed {
     int (*retired)(int64_t label, void *arg);
     int (*doc)(int64_t label, const float *vec, void *arg);
     void *arg;
+    /* Optional, for a copy of the store (ds_apply): when set, called
+     * instead of retired (with the sequence of the write that retired the
+     * label) and of doc (with the whole document). */
+    int (*retired_at)(int64_t label, int64_t seq, void *arg);
+    int (*row)(const struct ds_row *r, void *arg);
 };
 int ds_changes(struct docstore *ds, int64_t after_seq, const struct ds_feed *f, int64_t *upto,
                struct rs_error *e);
+
+/* Make this store a copy of another one, brought up to date: pull(f,
+ * &upto, arg, e) is called once, inside one write transaction, with a
+ * feed whose retired_at and row write here; it passes the feed to the
+ * other store's changes after this one's sequence (ds_seq) and returns
+ * their status.  On RS_OK this store takes the sequence *upto and the
+ * transaction commits; else nothing changed.  The other store's labels and
+ * sequence numbers are kept, so this one's changes (ds_changes) are the
+ * other's. */
+int ds_apply(struct docstore *ds,
+             int (*pull)(const struct ds_feed *f, int64_t *upto, void *arg, struct rs_error *e),
+             void *arg, struct rs_error *e);
 
 /* Filters (struct coll_filter, collection.h, which defines what matches).
  * ds_match_labels sets match[i] to 1 when a document is stored under

@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "store.h"
 
@@ -935,12 +936,39 @@ pg_get_label(struct st_coll *c, int64_t label, struct coll_hit *out, float *vec,
                   " AND label = $2", &p, NULL, label, out, vec, e);
 }
 
+/* What a streamed query's columns are, and the callback they go to. */
+enum feed_kind {
+    F_RETIRED,      /* label: f->retired */
+    F_RETIRED_AT,   /* label, seq: f->retired_at */
+    F_DOC,          /* label, vector: f->doc */
+    F_ROW           /* label, vector, seq, id, text, meta: f->row */
+};
+
+/* Give the current row of r to the feed. */
+static int
+feed_row(const PGresult *r, enum feed_kind kind, const struct ds_feed *f, float *v)
+{
+    struct ds_row row;
+
+    switch (kind) {
+    case F_RETIRED: return f->retired(get_i64(r, 0, 0), f->arg);
+    case F_RETIRED_AT: return f->retired_at(get_i64(r, 0, 0), get_i64(r, 0, 1), f->arg);
+    case F_DOC: return f->doc(get_i64(r, 0, 0), v, f->arg);
+    case F_ROW:
+        row = (struct ds_row){ get_i64(r, 0, 0), get_i64(r, 0, 2), PQgetvalue(r, 0, 3),
+                               PQgetvalue(r, 0, 4), PQgetvalue(r, 0, 5),
+                               (size_t)PQgetlength(r, 0, 4), v };
+        return f->row(&row, f->arg);
+    }
+    return RS_EINVAL;
+}
+
 /* Stream the rows of sql (one at a time: a catch-up of a large collection
- * does not hold all of it in memory) to the feed: column 0 the label,
- * column 1 (if any) the vector. */
+ * does not hold all of it in memory) to the feed, their columns as kind
+ * says (libpq ends each value with a NUL, so texts are strings). */
 static int
 stream(PGconn *k, struct st_coll *c, const char *sql, const struct params *p,
-       const struct ds_feed *f, struct rs_error *e)
+       enum feed_kind kind, const struct ds_feed *f, struct rs_error *e)
 {
     int dim = PC(c)->dim, rc = RS_OK;
     float *v = malloc((size_t)dim * sizeof(float));
@@ -958,14 +986,13 @@ stream(PGconn *k, struct st_coll *c, const char *sql, const struct params *p,
         if (st == PGRES_SINGLE_TUPLE && rc == RS_OK) {
             int64_t label = get_i64(r, 0, 0);
             int cb;
-            if (PQnfields(r) == 1)
-                cb = f->retired(label, f->arg);
-            else if (PQgetlength(r, 0, 1) != dim * 4)
+            if (kind >= F_DOC && PQgetlength(r, 0, 1) != dim * 4)
                 cb = rs_error_set(e, RS_EFORMAT, "PostgreSQL: the vector of label %lld has"
                                   " the wrong size", (long long)label);
             else {
-                vec_from_le(PQgetvalue(r, 0, 1), dim, v);
-                cb = f->doc(label, v, f->arg);
+                if (kind >= F_DOC)
+                    vec_from_le(PQgetvalue(r, 0, 1), dim, v);
+                cb = feed_row(r, kind, f, v);
             }
             if (cb != 0)   /* the rest is drained, unused */
                 rc = cb == RS_EFORMAT ? cb
@@ -1008,12 +1035,18 @@ pg_changes(struct st_coll *c, int64_t after_seq, const struct ds_feed *f, int64_
         PQclear(r);
     }
     p_i64(&p, after_seq);
-    if (rc == RS_OK)
+    if (rc == RS_OK && f->retired_at != NULL)
+        rc = stream(k, c, "SELECT label, seq FROM rosim_retired WHERE coll = $1 AND seq > $2",
+                    &p, F_RETIRED_AT, f, e);
+    else if (rc == RS_OK)
         rc = stream(k, c, "SELECT label FROM rosim_retired WHERE coll = $1 AND seq > $2",
-                    &p, f, e);
-    if (rc == RS_OK)
+                    &p, F_RETIRED, f, e);
+    if (rc == RS_OK && f->row != NULL)
+        rc = stream(k, c, "SELECT label, vector, seq, id, text, meta FROM rosim_docs"
+                    " WHERE coll = $1 AND seq > $2", &p, F_ROW, f, e);
+    else if (rc == RS_OK)
         rc = stream(k, c, "SELECT label, vector FROM rosim_docs WHERE coll = $1 AND seq > $2",
-                    &p, f, e);
+                    &p, F_DOC, f, e);
     if (PQstatus(k) == CONNECTION_OK)
         PQclear(PQexec(k, rc == RS_OK ? "COMMIT" : "ROLLBACK"));
     conn_put(db, slot);
@@ -1132,6 +1165,26 @@ pg_wait(struct st_coll *c, int64_t after_seq, int timeout_ms, int64_t *seq, stru
     }
 }
 
+static int64_t
+pg_uid(struct st_coll *c)
+{
+    return PC(c)->id;
+}
+
+static int
+pg_changed(struct st_db *base, unsigned long *gen, int timeout_ms, struct rs_error *e)
+{
+    struct pg_db *db = (struct pg_db *)base;
+    int rc = listen_wait(db, *gen, now_ms() + timeout_ms, e);
+
+    if (rc != RS_OK)
+        usleep((useconds_t)timeout_ms * 1000);
+    pthread_mutex_lock(&db->lmu);
+    *gen = db->gen;
+    pthread_mutex_unlock(&db->lmu);
+    return rc;
+}
+
 /* --- connection strings --------------------------------------------------- */
 
 int
@@ -1196,6 +1249,8 @@ static const struct st_ops pg_ops = {
     .backend = "postgresql",
     .db_close = pg_db_close,
     .ping = pg_ping,
+    .changed = pg_changed,
+    .uid = pg_uid,
     .list = pg_list,
     .create = pg_create,
     .drop = pg_drop,

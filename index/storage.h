@@ -171,6 +171,13 @@ int st_sqlite_coll_open(struct st_coll **out, const char *dir, const struct ds_s
                         int fsync, struct rs_error *e);
 int st_pg_open(struct st_db **out, const char *dsn, struct rs_error *e);
 
+/* The collection shared (on PostgreSQL; owned from now on, closed on
+ * failure too) with a copy of its documents in directory dir (created when
+ * missing): writes go to shared, reads to the copy, which follows shared
+ * (storage_mirror.c).  What a replica serves a shared collection from. */
+int st_mirror_open(struct st_coll **out, struct st_coll *shared, const char *dir, int fsync,
+                   struct rs_error *e);
+
 void st_names_free(char **names, size_t n);
 
 /* --- PostgreSQL connection strings (no connection made unless said) --- */

@@ -402,8 +402,9 @@ add_shared(struct store *s, const char *name, struct rs_error *e)
     en->refs = 1;
     en->uid = sc->ops->uid(sc);
     snprintf(path, sizeof(path), "%s/%s.%lld", s->dir, name, (long long)en->uid);
-    if ((rc = coll_open_storage(&en->coll, sc, path, &o, e)) == RS_EUNAVAIL ||
-        rc == RS_ENOTFOUND || rc == RS_ENOMEM) {
+    if ((rc = st_mirror_open(&sc, sc, path, s->opts.fsync, e)) == RS_OK)
+        rc = coll_open_storage(&en->coll, sc, path, &o, e);
+    if (rc == RS_EUNAVAIL || rc == RS_ENOTFOUND || rc == RS_ENOMEM) {
         entry_free(en);   /* tried again at the next change */
         return rc == RS_ENOTFOUND ? RS_OK : rc;
     }
@@ -464,9 +465,13 @@ sync_table(struct store *s, struct rs_error *e)
     size_t n;
     int rc;
 
-    if ((rc = s->db->ops->list(s->db, &names, &n, e)) != RS_OK)
-        return rc;
+    /* listed under open_mu: a collection this process creates meanwhile is
+     * in the list or not yet in the table */
     pthread_mutex_lock(&s->open_mu);
+    if ((rc = s->db->ops->list(s->db, &names, &n, e)) != RS_OK) {
+        pthread_mutex_unlock(&s->open_mu);
+        return rc;
+    }
     pthread_mutex_lock(&s->mu);
     for (struct entry *en = s->entries, *next; en != NULL; en = next) {
         next = en->next;
@@ -550,8 +555,9 @@ remove_stale(struct store *s)
     while ((de = readdir(d)) != NULL) {
         char name[200];
         const char *dot = strrchr(de->d_name, '.');
-        if (de->d_name[0] == '.' || dot == NULL || (size_t)(dot - de->d_name) >= sizeof(name))
-            continue;
+        if (de->d_name[0] == '.' || dot == NULL || (size_t)(dot - de->d_name) >= sizeof(name) ||
+            dot[1] == '\0' || strspn(dot + 1, "0123456789") != strlen(dot + 1))
+            continue;   /* not NAME.UID */
         memcpy(name, de->d_name, (size_t)(dot - de->d_name));
         name[dot - de->d_name] = '\0';
         pthread_mutex_lock(&s->mu);

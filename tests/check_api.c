@@ -1028,6 +1028,76 @@ START_TEST(test_search_steering)
 }
 END_TEST
 
+/* Writes reply with their sequence number, which only grows; reads wait
+ * for a min_seq, and one never written gets 503 with Retry-After once the
+ * request timeout passes; /readyz names the storage. */
+START_TEST(test_write_sequence)
+{
+    const char *more[] = { "-o", "limits.request_timeout=1", NULL };
+    char body[512], path[128];
+    struct tu_response r;
+    json_t *j;
+    long long s1, s2, s3;
+    double t0;
+
+    start(more);
+    json_decref(call("PUT", "/v1/collections/s", NULL, 201));
+    snprintf(body, sizeof(body), "{\"documents\":[{\"id\":\"a\",\"text\":\"%s\"},"
+             "{\"id\":\"b\",\"text\":\"%s\"}]}", case_text(0), case_text(1));
+    j = call("POST", "/v1/collections/s/documents", body, 200);
+    s1 = json_integer_value(json_object_get(j, "seq"));
+    json_decref(j);
+    ck_assert_int_ge(s1, 1);
+    snprintf(body, sizeof(body), "{\"documents\":[{\"id\":\"c\",\"text\":\"%s\"}]}",
+             case_text(2));
+    j = call("POST", "/v1/collections/s/documents", body, 200);
+    s2 = json_integer_value(json_object_get(j, "seq"));
+    json_decref(j);
+    ck_assert_int_eq(s2, s1 + 1);
+    j = call("DELETE", "/v1/collections/s/documents/a", NULL, 200);
+    s3 = json_integer_value(json_object_get(j, "seq"));
+    ck_assert_str_eq(json_string_value(json_object_get(j, "deleted")), "a");
+    json_decref(j);
+    ck_assert_int_eq(s3, s2 + 1);
+
+    /* reads at a sequence applied */
+    snprintf(body, sizeof(body), "{\"text\":\"%s\",\"k\":5,\"min_seq\":%lld}",
+             case_text(0), s3);
+    j = call("POST", "/v1/collections/s/search", body, 200);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "hits")), 2);
+    json_decref(j);
+    snprintf(path, sizeof(path), "/v1/collections/s/documents/c?min_seq=%lld", s3);
+    json_decref(call("GET", path, NULL, 200));
+    snprintf(path, sizeof(path), "/v1/collections/s/documents/a?min_seq=%lld", s3);
+    json_decref(call("GET", path, NULL, 404));
+    json_decref(call("GET", "/v1/collections/s/documents/c?min_seq=x", NULL, 400));
+    json_decref(call("GET", "/v1/collections/s/documents/c?min_seq=-1", NULL, 400));
+    json_decref(call("GET", "/v1/collections/s/documents/c?min_seq=99999999999999999999", NULL,
+                     400));
+    json_decref(call("POST", "/v1/collections/s/search", "{\"text\":\"x\",\"min_seq\":-1}",
+                     422));
+    json_decref(call("POST", "/v1/collections/s/search", "{\"text\":\"x\",\"min_seq\":\"1\"}",
+                     400));
+
+    /* a sequence not written: 503 after the request timeout */
+    snprintf(body, sizeof(body), "{\"text\":\"x\",\"min_seq\":%lld}", s3 + 1);
+    t0 = tu_now();
+    ck_assert_int_eq(tu_http(daemon_.port, "POST", "/v1/collections/s/search", JSON, body,
+                             strlen(body), &r), 0);
+    ck_assert_msg(r.status == 503, "%ld %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strcasestr(r.headers, "Retry-After:"));
+    ck_assert_ptr_nonnull(strstr(r.body, "not_applied_yet"));
+    ck_assert_msg(tu_now() - t0 > 0.9 && tu_now() - t0 < 5, "%.2f s", tu_now() - t0);
+    tu_response_free(&r);
+
+    j = call("GET", "/readyz", NULL, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "storage")), "sqlite");
+    ck_assert(json_is_true(json_object_get(j, "storage_reachable")));
+    json_decref(j);
+    stop();
+}
+END_TEST
+
 Suite *
 api_suite(void)
 {
@@ -1042,6 +1112,7 @@ api_suite(void)
     tcase_add_test(tc, test_concurrency);
     tcase_add_test(tc, test_openai_client);
     tcase_add_test(tc, test_search_steering);
+    tcase_add_test(tc, test_write_sequence);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -208,7 +208,7 @@ static int
 changes_rc(struct st_coll *c, int64_t after, struct gathered *g, int64_t *upto,
            struct rs_error *e)
 {
-    struct ds_feed f = { on_retired, on_doc, g };
+    struct ds_feed f = { .retired = on_retired, .doc = on_doc, .arg = g };
     int rc;
 
     memset(g, 0, sizeof(*g));
@@ -569,7 +569,7 @@ follow_retired(int64_t label, void *arg)
 static int
 follow_once(struct follower *f)
 {
-    struct ds_feed feed = { follow_retired, follow_doc, f };
+    struct ds_feed feed = { .retired = follow_retired, .doc = follow_doc, .arg = f };
     struct rs_error e = { 0 };
     int64_t upto;
 
