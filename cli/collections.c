@@ -15,9 +15,10 @@
  *         the same into the collections on PostgreSQL (storage.h), while
  *         rosimd replicas on the same database serve them: they apply the
  *         writes within a second, or at once for a read with min_seq.  DIR
- *         then only keeps this process's index snapshots (kept between runs,
- *         it spares rebuilding the collections' indexes from the database);
- *         without --data a temporary directory is used and removed at exit.
+ *         then only keeps this process's cache (documents, index
+ *         snapshots; kept between runs, it spares copying them from the
+ *         database); without --data a temporary directory is used and
+ *         removed at exit.
  *     rosim search --model DIR --data DIR --collection NAME [--k 10] [--min-score S]
  *         one query text per line -> {"hits":[{"id","score","text","meta"}]}
  *         (--dsn as for import)
@@ -51,7 +52,7 @@ warn_store(void *arg, const char *collection, const char *what)
 }
 
 /* The collections of --data, or of --dsn with --data (or a new temporary
- * directory: tmp) for the index snapshots. */
+ * directory: tmp) for the cache of their documents and indexes. */
 struct opened {
     struct store *s;
     char *tmp;              /* removed by close_store; NULL: none */
