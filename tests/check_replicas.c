@@ -311,7 +311,7 @@ struct writer {
 static int
 writer_apply(struct writer *w, int i, const char *text, int *at)
 {
-    char id[16];
+    char id[32];
     int repeated = 0;
 
     snprintf(id, sizeof(id), "w%d-%d", w->t, i);
@@ -426,7 +426,7 @@ assert_holds(struct replica *r, const char *coll, const struct writer *w, int n)
                   r->d.port, s.status, s.text);
     for (int t = 0; t < n; t++) {
         for (int i = 0; i < IDS; i++) {
-            char id[16];
+            char id[32];
             struct reply g;
             snprintf(id, sizeof(id), "w%d-%d", t, i);
             get_doc(r->d.port, coll, id, seq, &g);
@@ -805,7 +805,7 @@ metric(int port, const char *name)
 START_TEST(test_fresh_replica_catches_up)
 {
     struct replica r[2];
-    char id[16], text[64];
+    char id[32], text[64];
     int64_t seq = 0;
     struct reply a, b;
     json_t *ha, *hb;
