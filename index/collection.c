@@ -1,10 +1,10 @@
 /*
- * collection.c: a collection is a document store (docstore.h, the source
- * of truth) with a FAISS index beside it (faissidx.h), kept in step and
- * snapshotted (snapshot.h).  This file opens, writes and snapshots it and
- * sets its search effort; search.c reads it (collection_impl.h is what
- * the two share).  See collection.h for the design; the invariants the
- * code keeps:
+ * collection.c: a collection is a document store (storage.h, the source
+ * of truth) with a FAISS index beside it (faissidx.h), kept in step with
+ * the store's change feed and snapshotted (snapshot.h).  This file opens,
+ * writes, follows and snapshots it and sets its search effort; search.c
+ * reads it (collection_impl.h is what the two share).  See collection.h
+ * for the design; the invariants the code keeps:
  *
  *   - labels are the sequence numbers of the writes that stored them, so a
  *     label > snapshot_seq was never in the snapshot;
@@ -13,8 +13,9 @@
  *   - the index holds the labels of the stored documents, plus, for index
  *     types that cannot remove, retired labels listed in the filter set.
  *
- * Locks: wmu serializes writers (and snapshots, which must pair an index
- * with the sequence it covers); the rwlock guards index, filter, trained,
+ * Locks: wmu serializes writers, catch-ups (which apply other processes'
+ * writes) and snapshots (which must pair an index with the sequence it
+ * covers); the rwlock guards index, filter, trained,
  * removable, documents and the effort fields: searches take it shared, a
  * writer exclusively and only while it changes them.  FAISS keeps the
  * search effort (efSearch, nprobe) in the index itself, so a search that

@@ -4,28 +4,34 @@
  *     struct coll *c;
  *     coll_open(&c, "data/faq", &opts, &err);      // creates it when opts.create
  *     struct coll_doc d = { "q1", "怎么开发票", "{\"tag\":1}", vec, 0 };
- *     coll_upsert(c, &d, 1, &err);                 // durable when it returns RS_OK
+ *     int64_t seq;
+ *     coll_upsert(c, &d, 1, &seq, &err);           // durable when it returns RS_OK
  *     struct coll_hit *hits; int n;
  *     coll_search(c, query, 10, -1.0f, &hits, &n, &err);
  *     coll_hits_free(hits, n);
  *     coll_close(c);
  *
- * Storage: SQLite in WAL mode (docs.db) is the source of truth: each
- * document's id, text, metadata (JSON text, stored as given), normalized
- * vector, its FAISS label and the sequence number of the write that made
- * it (docstore.h).  An update gives the document a new label and records
- * the old one as deleted, with the sequence number.  The FAISS index
- * (faissidx.h; inner product over
- * L2-normalized vectors: cosine) lives in memory and is snapshotted to
- * index.snap (snapshot.h) with the sequence number it covers.  Opening
- * loads the snapshot and replays newer rows, or rebuilds the index from the
- * stored vectors when the snapshot is missing, stale or corrupt; the model
- * never runs again.  Index types that cannot remove vectors (HNSW) filter
- * deleted labels out of results and are rebuilt when too many pile up.
- * Index types that learn from data (IVF, PQ, SQ, PCA, OPQ: itype.h) are
- * trained once enough vectors exist; until then search is exact over a
- * flat index.  A search returns min(k, documents) hits (fewer only below
- * min_score): when the approximate index comes short, it searches exactly.
+ * Storage (storage.h) is the source of truth: each document's id, text,
+ * metadata (JSON text, stored as given), normalized vector, its FAISS
+ * label and the sequence number of the write that made it: a docs.db in
+ * the collection's directory (SQLite in WAL mode, docstore.h), or, for a
+ * collection shared by several processes, PostgreSQL, of which this
+ * process reads a copy (st_mirror_open).  An update gives the document a
+ * new label and records the old one as retired, with the sequence number.
+ * The FAISS index (faissidx.h; inner product over L2-normalized vectors:
+ * cosine) lives in memory, follows the storage's change feed (its own
+ * writes at once, other processes' when caught up: coll_catch_up,
+ * coll_wait_seq) and is snapshotted to index.snap (snapshot.h) with the
+ * sequence number it covers.  Opening loads the snapshot and replays newer
+ * changes, or rebuilds the index from the stored vectors when the snapshot
+ * is missing, stale or corrupt; the model never runs again.  Index types
+ * that cannot remove vectors (HNSW) filter retired labels out of results
+ * and are rebuilt when too many pile up.  Index types that learn from
+ * data (IVF, PQ, SQ, PCA, OPQ: itype.h) are trained once enough vectors
+ * exist; until then search is exact over a flat index.  A search returns
+ * min(k, documents) hits (fewer only below min_score): when the
+ * approximate index comes short, it searches exactly.  Hits are read from
+ * the storage by label, so a replaced or deleted document is never one.
  *
  * Threads: every function may be called from any thread.  Searches run in
  * parallel (the index's read lock); writes are serialized by a writer
