@@ -10,6 +10,7 @@
 #   make install PREFIX=/usr/local [DESTDIR=...]   (PREFIX=/usr: config in /etc)
 #   make docker-test      build the image, run it for real (scripts/docker-test.sh)
 #   make systemd-test     boot the unit in systemd-nspawn (scripts/systemd-test.sh)
+#   make haproxy-test     deploy/haproxy.cfg in front of two replicas on PostgreSQL
 #   make fuzz [FUZZ_SECONDS=600]   libFuzzer (clang) on every parser, in turn
 #   make drills           kill -9 under write load (50 rounds), overload, slowloris
 #
@@ -98,7 +99,8 @@ else
 Q = @
 endif
 
-.PHONY: all check run bench bench-replicas install clean setup fuzz drills docker-test systemd-test FORCE
+.PHONY: all check run bench bench-replicas install clean setup fuzz drills docker-test systemd-test \
+        haproxy-test FORCE
 all: $(BUILD)/rosimd $(BUILD)/rosim
 
 setup: $(SETUP)
@@ -189,12 +191,16 @@ install: all
 	chmod 0644 $(DESTDIR)$(UNITDIR)/rosimd.service
 
 # Deployment tests that run the real thing (need root, debootstrap, and
-# dockerd or systemd-nspawn; they say what is missing).
+# dockerd or systemd-nspawn; haproxy and PostgreSQL; they say what is
+# missing).
 docker-test:
 	sh scripts/docker-test.sh
 
 systemd-test:
 	sh scripts/systemd-test.sh
+
+haproxy-test: $(BUILD)/rosimd
+	ROSIMD=$(BUILD)/rosimd sh scripts/haproxy-test.sh
 
 # --- drills: rosimd killed, flooded and starved, checked from outside ---
 $(BUILD)/drill_%: $(call obj,tests/drills/%_drill.c tests/testutil.c)

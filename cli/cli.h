@@ -25,6 +25,7 @@ struct options {
     const char *collection;
     const char *index;  /* import: FAISS index type for a new collection */
     float min_score;
+    const char *dsn;    /* import, search: PostgreSQL (NULL: SQLite in data) */
 };
 
 /* Print a JSON value on its own line, without ASCII escaping; steals j.

@@ -9,13 +9,24 @@
  *         document is not embedded.  Every line is checked before anything is stored (a
  *         second pass reads stdin again, or a temporary copy of it when it
  *         is a pipe).  Texts are embedded in batches and each batch is one
- *         acknowledged write; progress goes to stderr, and a failure says
- *         which lines were stored.
+ *         acknowledged write; progress goes to stderr, then the seq of the
+ *         last write, and a failure says which lines were stored.
+ *     rosim import --model DIR --dsn DSN [--data DIR] --collection NAME ...
+ *         the same into the collections on PostgreSQL (storage.h), while
+ *         rosimd replicas on the same database serve them: they apply the
+ *         writes within a second, or at once for a read with min_seq.  DIR
+ *         then only keeps this process's cache (documents, index
+ *         snapshots; kept between runs, it spares copying them from the
+ *         database); without --data a temporary directory is used and
+ *         removed at exit.
  *     rosim search --model DIR --data DIR --collection NAME [--k 10] [--min-score S]
  *         one query text per line -> {"hits":[{"id","score","text","meta"}]}
+ *         (--dsn as for import)
  */
 #include <errno.h>
+#include <ftw.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../index/storage.h"
 #include "../index/store.h"
 #include "../model/embed.h"
 #include "cli.h"
@@ -39,24 +51,68 @@ warn_store(void *arg, const char *collection, const char *what)
         fprintf(stderr, "rosim: warning: %s\n", what);
 }
 
+/* The collections of --data, or of --dsn with --data (or a new temporary
+ * directory: tmp) for the cache of their documents and indexes. */
+struct opened {
+    struct store *s;
+    char *tmp;              /* removed by close_store; NULL: none */
+};
+
+static int
+remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
 /* Open (and lock) the data directory.  0, or the exit status after saying
  * why. */
 static int
-open_store(const struct rf_model *m, const struct options *o, struct store **s)
+open_store(const struct rf_model *m, const struct options *o, struct opened *op)
 {
     struct store_options so = { rf_model_config(m)->d_model, rf_model_fingerprint(m),
-                                COLL_FSYNC_ALWAYS, 10000, o->index, warn_store, NULL, NULL };
+                                COLL_FSYNC_ALWAYS, 10000, o->index, warn_store, NULL, o->dsn };
+    const char *dir = o->data;
     struct rs_error e;
 
-    if (o->data == NULL || o->collection == NULL) {
-        fprintf(stderr, "rosim: --data DIR and --collection NAME are required\n");
+    op->s = NULL;
+    op->tmp = NULL;
+    if ((o->data == NULL && o->dsn == NULL) || o->collection == NULL) {
+        fprintf(stderr, "rosim: --data DIR (or --dsn DSN) and --collection NAME are required\n");
         return 2;
     }
-    if (store_open(s, o->data, &so, &e) != RS_OK) {
+    if (o->dsn != NULL && st_pg_dsn_check(o->dsn, &e) != RS_OK) {
+        fprintf(stderr, "rosim: --dsn: %s\n", e.msg);
+        return 2;
+    }
+    if (dir == NULL) {
+        const char *t = getenv("TMPDIR");
+        if (asprintf(&op->tmp, "%s/rosim-import-XXXXXX", t != NULL && *t ? t : "/tmp") < 0 ||
+            mkdtemp(op->tmp) == NULL) {
+            fprintf(stderr, "rosim: cannot make a temporary directory: %s\n", strerror(errno));
+            free(op->tmp);
+            op->tmp = NULL;
+            return 1;
+        }
+        dir = op->tmp;
+    }
+    if (store_open(&op->s, dir, &so, &e) != RS_OK) {
         fprintf(stderr, "rosim: %s\n", e.msg);
         return 1;
     }
     return 0;
+}
+
+/* Close the store, then remove the temporary directory (if any). */
+static void
+close_store(struct opened *op)
+{
+    store_close(op->s);
+    if (op->tmp != NULL && nftw(op->tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "rosim: warning: cannot remove %s: %s\n", op->tmp, strerror(errno));
+    free(op->tmp);
 }
 
 /* The collection named by --collection, created first when create is set.
@@ -267,7 +323,8 @@ int
 cmd_import(const struct rf_model *m, const struct options *o)
 {
     const int H = rf_model_config(m)->d_model, B = o->batch > 64 ? 64 : o->batch;
-    struct store *s = NULL;
+    struct opened op;
+    struct store *s;
     struct coll *c = NULL;
     struct rf_state *st = NULL;
     struct coll_doc docs[64];
@@ -281,13 +338,16 @@ cmd_import(const struct rf_model *m, const struct options *o)
     ssize_t len;
     long lineno = 0, stored_through = 0, done = 0, bytes = 0, total = 0;
     double t0 = cli_now(), last = 0;
+    int64_t seq = 0;
     int n = 0, rc;
 
-    if ((rc = open_store(m, o, &s)) != 0) {
+    if ((rc = open_store(m, o, &op)) != 0) {
         free(vecs);
         free(embedded);
+        close_store(&op);
         return rc;
     }
+    s = op.s;
     st = rf_state_new(m, B, o->max_length);
     if (st == NULL || vecs == NULL || embedded == NULL) {
         fprintf(stderr, "rosim: out of memory\n");
@@ -346,7 +406,7 @@ cmd_import(const struct rf_model *m, const struct options *o)
                        (size_t)H * sizeof(float));
             for (int i = 0; i < n; i++)
                 docs[i] = (struct coll_doc){ ids[i], texts[i], metas[i], vecs + (size_t)i * (size_t)H, 0 };
-            if (coll_upsert(c, docs, n, NULL, &e) != RS_OK) {
+            if (coll_upsert(c, docs, n, &seq, &e) != RS_OK) {
                 fprintf(stderr, "\nrosim: line %ld: %s\n", lineno, e.msg);
                 rc = 1;
                 break;
@@ -366,6 +426,9 @@ cmd_import(const struct rf_model *m, const struct options *o)
     if (rc == 0) {
         progress(done, t0, total, total);
         fprintf(stderr, "\n");
+        if (done > 0)
+            fprintf(stderr, "rosim: stored through seq %lld (a read with min_seq=%lld sees "
+                    "every document)\n", (long long)seq, (long long)seq);
     } else if (done > 0) {
         fprintf(stderr, "rosim: lines 1 to %ld (%ld documents) were stored; the rest was not\n",
                 stored_through, done);
@@ -381,7 +444,7 @@ done:
     free(embedded);
     rf_state_free(st);
     store_release(s, c);
-    store_close(s);
+    close_store(&op);
     return rc;
 }
 
@@ -389,7 +452,8 @@ int
 cmd_search(const struct rf_model *m, const struct options *o)
 {
     const int H = rf_model_config(m)->d_model;
-    struct store *s = NULL;
+    struct opened op;
+    struct store *s;
     struct coll *c = NULL;
     struct rf_state *st = rf_state_new(m, 1, o->max_length);
     float *vec = malloc((size_t)H * sizeof(float));
@@ -405,12 +469,13 @@ cmd_search(const struct rf_model *m, const struct options *o)
         free(vec);
         return 1;
     }
-    if ((rc = open_store(m, o, &s)) != 0 || (rc = get_collection(s, o, 0, &c)) != 0) {
+    if ((rc = open_store(m, o, &op)) != 0 || (rc = get_collection(op.s, o, 0, &c)) != 0) {
         rf_state_free(st);
         free(vec);
-        store_close(s);
+        close_store(&op);
         return rc;
     }
+    s = op.s;
     while (rc == 0 && (len = read_line(&line, &cap)) >= 0) {
         struct coll_hit *hits;
         struct rs_error e;
@@ -440,6 +505,6 @@ cmd_search(const struct rf_model *m, const struct options *o)
     free(vec);
     rf_state_free(st);
     store_release(s, c);
-    store_close(s);
+    close_store(&op);
     return rc;
 }

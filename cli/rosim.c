@@ -6,6 +6,8 @@
  *     rosim generate --model DIR [--n 20] [--k 5] [--top-p 0.95] [--top-k 0]
  *                    [--temperature 1] [--max-length 64] [--seed S] [--beam W]
  *     rosim import   --model DIR --data DIR --collection NAME [--index F] < docs.jsonl
+ *     rosim import   --model DIR --dsn DSN [--data DIR] --collection NAME ...
+ *                    (collections on PostgreSQL; search takes --dsn too)
  *     rosim search   --model DIR --data DIR --collection NAME [--k 10] [--min-score S]
  *
  * Reads one text per line on stdin (a trailing \r is dropped) and writes one
@@ -42,6 +44,7 @@ usage(FILE *out)
             "       rosim generate --model DIR [--n 20] [--k 5] [--top-p 0.95] [--top-k 0]\n"
             "                      [--temperature 1] [--max-length 64] [--seed S] [--beam W]\n"
             "       rosim import   --model DIR --data DIR --collection NAME [--index F] < docs.jsonl\n"
+            "       rosim import   --model DIR --dsn DSN [--data DIR] --collection NAME ...\n"
             "       rosim search   --model DIR --data DIR --collection NAME [--k 10] [--min-score S]\n"
             "       rosim bench    --model DIR [--input FILE] [--count N] [--threads N]\n"
             "                      [--generate | --search]\n"
@@ -295,6 +298,7 @@ main(int argc, char **argv)
         { "generate", no_argument, NULL, 'G' },
         { "search", no_argument, NULL, 'Q' },
         { "data", required_argument, NULL, 'D' },
+        { "dsn", required_argument, NULL, 'N' },
         { "collection", required_argument, NULL, 'C' },
         { "index", required_argument, NULL, 'I' },
         { "min-score", required_argument, NULL, 'S' },
@@ -302,7 +306,7 @@ main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     struct options o = { NULL, -1, 32, 0, RF_POOL_LINEAR, 0, gen_default_params(), -1, 0,
-                         NULL, NULL, NULL, -2.0f };
+                         NULL, NULL, NULL, -2.0f, NULL };
     struct bench_options bo = { NULL, NULL, 512, 0, 0 };
     const char *cmd;
     struct rf_model *m;
@@ -361,6 +365,7 @@ main(int argc, char **argv)
         case 'G': bo.generate = 1; break;
         case 'Q': bo.search = 1; break;
         case 'D': o.data = optarg; break;
+        case 'N': o.dsn = optarg; break;
         case 'C': o.collection = optarg; break;
         case 'I': o.index = optarg; break;
         case 'S': if (parse_float("--min-score", optarg, &o.min_score)) return 2; break;

@@ -22,10 +22,11 @@ packages="build-essential pkg-config dpkg-dev ca-certificates
 libmicrohttpd-dev libjansson-dev libfaiss-dev libopenblas-dev libdnnl-dev check
 libsqlite3-dev libpq-dev libinih-dev libsystemd-dev libutf8proc-dev libcurl4-openssl-dev"
 mode=${1:-}
-# postgresql-15: the storage suite runs its own throw-away server (tests/pgserver.c)
+# postgresql-15: the storage suite runs its own throw-away server (tests/pgserver.c);
+# haproxy, python3-yaml: scripts/haproxy-test.sh runs and checks deploy/
 if [ "$mode" != "--build-only" ]; then
     packages="$packages python3 python3-prometheus-client systemd clang libclang-rt-14-dev
-chromium fonts-wqy-microhei postgresql-15"
+chromium fonts-wqy-microhei postgresql-15 haproxy python3-yaml"
 fi
 if [ "$mode" = "--bench" ]; then
     packages="$packages python3-numpy fortunes-zh bc wrk"

@@ -1,8 +1,9 @@
 /*
  * check_cli.c: the rosim command line as users run it: tokenize and embed
  * over stdin against the golden fixture, output order, --raw, and the
- * one-line errors for bad models, arguments and input; and that rosim and
- * rosimd embed through one pipeline (the same bits for the same text).
+ * one-line errors for bad models, arguments and input; that rosim and
+ * rosimd embed through one pipeline (the same bits for the same text); and
+ * rosim import into PostgreSQL while a rosimd replica serves the database.
  */
 #include <jansson.h>
 #include <math.h>
@@ -10,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "pgserver.h"
 #include "suites.h"
 #include "testutil.h"
 
@@ -432,11 +435,113 @@ START_TEST(test_omp_env_cannot_shrink_teams)
 }
 END_TEST
 
+/* rosim import --dsn while a rosimd replica serves the same database: the
+ * replica reads every document at the seq the import printed.  Without
+ * --data the import leaves nothing behind; with it, the directory keeps
+ * its index snapshots.  A malformed --dsn is refused without repeating it. */
+static struct tu_pg pg;
+static int pg_state = -1;   /* tu_pg_start's result */
+
+static void
+pg_setup(void)
+{
+    pg_state = tu_pg_start(&pg);
+}
+
+static void
+pg_teardown(void)
+{
+    if (pg_state == 0)
+        tu_pg_destroy(&pg);
+}
+
+START_TEST(test_import_into_postgresql)
+{
+    char *data, *tmp, *kept, dsn[sizeof(pg.dsn) + 16], path[160], *out, *err, *at;
+    char *imp[] = { (char *)tu_program("ROSIM", "build/rosim"), "import", "--model", TINY,
+                    "--dsn", pg.dsn, "--collection", "imported", NULL, NULL, NULL };
+    const char *extra[] = { "--model", TINY, "--data", NULL, "-o", "storage.backend=postgresql",
+                            "-o", dsn, NULL };
+    struct tu_daemon d;
+    struct tu_response r;
+    long long seq;
+    json_t *j;
+
+    if (pg_state == 1) {
+        fprintf(stderr, "check_cli: skipping the import into PostgreSQL: %s\n", pg.why);
+        return;
+    }
+    ck_assert_msg(pg_state == 0, "PostgreSQL did not start: %s", pg.why);
+    data = tu_temp_dir("cli-replica");
+    tmp = tu_temp_dir("cli-tmp");
+    kept = tu_temp_dir("cli-kept");
+    snprintf(dsn, sizeof(dsn), "storage.dsn=%s", pg.dsn);
+    extra[3] = data;
+    ck_assert_int_eq(tu_daemon_start(&d, extra), 0);
+
+    setenv("TMPDIR", tmp, 1);
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"a\",\"text\":\"怎么开通花呗\"}\n"
+                                 "{\"id\":\"b\",\"text\":\"花呗怎么还款\",\"meta\":{\"n\":2}}\n"
+                                 "{\"id\":\"c\",\"text\":\"借呗额度\"}\n", &out, &err), 0);
+    unsetenv("TMPDIR");
+    at = strstr(err, "stored through seq ");
+    ck_assert_msg(at != NULL, "%s", err);
+    seq = atoll(at + strlen("stored through seq "));
+    ck_assert_int_ge(seq, 3);
+    free(out);
+    free(err);
+    ck_assert_msg(rmdir(tmp) == 0, "the import left files in its temporary directory");
+
+    snprintf(path, sizeof(path), "/v1/collections/imported/documents/b?min_seq=%lld", seq);
+    ck_assert_int_eq(tu_http(d.port, "GET", path, NULL, NULL, 0, &r), 0);
+    ck_assert_msg(r.status == 200, "GET %s: %ld %s", path, r.status, r.body);
+    j = json_loads(r.body, 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "text")), "花呗怎么还款");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "meta"), "n")), 2);
+    json_decref(j);
+    tu_response_free(&r);
+
+    /* again with --data: appended, and the snapshots stay there */
+    imp[8] = "--data";
+    imp[9] = kept;
+    ck_assert_int_eq(tu_run(imp, "{\"id\":\"d\",\"text\":\"余额宝怎么转出\"}\n", &out, &err), 0);
+    at = strstr(err, "stored through seq ");
+    ck_assert_msg(at != NULL, "%s", err);
+    ck_assert_int_gt(atoll(at + strlen("stored through seq ")), seq);
+    seq = atoll(at + strlen("stored through seq "));
+    free(out);
+    free(err);
+    ck_assert_msg(rmdir(kept) != 0, "nothing was kept in --data");
+    snprintf(path, sizeof(path), "{\"text\":\"花呗\",\"k\":10,\"min_seq\":%lld}", seq);
+    ck_assert_int_eq(tu_http(d.port, "POST", "/v1/collections/imported/search",
+                             "application/json", path, strlen(path), &r), 0);
+    ck_assert_msg(r.status == 200, "search: %ld %s", r.status, r.body);
+    j = json_loads(r.body, 0, NULL);
+    ck_assert_int_eq(json_array_size(json_object_get(j, "hits")), 4);
+    json_decref(j);
+    tu_response_free(&r);
+
+    imp[5] = "password=hunter2 nonsense";
+    ck_assert_int_eq(tu_run(imp, "", &out, &err), 2);
+    ck_assert_msg(strstr(err, "rosim: --dsn: ") != NULL && strstr(err, "hunter2") == NULL,
+                  "%s", err);
+    free(out);
+    free(err);
+
+    ck_assert_int_eq(tu_daemon_stop(&d), 0);
+    tu_remove_tree(data);
+    tu_remove_tree(kept);
+    free(data);
+    free(tmp);
+    free(kept);
+}
+END_TEST
+
 Suite *
 cli_suite(void)
 {
     Suite *s = suite_create("cli");
-    TCase *tc = tcase_create("rosim");
+    TCase *tc = tcase_create("rosim"), *pgc = tcase_create("postgresql");
 
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_embed_and_tokenize);
@@ -446,5 +551,9 @@ cli_suite(void)
     tcase_add_test(tc, test_import_vectors);
     tcase_add_test(tc, test_omp_env_cannot_shrink_teams);
     suite_add_tcase(s, tc);
+    tcase_add_unchecked_fixture(pgc, pg_setup, pg_teardown);
+    tcase_set_timeout(pgc, 120);
+    tcase_add_test(pgc, test_import_into_postgresql);
+    suite_add_tcase(s, pgc);
     return s;
 }

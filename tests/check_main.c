@@ -30,6 +30,7 @@ main(void)
     srunner_add_suite(sr, precision_suite());
     srunner_add_suite(sr, daemon_suite());
     srunner_add_suite(sr, lifecycle_suite());
+    srunner_add_suite(sr, replicas_suite());
     srunner_add_suite(sr, web_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

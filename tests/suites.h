@@ -26,5 +26,6 @@ Suite *routes_suite(void);
 Suite *precision_suite(void);
 Suite *search_suite(void);
 Suite *shared_suite(void);
+Suite *replicas_suite(void);
 
 #endif
