@@ -174,9 +174,11 @@ pg_heal(PGconn *c, const char *what, struct rs_error *e)
 {
     struct pollfd p = { PQsocket(c), POLLIN, 0 };
 
-    if (PQstatus(c) == CONNECTION_OK && p.fd >= 0 && poll(&p, 1, 0) > 0)
-        PQconsumeInput(c);
-    if (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE) {
+    /* readable while idle: the server is going away (reading what it
+     * sent, its FATAL message then the end of the stream, may take more
+     * than one read before libpq calls the connection broken) */
+    if (PQstatus(c) != CONNECTION_OK || (p.fd >= 0 && poll(&p, 1, 0) > 0) ||
+        PQtransactionStatus(c) != PQTRANS_IDLE) {
         PQreset(c);
         if (PQstatus(c) != CONNECTION_OK)
             return unavailable(what, PQerrorMessage(c), e);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../index/storage.h"
@@ -1096,6 +1097,192 @@ START_TEST(test_filter_oracle)
 }
 END_TEST
 
+/* --- the database-wide change wait ---------------------------------------- */
+
+struct poke {
+    struct st_db *db;           /* another handle */
+    int delay_ms;
+    double done;                /* when its write committed (tu_now) */
+    int rc;
+};
+
+/* After delay_ms, a write on another handle: a document in "feedall". */
+static void *
+poke_later(void *arg)
+{
+    static const char *const ids[] = { "poke" };
+    struct poke *p = arg;
+    struct rs_error e = { 0 };
+    struct st_coll *c;
+    int64_t first, retired[1];
+    size_t n_retired;
+    long new_docs;
+
+    usleep((useconds_t)p->delay_ms * 1000);
+    p->rc = p->db->ops->open(p->db, coll_name("feedall"), &c, &e);
+    if (p->rc == RS_OK) {
+        p->rc = put(c, ids, 1, 1, &first, retired, &n_retired, &new_docs, &e);
+        c->ops->close(c);
+    }
+    p->done = tu_now();
+    return NULL;
+}
+
+START_TEST(test_changed)
+{
+    struct st_db *db = db_open(_i), *other;
+    struct rs_error e = { 0 };
+    struct st_coll *c;
+    unsigned long gen = 0, before;
+    struct poke p;
+    pthread_t t;
+    double t0, dt;
+
+    if (db == NULL)
+        return;
+    has_ops(db->ops);
+    c = new_coll(db, coll_name("feedall"));
+    other = db_open(_i);
+
+    /* the first call may return at once (PostgreSQL: listening begins) */
+    ck_assert_msg(db->ops->changed(db, &gen, 2000, &e) == RS_OK, "%s", e.msg);
+    /* nothing happens: back after the timeout */
+    before = gen;
+    t0 = tu_now();
+    ck_assert_msg(db->ops->changed(db, &gen, 300, &e) == RS_OK, "%s", e.msg);
+    dt = tu_now() - t0;
+    ck_assert_msg(dt >= 0.29 && dt < 1.0, "returned after %.3f s", dt);
+    if (_i == 0) {              /* SQLite: nothing more to tell */
+        c->ops->close(c);
+        st_close(other);
+        st_close(db);
+        db_cleanup();
+        return;
+    }
+    ck_assert_uint_eq(gen, before);
+
+    /* a write through another handle: promptly */
+    p = (struct poke){ other, 300, 0, -1 };
+    ck_assert_int_eq(pthread_create(&t, NULL, poke_later, &p), 0);
+    ck_assert_msg(db->ops->changed(db, &gen, 5000, &e) == RS_OK, "%s", e.msg);
+    dt = tu_now();
+    pthread_join(t, NULL);
+    ck_assert_int_eq(p.rc, RS_OK);
+    ck_assert_uint_ne(gen, before);
+    ck_assert_msg(dt - p.done < 0.2, "returned %.3f s after the write", dt - p.done);
+
+    /* a write while nobody waits: the next call returns at once */
+    before = gen;
+    p = (struct poke){ other, 0, 0, -1 };
+    poke_later(&p);
+    ck_assert_int_eq(p.rc, RS_OK);
+    usleep(100 * 1000);
+    t0 = tu_now();
+    ck_assert_msg(db->ops->changed(db, &gen, 5000, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(tu_now() - t0 < 0.2, "pending change took %.3f s", tu_now() - t0);
+    ck_assert_uint_ne(gen, before);
+
+    /* a creation, a change of effort and a drop elsewhere count too */
+    for (int k = 0; k < 3; k++) {
+        static const struct coll_effort eff = { 0, 99, 0 };
+        struct st_coll *oc;
+        before = gen;
+        if (k == 0)
+            ck_assert_int_eq(other->ops->create(other, coll_name("feedall2"), &settings, &e),
+                             RS_OK);
+        else if (k == 2)
+            ck_assert_int_eq(other->ops->drop(other, coll_name("feedall2"), &e), RS_OK);
+        else {
+            ck_assert_int_eq(other->ops->open(other, coll_name("feedall"), &oc, &e), RS_OK);
+            ck_assert_int_eq(oc->ops->set_effort(oc, &eff, &e), RS_OK);
+            oc->ops->close(oc);
+        }
+        t0 = tu_now();
+        ck_assert_msg(db->ops->changed(db, &gen, 5000, &e) == RS_OK, "%s", e.msg);
+        ck_assert_msg(tu_now() - t0 < 0.5, "change %d took %.3f s", k, tu_now() - t0);
+        ck_assert_uint_ne(gen, before);
+    }
+    c->ops->close(c);
+    st_close(other);
+    st_close(db);
+    db_cleanup();
+}
+END_TEST
+
+static double
+cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The server stops and starts: changed() returns (a change, or
+ * RS_EUNAVAIL after its timeout) without spinning, then sees writes
+ * again. */
+START_TEST(test_pg_changed_across_restart)
+{
+    struct rs_error e = { 0 };
+    struct st_db *db, *other;
+    struct st_coll *c;
+    unsigned long gen = 0, before;
+    struct poke p;
+    pthread_t t;
+    double t0, cpu0, dt;
+    int calls = 0, unavail = 0, rc;
+
+    if (pg_state == 1)
+        return;
+    ck_assert_msg(pg_state == 0, "PostgreSQL did not start: %s", pg.why);
+    ck_assert_msg(st_open(&db, "postgresql", pg.dsn, 0, &e) == RS_OK, "%s", e.msg);
+    has_ops(db->ops);
+    c = new_coll(db, coll_name("feedall"));
+    ck_assert_msg(db->ops->changed(db, &gen, 2000, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(tu_pg_stop(&pg) == 0, "%s", pg.why);
+
+    t0 = tu_now();
+    cpu0 = cpu_now();
+    while (tu_now() - t0 < 1.5) {
+        double c0 = tu_now();
+        rc = db->ops->changed(db, &gen, 400, &e);
+        ck_assert_msg(rc == RS_OK || rc == RS_EUNAVAIL, "%d: %s", rc, e.msg);
+        ck_assert_msg(tu_now() - c0 < 1.5, "a call took %.3f s", tu_now() - c0);
+        if (rc == RS_EUNAVAIL) {
+            ck_assert_msg(tu_now() - c0 >= 0.39, "unavailable after %.3f s", tu_now() - c0);
+            ck_assert_ptr_nonnull(strstr(e.msg, "PostgreSQL is unavailable"));
+        }
+        unavail += rc == RS_EUNAVAIL;
+        calls++;
+    }
+    dt = cpu_now() - cpu0;
+    ck_assert_int_ge(unavail, 2);
+    ck_assert_msg(calls <= 8, "%d calls in 1.5 s", calls);
+    ck_assert_msg(dt < 0.3, "%.3f s of CPU while the server was down", dt);
+
+    /* back: a change (the reconnection), then writes are seen again */
+    ck_assert_msg(tu_pg_restart(&pg) == 0, "%s", pg.why);
+    before = gen;
+    t0 = tu_now();
+    ck_assert_msg(db->ops->changed(db, &gen, 5000, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(tu_now() - t0 < 1.0, "reconnected after %.3f s", tu_now() - t0);
+    ck_assert_uint_ne(gen, before);
+    ck_assert_msg(st_open(&other, "postgresql", pg.dsn, 0, &e) == RS_OK, "%s", e.msg);
+    p = (struct poke){ other, 300, 0, -1 };
+    ck_assert_int_eq(pthread_create(&t, NULL, poke_later, &p), 0);
+    before = gen;
+    ck_assert_msg(db->ops->changed(db, &gen, 5000, &e) == RS_OK, "%s", e.msg);
+    dt = tu_now();
+    pthread_join(t, NULL);
+    ck_assert_int_eq(p.rc, RS_OK);
+    ck_assert_uint_ne(gen, before);
+    ck_assert_msg(dt - p.done < 0.2, "returned %.3f s after the write", dt - p.done);
+    st_close(other);
+    ck_assert_msg(db->ops->drop(db, coll_name("feedall"), &e) == RS_OK, "%s", e.msg);
+    c->ops->close(c);
+    st_close(db);
+}
+END_TEST
+
 /* --- PostgreSQL only: the server goes away and comes back ----------------- */
 
 START_TEST(test_pg_down_then_back)
@@ -1348,11 +1535,13 @@ storage_suite(void)
     tcase_add_loop_test(tc, test_effort_round_trip, 0, 2);
     tcase_add_loop_test(tc, test_uid_after_recreate, 0, 2);
     tcase_add_loop_test(tc, test_filter_oracle, 0, 2);
+    tcase_add_loop_test(tc, test_changed, 0, 2);
     suite_add_tcase(s, tc);
 
     tcase_add_unchecked_fixture(pc, pg_up, pg_down);
     tcase_set_timeout(pc, 120);
     tcase_add_test(pc, test_pg_down_then_back);
+    tcase_add_test(pc, test_pg_changed_across_restart);
     tcase_add_test(pc, test_pg_unreachable_hides_dsn);
     tcase_add_test(pc, test_pg_refused_batch_leaves_nothing);
     tcase_add_test(pc, test_run_returns_before_daemon);
