@@ -19,6 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
 #include "../index/storage.h"
 #include "pgserver.h"
 #include "suites.h"
@@ -1283,6 +1287,152 @@ START_TEST(test_pg_changed_across_restart)
 }
 END_TEST
 
+/* --- schema version 1, as rosim wrote it before effort settings ---------- */
+
+static const char pg_schema_v1[] =
+    "CREATE TABLE rosim_schema (version integer NOT NULL);"
+    "INSERT INTO rosim_schema VALUES (1);"
+    "CREATE TABLE rosim_collections (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE,"
+    " factory text NOT NULL, dim integer NOT NULL, fingerprint text NOT NULL,"
+    " seq bigint NOT NULL DEFAULT 0, pruned bigint NOT NULL DEFAULT 0,"
+    " created timestamptz NOT NULL DEFAULT now());"
+    "CREATE TABLE rosim_docs (coll bigint NOT NULL REFERENCES rosim_collections (id)"
+    " ON DELETE CASCADE, id text NOT NULL, label bigint NOT NULL, text bytea NOT NULL,"
+    " meta json NOT NULL, meta_jsonb jsonb GENERATED ALWAYS AS (meta::jsonb) STORED,"
+    " vector bytea NOT NULL, seq bigint NOT NULL, PRIMARY KEY (coll, id),"
+    " UNIQUE (coll, label));"
+    "CREATE TABLE rosim_retired (coll bigint NOT NULL REFERENCES rosim_collections (id)"
+    " ON DELETE CASCADE, label bigint NOT NULL, seq bigint NOT NULL,"
+    " PRIMARY KEY (coll, label));"
+    "INSERT INTO rosim_collections (name, factory, dim, fingerprint, seq)"
+    " VALUES ('old', 'Flat', 8, 'roformer-sim-tiny:sha256:0123abcd', 1);"
+    "INSERT INTO rosim_docs (coll, id, label, text, meta, vector, seq) SELECT id, 'd1', 1,"
+    " 'hello', '{\"k\":1}', decode(repeat('0000803f', 8), 'hex'), 1 FROM rosim_collections;";
+
+static const char sqlite_schema_v1[] =
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+    "INSERT INTO meta VALUES ('schema', '1'), ('factory', 'Flat'), ('dim', '8'),"
+    " ('fingerprint', 'roformer-sim-tiny:sha256:0123abcd'), ('seq', '1'), ('pruned', '0');"
+    "CREATE TABLE docs (id TEXT PRIMARY KEY, label INTEGER UNIQUE, text TEXT, meta TEXT,"
+    " vector BLOB, seq INTEGER);"
+    "CREATE INDEX docs_seq ON docs (seq);"
+    "CREATE TABLE deleted (label INTEGER PRIMARY KEY, seq INTEGER);"
+    "INSERT INTO docs VALUES ('d1', 1, 'hello', '{\"k\":1}',"
+    " x'0000803f0000803f0000803f0000803f0000803f0000803f0000803f0000803f', 1);";
+
+static void
+pg_exec_ok(PGconn *k, const char *sql)
+{
+    PGresult *r = PQexec(k, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+                  "%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+static void *
+open_v1(void *arg)
+{
+    struct rs_error e = { 0 };
+    struct st_db *db;
+    int *rc = arg;
+
+    *rc = st_open(&db, "postgresql", where, 0, &e);
+    if (*rc == RS_OK)
+        st_close(db);
+    return NULL;
+}
+
+/* A database of version 1 is upgraded when opened (by three processes at
+ * once, here threads): its collections read effort 0 and keep the rest. */
+START_TEST(test_schema_v1_upgraded)
+{
+    static const struct coll_effort eff = { 0, 77, 0 };
+    struct rs_error e = { 0 };
+    struct st_db *db;
+    struct st_coll *c;
+    struct ds_settings s;
+    struct coll_hit h;
+    char dbname[64], cmd[600];
+    float v[DIM];
+    int64_t seq = -1;
+
+    if (_i == 0) {
+        snprintf(where, sizeof(where), "/tmp/rosim-storage-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(where));
+        sqlite3 *sq;
+        snprintf(cmd, sizeof(cmd), "%s/old", where);
+        ck_assert_int_eq(mkdir(cmd, 0700), 0);
+        snprintf(cmd, sizeof(cmd), "%s/old/docs.db", where);
+        ck_assert_int_eq(sqlite3_open(cmd, &sq), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(sq, sqlite_schema_v1, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(sq);
+    } else {
+        PGconn *k;
+        if (pg_state == 1)
+            return;
+        ck_assert_msg(pg_state == 0, "PostgreSQL did not start: %s", pg.why);
+        snprintf(dbname, sizeof(dbname), "rosim_v1_%d", (int)getpid());
+        k = PQconnectdb(pg.dsn);
+        ck_assert_int_eq(PQstatus(k), CONNECTION_OK);
+        snprintf(cmd, sizeof(cmd), "CREATE DATABASE %s", dbname);
+        pg_exec_ok(k, cmd);
+        PQfinish(k);
+        snprintf(where, sizeof(where), "%s dbname=%s", pg.dsn, dbname);
+        k = PQconnectdb(where);
+        ck_assert_int_eq(PQstatus(k), CONNECTION_OK);
+        pg_exec_ok(k, pg_schema_v1);
+        PQfinish(k);
+
+        pthread_t t[3];
+        int rc[3];
+        for (int i = 0; i < 3; i++)
+            ck_assert_int_eq(pthread_create(&t[i], NULL, open_v1, &rc[i]), 0);
+        for (int i = 0; i < 3; i++) {
+            pthread_join(t[i], NULL);
+            ck_assert_int_eq(rc[i], RS_OK);
+        }
+    }
+    ck_assert_msg(st_open(&db, backends[_i], where, 0, &e) == RS_OK, "%s", e.msg);
+    has_ops(db->ops);
+    ck_assert_msg(db->ops->open(db, "old", &c, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(c->ops->settings(c, &s, &e) == RS_OK, "%s", e.msg);
+    ck_assert_str_eq(s.factory, "Flat");
+    ck_assert_int_eq(s.dim, DIM);
+    ck_assert_str_eq(s.fingerprint, "roformer-sim-tiny:sha256:0123abcd");
+    ck_assert_int_eq(s.effort.ef_construction, 0);
+    ck_assert_int_eq(s.effort.ef_search, 0);
+    ck_assert_int_eq(s.effort.nprobe, 0);
+    ck_assert_msg(c->ops->get_label(c, 1, &h, v, &e) == RS_OK, "%s", e.msg);
+    ck_assert_str_eq(h.id, "d1");
+    ck_assert_float_eq(v[DIM - 1], 1.0f);
+    coll_hit_clear(&h);
+    ck_assert_int_eq(c->ops->seq(c, &seq, &e), RS_OK);
+    ck_assert_int_eq(seq, 1);
+    ck_assert_msg(c->ops->set_effort(c, &eff, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(c->ops->settings(c, &s, &e) == RS_OK, "%s", e.msg);
+    ck_assert_int_eq(s.effort.ef_search, 77);
+    c->ops->close(c);
+    st_close(db);
+
+    if (_i == 1) {              /* version 2 recorded; a later one refused */
+        PGconn *k = PQconnectdb(where);
+        PGresult *r = PQexec(k, "SELECT version FROM rosim_schema");
+        ck_assert_int_eq(PQntuples(r), 1);
+        ck_assert_str_eq(PQgetvalue(r, 0, 0), "2");
+        PQclear(r);
+        pg_exec_ok(k, "UPDATE rosim_schema SET version = 3");
+        ck_assert_int_eq(st_open(&db, "postgresql", where, 0, &e), RS_EFORMAT);
+        ck_assert_ptr_nonnull(strstr(e.msg, "version 3"));
+        PQfinish(k);
+        k = PQconnectdb(pg.dsn);
+        snprintf(cmd, sizeof(cmd), "DROP DATABASE %s", dbname);
+        pg_exec_ok(k, cmd);
+        PQfinish(k);
+    }
+    db_cleanup();
+}
+END_TEST
+
 /* --- PostgreSQL only: the server goes away and comes back ----------------- */
 
 START_TEST(test_pg_down_then_back)
@@ -1536,6 +1686,7 @@ storage_suite(void)
     tcase_add_loop_test(tc, test_uid_after_recreate, 0, 2);
     tcase_add_loop_test(tc, test_filter_oracle, 0, 2);
     tcase_add_loop_test(tc, test_changed, 0, 2);
+    tcase_add_loop_test(tc, test_schema_v1_upgraded, 0, 2);
     suite_add_tcase(s, tc);
 
     tcase_add_unchecked_fixture(pc, pg_up, pg_down);
