@@ -2,9 +2,12 @@
  * docstore_pg.c: the storage of storage.h on PostgreSQL (libpq).
  *
  * Schema (created when missing, in one transaction under an advisory
- * lock; rosim_schema holds its version and a newer one is refused):
+ * lock; rosim_schema holds its version, a newer one is refused and an
+ * older one upgraded, in that same transaction: version 1 lacked the
+ * effort columns):
  *   rosim_collections (id, name UNIQUE, factory, dim, fingerprint, seq,
- *                 pruned: retired labels up to it are forgotten)
+ *                 pruned: retired labels up to it are forgotten,
+ *                 ef_construction, ef_search, nprobe: 0 = rosim's default)
  *   rosim_docs    (coll, id, label, text bytea, meta json, meta_jsonb jsonb
  *                  generated from meta, vector bytea, seq)
  *                 PRIMARY KEY (coll, id), UNIQUE (coll, label), index on
@@ -22,7 +25,8 @@
  * writers of one collection (in any process) take turns, get consecutive
  * numbers, and commit in the order of their numbers; the same statement
  * queues a NOTIFY rosim_changes "NAME SEQ", delivered at COMMIT (create
- * sends "NAME 0", drop "NAME -1").  A write returns RS_OK after COMMIT
+ * sends "NAME 0", drop "NAME -1", set_effort "NAME SEQ" with the
+ * sequence unchanged).  A write returns RS_OK after COMMIT
  * succeeded.
  *
  * Connections: a pool of POOL connections serves the calls (a call holds
@@ -42,6 +46,7 @@
 
 #include <endian.h>
 #include <libpq-fe.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -49,11 +54,12 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <utf8proc.h>
 
 #include "store.h"
 
 #define POOL 4
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define CHANNEL "rosim_changes"
 #define SCHEMA_LOCK "7302551"   /* pg_advisory_xact_lock key for schema setup */
 
@@ -169,9 +175,11 @@ pg_heal(PGconn *c, const char *what, struct rs_error *e)
 {
     struct pollfd p = { PQsocket(c), POLLIN, 0 };
 
-    if (PQstatus(c) == CONNECTION_OK && p.fd >= 0 && poll(&p, 1, 0) > 0)
-        PQconsumeInput(c);
-    if (PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE) {
+    /* readable while idle: the server is going away (reading what it
+     * sent, its FATAL message then the end of the stream, may take more
+     * than one read before libpq calls the connection broken) */
+    if (PQstatus(c) != CONNECTION_OK || (p.fd >= 0 && poll(&p, 1, 0) > 0) ||
+        PQtransactionStatus(c) != PQTRANS_IDLE) {
         PQreset(c);
         if (PQstatus(c) != CONNECTION_OK)
             return unavailable(what, PQerrorMessage(c), e);
@@ -225,12 +233,14 @@ conn_put(struct pg_db *db, int slot)
 
 /* --- statements ----------------------------------------------------------- */
 
-/* Parameters of one statement: int8 and bytea in binary, strings as text. */
+/* Parameters of one statement: int8 and bytea in binary, strings as text.
+ * Room for a filter's: the collection, the labels, 5 per clause. */
+#define P_MAX (2 + 5 * COLL_FILTER_MAX_CLAUSES)
 struct params {
     int n;
-    const char *v[8];
-    int len[8], fmt[8];
-    uint64_t be[8];
+    const char *v[P_MAX];
+    int len[P_MAX], fmt[P_MAX];
+    uint64_t be[P_MAX];
 };
 
 static void
@@ -358,6 +368,7 @@ vec_from_le(const char *b, int dim, float *out)
 
 /* --- the schema ----------------------------------------------------------- */
 
+/* Version 1; migrations[] brings it up to date. */
 static const char schema[] =
     "CREATE TABLE rosim_collections (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE,"
     " factory text NOT NULL, dim integer NOT NULL, fingerprint text NOT NULL,"
@@ -376,12 +387,24 @@ static const char schema[] =
     " PRIMARY KEY (coll, label));"
     "CREATE INDEX rosim_retired_seq ON rosim_retired (coll, seq);";
 
+/* migrations[v - 1] takes the schema from version v to v + 1. */
+static const char *const migrations[] = {
+    "ALTER TABLE rosim_collections ADD COLUMN ef_construction integer NOT NULL DEFAULT 0,"
+    " ADD COLUMN ef_search integer NOT NULL DEFAULT 0,"
+    " ADD COLUMN nprobe integer NOT NULL DEFAULT 0",
+};
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == SCHEMA_VERSION - 1,
+               "one migration per version");
+
+/* Create the schema of version 1 when there is none, then upgrade it to
+ * SCHEMA_VERSION: one transaction under the advisory lock, so replicas
+ * starting together neither race nor see half of it. */
 static int
 schema_setup(PGconn *c, struct rs_error *e)
 {
     PGresult *r = NULL;
-    char sql[sizeof(schema) + 64];
-    int rc;
+    char sql[64];
+    int rc, version;
 
     if ((rc = run0(c, "BEGIN", NULL, "create the schema", e)) != RS_OK)
         return rc;
@@ -392,16 +415,25 @@ schema_setup(PGconn *c, struct rs_error *e)
         (rc = run(c, "SELECT version FROM rosim_schema", NULL, &r, "read the schema version",
                   e)) != RS_OK)
         goto out;
-    if (PQntuples(r) == 0) {
-        snprintf(sql, sizeof(sql), "%sINSERT INTO rosim_schema VALUES (%d)", schema,
-                 SCHEMA_VERSION);
-        if ((rc = run_script(c, sql, "create the schema", e)) != RS_OK)
-            goto out;
-    } else if (get_i32(r, 0, 0) != SCHEMA_VERSION) {
+    version = PQntuples(r) == 0 ? 0 : get_i32(r, 0, 0);
+    if (version < 0 || version > SCHEMA_VERSION) {
         rc = rs_error_set(e, RS_EFORMAT, "PostgreSQL: the database has rosim schema version %d;"
-                          " this rosim knows version %d", get_i32(r, 0, 0), SCHEMA_VERSION);
+                          " this rosim knows versions 1 to %d", version, SCHEMA_VERSION);
         goto out;
     }
+    if (version == 0) {
+        if ((rc = run_script(c, schema, "create the schema", e)) != RS_OK ||
+            (rc = run0(c, "INSERT INTO rosim_schema VALUES (1)", NULL, "create the schema",
+                       e)) != RS_OK)
+            goto out;
+        version = 1;
+    }
+    for (; version < SCHEMA_VERSION; version++)
+        if ((rc = run_script(c, migrations[version - 1], "upgrade the schema", e)) != RS_OK)
+            goto out;
+    snprintf(sql, sizeof(sql), "UPDATE rosim_schema SET version = %d", SCHEMA_VERSION);
+    if ((rc = run0(c, sql, NULL, "upgrade the schema", e)) != RS_OK)
+        goto out;
     rc = run0(c, "COMMIT", NULL, "create the schema", e);
 out:
     PQclear(r);
@@ -533,7 +565,7 @@ pg_create(struct st_db *base, const char *name, const struct ds_settings *s,
           struct rs_error *e)
 {
     struct params p = { 0 };
-    char dim[16];
+    char dim[16], eff[3][16];
     int rc, rows;
 
     if (!store_valid_name(name))
@@ -543,9 +575,16 @@ pg_create(struct st_db *base, const char *name, const struct ds_settings *s,
     p_str(&p, s->factory);
     p_str(&p, dim);
     p_str(&p, s->fingerprint);
+    snprintf(eff[0], sizeof(eff[0]), "%d", s->effort.ef_construction);
+    snprintf(eff[1], sizeof(eff[1]), "%d", s->effort.ef_search);
+    snprintf(eff[2], sizeof(eff[2]), "%d", s->effort.nprobe);
+    for (int i = 0; i < 3; i++)
+        p_str(&p, eff[i]);
     rc = db_rows((struct pg_db *)base,
-                 "WITH ins AS (INSERT INTO rosim_collections (name, factory, dim, fingerprint)"
-                 " VALUES ($1, $2, $3::integer, $4) ON CONFLICT (name) DO NOTHING RETURNING name)"
+                 "WITH ins AS (INSERT INTO rosim_collections (name, factory, dim, fingerprint,"
+                 " ef_construction, ef_search, nprobe) VALUES ($1, $2, $3::integer, $4,"
+                 " $5::integer, $6::integer, $7::integer) ON CONFLICT (name) DO NOTHING"
+                 " RETURNING name)"
                  " SELECT pg_notify('" CHANNEL "', name || ' 0') FROM ins",
                  &p, "create a collection", &rows, e);
     return rc == RS_OK && rows == 0 ? rs_error_set(e, RS_EEXIST, "collection '%s' exists", name)
@@ -640,15 +679,47 @@ pg_settings(struct st_coll *c, struct ds_settings *s, struct rs_error *e)
     int rc;
 
     memset(s, 0, sizeof(*s));
-    if ((rc = coll_query(c, "SELECT factory, dim, fingerprint FROM rosim_collections"
-                         " WHERE id = $1", "read settings", &r, e)) != RS_OK)
+    if ((rc = coll_query(c, "SELECT factory, dim, fingerprint, ef_construction, ef_search,"
+                         " nprobe FROM rosim_collections WHERE id = $1", "read settings", &r,
+                         e)) != RS_OK)
         return rc;
     snprintf(s->factory, sizeof(s->factory), "%.*s", PQgetlength(r, 0, 0), PQgetvalue(r, 0, 0));
     s->dim = get_i32(r, 0, 1);
     snprintf(s->fingerprint, sizeof(s->fingerprint), "%.*s", PQgetlength(r, 0, 2),
              PQgetvalue(r, 0, 2));
+    s->effort.ef_construction = get_i32(r, 0, 3);
+    s->effort.ef_search = get_i32(r, 0, 4);
+    s->effort.nprobe = get_i32(r, 0, 5);
     PQclear(r);
     return RS_OK;
+}
+
+/* The other replicas are told (a notification with the sequence as it
+ * is): their copy of the settings is stale. */
+static int
+pg_set_effort(struct st_coll *c, const struct coll_effort *eff, struct rs_error *e)
+{
+    struct params p = { 0 };
+    char v[3][16];
+    int rc, rows;
+
+    snprintf(v[0], sizeof(v[0]), "%d", eff->ef_construction);
+    snprintf(v[1], sizeof(v[1]), "%d", eff->ef_search);
+    snprintf(v[2], sizeof(v[2]), "%d", eff->nprobe);
+    p_i64(&p, PC(c)->id);
+    for (int i = 0; i < 3; i++)
+        p_str(&p, v[i]);
+    rc = db_rows(PC(c)->db, "UPDATE rosim_collections SET ef_construction = $2::integer,"
+                 " ef_search = $3::integer, nprobe = $4::integer WHERE id = $1"
+                 " RETURNING pg_notify('" CHANNEL "', name || ' ' || seq)", &p,
+                 "store the search effort", &rows, e);
+    return rc == RS_OK && rows == 0 ? gone(c, e) : rc;
+}
+
+static int64_t
+pg_uid(struct st_coll *c)
+{
+    return PC(c)->id;
 }
 
 /* The number a one-column query on the collection answers. */
@@ -968,7 +1039,7 @@ feed_row(const PGresult *r, enum feed_kind kind, const struct ds_feed *f, float 
  * says (libpq ends each value with a NUL, so texts are strings). */
 static int
 stream(PGconn *k, struct st_coll *c, const char *sql, const struct params *p,
-       enum feed_kind kind, const struct ds_feed *f, struct rs_error *e)
+       enum feed_kind kind, const struct ds_feed *f, const char *what, struct rs_error *e)
 {
     int dim = PC(c)->dim, rc = RS_OK;
     float *v = malloc((size_t)dim * sizeof(float));
@@ -979,7 +1050,7 @@ stream(PGconn *k, struct st_coll *c, const char *sql, const struct params *p,
     if (!PQsendQueryParams(k, sql, p->n, NULL, p->v, p->len, p->fmt, 1) ||
         !PQsetSingleRowMode(k)) {
         free(v);
-        return pg_fail(k, NULL, "read changes", e);
+        return pg_fail(k, NULL, what, e);
     }
     while ((r = PQgetResult(k)) != NULL) {
         ExecStatusType st = PQresultStatus(r);
@@ -996,10 +1067,10 @@ stream(PGconn *k, struct st_coll *c, const char *sql, const struct params *p,
             }
             if (cb != 0)   /* the rest is drained, unused */
                 rc = cb == RS_EFORMAT ? cb
-                   : rs_error_set(e, cb, "cannot use the change of label %lld",
+                   : rs_error_set(e, cb, "%s: stopped at label %lld", what,
                                   (long long)label);
         } else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && rc == RS_OK)
-            rc = pg_fail(k, r, "read changes", e);
+            rc = pg_fail(k, r, what, e);
         PQclear(r);
     }
     free(v);
@@ -1037,19 +1108,302 @@ pg_changes(struct st_coll *c, int64_t after_seq, const struct ds_feed *f, int64_
     p_i64(&p, after_seq);
     if (rc == RS_OK && f->retired_at != NULL)
         rc = stream(k, c, "SELECT label, seq FROM rosim_retired WHERE coll = $1 AND seq > $2",
-                    &p, F_RETIRED_AT, f, e);
+                    &p, F_RETIRED_AT, f, "read changes", e);
     else if (rc == RS_OK)
         rc = stream(k, c, "SELECT label FROM rosim_retired WHERE coll = $1 AND seq > $2",
-                    &p, F_RETIRED, f, e);
+                    &p, F_RETIRED, f, "read changes", e);
     if (rc == RS_OK && f->row != NULL)
         rc = stream(k, c, "SELECT label, vector, seq, id, text, meta FROM rosim_docs"
-                    " WHERE coll = $1 AND seq > $2", &p, F_ROW, f, e);
+                    " WHERE coll = $1 AND seq > $2", &p, F_ROW, f, "read changes", e);
     else if (rc == RS_OK)
         rc = stream(k, c, "SELECT label, vector FROM rosim_docs WHERE coll = $1 AND seq > $2",
-                    &p, F_DOC, f, e);
+                    &p, F_DOC, f, "read changes", e);
     if (PQstatus(k) == CONNECTION_OK)
         PQclear(PQexec(k, rc == RS_OK ? "COMMIT" : "ROLLBACK"));
     conn_put(db, slot);
+    return rc;
+}
+
+/* --- filters -------------------------------------------------------------- */
+
+/*
+ * A filter is a condition on rosim_docs d over meta_jsonb, with the
+ * answers of docstore.c's filters on SQLite (json_each over the text):
+ *   - a key is present when d.meta_jsonb -> key is not NULL (a member of
+ *     an object; an array or a scalar has no keys);
+ *   - strings compare byte for byte (text equality in a deterministic
+ *     collation); null, true and false equal only themselves (their jsonb
+ *     text); arrays and objects equal nothing;
+ *   - numbers compare as SQLite compares JSON atoms: an integral value
+ *     within int64 exactly (as SQLite reads an integer literal), any other
+ *     as the double nearest to it (as it reads a real literal); so 1
+ *     equals 1.0, 0.1 equals 0.10000000000000001, 2^53 + 1 not 2^53.
+ *     jsonb keeps no literal: a real literal with an integral value beyond
+ *     2^53 that no double holds (1.2345678901234567e+18) is compared
+ *     exactly here, as a double on SQLite.  A document whose meta repeats
+ *     a key (rosim's API never stores one: it writes meta with jansson)
+ *     has the last value here, any of them on SQLite.
+ * A COLL_MATCH clause's values go as four array parameters (binary, the
+ * format of array_recv): the atoms null/true/false as text, the strings,
+ * the numbers as int8 (those integral within int64) and as float8 (those
+ * a double holds).  A key or string PostgreSQL text cannot hold (U+0000,
+ * invalid UTF-8) is in no document.
+ */
+enum { A_ATOMS, A_STRINGS, A_INTS, A_DOUBLES, N_ARRAYS };
+static const uint32_t array_oid[N_ARRAYS] = { 25, 25, 20, 701 };   /* text, int8, float8 */
+
+/* Whether PostgreSQL text can hold s (len bytes): UTF-8 without U+0000. */
+static int
+text_ok(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
+                                              (utf8proc_ssize_t)(len - i), &cp);
+        if (k <= 0 || cp == 0)
+            return 0;
+        i += (size_t)k;
+    }
+    return 1;
+}
+
+/* x as an element of array a: its length and bytes (*s, or out: 8
+ * bytes), or -1 when x is not one. */
+static int
+element(int a, const struct coll_value *x, unsigned char *out, const char **s)
+{
+    static const char *const atoms[] = { "null", "true", "false" };
+    uint64_t bits;
+    double d;
+
+    *s = (const char *)out;
+    switch (a) {
+    case A_ATOMS:
+        if (x->type != COLL_V_NULL && x->type != COLL_V_TRUE && x->type != COLL_V_FALSE)
+            return -1;
+        *s = atoms[x->type == COLL_V_NULL ? 0 : x->type == COLL_V_TRUE ? 1 : 2];
+        return (int)strlen(*s);
+    case A_STRINGS:
+        if (x->type != COLL_V_STRING || !text_ok(x->s, x->len))
+            return -1;
+        *s = x->s;
+        return (int)x->len;
+    case A_INTS:
+        if (x->type == COLL_V_INT)
+            bits = (uint64_t)x->i;
+        else if (x->type == COLL_V_REAL && x->r == trunc(x->r) && x->r >= -0x1p63 &&
+                 x->r < 0x1p63)
+            bits = (uint64_t)(int64_t)x->r;
+        else
+            return -1;
+        break;
+    default:
+        if (x->type == COLL_V_REAL)
+            d = x->r;
+        else if (x->type == COLL_V_INT && (d = (double)x->i) < 0x1p63 && (long long)d == x->i)
+            ;
+        else
+            return -1;
+        memcpy(&bits, &d, 8);
+    }
+    bits = htobe64(bits);
+    memcpy(out, &bits, 8);
+    return 8;
+}
+
+static unsigned char *
+put_be32(unsigned char *p, uint32_t x)
+{
+    x = htobe32(x);
+    memcpy(p, &x, 4);
+    return p + 4;
+}
+
+/* The head of a one-dimensional array of n elements of type oid. */
+static unsigned char *
+array_head(unsigned char *p, uint32_t oid, size_t n)
+{
+    p = put_be32(p, n > 0);           /* dimensions (an empty array has none) */
+    p = put_be32(p, 0);               /* no NULL */
+    p = put_be32(p, oid);
+    if (n > 0) {
+        p = put_be32(p, (uint32_t)n);
+        p = put_be32(p, 1);           /* lower bound */
+    }
+    return p;
+}
+
+/* Array a of cl's values at p; the end. */
+static unsigned char *
+put_values(unsigned char *p, int a, const struct coll_clause *cl)
+{
+    unsigned char el[8];
+    const char *s;
+    size_t n = 0;
+    int len;
+
+    for (int v = 0; v < cl->n_values; v++)
+        n += element(a, &cl->values[v], el, &s) >= 0;
+    p = array_head(p, array_oid[a], n);
+    for (int v = 0; v < cl->n_values; v++)
+        if ((len = element(a, &cl->values[v], el, &s)) >= 0) {
+            p = put_be32(p, (uint32_t)len);
+            memcpy(p, s, (size_t)len);
+            p += len;
+        }
+    return p;
+}
+
+/* f (NULL: no clause) as a condition on rosim_docs d in *cond, its
+ * parameters appended to p, their bytes in *buf: both new (free). */
+static int
+filter_sql(const struct coll_filter *f, struct params *p, char **cond, unsigned char **buf,
+           struct rs_error *e)
+{
+    size_t size = 1, len;
+    unsigned char *at;
+    FILE *m;
+
+    *cond = NULL;
+    /* at most: the arrays' heads, and each value in two of them */
+    for (int i = 0; f != NULL && i < f->n; i++) {
+        size += N_ARRAYS * 20;
+        for (int v = 0; v < f->clauses[i].n_values; v++)
+            size += 32 + f->clauses[i].values[v].len;
+    }
+    if ((at = *buf = malloc(size)) == NULL || (m = open_memstream(cond, &len)) == NULL) {
+        free(*buf);
+        *buf = NULL;
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    }
+    fputs("true", m);
+    for (int i = 0; f != NULL && i < f->n; i++) {
+        const struct coll_clause *cl = &f->clauses[i];
+        int k = p->n + 1;
+        if (!text_ok(cl->key, strlen(cl->key))) {
+            fputs(cl->cond == COLL_ABSENT ? "" : " AND false", m);
+            continue;
+        }
+        p_str(p, cl->key);
+        if (cl->cond != COLL_MATCH) {
+            fprintf(m, " AND d.meta_jsonb -> $%d::text IS %sNULL", k,
+                    cl->cond == COLL_EXISTS ? "NOT " : "");
+            continue;
+        }
+        for (int a = 0; a < N_ARRAYS; a++) {
+            unsigned char *start = at;
+            at = put_values(at, a, cl);
+            p_bytes(p, start, (size_t)(at - start));
+        }
+        fprintf(m, " AND EXISTS (SELECT 1 FROM (SELECT d.meta_jsonb -> $%1$d::text AS v) x"
+                " WHERE CASE jsonb_typeof(x.v)"
+                " WHEN 'string' THEN x.v #>> '{}' = ANY($%3$d::text[])"
+                " WHEN 'number' THEN (SELECT CASE"
+                "  WHEN n = trunc(n) AND n BETWEEN -9223372036854775808 AND 9223372036854775807"
+                "  THEN n::int8 = ANY($%4$d::int8[])"
+                "  WHEN abs(n) >= 1.797693134862315807e308 THEN false"
+                "  WHEN abs(n) <= 2.4703282292062327e-324 THEN 0::float8 = ANY($%5$d::float8[])"
+                "  ELSE n::float8 = ANY($%5$d::float8[]) END FROM (SELECT x.v::numeric AS n) y)"
+                " WHEN 'boolean' THEN x.v::text = ANY($%2$d::text[])"
+                " WHEN 'null' THEN x.v::text = ANY($%2$d::text[])"
+                " ELSE false END)", k, k + 1, k + 2, k + 3, k + 4);
+    }
+    if (fclose(m) != 0) {
+        free(*cond);
+        free(*buf);
+        *cond = NULL;
+        *buf = NULL;
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    }
+    return RS_OK;
+}
+
+static int
+cmp_label(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int
+pg_match_labels(struct st_coll *c, const struct coll_filter *f, const int64_t *labels,
+                size_t n, unsigned char *match, struct rs_error *e)
+{
+    struct params p = { 0 };
+    unsigned char *arr = malloc(20 + 12 * n), *at, *buf = NULL;
+    char *cond = NULL, *sql = NULL;
+    int64_t *found = NULL;
+    PGresult *r = NULL;
+    int rc, rows = 0;
+
+    memset(match, 0, n);
+    if (arr == NULL)
+        return rs_error_set(e, RS_ENOMEM, "out of memory");
+    at = array_head(arr, 20, n);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t be = htobe64((uint64_t)labels[i]);
+        at = put_be32(at, 8);
+        memcpy(at, &be, 8);
+        at += 8;
+    }
+    p_i64(&p, PC(c)->id);
+    p_bytes(&p, arr, (size_t)(at - arr));
+    if ((rc = filter_sql(f, &p, &cond, &buf, e)) != RS_OK)
+        goto out;
+    if (asprintf(&sql, "SELECT d.label FROM rosim_docs d WHERE d.coll = $1"
+                 " AND d.label = ANY($2::int8[]) AND (%s)", cond) < 0) {
+        sql = NULL;
+        rc = rs_error_set(e, RS_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = db_run(PC(c)->db, sql, &p, &r, "filter", e)) != RS_OK)
+        goto out;
+    rows = PQntuples(r);
+    if (rows > 0 && (found = malloc((size_t)rows * sizeof(*found))) == NULL) {
+        rc = rs_error_set(e, RS_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < rows; i++)
+        found[i] = get_i64(r, i, 0);
+    if (rows > 0)
+        qsort(found, (size_t)rows, sizeof(*found), cmp_label);
+    for (size_t i = 0; i < n && rows > 0; i++)
+        match[i] = bsearch(&labels[i], found, (size_t)rows, sizeof(*found), cmp_label) != NULL;
+out:
+    PQclear(r);
+    free(found);
+    free(sql);
+    free(cond);
+    free(buf);
+    free(arr);
+    return rc;
+}
+
+static int
+pg_match_vectors(struct st_coll *c, const struct coll_filter *f,
+                 int (*fn)(int64_t label, const float *vec, void *arg), void *arg,
+                 struct rs_error *e)
+{
+    const struct ds_feed feed = { .doc = fn, .arg = arg };
+    struct params p = { 0 };
+    unsigned char *buf = NULL;
+    char *cond = NULL, *sql = NULL;
+    int slot, rc;
+
+    p_i64(&p, PC(c)->id);
+    if ((rc = filter_sql(f, &p, &cond, &buf, e)) != RS_OK)
+        return rc;
+    if (asprintf(&sql, "SELECT d.label, d.vector FROM rosim_docs d WHERE d.coll = $1"
+                 " AND (%s)", cond) < 0) {
+        sql = NULL;
+        rc = rs_error_set(e, RS_ENOMEM, "out of memory");
+    } else if ((rc = conn_get(PC(c)->db, &slot, e)) == RS_OK) {
+        rc = stream(PC(c)->db->conn[slot], c, sql, &p, F_DOC, &feed, "filter", e);
+        conn_put(PC(c)->db, slot);
+    }
+    free(sql);
+    free(cond);
+    free(buf);
     return rc;
 }
 
@@ -1165,20 +1519,26 @@ pg_wait(struct st_coll *c, int64_t after_seq, int timeout_ms, int64_t *seq, stru
     }
 }
 
-static int64_t
-pg_uid(struct st_coll *c)
-{
-    return PC(c)->id;
-}
+#define RETRY_MS 100    /* between attempts to reach a server that is down */
 
+/* listen_wait fails at once when the server cannot be reached: try again
+ * every RETRY_MS until the deadline (a reconnection counts as a change).
+ * A server that cannot be reached over TCP may hold one attempt up to
+ * connect_timeout past the deadline. */
 static int
 pg_changed(struct st_db *base, unsigned long *gen, int timeout_ms, struct rs_error *e)
 {
     struct pg_db *db = (struct pg_db *)base;
-    int rc = listen_wait(db, *gen, now_ms() + timeout_ms, e);
+    double deadline = now_ms() + timeout_ms, left;
+    int rc;
 
-    if (rc != RS_OK)
-        usleep((useconds_t)timeout_ms * 1000);
+    while ((rc = listen_wait(db, *gen, deadline, e)) != RS_OK &&
+           (left = deadline - now_ms()) > 0) {
+        struct timespec ts = { 0, (long)((left < RETRY_MS ? left : RETRY_MS) * 1e6) };
+        nanosleep(&ts, NULL);
+        if (now_ms() >= deadline)
+            break;
+    }
     pthread_mutex_lock(&db->lmu);
     *gen = db->gen;
     pthread_mutex_unlock(&db->lmu);
@@ -1250,19 +1610,22 @@ static const struct st_ops pg_ops = {
     .db_close = pg_db_close,
     .ping = pg_ping,
     .changed = pg_changed,
-    .uid = pg_uid,
     .list = pg_list,
     .create = pg_create,
     .drop = pg_drop,
     .open = pg_open,
     .close = pg_close,
+    .uid = pg_uid,
     .settings = pg_settings,
+    .set_effort = pg_set_effort,
     .seq = pg_seq,
     .count = pg_count,
     .upsert = pg_upsert,
     .del = pg_del,
     .get = pg_get,
     .get_label = pg_get_label,
+    .match_labels = pg_match_labels,
+    .match_vectors = pg_match_vectors,
     .changes = pg_changes,
     .prune_retired = pg_prune_retired,
     .wait = pg_wait,

@@ -75,7 +75,7 @@ struct st_ops {
     /* Whether the database answers (PostgreSQL: SELECT 1). */
     int (*ping)(struct st_db *db, struct rs_error *e);
     /* Return once any collection may have changed (a write, a creation, a
-     * drop, by any process) since *gen was read, or after timeout_ms;
+     * drop, a set_effort, by any process) since *gen was read, or after timeout_ms;
      * *gen gets the count to pass next time (start from 0).  PostgreSQL:
      * the notifications of rosim_changes, and a reconnection (which may
      * have lost some) counts as a change.  SQLite: sleeps timeout_ms (a
@@ -125,7 +125,9 @@ struct st_ops {
     /* As ds_match_labels and ds_match_vectors (docstore.h): the same
      * matches on both backends (PostgreSQL: jsonb operators, with the
      * JSON equality of collection.h: 1 equals 1.0, strings byte for
-     * byte). */
+     * byte; docstore_pg.c says where jsonb cannot tell what SQLite
+     * does: a meta repeating a key, a real literal with an integral
+     * value beyond 2^53). */
     int (*match_labels)(struct st_coll *c, const struct coll_filter *f, const int64_t *labels,
                         size_t n, unsigned char *match, struct rs_error *e);
     int (*match_vectors)(struct st_coll *c, const struct coll_filter *f,

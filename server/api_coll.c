@@ -38,7 +38,9 @@ coll_fail(struct app *a, struct api_reply *rp, struct rs_error *e)
         rp->retry_after = 1;
         metrics_rejected("busy");
     } else if (e->code == RS_EUNAVAIL) {
-        api_error(rp, 503, "storage_unavailable", "%s", e->msg);
+        /* libpq's reason names sockets and hosts: it goes to the log only */
+        api_error(rp, 503, "storage_unavailable", "the database cannot be reached; retry "
+                  "later");
         rp->retry_after = 2;
         metrics_rejected("storage_unavailable");
     } else {

@@ -10,12 +10,18 @@
  * write retires are reported with its sequence), not computed by the code
  * under test.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <libpq-fe.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
 
 #include "../index/storage.h"
 #include "pgserver.h"
@@ -777,6 +783,656 @@ START_TEST(test_write_wakes_other_connection)
 }
 END_TEST
 
+/* --- search effort, incarnations ----------------------------------------- */
+
+/* The operations a backend must have (a NULL slot fails here, not in a
+ * crash). */
+static void
+has_ops(const struct st_ops *ops)
+{
+    ck_assert_msg(ops->changed != NULL && ops->uid != NULL && ops->set_effort != NULL &&
+                  ops->match_labels != NULL && ops->match_vectors != NULL,
+                  "%s lacks changed, uid, set_effort or the filters", ops->backend);
+}
+
+START_TEST(test_effort_round_trip)
+{
+    static const struct coll_effort mine = { 64, 200, 0 }, later = { 64, 0, 12 };
+    struct st_db *db = db_open(_i), *other;
+    struct ds_settings s = settings, got;
+    struct rs_error e = { 0 };
+    struct st_coll *c, *oc;
+
+    if (db == NULL)
+        return;
+    has_ops(db->ops);
+    s.effort = mine;
+    ck_assert_msg(db->ops->create(db, coll_name("effort"), &s, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(db->ops->open(db, coll_name("effort"), &c, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(c->ops->settings(c, &got, &e) == RS_OK, "%s", e.msg);
+    ck_assert_str_eq(got.fingerprint, "roformer-sim-tiny:sha256:0123abcd");
+    ck_assert_int_eq(got.effort.ef_construction, 64);
+    ck_assert_int_eq(got.effort.ef_search, 200);
+    ck_assert_int_eq(got.effort.nprobe, 0);
+
+    ck_assert_msg(c->ops->set_effort(c, &later, &e) == RS_OK, "%s", e.msg);
+    other = db_open(_i);
+    ck_assert_msg(other->ops->open(other, coll_name("effort"), &oc, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(oc->ops->settings(oc, &got, &e) == RS_OK, "%s", e.msg);
+    ck_assert_int_eq(got.effort.ef_construction, 64);
+    ck_assert_int_eq(got.effort.ef_search, 0);
+    ck_assert_int_eq(got.effort.nprobe, 12);
+    ck_assert_str_eq(got.factory, "Flat");
+    ck_assert_int_eq(got.dim, DIM);
+    ck_assert_str_eq(got.fingerprint, "roformer-sim-tiny:sha256:0123abcd");
+    oc->ops->close(oc);
+    st_close(other);
+    c->ops->close(c);
+    st_close(db);
+    db_cleanup();
+}
+END_TEST
+
+/* A new incarnation under the same name has another uid (PostgreSQL);
+ * SQLite says 0 (its collections are opened by one process). */
+START_TEST(test_uid_after_recreate)
+{
+    struct st_db *db = db_open(_i), *other;
+    struct rs_error e = { 0 };
+    struct st_coll *c, *oc;
+    int64_t first;
+
+    if (db == NULL)
+        return;
+    has_ops(db->ops);
+    c = new_coll(db, coll_name("uid"));
+    other = db_open(_i);
+    ck_assert_msg(other->ops->open(other, coll_name("uid"), &oc, &e) == RS_OK, "%s", e.msg);
+    ck_assert_int_eq(c->ops->uid(c), oc->ops->uid(oc));
+    first = c->ops->uid(c);
+    oc->ops->close(oc);
+    c->ops->close(c);
+    ck_assert_int_eq(db->ops->drop(db, coll_name("uid"), &e), RS_OK);
+    c = new_coll(db, coll_name("uid"));
+    if (_i == 0)
+        ck_assert_int_eq(c->ops->uid(c), 0);
+    else
+        ck_assert_int_ne(c->ops->uid(c), first);
+    ck_assert_msg(other->ops->open(other, coll_name("uid"), &oc, &e) == RS_OK, "%s", e.msg);
+    ck_assert_int_eq(c->ops->uid(c), oc->ops->uid(oc));
+    oc->ops->close(oc);
+    st_close(other);
+    c->ops->close(c);
+    st_close(db);
+    db_cleanup();
+}
+END_TEST
+
+/* --- filters: both backends against an evaluator of collection.h ---------- */
+
+enum { T_NULL, T_TRUE, T_FALSE, T_INT, T_REAL, T_STR, T_OTHER };
+
+/* A JSON value as written in a document, and what it means. */
+struct jval {
+    const char *json;
+    int type;
+    long long i;        /* T_INT */
+    const char *s;      /* T_STR: the decoded bytes; T_REAL: none (strtod(json)) */
+};
+
+static const struct jval doc_values[] = {
+    { "null", T_NULL, 0, NULL }, { "true", T_TRUE, 0, NULL }, { "false", T_FALSE, 0, NULL },
+    { "0", T_INT, 0, NULL }, { "1", T_INT, 1, NULL }, { "-1", T_INT, -1, NULL },
+    { "-0", T_INT, 0, NULL }, { "100", T_INT, 100, NULL },
+    { "9007199254740993", T_INT, 9007199254740993LL, NULL },
+    { "9007199254740992", T_INT, 9007199254740992LL, NULL },
+    { "9223372036854775807", T_INT, 9223372036854775807LL, NULL },
+    { "-9223372036854775808", T_INT, -9223372036854775807LL - 1, NULL },
+    { "1.0", T_REAL, 0, NULL }, { "0.1", T_REAL, 0, NULL },
+    { "0.10000000000000001", T_REAL, 0, NULL }, { "2.5", T_REAL, 0, NULL },
+    { "-0.0", T_REAL, 0, NULL }, { "1e2", T_REAL, 0, NULL }, { "100.0", T_REAL, 0, NULL },
+    { "0.30000000000000004", T_REAL, 0, NULL }, { "1e300", T_REAL, 0, NULL },
+    { "-7.25", T_REAL, 0, NULL }, { "1.5e-3", T_REAL, 0, NULL },
+    { "\"\"", T_STR, 0, "" }, { "\"a\"", T_STR, 0, "a" }, { "\"A\"", T_STR, 0, "A" },
+    { "\"\xc3\xa9\"", T_STR, 0, "\xc3\xa9" }, { "\"\\u00e9\"", T_STR, 0, "\xc3\xa9" },
+    { "\"e\\u0301\"", T_STR, 0, "e\xcc\x81" },
+    { "\"say \\\"hi\\\"\"", T_STR, 0, "say \"hi\"" },
+    { "\"back\\\\slash\"", T_STR, 0, "back\\slash" },
+    { "\"\xe6\x97\xa5\xe6\x9c\xac\"", T_STR, 0, "\xe6\x97\xa5\xe6\x9c\xac" },
+    { "\"1\"", T_STR, 0, "1" }, { "\"true\"", T_STR, 0, "true" },
+    { "\"null\"", T_STR, 0, "null" }, { "\"it's\"", T_STR, 0, "it's" },
+    { "\"'); DROP TABLE rosim_docs; --\"", T_STR, 0, "'); DROP TABLE rosim_docs; --" },
+    { "\"\\ud83d\\ude00\"", T_STR, 0, "\xf0\x9f\x98\x80" },
+    { "[1]", T_OTHER, 0, NULL }, { "[]", T_OTHER, 0, NULL }, { "{\"a\":1}", T_OTHER, 0, NULL },
+    { "{}", T_OTHER, 0, NULL }, { "[\"a\"]", T_OTHER, 0, NULL }, { "[null]", T_OTHER, 0, NULL },
+};
+#define N_DOC_VALUES (sizeof(doc_values) / sizeof(doc_values[0]))
+
+/* Keys: as written in a document, and the bytes a filter names. */
+static const char *const key_json[] = { "\"k0\"", "\"k1\"", "\"k2\"", "\"\\u043a\"",
+                                        "\"a b\"", "\"q\\\"k\"" };
+static const char *const key_bytes[] = { "k0", "k1", "k2", "\xd0\xba", "a b", "q\"k",
+                                         "missing", "\xff" };
+#define N_DOC_KEYS 6
+#define N_KEYS 8
+#define N_DOCS 240
+
+struct odoc {
+    int val[N_DOC_KEYS];        /* index in doc_values, -1: absent */
+    int shape;                  /* 0 an object of val; 1 "[\"k0\"]"; 2 "5" */
+};
+
+static int
+int_is_real(long long i, double r)
+{
+    return r == trunc(r) && r >= -0x1p63 && r < 0x1p63 && (long long)r == i;
+}
+
+/* Whether document value d equals filter value f (collection.h). */
+static int
+value_eq(const struct jval *d, const struct coll_value *f)
+{
+    double dr = d->type == T_REAL ? strtod(d->json, NULL) : 0;
+
+    switch (f->type) {
+    case COLL_V_NULL: return d->type == T_NULL;
+    case COLL_V_TRUE: return d->type == T_TRUE;
+    case COLL_V_FALSE: return d->type == T_FALSE;
+    case COLL_V_STRING:
+        return d->type == T_STR && strlen(d->s) == f->len && memcmp(d->s, f->s, f->len) == 0;
+    case COLL_V_INT:
+        return d->type == T_INT ? d->i == f->i : d->type == T_REAL && int_is_real(f->i, dr);
+    default:
+        return d->type == T_INT ? int_is_real(d->i, f->r) : d->type == T_REAL && dr == f->r;
+    }
+}
+
+static int
+key_index(const char *key)
+{
+    for (int k = 0; k < N_DOC_KEYS; k++)
+        if (strcmp(key, key_bytes[k]) == 0)
+            return k;
+    return -1;
+}
+
+static int
+doc_matches(const struct odoc *d, const struct coll_filter *f)
+{
+    for (int i = 0; i < f->n; i++) {
+        const struct coll_clause *cl = &f->clauses[i];
+        int k = key_index(cl->key), v = k >= 0 && d->shape == 0 ? d->val[k] : -1, any = 0;
+        if (cl->cond == COLL_EXISTS && v < 0)
+            return 0;
+        if (cl->cond == COLL_ABSENT && v >= 0)
+            return 0;
+        if (cl->cond != COLL_MATCH)
+            continue;
+        for (int j = 0; v >= 0 && j < cl->n_values; j++)
+            any |= value_eq(&doc_values[v], &cl->values[j]);
+        if (!any)
+            return 0;
+    }
+    return 1;
+}
+
+/* A filter value from the documents' scalars, or one no document has. */
+static struct coll_value
+random_value(unsigned *seed)
+{
+    static const struct coll_value extra[] = {
+        { COLL_V_INT, 3, 0, NULL, 0 }, { COLL_V_REAL, 0, 100.0, NULL, 0 },
+        { COLL_V_REAL, 0, 1.0, NULL, 0 }, { COLL_V_REAL, 0, 0.1, NULL, 0 },
+        { COLL_V_REAL, 0, 9007199254740992.0, NULL, 0 }, { COLL_V_REAL, 0, -0.0, NULL, 0 },
+        { COLL_V_REAL, 0, -9223372036854775808.0, NULL, 0 },
+        { COLL_V_REAL, 0, 1e300, NULL, 0 }, { COLL_V_INT, 9007199254740993LL, 0, NULL, 0 },
+        { COLL_V_STRING, 0, 0, "zz", 2 }, { COLL_V_STRING, 0, 0, "\xff", 1 },
+        { COLL_V_STRING, 0, 0, "a\0b", 3 }, { COLL_V_STRING, 0, 0, "A", 1 },
+    };
+    const struct jval *d;
+    struct coll_value v = { 0 };
+
+    if (rand_r(seed) % 4 == 0)
+        return extra[rand_r(seed) % (sizeof(extra) / sizeof(extra[0]))];
+    do
+        d = &doc_values[rand_r(seed) % N_DOC_VALUES];
+    while (d->type == T_OTHER);
+    switch (d->type) {
+    case T_NULL: v.type = COLL_V_NULL; break;
+    case T_TRUE: v.type = COLL_V_TRUE; break;
+    case T_FALSE: v.type = COLL_V_FALSE; break;
+    case T_INT: v.type = COLL_V_INT; v.i = d->i; break;
+    case T_REAL: v.type = COLL_V_REAL; v.r = strtod(d->json, NULL); break;
+    default: v.type = COLL_V_STRING; v.s = d->s; v.len = strlen(d->s); break;
+    }
+    return v;
+}
+
+static int
+gather_label(int64_t label, const float *vec, void *arg)
+{
+    unsigned char *seen = arg;
+    (void)vec;
+    ck_assert(label >= 1 && label <= N_DOCS);
+    ck_assert_int_eq(seen[label], 0);
+    seen[label] = 1;
+    return 0;
+}
+
+START_TEST(test_filter_oracle)
+{
+    struct st_db *db = db_open(_i);
+    static struct odoc docs[N_DOCS];
+    struct coll_doc cd[N_DOCS];
+    static char metas[N_DOCS][512], ids[N_DOCS][16];
+    static float vecs[N_DOCS * DIM];
+    struct rs_error e = { 0 };
+    struct st_coll *c;
+    unsigned seed = 20261202;
+    int64_t first, retired[N_DOCS], labels[N_DOCS + 3];
+    size_t n_retired;
+    long new_docs;
+    int n_match = 0;
+
+    if (db == NULL)
+        return;
+    has_ops(db->ops);
+    c = new_coll(db, coll_name("filter"));
+    for (int d = 0; d < N_DOCS; d++) {
+        size_t at = 0;
+        docs[d].shape = d % 23 == 5 ? 1 : d % 23 == 11 ? 2 : 0;
+        at += (size_t)snprintf(metas[d], sizeof(metas[d]), "{");
+        for (int k = 0; k < N_DOC_KEYS; k++) {
+            docs[d].val[k] = rand_r(&seed) % 5 < 2 ? (int)(rand_r(&seed) % N_DOC_VALUES) : -1;
+            if (docs[d].val[k] >= 0)
+                at += (size_t)snprintf(metas[d] + at, sizeof(metas[d]) - at, "%s%s: %s",
+                                       at > 1 ? ", " : "", key_json[k],
+                                       doc_values[docs[d].val[k]].json);
+        }
+        snprintf(metas[d] + at, sizeof(metas[d]) - at, "}");
+        if (docs[d].shape)
+            snprintf(metas[d], sizeof(metas[d]), "%s", docs[d].shape == 1 ? "[\"k0\"]" : "5");
+        snprintf(ids[d], sizeof(ids[d]), "f%d", d);
+        vector_of(ids[d], 1, vecs + d * DIM);
+        cd[d] = (struct coll_doc){ ids[d], ids[d], metas[d], vecs + d * DIM, 0 };
+    }
+    ck_assert_msg(c->ops->upsert(c, cd, vecs, N_DOCS, &first, retired, &n_retired, &new_docs,
+                                 &e) == RS_OK, "%s", e.msg);
+    ck_assert_int_eq(first, 1);
+    for (int d = 0; d < N_DOCS; d++)
+        labels[d] = N_DOCS - d;       /* label of document N_DOCS - d - 1 */
+    labels[N_DOCS] = 0;
+    labels[N_DOCS + 1] = N_DOCS + 7;
+    labels[N_DOCS + 2] = 3;
+
+    for (int t = 0; t < 300; t++) {
+        struct coll_clause cl[3];
+        struct coll_value vals[3][4];
+        struct coll_filter f = { cl, 1 + (int)(rand_r(&seed) % 3) };
+        unsigned char match[N_DOCS + 3], seen[N_DOCS + 1] = { 0 };
+        for (int i = 0; i < f.n; i++) {
+            int r = (int)(rand_r(&seed) % 6);
+            cl[i].key = key_bytes[rand_r(&seed) % N_KEYS];
+            cl[i].cond = r < 4 ? COLL_MATCH : r == 4 ? COLL_EXISTS : COLL_ABSENT;
+            cl[i].n_values = cl[i].cond == COLL_MATCH ? 1 + (int)(rand_r(&seed) % 4) : 0;
+            cl[i].values = vals[i];
+            for (int v = 0; v < cl[i].n_values; v++)
+                vals[i][v] = random_value(&seed);
+        }
+        ck_assert_msg(c->ops->match_labels(c, &f, labels, N_DOCS + 3, match, &e) == RS_OK,
+                      "filter %d: %s", t, e.msg);
+        ck_assert_msg(c->ops->match_vectors(c, &f, gather_label, seen, &e) == RS_OK,
+                      "filter %d: %s", t, e.msg);
+        for (int d = 0; d < N_DOCS; d++) {
+            int want = doc_matches(&docs[d], &f);
+            ck_assert_msg(match[N_DOCS - d - 1] == want && seen[d + 1] == want,
+                          "filter %d, document %s: matched %d/%d, expected %d", t, metas[d],
+                          match[N_DOCS - d - 1], seen[d + 1], want);
+            n_match += want;
+        }
+        ck_assert_int_eq(match[N_DOCS], 0);
+        ck_assert_int_eq(match[N_DOCS + 1], 0);
+        ck_assert_int_eq(match[N_DOCS + 2], doc_matches(&docs[2], &f));
+    }
+    ck_assert_int_gt(n_match, 300 * N_DOCS / 50);    /* the filters do match some */
+    c->ops->close(c);
+    st_close(db);
+    db_cleanup();
+}
+END_TEST
+
+/* --- the database-wide change wait ---------------------------------------- */
+
+struct poke {
+    struct st_db *db;           /* another handle */
+    int delay_ms;
+    double done;                /* when its write committed (tu_now) */
+    int rc;
+};
+
+/* After delay_ms, a write on another handle: a document in "feedall". */
+static void *
+poke_later(void *arg)
+{
+    static const char *const ids[] = { "poke" };
+    struct poke *p = arg;
+    struct rs_error e = { 0 };
+    struct st_coll *c;
+    int64_t first, retired[1];
+    size_t n_retired;
+    long new_docs;
+
+    usleep((useconds_t)p->delay_ms * 1000);
+    p->rc = p->db->ops->open(p->db, coll_name("feedall"), &c, &e);
+    if (p->rc == RS_OK) {
+        p->rc = put(c, ids, 1, 1, &first, retired, &n_retired, &new_docs, &e);
+        c->ops->close(c);
+    }
+    p->done = tu_now();
+    return NULL;
+}
+
+START_TEST(test_changed)
+{
+    struct st_db *db = db_open(_i), *other;
+    struct rs_error e = { 0 };
+    struct st_coll *c;
+    unsigned long gen = 0, before;
+    struct poke p;
+    pthread_t t;
+    double t0, dt;
+
+    if (db == NULL)
+        return;
+    has_ops(db->ops);
+    c = new_coll(db, coll_name("feedall"));
+    other = db_open(_i);
+
+    /* the first call may return at once (PostgreSQL: listening begins) */
+    ck_assert_msg(db->ops->changed(db, &gen, 2000, &e) == RS_OK, "%s", e.msg);
+    /* nothing happens: back after the timeout */
+    before = gen;
+    t0 = tu_now();
+    ck_assert_msg(db->ops->changed(db, &gen, 300, &e) == RS_OK, "%s", e.msg);
+    dt = tu_now() - t0;
+    ck_assert_msg(dt >= 0.29 && dt < 1.0, "returned after %.3f s", dt);
+    if (_i == 0) {              /* SQLite: nothing more to tell */
+        c->ops->close(c);
+        st_close(other);
+        st_close(db);
+        db_cleanup();
+        return;
+    }
+    ck_assert_uint_eq(gen, before);
+
+    /* a write through another handle: promptly */
+    p = (struct poke){ other, 300, 0, -1 };
+    ck_assert_int_eq(pthread_create(&t, NULL, poke_later, &p), 0);
+    ck_assert_msg(db->ops->changed(db, &gen, 5000, &e) == RS_OK, "%s", e.msg);
+    dt = tu_now();
+    pthread_join(t, NULL);
+    ck_assert_int_eq(p.rc, RS_OK);
+    ck_assert_uint_ne(gen, before);
+    ck_assert_msg(dt - p.done < 0.2, "returned %.3f s after the write", dt - p.done);
+
+    /* a write while nobody waits: the next call returns at once */
+    before = gen;
+    p = (struct poke){ other, 0, 0, -1 };
+    poke_later(&p);
+    ck_assert_int_eq(p.rc, RS_OK);
+    usleep(100 * 1000);
+    t0 = tu_now();
+    ck_assert_msg(db->ops->changed(db, &gen, 5000, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(tu_now() - t0 < 0.2, "pending change took %.3f s", tu_now() - t0);
+    ck_assert_uint_ne(gen, before);
+
+    /* a creation, a change of effort and a drop elsewhere count too */
+    for (int k = 0; k < 3; k++) {
+        static const struct coll_effort eff = { 0, 99, 0 };
+        struct st_coll *oc;
+        before = gen;
+        if (k == 0)
+            ck_assert_int_eq(other->ops->create(other, coll_name("feedall2"), &settings, &e),
+                             RS_OK);
+        else if (k == 2)
+            ck_assert_int_eq(other->ops->drop(other, coll_name("feedall2"), &e), RS_OK);
+        else {
+            ck_assert_int_eq(other->ops->open(other, coll_name("feedall"), &oc, &e), RS_OK);
+            ck_assert_int_eq(oc->ops->set_effort(oc, &eff, &e), RS_OK);
+            oc->ops->close(oc);
+        }
+        t0 = tu_now();
+        ck_assert_msg(db->ops->changed(db, &gen, 5000, &e) == RS_OK, "%s", e.msg);
+        ck_assert_msg(tu_now() - t0 < 0.5, "change %d took %.3f s", k, tu_now() - t0);
+        ck_assert_uint_ne(gen, before);
+    }
+    c->ops->close(c);
+    st_close(other);
+    st_close(db);
+    db_cleanup();
+}
+END_TEST
+
+static double
+cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The server stops and starts: changed() returns (a change, or
+ * RS_EUNAVAIL after its timeout) without spinning, then sees writes
+ * again. */
+START_TEST(test_pg_changed_across_restart)
+{
+    struct rs_error e = { 0 };
+    struct st_db *db, *other;
+    struct st_coll *c;
+    unsigned long gen = 0, before;
+    struct poke p;
+    pthread_t t;
+    double t0, cpu0, dt;
+    int calls = 0, unavail = 0, rc;
+
+    if (pg_state == 1)
+        return;
+    ck_assert_msg(pg_state == 0, "PostgreSQL did not start: %s", pg.why);
+    ck_assert_msg(st_open(&db, "postgresql", pg.dsn, 0, &e) == RS_OK, "%s", e.msg);
+    has_ops(db->ops);
+    c = new_coll(db, coll_name("feedall"));
+    ck_assert_msg(db->ops->changed(db, &gen, 2000, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(tu_pg_stop(&pg) == 0, "%s", pg.why);
+
+    t0 = tu_now();
+    cpu0 = cpu_now();
+    while (tu_now() - t0 < 1.5) {
+        double c0 = tu_now();
+        rc = db->ops->changed(db, &gen, 400, &e);
+        ck_assert_msg(rc == RS_OK || rc == RS_EUNAVAIL, "%d: %s", rc, e.msg);
+        ck_assert_msg(tu_now() - c0 < 1.5, "a call took %.3f s", tu_now() - c0);
+        if (rc == RS_EUNAVAIL) {
+            ck_assert_msg(tu_now() - c0 >= 0.39, "unavailable after %.3f s", tu_now() - c0);
+            ck_assert_ptr_nonnull(strstr(e.msg, "PostgreSQL is unavailable"));
+        }
+        unavail += rc == RS_EUNAVAIL;
+        calls++;
+    }
+    dt = cpu_now() - cpu0;
+    ck_assert_int_ge(unavail, 2);
+    ck_assert_msg(calls <= 8, "%d calls in 1.5 s", calls);
+    ck_assert_msg(dt < 0.3, "%.3f s of CPU while the server was down", dt);
+
+    /* back: a change (the reconnection), then writes are seen again */
+    ck_assert_msg(tu_pg_restart(&pg) == 0, "%s", pg.why);
+    before = gen;
+    t0 = tu_now();
+    ck_assert_msg(db->ops->changed(db, &gen, 5000, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(tu_now() - t0 < 1.0, "reconnected after %.3f s", tu_now() - t0);
+    ck_assert_uint_ne(gen, before);
+    ck_assert_msg(st_open(&other, "postgresql", pg.dsn, 0, &e) == RS_OK, "%s", e.msg);
+    p = (struct poke){ other, 300, 0, -1 };
+    ck_assert_int_eq(pthread_create(&t, NULL, poke_later, &p), 0);
+    before = gen;
+    ck_assert_msg(db->ops->changed(db, &gen, 5000, &e) == RS_OK, "%s", e.msg);
+    dt = tu_now();
+    pthread_join(t, NULL);
+    ck_assert_int_eq(p.rc, RS_OK);
+    ck_assert_uint_ne(gen, before);
+    ck_assert_msg(dt - p.done < 0.2, "returned %.3f s after the write", dt - p.done);
+    st_close(other);
+    ck_assert_msg(db->ops->drop(db, coll_name("feedall"), &e) == RS_OK, "%s", e.msg);
+    c->ops->close(c);
+    st_close(db);
+}
+END_TEST
+
+/* --- schema version 1, as rosim wrote it before effort settings ---------- */
+
+static const char pg_schema_v1[] =
+    "CREATE TABLE rosim_schema (version integer NOT NULL);"
+    "INSERT INTO rosim_schema VALUES (1);"
+    "CREATE TABLE rosim_collections (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE,"
+    " factory text NOT NULL, dim integer NOT NULL, fingerprint text NOT NULL,"
+    " seq bigint NOT NULL DEFAULT 0, pruned bigint NOT NULL DEFAULT 0,"
+    " created timestamptz NOT NULL DEFAULT now());"
+    "CREATE TABLE rosim_docs (coll bigint NOT NULL REFERENCES rosim_collections (id)"
+    " ON DELETE CASCADE, id text NOT NULL, label bigint NOT NULL, text bytea NOT NULL,"
+    " meta json NOT NULL, meta_jsonb jsonb GENERATED ALWAYS AS (meta::jsonb) STORED,"
+    " vector bytea NOT NULL, seq bigint NOT NULL, PRIMARY KEY (coll, id),"
+    " UNIQUE (coll, label));"
+    "CREATE TABLE rosim_retired (coll bigint NOT NULL REFERENCES rosim_collections (id)"
+    " ON DELETE CASCADE, label bigint NOT NULL, seq bigint NOT NULL,"
+    " PRIMARY KEY (coll, label));"
+    "INSERT INTO rosim_collections (name, factory, dim, fingerprint, seq)"
+    " VALUES ('old', 'Flat', 8, 'roformer-sim-tiny:sha256:0123abcd', 1);"
+    "INSERT INTO rosim_docs (coll, id, label, text, meta, vector, seq) SELECT id, 'd1', 1,"
+    " 'hello', '{\"k\":1}', decode(repeat('0000803f', 8), 'hex'), 1 FROM rosim_collections;";
+
+static const char sqlite_schema_v1[] =
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+    "INSERT INTO meta VALUES ('schema', '1'), ('factory', 'Flat'), ('dim', '8'),"
+    " ('fingerprint', 'roformer-sim-tiny:sha256:0123abcd'), ('seq', '1'), ('pruned', '0');"
+    "CREATE TABLE docs (id TEXT PRIMARY KEY, label INTEGER UNIQUE, text TEXT, meta TEXT,"
+    " vector BLOB, seq INTEGER);"
+    "CREATE INDEX docs_seq ON docs (seq);"
+    "CREATE TABLE deleted (label INTEGER PRIMARY KEY, seq INTEGER);"
+    "INSERT INTO docs VALUES ('d1', 1, 'hello', '{\"k\":1}',"
+    " x'0000803f0000803f0000803f0000803f0000803f0000803f0000803f0000803f', 1);";
+
+static void
+pg_exec_ok(PGconn *k, const char *sql)
+{
+    PGresult *r = PQexec(k, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+                  "%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+static void *
+open_v1(void *arg)
+{
+    struct rs_error e = { 0 };
+    struct st_db *db;
+    int *rc = arg;
+
+    *rc = st_open(&db, "postgresql", where, 0, &e);
+    if (*rc == RS_OK)
+        st_close(db);
+    return NULL;
+}
+
+/* A database of version 1 is upgraded when opened (by three processes at
+ * once, here threads): its collections read effort 0 and keep the rest. */
+START_TEST(test_schema_v1_upgraded)
+{
+    static const struct coll_effort eff = { 0, 77, 0 };
+    struct rs_error e = { 0 };
+    struct st_db *db;
+    struct st_coll *c;
+    struct ds_settings s;
+    struct coll_hit h;
+    char dbname[64], cmd[600];
+    float v[DIM];
+    int64_t seq = -1;
+
+    if (_i == 0) {
+        snprintf(where, sizeof(where), "/tmp/rosim-storage-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(where));
+        sqlite3 *sq;
+        snprintf(cmd, sizeof(cmd), "%s/old", where);
+        ck_assert_int_eq(mkdir(cmd, 0700), 0);
+        snprintf(cmd, sizeof(cmd), "%s/old/docs.db", where);
+        ck_assert_int_eq(sqlite3_open(cmd, &sq), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(sq, sqlite_schema_v1, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(sq);
+    } else {
+        PGconn *k;
+        if (pg_state == 1)
+            return;
+        ck_assert_msg(pg_state == 0, "PostgreSQL did not start: %s", pg.why);
+        snprintf(dbname, sizeof(dbname), "rosim_v1_%d", (int)getpid());
+        k = PQconnectdb(pg.dsn);
+        ck_assert_int_eq(PQstatus(k), CONNECTION_OK);
+        snprintf(cmd, sizeof(cmd), "CREATE DATABASE %s", dbname);
+        pg_exec_ok(k, cmd);
+        PQfinish(k);
+        snprintf(where, sizeof(where), "%s dbname=%s", pg.dsn, dbname);
+        k = PQconnectdb(where);
+        ck_assert_int_eq(PQstatus(k), CONNECTION_OK);
+        pg_exec_ok(k, pg_schema_v1);
+        PQfinish(k);
+
+        pthread_t t[3];
+        int rc[3];
+        for (int i = 0; i < 3; i++)
+            ck_assert_int_eq(pthread_create(&t[i], NULL, open_v1, &rc[i]), 0);
+        for (int i = 0; i < 3; i++) {
+            pthread_join(t[i], NULL);
+            ck_assert_int_eq(rc[i], RS_OK);
+        }
+    }
+    ck_assert_msg(st_open(&db, backends[_i], where, 0, &e) == RS_OK, "%s", e.msg);
+    has_ops(db->ops);
+    ck_assert_msg(db->ops->open(db, "old", &c, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(c->ops->settings(c, &s, &e) == RS_OK, "%s", e.msg);
+    ck_assert_str_eq(s.factory, "Flat");
+    ck_assert_int_eq(s.dim, DIM);
+    ck_assert_str_eq(s.fingerprint, "roformer-sim-tiny:sha256:0123abcd");
+    ck_assert_int_eq(s.effort.ef_construction, 0);
+    ck_assert_int_eq(s.effort.ef_search, 0);
+    ck_assert_int_eq(s.effort.nprobe, 0);
+    ck_assert_msg(c->ops->get_label(c, 1, &h, v, &e) == RS_OK, "%s", e.msg);
+    ck_assert_str_eq(h.id, "d1");
+    ck_assert_float_eq(v[DIM - 1], 1.0f);
+    coll_hit_clear(&h);
+    ck_assert_int_eq(c->ops->seq(c, &seq, &e), RS_OK);
+    ck_assert_int_eq(seq, 1);
+    ck_assert_msg(c->ops->set_effort(c, &eff, &e) == RS_OK, "%s", e.msg);
+    ck_assert_msg(c->ops->settings(c, &s, &e) == RS_OK, "%s", e.msg);
+    ck_assert_int_eq(s.effort.ef_search, 77);
+    c->ops->close(c);
+    st_close(db);
+
+    if (_i == 1) {              /* version 2 recorded; a later one refused */
+        PGconn *k = PQconnectdb(where);
+        PGresult *r = PQexec(k, "SELECT version FROM rosim_schema");
+        ck_assert_int_eq(PQntuples(r), 1);
+        ck_assert_str_eq(PQgetvalue(r, 0, 0), "2");
+        PQclear(r);
+        pg_exec_ok(k, "UPDATE rosim_schema SET version = 3");
+        ck_assert_int_eq(st_open(&db, "postgresql", where, 0, &e), RS_EFORMAT);
+        ck_assert_ptr_nonnull(strstr(e.msg, "version 3"));
+        PQfinish(k);
+        k = PQconnectdb(pg.dsn);
+        snprintf(cmd, sizeof(cmd), "DROP DATABASE %s", dbname);
+        pg_exec_ok(k, cmd);
+        PQfinish(k);
+    }
+    db_cleanup();
+}
+END_TEST
+
 /* --- PostgreSQL only: the server goes away and comes back ----------------- */
 
 START_TEST(test_pg_down_then_back)
@@ -1019,11 +1675,17 @@ storage_suite(void)
     tcase_add_loop_test(tc, test_seq_only_grows, 0, 2);
     tcase_add_loop_test(tc, test_two_writers_one_collection, 0, 2);
     tcase_add_loop_test(tc, test_write_wakes_other_connection, 0, 2);
+    tcase_add_loop_test(tc, test_effort_round_trip, 0, 2);
+    tcase_add_loop_test(tc, test_uid_after_recreate, 0, 2);
+    tcase_add_loop_test(tc, test_filter_oracle, 0, 2);
+    tcase_add_loop_test(tc, test_changed, 0, 2);
+    tcase_add_loop_test(tc, test_schema_v1_upgraded, 0, 2);
     suite_add_tcase(s, tc);
 
     tcase_add_unchecked_fixture(pc, pg_up, pg_down);
     tcase_set_timeout(pc, 120);
     tcase_add_test(pc, test_pg_down_then_back);
+    tcase_add_test(pc, test_pg_changed_across_restart);
     tcase_add_test(pc, test_pg_unreachable_hides_dsn);
     tcase_add_test(pc, test_pg_refused_batch_leaves_nothing);
     tcase_add_test(pc, test_run_returns_before_daemon);
