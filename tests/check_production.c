@@ -588,32 +588,6 @@ START_TEST(test_batcher_linger_ends_when_quiet)
 }
 END_TEST
 
-/* batcher_free during a linger ends it at once and still runs the jobs. */
-START_TEST(test_batcher_free_ends_linger)
-{
-    struct rf_model *m;
-    struct rs_error e;
-    struct batcher *b;
-    struct enc_call two[2];
-    pthread_t t[2];
-    double t0;
-
-    ck_assert_int_eq(rf_model_load(&m, TINY, &e), RS_OK);
-    b = batcher_new(m, 4096, LINGER_US, 64, 64);
-    ck_assert_ptr_nonnull(b);
-    two_lingering(b, two, t);
-    t0 = tu_now();
-    batcher_free(b);
-    ck_assert_msg(tu_now() - t0 < 0.1 * LINGER_US / 1e6, "batcher_free took %.3f s",
-                  tu_now() - t0);
-    for (int i = 0; i < 2; i++) {
-        pthread_join(t[i], NULL);
-        ck_assert_int_eq(two[i].rc, RS_OK);
-    }
-    rf_model_free(m);
-}
-END_TEST
-
 START_TEST(test_sigterm_finishes_requests)
 {
     /* room for the slow request however slow the build (ThreadSanitizer) */
@@ -774,7 +748,6 @@ production_suite(void)
     tcase_add_test(tc, test_batcher_linger_regroups);
     tcase_add_test(tc, test_batcher_lone_client_waits_not);
     tcase_add_test(tc, test_batcher_linger_ends_when_quiet);
-    tcase_add_test(tc, test_batcher_free_ends_linger);
     tcase_add_test(tc, test_sigterm_finishes_requests);
     tcase_add_test(tc, test_client_gone);
     tcase_add_test(tc, test_sigterm_deadline);
